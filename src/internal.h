@@ -1,0 +1,149 @@
+/*
+ * internal.h — the runtime's shared types: the VM, an isolate, a message,
+ * and the per-thread state.  Each component's functions are declared in the
+ * header named after it; this file only holds what several of them share.
+ *
+ * Naming: internal non-static functions are isola__<component>_<verb>.
+ */
+#ifndef ISOLA_INTERNAL_H
+#define ISOLA_INTERNAL_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "isola.h"
+#include "random.h"
+
+#define ISOLA__CACHE_LINE 64
+
+#if defined(__GNUC__)
+#define ISOLA__LIKELY(x) __builtin_expect(!!(x), 1)
+#define ISOLA__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define ISOLA__TLS __thread __attribute__((tls_model("initial-exec")))
+#else
+#define ISOLA__LIKELY(x) (x)
+#define ISOLA__UNLIKELY(x) (x)
+#define ISOLA__TLS _Thread_local
+#endif
+
+typedef struct isola__isolate isola__isolate;
+typedef struct isola__group isola__group;
+typedef struct isola__thread isola__thread;
+typedef struct isola__worker isola__worker;
+typedef struct isola__epoch_rec isola__epoch_rec;
+typedef struct isola__vm isola__vm;
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* A link of an intrusive MPSC queue (message_queue.h). */
+typedef struct isola__node {
+  _Atomic(struct isola__node *) next;
+} isola__node;
+
+enum {
+  ISOLA__MSG_USER = 0, /* a value for a receive port */
+  ISOLA__MSG_START,    /* the spawn message: runs the entry function */
+};
+
+/* A message: one allocation holding the header and a copy of the value
+ * graph (value.c lays it out after the header). */
+typedef struct isola__msg {
+  isola__node node; /* first: queues link messages through it */
+  isola_port dest;
+  isola_port reply_to;
+  uint32_t type; /* ISOLA__MSG_* */
+  uint32_t reserved;
+  isola_value value; /* points into the bytes after this header */
+} isola__msg;
+
+/* ---- groups and isolates ---------------------------------------------- */
+
+struct isola__group {
+  uint64_t id;
+  void *data;               /* what the group_created hook returned */
+  _Atomic size_t isolates;  /* members not yet cleaned up */
+};
+
+enum {
+  ISOLA__ISO_STARTING = 0, /* spawned; its START message is queued */
+  ISOLA__ISO_RUNNING,      /* entry has run */
+  ISOLA__ISO_DEAD,         /* ended: ports closed, waiting to be freed */
+};
+
+#define ISOLA__NAME_MAX 63
+
+/*
+ * An isolate.  Senders touch only the first cache line (the two queue
+ * heads); everything else belongs to the thread running the isolate, which
+ * the scheduling bit makes unique (message_queue.h).
+ */
+struct isola__isolate {
+  /* Shared with senders. */
+  alignas(ISOLA__CACHE_LINE) _Atomic(uintptr_t) head; /* normal queue; bit 0:
+                                                         not scheduled */
+  _Atomic(isola__node *) oob_head;                    /* out-of-band queue */
+  _Atomic bool kill_requested; /* set by shutdown; checked between events */
+  /* A root isolate's thread sleeps on these (isola__sched_wait_pinned);
+   * they live here, not in the thread, because a sender that readies the
+   * isolate may touch them after the thread has left. */
+  _Atomic uint32_t pin_wake;
+  _Atomic uint32_t pin_sleeping;
+
+  /* Owned by the thread running the isolate. */
+  alignas(ISOLA__CACHE_LINE) isola__node *tail;
+  isola__node *oob_tail;
+  isola__node stub;     /* the normal queue's initial node */
+  isola__node oob_stub; /* the OOB queue's initial node */
+  isola__isolate *rq_next; /* link in the global run queue (scheduler.c) */
+  bool pinned;             /* a root isolate: runs on its caller's thread */
+  isola_entry entry;
+  int state;          /* ISOLA__ISO_* */
+  /* Written only by the running isolate; atomic (relaxed) so shutdown can
+   * read them to name a stuck isolate's ports. */
+  _Atomic uint32_t live_ports; /* open ports that keep it alive */
+  _Atomic uint32_t ports;      /* first slot of its port list (0: none) */
+  isola_port control_port;
+  isola_capability pause_cap;
+  isola_capability terminate_cap;
+  uint64_t origin;
+  isola__group *group;
+  char *name; /* NULL: the default name */
+  isola__msg *exit_msg; /* sent to exit_port when it ends, or NULL */
+  isola_port exit_port;
+
+  /* The VM's list of live isolates (vm.c), protected by vm->live_lock. */
+  isola__isolate *live_prev, *live_next;
+  /* Link in the epoch reclaimer's retire list (epoch.c). */
+  isola__isolate *retire_next;
+  uint64_t retire_epoch;
+};
+
+/* Relaxed loads and stores of words owned by one thread but read by others
+ * for reports. */
+static inline uint32_t isola__ld32(_Atomic uint32_t *p) {
+  return atomic_load_explicit(p, memory_order_relaxed);
+}
+static inline void isola__st32(_Atomic uint32_t *p, uint32_t v) {
+  atomic_store_explicit(p, v, memory_order_relaxed);
+}
+
+/* ---- per-thread state --------------------------------------------------- */
+
+typedef struct isola__tls {
+  isola__isolate *current; /* the isolate running on this thread, or NULL */
+  isola__thread *thread;   /* a pool or root thread, or NULL */
+  isola__epoch_rec *rec;   /* epoch record, if this thread has one */
+  uint64_t rec_vm_gen;     /* VM generation rec belongs to */
+  isola__rng rng;
+} isola__tls;
+
+extern ISOLA__TLS isola__tls isola__t;
+
+/* The VM (vm.c).  NULL when none runs. */
+extern _Atomic(isola__vm *) isola__the_vm;
+
+#endif

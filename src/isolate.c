@@ -1,0 +1,465 @@
+/* isolate.c — spawn, the root isolate, ports and sends: the public isolate
+ * API on top of the port map, the message handler and the scheduler. */
+#include "isolate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "epoch.h"
+#include "message_handler.h"
+#include "message_queue.h"
+#include "port_map.h"
+#include "scheduler.h"
+#include "value.h"
+#include "vm.h"
+
+/* ---- entering the VM from any thread ------------------------------------ */
+
+/* Threads that are not isolates hold this count while they use the VM, so
+ * shutdown never frees what they are using (vm.c waits for it to drain). */
+_Atomic size_t isola__outside_callers;
+
+typedef struct entry_state {
+  isola__vm *vm;
+  bool counted;  /* holds isola__outside_callers */
+  bool online;   /* came online for this call */
+  isola__epoch_rec *rec;
+} entry_state;
+
+/* Enters the VM for one call.  Returns ISOLA_OK, ISOLA_ENOVM,
+ * ISOLA_ESHUTDOWN or ISOLA_ENOMEM; on success call leave() after. */
+static int enter(entry_state *e) {
+  e->counted = e->online = false;
+  e->vm = NULL;
+  isola__thread *t = isola__t.thread;
+  if (t) {
+    /* A pool thread or a root isolate's thread: the VM outlives it. */
+    e->vm = isola__vm_get();
+    if (!t->online) {
+      e->rec = t->rec;
+      isola__epoch_online(&e->vm->epoch, e->rec);
+      e->online = true;
+    }
+    return ISOLA_OK;
+  }
+  atomic_fetch_add_explicit(&isola__outside_callers, 1, memory_order_seq_cst);
+  e->counted = true;
+  isola__vm *vm = isola__vm_get();
+  int rc = ISOLA_OK;
+  if (!vm) {
+    rc = ISOLA_ENOVM;
+  } else if (atomic_load_explicit(&vm->state, memory_order_seq_cst) !=
+             ISOLA__VM_RUNNING) {
+    rc = ISOLA_ESHUTDOWN;
+  } else if (!(e->rec = isola__vm_thread_rec(vm))) {
+    rc = ISOLA_ENOMEM;
+  }
+  if (rc != ISOLA_OK) {
+    atomic_fetch_sub_explicit(&isola__outside_callers, 1,
+                              memory_order_seq_cst);
+    e->counted = false;
+    return rc;
+  }
+  e->vm = vm;
+  isola__epoch_online(&vm->epoch, e->rec);
+  e->online = true;
+  return ISOLA_OK;
+}
+
+static void leave(entry_state *e) {
+  if (e->online) isola__epoch_offline(e->rec);
+  if (e->counted)
+    atomic_fetch_sub_explicit(&isola__outside_callers, 1,
+                              memory_order_release);
+}
+
+/* ---- messages ---------------------------------------------------------- */
+
+int isola__msg_new(isola_value v, isola__msg **out) {
+  isola__msg *m;
+  if (v.kind <= ISOLA_DOUBLE || v.kind == ISOLA_PORT) {
+    m = malloc(sizeof *m);
+    if (!m) return ISOLA_ENOMEM;
+    m->value = v;
+  } else {
+    isola__plan p;
+    int rc = isola__value_plan(&p, v);
+    if (rc == ISOLA_OK) {
+      m = malloc(sizeof *m + p.size);
+      if (m)
+        m->value = isola__value_write(&p, v, m + 1);
+      else
+        rc = ISOLA_ENOMEM;
+    }
+    isola__plan_done(&p);
+    if (rc != ISOLA_OK) return rc;
+  }
+  m->type = ISOLA__MSG_USER;
+  m->reserved = 0;
+  m->dest = ISOLA_PORT_NONE;
+  m->reply_to = ISOLA_PORT_NONE;
+  *out = m;
+  return ISOLA_OK;
+}
+
+int isola__post(isola__vm *vm, isola__msg *m) {
+  int state;
+  isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
+  if (!iso) {
+    isola__msg_free(m);
+    return ISOLA_ECLOSED;
+  }
+  if (state == ISOLA__PORT_CONTROL && m->type == ISOLA__MSG_USER) {
+    isola__msg_free(m);
+    return ISOLA_EINVAL;
+  }
+  if (isola__mq_push(&iso->head, &m->node))
+    isola__sched_ready(&vm->sched, iso);
+  return ISOLA_OK;
+}
+
+int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
+  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  isola__vm *vm = isola__vm_get();
+  if (!vm) return ISOLA_ENOVM;
+  isola__msg *m;
+  int rc = isola__msg_new(value, &m);
+  if (rc != ISOLA_OK) return rc;
+  m->dest = port;
+  m->reply_to = reply_to;
+  entry_state e;
+  if ((rc = enter(&e)) != ISOLA_OK) {
+    isola__msg_free(m);
+    return rc;
+  }
+  if (ISOLA__UNLIKELY(atomic_load_explicit(&e.vm->state,
+                                           memory_order_relaxed) !=
+                      ISOLA__VM_RUNNING)) {
+    isola__msg_free(m);
+    rc = ISOLA_ESHUTDOWN;
+  } else {
+    rc = isola__post(e.vm, m);
+  }
+  leave(&e);
+  return rc;
+}
+
+int isola_send(isola_port port, isola_value value) {
+  return isola_send_reply(port, value, ISOLA_PORT_NONE);
+}
+
+/* ---- ports ------------------------------------------------------------- */
+
+int isola_port_open(isola_handler handler, void *ctx, isola_port *out) {
+  if (!handler || !out) return ISOLA_EINVAL;
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  isola__vm *vm = isola__vm_get();
+  return isola__port_open(&vm->ports, iso, ISOLA__PORT_LIVE, handler, ctx,
+                          out);
+}
+
+/* The slot of an open port of the running isolate, or an error. */
+static int own_slot(isola_port port, isola__port_slot **out) {
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  isola__vm *vm = isola__vm_get();
+  isola__port_slot *s = isola__port_slot_of(&vm->ports, port);
+  if (!s) return ISOLA_ECLOSED;
+  if (atomic_load_explicit(&s->owner, memory_order_relaxed) != iso)
+    return ISOLA_ENOTOWNER;
+  if (atomic_load_explicit(&s->state, memory_order_relaxed) ==
+      ISOLA__PORT_CONTROL)
+    return ISOLA_EINVAL;
+  *out = s;
+  return ISOLA_OK;
+}
+
+int isola_port_close(isola_port port) {
+  isola__port_slot *s;
+  int rc = own_slot(port, &s);
+  if (rc != ISOLA_OK) return rc;
+  isola__port_close(&isola__vm_get()->ports, s);
+  return ISOLA_OK;
+}
+
+int isola_port_keep_alive(isola_port port, bool keep_alive) {
+  isola__port_slot *s;
+  int rc = own_slot(port, &s);
+  if (rc != ISOLA_OK) return rc;
+  isola__isolate *iso = isola__t.current;
+  uint8_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
+  uint8_t want = keep_alive ? ISOLA__PORT_LIVE : ISOLA__PORT_INACTIVE;
+  if (st != want) {
+    atomic_store_explicit(&s->state, want, memory_order_relaxed);
+    uint32_t live = isola__ld32(&iso->live_ports);
+    isola__st32(&iso->live_ports, keep_alive ? live + 1 : live - 1);
+  }
+  return ISOLA_OK;
+}
+
+/* ---- spawning ---------------------------------------------------------- */
+
+static isola__group *group_new(isola__vm *vm) {
+  isola__group *g = malloc(sizeof *g);
+  if (!g) return NULL;
+  g->id = atomic_fetch_add_explicit(&vm->next_group, 1, memory_order_relaxed);
+  g->data = NULL;
+  atomic_init(&g->isolates, 0);
+  if (vm->config.hooks.group_created)
+    g->data = vm->config.hooks.group_created(vm->config.hooks.data, g->id);
+  return g;
+}
+
+static void group_release(isola__vm *vm, isola__group *g) {
+  if (atomic_fetch_sub_explicit(&g->isolates, 1, memory_order_acq_rel) != 1)
+    return;
+  if (vm->config.hooks.group_cleanup)
+    vm->config.hooks.group_cleanup(vm->config.hooks.data, g->id, g->data);
+  free(g);
+}
+
+/* Builds an isolate that is not yet runnable: its control port is open and
+ * its START message built.  On error nothing is left behind. */
+static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
+                       const isola_spawn_options *opts, const char *name,
+                       bool pinned, isola__isolate **out) {
+  size_t max = vm->config.max_isolates;
+  size_t live = atomic_fetch_add_explicit(&vm->live, 1, memory_order_relaxed);
+  if (max && live >= max) {
+    atomic_fetch_sub_explicit(&vm->live, 1, memory_order_relaxed);
+    return ISOLA_ELIMIT;
+  }
+  int rc = ISOLA_ENOMEM;
+  isola__msg *start = NULL;
+  isola__isolate *iso = aligned_alloc(ISOLA__CACHE_LINE, sizeof *iso);
+  if (!iso) goto fail;
+  memset(iso, 0, sizeof *iso);
+  atomic_init(&iso->stub.next, NULL);
+  atomic_init(&iso->oob_stub.next, NULL);
+  /* Unscheduled, and empty: the START message's push schedules it. */
+  atomic_init(&iso->head, (uintptr_t)&iso->stub | ISOLA__UNSCHEDULED);
+  atomic_init(&iso->oob_head, &iso->oob_stub);
+  atomic_init(&iso->kill_requested, false);
+  iso->tail = &iso->stub;
+  iso->oob_tail = &iso->oob_stub;
+  iso->entry = entry;
+  iso->state = ISOLA__ISO_STARTING;
+  iso->pinned = pinned;
+  atomic_init(&iso->pin_wake, 0);
+  atomic_init(&iso->pin_sleeping, 0);
+  if (name && *name) {
+    size_t n = strlen(name);
+    if (n > ISOLA__NAME_MAX) n = ISOLA__NAME_MAX;
+    if (!(iso->name = malloc(n + 1))) goto fail;
+    memcpy(iso->name, name, n);
+    iso->name[n] = '\0';
+  }
+  if ((rc = isola__msg_new(message, &start)) != ISOLA_OK) goto fail;
+  start->type = ISOLA__MSG_START;
+  if (opts && opts->on_exit != ISOLA_PORT_NONE) {
+    if ((rc = isola__msg_new(opts->on_exit_message, &iso->exit_msg)) !=
+        ISOLA_OK)
+      goto fail;
+    iso->exit_msg->dest = opts->on_exit;
+  }
+  isola__tls *t = &isola__t;
+  if (!t->rng.seeded && isola__rng_seed(&t->rng) != 0) {
+    rc = ISOLA_ESYS;
+    goto fail;
+  }
+  iso->pause_cap = isola__rng_next(&t->rng);
+  iso->terminate_cap = isola__rng_next(&t->rng);
+  rc = isola__port_open(&vm->ports, iso, ISOLA__PORT_CONTROL, NULL, NULL,
+                        &iso->control_port);
+  if (rc != ISOLA_OK) goto fail;
+  start->dest = iso->control_port;
+
+  isola__isolate *parent = t->current;
+  if (parent) {
+    iso->group = parent->group;
+    iso->origin = parent->origin;
+  } else {
+    if (!(iso->group = group_new(vm))) {
+      isola__port_close(&vm->ports,
+                        isola__port_slot_of(&vm->ports, iso->control_port));
+      rc = ISOLA_ENOMEM;
+      goto fail;
+    }
+    iso->origin = iso->control_port;
+  }
+  atomic_fetch_add_explicit(&iso->group->isolates, 1, memory_order_relaxed);
+  isola__vm_add_live(vm, iso);
+  /* Park the START message as the queue's first node without scheduling:
+   * the caller decides when the isolate becomes runnable. */
+  atomic_store_explicit(&start->node.next, NULL, memory_order_relaxed);
+  atomic_store_explicit(&iso->stub.next, &start->node, memory_order_relaxed);
+  atomic_store_explicit(&iso->head,
+                        (uintptr_t)&start->node | ISOLA__UNSCHEDULED,
+                        memory_order_relaxed);
+  *out = iso;
+  return ISOLA_OK;
+
+fail:
+  if (start) isola__msg_free(start);
+  if (iso) {
+    if (iso->exit_msg) isola__msg_free(iso->exit_msg);
+    free(iso->name);
+    free(iso);
+  }
+  atomic_fetch_sub_explicit(&vm->live, 1, memory_order_relaxed);
+  return rc;
+}
+
+static void handle_of(const isola__isolate *iso, isola_isolate *out) {
+  out->control_port = iso->control_port;
+  out->pause_capability = iso->pause_cap;
+  out->terminate_capability = iso->terminate_cap;
+}
+
+int isola_spawn(isola_entry entry, isola_value message,
+                const isola_spawn_options *opts, isola_isolate *out) {
+  if (!entry) return ISOLA_EINVAL;
+  entry_state e;
+  int rc = enter(&e);
+  if (rc != ISOLA_OK) return rc;
+  isola__vm *vm = e.vm;
+  isola__isolate *iso = NULL;
+  if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
+      ISOLA__VM_RUNNING) {
+    rc = ISOLA_ESHUTDOWN;
+  } else {
+    rc = isolate_new(vm, entry, message, opts, opts ? opts->name : NULL,
+                     false, &iso);
+  }
+  if (rc == ISOLA_OK) {
+    if (out) handle_of(iso, out);
+    /* Claim and schedule: the isolate was built unscheduled. */
+    if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
+  }
+  leave(&e);
+  return rc;
+}
+
+int isola_run_main(isola_entry entry, isola_value message, const char *name) {
+  if (!entry) return ISOLA_EINVAL;
+  if (isola__t.current || isola__t.thread) return ISOLA_EBUSY;
+  entry_state e;
+  int rc = enter(&e);
+  if (rc != ISOLA_OK) return rc;
+  isola__vm *vm = e.vm;
+  isola__thread *t = calloc(1, sizeof *t);
+  isola__isolate *iso = NULL;
+  if (!t) {
+    rc = ISOLA_ENOMEM;
+  } else if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
+             ISOLA__VM_RUNNING) {
+    rc = ISOLA_ESHUTDOWN;
+  } else {
+    rc = isolate_new(vm, entry, message, NULL, name ? name : "main", true,
+                     &iso);
+  }
+  if (rc != ISOLA_OK) {
+    free(t);
+    leave(&e);
+    return rc;
+  }
+  /* From here this thread is the isolate's: the VM outlives it (shutdown
+   * waits for every isolate), so it leaves the outside callers. */
+  t->pinned = true;
+  t->rec = e.rec;
+  t->online = true;
+  isola__t.thread = t;
+  /* The count of outside callers stays held until we return, so shutdown
+   * frees nothing this thread still touches after its isolate ended. */
+  e.online = false;
+
+  /* Claim the isolate; if shutdown got there first it has readied it,
+   * which for a root isolate only sets pin_wake: the loop runs it either
+   * way. */
+  isola__mq_poke(&iso->head);
+  for (;;) {
+    isola__turn r = isola__mh_run(vm, iso);
+    if (r == ISOLA__TURN_DEAD) break;
+    if (r == ISOLA__TURN_IDLE) isola__sched_wait_pinned(&vm->sched, t, iso);
+  }
+  isola__epoch_offline(t->rec);
+  isola__port_map_flush_cache(&vm->ports);
+  isola__t.thread = NULL;
+  free(t);
+  leave(&e);
+  return ISOLA_OK;
+}
+
+/* ---- ending ------------------------------------------------------------ */
+
+void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
+  isola_isolate_info info = {isola__isolate_name(iso), iso->control_port,
+                             iso->origin, iso->group->id};
+  if (vm->config.hooks.isolate_shutdown)
+    vm->config.hooks.isolate_shutdown(vm->config.hooks.data, &info);
+  isola__trace(vm, ISOLA_TRACE_ISOLATES,
+               "isola: isolate '%s' (%016llx) ended\n", info.name,
+               (unsigned long long)iso->control_port);
+  /* Close every port: from now on no sender finds the isolate. */
+  uint32_t p;
+  while ((p = isola__ld32(&iso->ports)))
+    isola__port_close(&vm->ports, isola__port_at(&vm->ports, p));
+  iso->state = ISOLA__ISO_DEAD;
+  if (iso->exit_msg) {
+    isola__msg *m = iso->exit_msg;
+    iso->exit_msg = NULL;
+    isola__post(vm, m);
+  }
+  if (vm->config.hooks.isolate_cleanup)
+    vm->config.hooks.isolate_cleanup(vm->config.hooks.data, &info);
+  isola__group *g = iso->group;
+  isola__t.current = NULL;
+  group_release(vm, g);
+  /* The head keeps its scheduled bit clear for good, so no sender ever
+   * schedules the dead isolate; messages that still arrive wait in its
+   * queue until the reclaimer frees them with it. */
+  isola__vm_remove_live(vm, iso);
+  isola__epoch_retire(&vm->epoch, iso);
+}
+
+/* ---- queries ----------------------------------------------------------- */
+
+int isola_current(isola_isolate *out) {
+  if (!out) return ISOLA_EINVAL;
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  handle_of(iso, out);
+  return ISOLA_OK;
+}
+
+int isola_current_info(isola_isolate_info *out) {
+  if (!out) return ISOLA_EINVAL;
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  out->name = isola__isolate_name(iso);
+  out->control_port = iso->control_port;
+  out->origin = iso->origin;
+  out->group = iso->group->id;
+  return ISOLA_OK;
+}
+
+void *isola_group_data(void) {
+  isola__isolate *iso = isola__t.current;
+  return iso ? iso->group->data : NULL;
+}
+
+int isola_blocking_begin(void) {
+  isola__thread *t = isola__t.thread;
+  if (!isola__t.current || !t) return ISOLA_ENOTISOLATE;
+  isola__sched_blocking_begin(&isola__vm_get()->sched, t);
+  return ISOLA_OK;
+}
+
+int isola_blocking_end(void) {
+  isola__thread *t = isola__t.thread;
+  if (!isola__t.current || !t) return ISOLA_ENOTISOLATE;
+  if (t->blocking == 0) return ISOLA_EINVAL;
+  isola__sched_blocking_end(&isola__vm_get()->sched, t);
+  return ISOLA_OK;
+}

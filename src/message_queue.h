@@ -1,0 +1,111 @@
+/*
+ * message_queue.h — the mailbox: an intrusive multi-producer single-consumer
+ * queue of messages (after Vyukov), with the scheduling state folded into
+ * the head word as Pony does.
+ *
+ *   head  the node pushed last; bit 0 set means "the isolate is not
+ *         scheduled".  Producers swap it; the consumer reads it.
+ *   tail  the node consumed last (initially the stub); consumer only.
+ *
+ * A push is one atomic exchange and one release store: wait-free.  The
+ * exchange also clears bit 0 (nodes are aligned, so their bit 0 is clear),
+ * and the producer that sees the bit set in the old head is the one that
+ * must schedule the isolate.  So "schedule once" costs no extra atomic.
+ *
+ * A pop returns the node after tail and makes it the new tail; the old tail
+ * is released then.  So the node being handled stays linked until the next
+ * pop, and the consumer may read it freely meanwhile.
+ */
+#ifndef ISOLA_MESSAGE_QUEUE_H
+#define ISOLA_MESSAGE_QUEUE_H
+
+#include "internal.h"
+
+#define ISOLA__UNSCHEDULED ((uintptr_t)1)
+
+/* Pushes node onto a queue whose head word is *head.  Returns true when the
+ * caller found the queue's owner unscheduled and must now schedule it. */
+static inline bool isola__mq_push(_Atomic(uintptr_t) *head, isola__node *node) {
+  atomic_store_explicit(&node->next, NULL, memory_order_relaxed);
+  /* acq_rel: release publishes node's contents to the consumer that reaches
+   * it through prev->next below; acquire orders us after the consumer's
+   * mark-idle (the CAS in isola__mq_mark_idle) when we see its bit. */
+  uintptr_t prev = atomic_exchange_explicit(head, (uintptr_t)node,
+                                            memory_order_acq_rel);
+  isola__node *p = (isola__node *)(prev & ~ISOLA__UNSCHEDULED);
+  /* Release pairs with the acquire load of next in isola__mq_pop(). */
+  atomic_store_explicit(&p->next, node, memory_order_release);
+  return (prev & ISOLA__UNSCHEDULED) != 0;
+}
+
+/* The OOB queue has no scheduling bit: the same push on a plain pointer. */
+static inline void isola__mq_push_plain(_Atomic(isola__node *) *head,
+                                        isola__node *node) {
+  atomic_store_explicit(&node->next, NULL, memory_order_relaxed);
+  isola__node *p =
+      atomic_exchange_explicit(head, node, memory_order_acq_rel);
+  atomic_store_explicit(&p->next, node, memory_order_release);
+}
+
+/* The node after *tail, which becomes the new tail; *old receives the node
+ * that stops being the tail (the caller releases it unless it is a stub).
+ * NULL when nothing is there yet (or a push is half done: its producer
+ * will finish it). */
+static inline isola__node *isola__mq_pop(isola__node **tail,
+                                         isola__node **old) {
+  isola__node *t = *tail;
+  /* Acquire pairs with the release store of p->next in the push. */
+  isola__node *next = atomic_load_explicit(&t->next, memory_order_acquire);
+  if (!next) return NULL;
+  *tail = next;
+  *old = t;
+  return next;
+}
+
+/* Whether the queue looks empty to its consumer: nothing after tail and no
+ * push under way. */
+static inline bool isola__mq_empty(_Atomic(uintptr_t) *head,
+                                   isola__node *tail) {
+  uintptr_t h = atomic_load_explicit(head, memory_order_acquire);
+  return (isola__node *)(h & ~ISOLA__UNSCHEDULED) == tail &&
+         atomic_load_explicit(&tail->next, memory_order_acquire) == NULL;
+}
+
+/* Consumer: marks its isolate unscheduled.  With only_if_empty, succeeds
+ * only when no node follows tail, so a message is never left behind an idle
+ * isolate; without it (a paused isolate) the mark is set whatever is queued,
+ * and the next push schedules the isolate again.  Returns false when a push
+ * got in first: the consumer keeps running. */
+static inline bool isola__mq_mark_idle(_Atomic(uintptr_t) *head,
+                                       isola__node *tail, bool only_if_empty) {
+  uintptr_t h = atomic_load_explicit(head, memory_order_relaxed);
+  for (;;) {
+    if (only_if_empty && (isola__node *)h != tail) return false;
+    /* seq_cst: this store and our later load of the OOB queue must not be
+     * reordered (the Dekker pair with isola__mq_poke's load of head). */
+    if (atomic_compare_exchange_weak_explicit(head, &h,
+                                              h | ISOLA__UNSCHEDULED,
+                                              memory_order_seq_cst,
+                                              memory_order_relaxed))
+      return true;
+    if (h & ISOLA__UNSCHEDULED) return true; /* cannot happen: we own it */
+  }
+}
+
+/* Clears the unscheduled bit if set.  Returns true if this call cleared it:
+ * the caller now owns scheduling the isolate.  Used by whoever makes an
+ * isolate runnable without pushing a normal message (an OOB message, a
+ * kill), and by the consumer taking itself back after mark-idle. */
+static inline bool isola__mq_poke(_Atomic(uintptr_t) *head) {
+  uintptr_t h = atomic_load_explicit(head, memory_order_seq_cst);
+  while (h & ISOLA__UNSCHEDULED) {
+    if (atomic_compare_exchange_weak_explicit(head, &h,
+                                              h & ~ISOLA__UNSCHEDULED,
+                                              memory_order_seq_cst,
+                                              memory_order_relaxed))
+      return true;
+  }
+  return false;
+}
+
+#endif

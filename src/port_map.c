@@ -1,0 +1,168 @@
+/* port_map.c — port ids and their slots (see port_map.h). */
+#include "port_map.h"
+
+#include <stdlib.h>
+
+#include "platform.h"
+
+/* Each thread keeps a few free slots, so opening and closing ports on a busy
+ * pool rarely touches the shared free list. */
+#define CACHE_MAX 128
+#define CACHE_BATCH 64
+
+static ISOLA__TLS struct {
+  uint64_t vm_gen; /* the map generation these slots belong to */
+  unsigned n;
+  uint32_t slots[CACHE_MAX];
+} cache;
+
+static _Atomic uint64_t map_gen = 1;
+static uint64_t current_gen; /* set in init; read by this VM's threads */
+
+int isola__port_map_init(isola__port_map *m) {
+  m->dir = calloc(ISOLA__DIR_SIZE, sizeof *m->dir);
+  if (!m->dir) return ISOLA_ENOMEM;
+  atomic_init(&m->high, 1); /* index 0 is never used: no id is 0 */
+  pthread_mutex_init(&m->lock, NULL);
+  m->free_head = 0;
+  m->nfree = 0;
+  if (isola__plat_random(m->key, sizeof m->key) != 0) {
+    free(m->dir);
+    return ISOLA_ESYS;
+  }
+  current_gen = atomic_fetch_add(&map_gen, 1) + 1;
+  return ISOLA_OK;
+}
+
+void isola__port_map_destroy(isola__port_map *m) {
+  for (uint32_t i = 0; i < ISOLA__DIR_SIZE; i++)
+    free(atomic_load_explicit(&m->dir[i], memory_order_relaxed));
+  free(m->dir);
+  pthread_mutex_destroy(&m->lock);
+}
+
+static isola__port_slot *slot_at(isola__port_map *m, uint32_t index) {
+  return isola__port_at(m, index);
+}
+
+static void free_list_push(isola__port_map *m, const uint32_t *idx,
+                           unsigned n) {
+  pthread_mutex_lock(&m->lock);
+  for (unsigned i = 0; i < n; i++) {
+    isola__st32(&slot_at(m, idx[i])->next, m->free_head);
+    m->free_head = idx[i];
+  }
+  m->nfree += n;
+  pthread_mutex_unlock(&m->lock);
+}
+
+void isola__port_map_flush_cache(isola__port_map *m) {
+  if (cache.vm_gen == current_gen && cache.n > 0)
+    free_list_push(m, cache.slots, cache.n);
+  cache.n = 0;
+}
+
+/* A new slot index, or 0 when the table is full or memory is out. */
+static uint32_t alloc_index(isola__port_map *m) {
+  if (cache.vm_gen != current_gen) {
+    cache.vm_gen = current_gen;
+    cache.n = 0;
+  }
+  if (cache.n > 0) return cache.slots[--cache.n];
+  pthread_mutex_lock(&m->lock);
+  while (m->free_head && cache.n < CACHE_BATCH) {
+    uint32_t i = m->free_head;
+    m->free_head = isola__ld32(&slot_at(m, i)->next);
+    m->nfree--;
+    cache.slots[cache.n++] = i;
+  }
+  pthread_mutex_unlock(&m->lock);
+  if (cache.n > 0) return cache.slots[--cache.n];
+
+  uint32_t index = atomic_fetch_add_explicit(&m->high, 1,
+                                             memory_order_relaxed);
+  if (index > ISOLA__PORT_INDEX_MASK) {
+    atomic_fetch_sub_explicit(&m->high, 1, memory_order_relaxed);
+    return 0;
+  }
+  _Atomic(isola__port_slot *) *dp = &m->dir[index >> ISOLA__CHUNK_BITS];
+  if (!atomic_load_explicit(dp, memory_order_acquire)) {
+    isola__port_slot *chunk = calloc(ISOLA__CHUNK_SLOTS, sizeof *chunk);
+    if (!chunk) {
+      /* The index is lost for this VM's lifetime; harmless. */
+      return 0;
+    }
+    isola__port_slot *expect = NULL;
+    /* Release publishes the zeroed chunk to lookups (acquire). */
+    if (!atomic_compare_exchange_strong_explicit(dp, &expect, chunk,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire))
+      free(chunk);
+  }
+  return index;
+}
+
+static void free_index(isola__port_map *m, uint32_t index) {
+  if (cache.vm_gen != current_gen) {
+    cache.vm_gen = current_gen;
+    cache.n = 0;
+  }
+  if (cache.n == CACHE_MAX) {
+    free_list_push(m, cache.slots + CACHE_MAX - CACHE_BATCH, CACHE_BATCH);
+    cache.n -= CACHE_BATCH;
+  }
+  cache.slots[cache.n++] = index;
+}
+
+int isola__port_open(isola__port_map *m, isola__isolate *owner, int state,
+                     isola_handler handler, void *ctx, isola_port *out) {
+  uint32_t index;
+  isola__port_slot *s;
+  uint64_t tag;
+  for (;;) {
+    index = alloc_index(m);
+    if (!index) return ISOLA_ENOMEM;
+    s = slot_at(m, index);
+    if (s->gen < ((uint64_t)1 << ISOLA__PORT_TAG_BITS)) break;
+    /* Every tag of this slot has been used: retire the slot for good. */
+  }
+  tag = isola__prp(m->key, index, s->gen++, ISOLA__PORT_TAG_BITS);
+  isola_port id = (tag << ISOLA__PORT_INDEX_BITS) | index;
+
+  s->handler = handler;
+  s->ctx = ctx;
+  atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
+  atomic_store_explicit(&s->state, (uint8_t)state, memory_order_relaxed);
+  uint32_t first = isola__ld32(&owner->ports);
+  isola__st32(&s->prev, 0);
+  isola__st32(&s->next, first);
+  if (first) isola__st32(&slot_at(m, first)->prev, index);
+  isola__st32(&owner->ports, index);
+  if (state == ISOLA__PORT_LIVE)
+    isola__st32(&owner->live_ports, isola__ld32(&owner->live_ports) + 1);
+  /* Release: a sender that reads this id sees owner and state. */
+  atomic_store_explicit(&s->id, id, memory_order_release);
+  *out = id;
+  return ISOLA_OK;
+}
+
+void isola__port_close(isola__port_map *m, isola__port_slot *s) {
+  isola__isolate *owner = atomic_load_explicit(&s->owner,
+                                               memory_order_relaxed);
+  uint64_t id = atomic_load_explicit(&s->id, memory_order_relaxed);
+  uint32_t index = (uint32_t)(id & ISOLA__PORT_INDEX_MASK);
+  /* Unpublish first: from here no sender can find the port. */
+  atomic_store_explicit(&s->id, 0, memory_order_release);
+  if (atomic_load_explicit(&s->state, memory_order_relaxed) ==
+      ISOLA__PORT_LIVE)
+    isola__st32(&owner->live_ports, isola__ld32(&owner->live_ports) - 1);
+  uint32_t prev = isola__ld32(&s->prev), next = isola__ld32(&s->next);
+  if (prev)
+    isola__st32(&slot_at(m, prev)->next, next);
+  else
+    isola__st32(&owner->ports, next);
+  if (next) isola__st32(&slot_at(m, next)->prev, prev);
+  s->handler = NULL;
+  s->ctx = NULL;
+  free_index(m, index);
+}

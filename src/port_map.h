@@ -1,0 +1,108 @@
+/*
+ * port_map.h — the global table from port id to the isolate that owns it.
+ *
+ * A port id is (tag << 28) | index.  index picks a slot in a two-level
+ * table whose chunks are never freed while the VM runs, so a lookup is two
+ * loads and a compare, with no lock.  tag is a keyed pseudo-random
+ * permutation of the slot's generation (random.h): a slot reused gets a tag
+ * it never had, so a stale id never names a new port, and tags cannot be
+ * predicted from ids seen before.
+ *
+ * A slot's id field is the truth: non-zero and equal to the id while the
+ * port is open, 0 once it closes.  Everything else in the slot is written
+ * before the id is published (release) and read after it (acquire).
+ */
+#ifndef ISOLA_PORT_MAP_H
+#define ISOLA_PORT_MAP_H
+
+#include "internal.h"
+
+#define ISOLA__PORT_INDEX_BITS 28
+#define ISOLA__PORT_TAG_BITS 36
+#define ISOLA__CHUNK_BITS 12
+#define ISOLA__CHUNK_SLOTS (1u << ISOLA__CHUNK_BITS)
+#define ISOLA__DIR_SIZE (1u << (ISOLA__PORT_INDEX_BITS - ISOLA__CHUNK_BITS))
+#define ISOLA__PORT_INDEX_MASK ((1u << ISOLA__PORT_INDEX_BITS) - 1)
+
+/* Port states, as the Dart VM names them. */
+enum {
+  ISOLA__PORT_NEW = 0,  /* allocated, not yet published */
+  ISOLA__PORT_LIVE,     /* open; keeps its isolate alive */
+  ISOLA__PORT_CONTROL,  /* an isolate's control port: never keeps it alive */
+  ISOLA__PORT_INACTIVE, /* open, but does not keep its isolate alive */
+};
+
+typedef struct isola__port_slot {
+  _Atomic uint64_t id;              /* the open port's id, or 0 */
+  _Atomic(isola__isolate *) owner;  /* valid while id is */
+  isola_handler handler;            /* owner only */
+  void *ctx;                        /* owner only */
+  uint64_t gen;     /* generations handed out; held by the slot's holder */
+  _Atomic uint32_t prev; /* owner's port list (0 ends it) */
+  _Atomic uint32_t next; /* owner's port list, or the free list */
+  _Atomic uint8_t state; /* ISOLA__PORT_*; senders read it after the id */
+} isola__port_slot;
+
+typedef struct isola__port_map {
+  _Atomic(isola__port_slot *) *dir; /* ISOLA__DIR_SIZE chunk pointers */
+  _Atomic uint32_t high;            /* first index never handed out */
+  pthread_mutex_t lock;             /* protects free_head, nfree */
+  uint32_t free_head;
+  size_t nfree;
+  uint64_t key[2]; /* the tag permutation's key */
+} isola__port_map;
+
+int isola__port_map_init(isola__port_map *m);
+void isola__port_map_destroy(isola__port_map *m);
+
+/* Returns this thread's cached free slots to the map (thread exit). */
+void isola__port_map_flush_cache(isola__port_map *m);
+
+/* Opens a port owned by owner in state (LIVE, CONTROL or INACTIVE) and
+ * links it into owner's list.  The caller is owner's running thread, or
+ * the spawner before owner first runs.  ISOLA_ENOMEM when the table is
+ * full or memory is out. */
+int isola__port_open(isola__port_map *m, isola__isolate *owner, int state,
+                     isola_handler handler, void *ctx, isola_port *out);
+
+/* Closes an open port of the calling owner: unpublishes it, unlinks it and
+ * adjusts owner->live_ports. */
+void isola__port_close(isola__port_map *m, isola__port_slot *s);
+
+/* The slot of an open port, or NULL. */
+static inline isola__port_slot *isola__port_slot_of(isola__port_map *m,
+                                                    isola_port id) {
+  uint32_t index = (uint32_t)(id & ISOLA__PORT_INDEX_MASK);
+  isola__port_slot *chunk = atomic_load_explicit(
+      &m->dir[index >> ISOLA__CHUNK_BITS], memory_order_acquire);
+  if (ISOLA__UNLIKELY(!chunk)) return NULL;
+  isola__port_slot *s = &chunk[index & (ISOLA__CHUNK_SLOTS - 1)];
+  /* Acquire pairs with the release store of id in isola__port_open(). */
+  if (atomic_load_explicit(&s->id, memory_order_acquire) != id) return NULL;
+  return s;
+}
+
+/* The slot at a list index (owner lists). */
+static inline isola__port_slot *isola__port_at(isola__port_map *m,
+                                               uint32_t index) {
+  isola__port_slot *chunk = atomic_load_explicit(
+      &m->dir[index >> ISOLA__CHUNK_BITS], memory_order_acquire);
+  return &chunk[index & (ISOLA__CHUNK_SLOTS - 1)];
+}
+
+/* For a sender: the isolate that owns open port id, or NULL.  *state gets
+ * the port's state.  The caller must be online (epoch.h). */
+static inline isola__isolate *isola__port_lookup(isola__port_map *m,
+                                                 isola_port id, int *state) {
+  isola__port_slot *s = isola__port_slot_of(m, id);
+  if (!s) return NULL;
+  isola__isolate *owner =
+      atomic_load_explicit(&s->owner, memory_order_acquire);
+  *state = atomic_load_explicit(&s->state, memory_order_relaxed);
+  /* Still the same port after reading owner?  Ids are never reused, so an
+   * equal id means owner and state belong to it. */
+  if (atomic_load_explicit(&s->id, memory_order_acquire) != id) return NULL;
+  return owner;
+}
+
+#endif

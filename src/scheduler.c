@@ -1,0 +1,618 @@
+/* scheduler.c — workers, threads, run queues, stealing, parking (see
+ * scheduler.h). */
+#include "scheduler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "epoch.h"
+#include "message_handler.h"
+#include "platform.h"
+#include "vm.h"
+
+/* How long an idle thread spins before parking.  A futex wake-up costs
+ * tens of microseconds on virtual machines, far more than most gaps between
+ * messages, so spinning this long is cheaper than sleeping. */
+#define SPIN_NS 50000u
+/* Turns in a row taken from runnext before the runq gets a turn. */
+#define RUNNEXT_MAX 64u
+
+static void *thread_main(void *arg);
+
+/* ---- the per-worker ring ---------------------------------------------- */
+
+static bool runq_empty(isola__worker *w) {
+  return atomic_load_explicit(&w->rq_head, memory_order_acquire) ==
+         atomic_load_explicit(&w->rq_tail, memory_order_acquire);
+}
+
+static void gq_put_list(isola__sched *s, isola__isolate *first,
+                        isola__isolate *last, size_t n) {
+  pthread_mutex_lock(&s->gq_lock);
+  last->rq_next = NULL;
+  if (s->gq_tail)
+    s->gq_tail->rq_next = first;
+  else
+    s->gq_head = first;
+  s->gq_tail = last;
+  atomic_fetch_add_explicit(&s->gq_len, n, memory_order_seq_cst);
+  pthread_mutex_unlock(&s->gq_lock);
+}
+
+/* Owner: appends iso; a full ring moves half of itself to the global queue. */
+static void runq_put(isola__sched *s, isola__worker *w, isola__isolate *iso) {
+  for (;;) {
+    uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_acquire);
+    uint32_t t = atomic_load_explicit(&w->rq_tail, memory_order_relaxed);
+    if (t - h < ISOLA__RUNQ_SIZE) {
+      atomic_store_explicit(&w->rq[t % ISOLA__RUNQ_SIZE], iso,
+                            memory_order_relaxed);
+      /* Release publishes the slot (and the isolate) to takers. */
+      atomic_store_explicit(&w->rq_tail, t + 1, memory_order_release);
+      return;
+    }
+    /* Full: take half with a CAS (thieves compete) and chain it. */
+    uint32_t n = (t - h) / 2;
+    isola__isolate *batch[ISOLA__RUNQ_SIZE / 2];
+    for (uint32_t i = 0; i < n; i++)
+      batch[i] = atomic_load_explicit(&w->rq[(h + i) % ISOLA__RUNQ_SIZE],
+                                      memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&w->rq_head, &h, h + n,
+                                                 memory_order_acq_rel,
+                                                 memory_order_relaxed))
+      continue;
+    for (uint32_t i = 0; i + 1 < n; i++) batch[i]->rq_next = batch[i + 1];
+    batch[n - 1]->rq_next = iso;
+    gq_put_list(s, batch[0], iso, n + 1);
+    return;
+  }
+}
+
+/* Owner: the isolate at the head, or NULL. */
+static isola__isolate *runq_get(isola__worker *w) {
+  for (;;) {
+    uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_acquire);
+    uint32_t t = atomic_load_explicit(&w->rq_tail, memory_order_relaxed);
+    if (t == h) return NULL;
+    isola__isolate *iso = atomic_load_explicit(&w->rq[h % ISOLA__RUNQ_SIZE],
+                                               memory_order_relaxed);
+    if (atomic_compare_exchange_weak_explicit(&w->rq_head, &h, h + 1,
+                                              memory_order_acq_rel,
+                                              memory_order_relaxed))
+      return iso;
+  }
+}
+
+/* Thief: moves half of victim's ring into w's (which is empty) and returns
+ * one of them to run, or NULL. */
+static isola__isolate *runq_steal(isola__worker *w, isola__worker *victim) {
+  for (;;) {
+    uint32_t h = atomic_load_explicit(&victim->rq_head,
+                                      memory_order_acquire);
+    /* Acquire pairs with the owner's release of the tail: the slots below
+     * it are written. */
+    uint32_t t = atomic_load_explicit(&victim->rq_tail,
+                                      memory_order_acquire);
+    uint32_t n = t - h;
+    if (n == 0 || n > ISOLA__RUNQ_SIZE) {
+      if (n == 0) return NULL;
+      continue; /* inconsistent snapshot: head moved under us */
+    }
+    n -= n / 2;
+    uint32_t wt = atomic_load_explicit(&w->rq_tail, memory_order_relaxed);
+    for (uint32_t i = 0; i < n; i++) {
+      isola__isolate *iso = atomic_load_explicit(
+          &victim->rq[(h + i) % ISOLA__RUNQ_SIZE], memory_order_relaxed);
+      atomic_store_explicit(&w->rq[(wt + i) % ISOLA__RUNQ_SIZE], iso,
+                            memory_order_relaxed);
+    }
+    /* The CAS claims what we copied; if it fails the copies are garbage. */
+    if (!atomic_compare_exchange_weak_explicit(&victim->rq_head, &h, h + n,
+                                               memory_order_acq_rel,
+                                               memory_order_relaxed))
+      continue;
+    n--;
+    isola__isolate *iso = atomic_load_explicit(
+        &w->rq[(wt + n) % ISOLA__RUNQ_SIZE], memory_order_relaxed);
+    if (n) atomic_store_explicit(&w->rq_tail, wt + n, memory_order_release);
+    return iso;
+  }
+}
+
+/* Takes up to max isolates off the global queue: returns one, puts the rest
+ * on w's ring. */
+static isola__isolate *gq_get(isola__sched *s, isola__worker *w, size_t max) {
+  if (atomic_load_explicit(&s->gq_len, memory_order_acquire) == 0)
+    return NULL;
+  pthread_mutex_lock(&s->gq_lock);
+  isola__isolate *first = s->gq_head;
+  if (!first) {
+    pthread_mutex_unlock(&s->gq_lock);
+    return NULL;
+  }
+  size_t len = atomic_load_explicit(&s->gq_len, memory_order_relaxed);
+  size_t n = len / s->nworkers + 1;
+  if (n > max) n = max;
+  if (n > len) n = len;
+  isola__isolate *last = first;
+  for (size_t i = 1; i < n; i++) last = last->rq_next;
+  s->gq_head = last->rq_next;
+  if (!s->gq_head) s->gq_tail = NULL;
+  atomic_fetch_sub_explicit(&s->gq_len, n, memory_order_relaxed);
+  pthread_mutex_unlock(&s->gq_lock);
+  last->rq_next = NULL;
+  isola__isolate *rest = first == last ? NULL : first->rq_next;
+  while (rest) {
+    isola__isolate *next = rest->rq_next;
+    runq_put(s, w, rest);
+    rest = next;
+  }
+  return first;
+}
+
+/* ---- waking and parking ----------------------------------------------- */
+
+static isola__thread *thread_new(isola__sched *s, isola__worker *w,
+                                 bool spinning);
+
+/* Gives worker w to a parked thread (or a new one).  Called with s->lock
+ * held.  Returns false when no thread could be had: w is then left idle. */
+static bool start_thread_locked(isola__sched *s, isola__worker *w,
+                                bool spinning) {
+  isola__thread *t = s->idle_threads;
+  if (t) {
+    s->idle_threads = t->idle_next;
+    t->idle = false;
+    t->handoff = w;
+    t->spinning = spinning;
+    if (spinning)
+      atomic_fetch_add_explicit(&s->nspinning, 1, memory_order_seq_cst);
+    atomic_store_explicit(&t->wake, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&t->sleeping, memory_order_seq_cst))
+      isola__plat_wake_one(&t->wake);
+    return true;
+  }
+  return thread_new(s, w, spinning) != NULL;
+}
+
+static void push_idle_worker_locked(isola__sched *s, isola__worker *w) {
+  w->idle_next = s->idle_workers;
+  s->idle_workers = w;
+  atomic_fetch_add_explicit(&s->nidle_workers, 1, memory_order_seq_cst);
+}
+
+static isola__worker *pop_idle_worker_locked(isola__sched *s) {
+  isola__worker *w = s->idle_workers;
+  if (w) {
+    s->idle_workers = w->idle_next;
+    atomic_fetch_sub_explicit(&s->nidle_workers, 1, memory_order_seq_cst);
+  }
+  return w;
+}
+
+/* Called after making stealable work: if a worker is idle and no thread is
+ * looking for work, start one looking.  The seq_cst loads pair with the
+ * seq_cst updates of the parking thread (park()). */
+static void wakep(isola__sched *s) {
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&s->nspinning, memory_order_seq_cst) != 0 ||
+      atomic_load_explicit(&s->nidle_workers, memory_order_seq_cst) == 0)
+    return;
+  pthread_mutex_lock(&s->lock);
+  if (atomic_load_explicit(&s->nspinning, memory_order_relaxed) == 0 &&
+      !atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+    isola__worker *w = pop_idle_worker_locked(s);
+    if (w && !start_thread_locked(s, w, true)) push_idle_worker_locked(s, w);
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+void isola__sched_ready(isola__sched *s, isola__isolate *iso) {
+  if (iso->pinned) {
+    /* seq_cst pairs with isola__sched_wait_pinned(): either it sees wake,
+     * or we see it sleeping. */
+    atomic_store_explicit(&iso->pin_wake, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&iso->pin_sleeping, memory_order_seq_cst))
+      isola__plat_wake_one(&iso->pin_wake);
+    return;
+  }
+  isola__thread *t = isola__t.thread;
+  isola__worker *w = t ? t->w : NULL;
+  if (w) {
+    /* Runs next on this thread: no wake-up needed for it.  The isolate it
+     * displaces becomes stealable. */
+    isola__isolate *old = w->runnext;
+    w->runnext = iso;
+    if (old) {
+      runq_put(s, w, old);
+      wakep(s);
+    }
+    return;
+  }
+  gq_put_list(s, iso, iso, 1);
+  wakep(s);
+}
+
+bool isola__sched_has_other_work(isola__sched *s) {
+  isola__thread *t = isola__t.thread;
+  if (t && t->w && (t->w->runnext || !runq_empty(t->w))) return true;
+  return atomic_load_explicit(&s->gq_len, memory_order_relaxed) != 0;
+}
+
+/* Ends spinning; if we were the last spinner, another thread starts
+ * looking, in case more work is waiting (as Go's resetspinning). */
+static void stop_spinning(isola__sched *s, isola__thread *t) {
+  if (!t->spinning) return;
+  t->spinning = false;
+  if (atomic_fetch_sub_explicit(&s->nspinning, 1, memory_order_seq_cst) == 1)
+    wakep(s);
+}
+
+static isola__isolate *steal_any(isola__sched *s, isola__worker *w,
+                                 uint32_t seed) {
+  unsigned n = s->nworkers;
+  for (unsigned i = 0; i < n; i++) {
+    isola__worker *v = &s->workers[(seed + i) % n];
+    if (v == w) continue;
+    isola__isolate *iso = runq_steal(w, v);
+    if (iso) return iso;
+  }
+  return gq_get(s, w, ISOLA__RUNQ_SIZE / 2);
+}
+
+static bool any_work(isola__sched *s) {
+  if (atomic_load_explicit(&s->gq_len, memory_order_seq_cst)) return true;
+  for (unsigned i = 0; i < s->nworkers; i++)
+    if (!runq_empty(&s->workers[i])) return true;
+  return false;
+}
+
+static void go_offline(isola__thread *t) {
+  if (t->online) {
+    isola__epoch_offline(t->rec);
+    t->online = false;
+  }
+}
+
+static void go_online(isola__vm *vm, isola__thread *t) {
+  if (!t->online) {
+    isola__epoch_online(&vm->epoch, t->rec);
+    t->online = true;
+  }
+}
+
+/* Parks t, which holds no worker, until it is handed one (returns true) or
+ * the pool stops or its idle time runs out (returns false: the thread must
+ * exit; it has been taken off the idle list). */
+static bool park(isola__vm *vm, isola__thread *t) {
+  isola__sched *s = &vm->sched;
+  go_offline(t);
+  isola__epoch_reclaim(&vm->epoch);
+  uint64_t timeout = (uint64_t)s->idle_timeout_ms * 1000000u;
+  uint64_t deadline = isola__plat_now_ns() + timeout;
+  for (;;) {
+    pthread_mutex_lock(&s->lock);
+    if (t->handoff) {
+      t->w = t->handoff;
+      t->handoff = NULL;
+      pthread_mutex_unlock(&s->lock);
+      go_online(vm, t);
+      return true;
+    }
+    if (atomic_load_explicit(&s->stopping, memory_order_relaxed) ||
+        isola__plat_now_ns() >= deadline) {
+      if (t->idle) {
+        isola__thread **pp = &s->idle_threads;
+        while (*pp != t) pp = &(*pp)->idle_next;
+        *pp = t->idle_next;
+        t->idle = false;
+      }
+      pthread_mutex_unlock(&s->lock);
+      return false;
+    }
+    if (!t->idle) {
+      t->idle = true;
+      t->idle_next = s->idle_threads;
+      s->idle_threads = t;
+    }
+    atomic_store_explicit(&t->wake, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst);
+    pthread_mutex_unlock(&s->lock);
+    uint64_t now = isola__plat_now_ns();
+    if (atomic_load_explicit(&t->wake, memory_order_seq_cst) == 0 &&
+        now < deadline)
+      isola__plat_wait(&t->wake, 0, deadline - now);
+    atomic_store_explicit(&t->sleeping, 0, memory_order_relaxed);
+  }
+}
+
+/* Gives back the worker t holds, then makes sure no work was left behind
+ * unnoticed: the re-check after the seq_cst release pairs with wakep().
+ * Returns true if t got a worker back and should look for work again. */
+static bool release_worker(isola__sched *s, isola__thread *t) {
+  isola__worker *w = t->w;
+  t->w = NULL;
+  pthread_mutex_lock(&s->lock);
+  push_idle_worker_locked(s, w);
+  pthread_mutex_unlock(&s->lock);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (!atomic_load_explicit(&s->stopping, memory_order_relaxed) &&
+      any_work(s)) {
+    pthread_mutex_lock(&s->lock);
+    t->w = pop_idle_worker_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    if (t->w) return true;
+  }
+  return false;
+}
+
+/* The next isolate for t (which holds a worker) to run, or NULL when t gave
+ * its worker away and should park. */
+static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
+  isola__sched *s = &vm->sched;
+  isola__worker *w = t->w;
+  isola__isolate *iso;
+
+  if (++w->tick % 61 == 0 && (iso = gq_get(s, w, 1))) return iso;
+  if (w->runnext) {
+    if (w->streak < RUNNEXT_MAX ||
+        (runq_empty(w) &&
+         !atomic_load_explicit(&s->gq_len, memory_order_relaxed))) {
+      w->streak++;
+      iso = w->runnext;
+      w->runnext = NULL;
+      return iso;
+    }
+    runq_put(s, w, w->runnext);
+    w->runnext = NULL;
+  }
+  w->streak = 0;
+  if ((iso = runq_get(w))) return iso;
+  if ((iso = gq_get(s, w, ISOLA__RUNQ_SIZE / 2))) return iso;
+
+  /* Nothing local: spin, stealing, for a while. */
+  if (!t->spinning) {
+    t->spinning = true;
+    atomic_fetch_add_explicit(&s->nspinning, 1, memory_order_seq_cst);
+  }
+  uint64_t start = isola__plat_now_ns();
+  uint32_t seed = w->id + 1;
+  for (unsigned round = 0;; round++) {
+    if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) break;
+    if ((iso = steal_any(s, w, seed++))) return iso;
+    if ((round & 15) == 15 && isola__plat_now_ns() - start > SPIN_NS) break;
+    for (int i = 0; i < 32; i++) isola__plat_relax();
+  }
+  /* Stop spinning before the final check in release_worker(), so a maker
+   * of work either sees no spinner (and wakes someone) or is seen by it
+   * (the pair in wakep()). */
+  t->spinning = false;
+  atomic_fetch_sub_explicit(&s->nspinning, 1, memory_order_seq_cst);
+  return NULL;
+}
+
+static isola__isolate *find_runnable(isola__vm *vm, isola__thread *t) {
+  isola__isolate *iso = find_runnable_inner(vm, t);
+  /* A thread woken to look for work counts as spinning until it finds
+   * some. */
+  if (iso) stop_spinning(&vm->sched, t);
+  return iso;
+}
+
+static void run_one(isola__vm *vm, isola__thread *t, isola__isolate *iso) {
+  isola__sched *s = &vm->sched;
+  isola__turn r = isola__mh_run(vm, iso);
+  if (r == ISOLA__TURN_YIELD) {
+    if (t->w) {
+      runq_put(s, t->w, iso);
+      wakep(s);
+    } else {
+      gq_put_list(s, iso, iso, 1);
+      wakep(s);
+    }
+  }
+}
+
+static void *thread_main(void *arg) {
+  isola__thread *t = arg;
+  isola__vm *vm = isola__vm_get();
+  isola__sched *s = &vm->sched;
+  isola__t.thread = t;
+  isola__t.rec = t->rec;
+  isola__t.rec_vm_gen = vm->gen;
+  go_online(vm, t);
+
+  for (;;) {
+    if (!t->w) {
+      /* A thread back from blocking, or new without a worker: find one or
+       * park until given one. */
+      pthread_mutex_lock(&s->lock);
+      t->w = pop_idle_worker_locked(s);
+      pthread_mutex_unlock(&s->lock);
+      if (!t->w && !park(vm, t)) break;
+    }
+    isola__isolate *iso = find_runnable(vm, t);
+    if (iso) {
+      isola__epoch_refresh(&vm->epoch, t->rec);
+      run_one(vm, t, iso);
+      continue;
+    }
+    if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+      if (t->w) {
+        pthread_mutex_lock(&s->lock);
+        push_idle_worker_locked(s, t->w);
+        pthread_mutex_unlock(&s->lock);
+        t->w = NULL;
+      }
+      break;
+    }
+    if (release_worker(s, t)) continue;
+    if (!park(vm, t)) break;
+  }
+
+  /* Exit: the thread is off every list but the all-threads list. */
+  go_offline(t);
+  isola__port_map_flush_cache(&vm->ports);
+  pthread_mutex_lock(&s->lock);
+  isola__thread **pp = &s->threads;
+  while (*pp != t) pp = &(*pp)->all_next;
+  *pp = t->all_next;
+  t->all_next = s->zombies;
+  s->zombies = t;
+  s->nthreads--;
+  pthread_mutex_unlock(&s->lock);
+  isola__t.thread = NULL;
+  isola__t.rec = NULL;
+  isola__epoch_unregister(t->rec);
+  return NULL;
+}
+
+/* Joins threads that have exited.  Called with s->lock held: exited
+ * threads no longer take it. */
+static void reap_zombies_locked(isola__sched *s) {
+  while (s->zombies) {
+    isola__thread *z = s->zombies;
+    s->zombies = z->all_next;
+    pthread_join(z->pt, NULL);
+    free(z);
+  }
+}
+
+/* A new pool thread holding w.  Called with s->lock held. */
+static isola__thread *thread_new(isola__sched *s, isola__worker *w,
+                                 bool spinning) {
+  isola__vm *vm = isola__vm_get();
+  reap_zombies_locked(s);
+  isola__thread *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->rec = isola__epoch_register(&vm->epoch);
+  if (!t->rec) {
+    free(t);
+    return NULL;
+  }
+  t->w = w;
+  t->spinning = spinning;
+  if (spinning)
+    atomic_fetch_add_explicit(&s->nspinning, 1, memory_order_seq_cst);
+  t->all_next = s->threads;
+  s->threads = t;
+  s->nthreads++;
+  if (pthread_create(&t->pt, NULL, thread_main, t) != 0) {
+    if (spinning)
+      atomic_fetch_sub_explicit(&s->nspinning, 1, memory_order_seq_cst);
+    s->threads = t->all_next;
+    s->nthreads--;
+    isola__epoch_unregister(t->rec);
+    free(t);
+    return NULL;
+  }
+  return t;
+}
+
+int isola__sched_init(isola__sched *s, unsigned nworkers,
+                      unsigned idle_timeout_ms) {
+  memset(s, 0, sizeof *s);
+  s->nworkers = nworkers;
+  s->idle_timeout_ms = idle_timeout_ms;
+  s->workers = aligned_alloc(ISOLA__CACHE_LINE,
+                             sizeof(isola__worker) * nworkers);
+  if (!s->workers) return ISOLA_ENOMEM;
+  memset(s->workers, 0, sizeof(isola__worker) * nworkers);
+  for (unsigned i = 0; i < nworkers; i++) s->workers[i].id = i;
+  atomic_init(&s->nspinning, 0);
+  atomic_init(&s->nidle_workers, 0);
+  atomic_init(&s->gq_len, 0);
+  atomic_init(&s->stopping, false);
+  pthread_mutex_init(&s->gq_lock, NULL);
+  pthread_mutex_init(&s->lock, NULL);
+  return ISOLA_OK;
+}
+
+/* Starts one thread per worker; called once the VM is published. */
+int isola__sched_start(isola__sched *s) {
+  pthread_mutex_lock(&s->lock);
+  for (unsigned i = 0; i < s->nworkers; i++) {
+    if (!thread_new(s, &s->workers[i], false)) {
+      pthread_mutex_unlock(&s->lock);
+      return ISOLA_ESYS;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+  return ISOLA_OK;
+}
+
+void isola__sched_stop(isola__sched *s) {
+  atomic_store_explicit(&s->stopping, true, memory_order_seq_cst);
+  for (;;) {
+    pthread_mutex_lock(&s->lock);
+    for (isola__thread *t = s->idle_threads; t; t = t->idle_next) {
+      atomic_store_explicit(&t->wake, 1, memory_order_seq_cst);
+      isola__plat_wake_one(&t->wake);
+    }
+    reap_zombies_locked(s);
+    bool done = s->threads == NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (done) break;
+    /* Threads finishing their last turn: wait for them without burning a
+     * core; they join the zombie list within a turn. */
+    isola__plat_yield();
+  }
+  free(s->workers);
+  pthread_mutex_destroy(&s->gq_lock);
+  pthread_mutex_destroy(&s->lock);
+}
+
+void isola__sched_wait_pinned(isola__sched *s, isola__thread *t,
+                              isola__isolate *iso) {
+  (void)s;
+  isola__vm *vm = isola__vm_get();
+  uint64_t start = isola__plat_now_ns();
+  for (unsigned round = 0;; round++) {
+    if (atomic_exchange_explicit(&iso->pin_wake, 0, memory_order_acquire))
+      return;
+    if ((round & 15) == 15 && isola__plat_now_ns() - start > SPIN_NS) break;
+    for (int i = 0; i < 32; i++) isola__plat_relax();
+  }
+  /* Offline while asleep: our isolate is idle and holds up nobody. */
+  go_offline(t);
+  atomic_store_explicit(&iso->pin_sleeping, 1, memory_order_seq_cst);
+  while (atomic_load_explicit(&iso->pin_wake, memory_order_seq_cst) == 0)
+    isola__plat_wait(&iso->pin_wake, 0, 0);
+  atomic_store_explicit(&iso->pin_sleeping, 0, memory_order_relaxed);
+  atomic_exchange_explicit(&iso->pin_wake, 0, memory_order_acquire);
+  go_online(vm, t);
+}
+
+void isola__sched_blocking_begin(isola__sched *s, isola__thread *t) {
+  if (t->blocking++ > 0) return;
+  isola__worker *w = t->w;
+  if (w && !t->pinned) {
+    t->w = NULL;
+    if (w->runnext) {
+      runq_put(s, w, w->runnext);
+      w->runnext = NULL;
+    }
+    /* Hand the worker, with its queue, to another thread (a stand-in). */
+    pthread_mutex_lock(&s->lock);
+    if (!start_thread_locked(s, w, false)) push_idle_worker_locked(s, w);
+    pthread_mutex_unlock(&s->lock);
+  }
+  /* While blocked this thread holds no runtime pointer but its own isolate
+   * (never freed while it runs): let reclamation go on without it.  A send
+   * made meanwhile comes online for its own duration. */
+  go_offline(t);
+}
+
+void isola__sched_blocking_end(isola__sched *s, isola__thread *t) {
+  if (--t->blocking > 0) return;
+  isola__vm *vm = isola__vm_get();
+  go_online(vm, t);
+  if (t->pinned) return;
+  /* Take a worker back if one is idle; otherwise finish the turn without
+   * one and give the thread up afterwards (thread_main). */
+  if (!t->w && atomic_load_explicit(&s->nidle_workers, memory_order_relaxed)) {
+    pthread_mutex_lock(&s->lock);
+    t->w = pop_idle_worker_locked(s);
+    pthread_mutex_unlock(&s->lock);
+  }
+}

@@ -1,0 +1,105 @@
+/*
+ * scheduler.h — the thread pool that runs isolates.
+ *
+ * Go's model, in Go's words: a worker ("P") is a right to run isolates and
+ * carries the run queues; a thread ("M") runs isolates while it holds a
+ * worker.  There are config.workers workers; threads come and go.
+ *
+ *   runnext  one isolate readied by the one running on this worker; it runs
+ *            next, on the same thread, so two isolates that talk stay on one
+ *            core and in one cache.  Never stolen.
+ *   runq     a bounded ring: the owner pushes at the tail; the owner and
+ *            thieves take from the head with a CAS.
+ *   global   a locked list for isolates readied off the pool (a root
+ *            isolate, a plain thread) and for runq overflow.
+ *
+ * An idle thread spins a while looking for work (steal half a victim's
+ * runq, or the global queue), then gives its worker back and parks on a
+ * futex.  Whoever makes stealable work wakes a parked thread only if no
+ * thread is spinning, so a burst of messages costs at most one wake-up.
+ */
+#ifndef ISOLA_SCHEDULER_H
+#define ISOLA_SCHEDULER_H
+
+#include "internal.h"
+
+#define ISOLA__RUNQ_SIZE 256u
+
+struct isola__worker {
+  alignas(ISOLA__CACHE_LINE) _Atomic uint32_t rq_head; /* owner and thieves */
+  alignas(ISOLA__CACHE_LINE) _Atomic uint32_t rq_tail; /* written by owner */
+  _Atomic(isola__isolate *) rq[ISOLA__RUNQ_SIZE];
+  /* The fields below belong to the thread holding the worker. */
+  isola__isolate *runnext;
+  unsigned streak;  /* isolates in a row taken from runnext */
+  uint32_t tick;    /* turns run; every 61st looks at the global queue */
+  uint32_t id;
+  isola__worker *idle_next; /* idle list, under sched lock */
+};
+
+struct isola__thread {
+  pthread_t pt;
+  isola__worker *w;        /* held worker, or NULL; this thread only */
+  _Atomic uint32_t wake;   /* futex word: set to 1 to wake the thread */
+  _Atomic uint32_t sleeping; /* 1 while blocked in the futex */
+  isola__worker *handoff;  /* worker given by the waker; under sched lock */
+  bool idle;               /* on the idle thread list; under sched lock */
+  isola__epoch_rec *rec;
+  bool online;             /* epoch record online; this thread only */
+  bool spinning;           /* counted in nspinning; this thread only */
+  bool pinned;             /* a root isolate's thread, outside the pool */
+  int blocking;            /* isola_blocking_begin() nesting */
+  isola__thread *idle_next; /* idle thread list, under sched lock */
+  isola__thread *all_next;  /* every pool thread, under sched lock */
+};
+
+typedef struct isola__sched {
+  unsigned nworkers;
+  isola__worker *workers;
+  unsigned idle_timeout_ms;
+
+  /* Hot counters read by every thread that makes work. */
+  alignas(ISOLA__CACHE_LINE) _Atomic unsigned nspinning;
+  _Atomic unsigned nidle_workers;
+  _Atomic size_t gq_len;
+  _Atomic bool stopping;
+
+  alignas(ISOLA__CACHE_LINE) pthread_mutex_t gq_lock; /* the global queue */
+  isola__isolate *gq_head, *gq_tail;
+
+  pthread_mutex_t lock; /* idle workers, idle threads, thread lists */
+  isola__worker *idle_workers;
+  isola__thread *idle_threads;
+  isola__thread *threads; /* every pool thread alive */
+  isola__thread *zombies; /* exited, not yet joined */
+  size_t nthreads;
+} isola__sched;
+
+/* Starts the pool with n workers, each on its own thread. */
+int isola__sched_init(isola__sched *s, unsigned nworkers,
+                      unsigned idle_timeout_ms);
+
+/* Starts one thread per worker.  The VM must be published first. */
+int isola__sched_start(isola__sched *s);
+
+/* Stops every thread once no isolate is left, and joins them. */
+void isola__sched_stop(isola__sched *s);
+
+/* Makes iso runnable.  The caller has just claimed the right to schedule it
+ * (message_queue.h): the isolate is in no queue and runs nowhere.  Any
+ * thread. */
+void isola__sched_ready(isola__sched *s, isola__isolate *iso);
+
+/* Whether the calling pool thread has other isolates waiting (a turn that
+ * used its batch yields only then). */
+bool isola__sched_has_other_work(isola__sched *s);
+
+/* A root isolate's thread: waits until its isolate is readied. */
+void isola__sched_wait_pinned(isola__sched *s, isola__thread *t,
+                              isola__isolate *iso);
+
+/* isola_blocking_begin/end for the calling thread. */
+void isola__sched_blocking_begin(isola__sched *s, isola__thread *t);
+void isola__sched_blocking_end(isola__sched *s, isola__thread *t);
+
+#endif

@@ -1,0 +1,254 @@
+/* vm.c — the VM's life: init, shutdown, configuration, tracing, and the
+ * list of live isolates. */
+#include "vm.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "isolate.h"
+#include "message_handler.h"
+#include "message_queue.h"
+#include "platform.h"
+
+ISOLA__TLS isola__tls isola__t;
+_Atomic(isola__vm *) isola__the_vm;
+extern _Atomic size_t isola__outside_callers; /* isolate.c */
+
+/* The VM lives in static storage, so a thread that read the pointer just
+ * before shutdown still reads valid memory (its state says "gone"). */
+static isola__vm vm_storage;
+static pthread_mutex_t life_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t vm_generations;
+
+#define DEFAULT_IDLE_TIMEOUT_MS 10000u
+#define DEFAULT_SHUTDOWN_GRACE_MS 5000u
+
+void isola_config_init(isola_config *config) {
+  if (config) memset(config, 0, sizeof *config);
+}
+
+void isola__trace_write(isola__vm *vm, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(vm->trace, fmt, ap);
+  va_end(ap);
+}
+
+static void thread_rec_release(void *rec) {
+  isola__epoch_unregister(rec);
+}
+
+isola__epoch_rec *isola__vm_thread_rec(isola__vm *vm) {
+  if (isola__t.rec && isola__t.rec_vm_gen == vm->gen) return isola__t.rec;
+  isola__epoch_rec *rec = isola__epoch_register(&vm->epoch);
+  if (!rec) return NULL;
+  isola__t.rec = rec;
+  isola__t.rec_vm_gen = vm->gen;
+  /* Give the record back when the thread exits. */
+  pthread_setspecific(vm->thread_key, rec);
+  return rec;
+}
+
+void isola__vm_add_live(isola__vm *vm, isola__isolate *iso) {
+  pthread_mutex_lock(&vm->live_lock);
+  iso->live_prev = NULL;
+  iso->live_next = vm->live_head;
+  if (vm->live_head) vm->live_head->live_prev = iso;
+  vm->live_head = iso;
+  pthread_mutex_unlock(&vm->live_lock);
+}
+
+void isola__vm_remove_live(isola__vm *vm, isola__isolate *iso) {
+  pthread_mutex_lock(&vm->live_lock);
+  if (iso->live_prev)
+    iso->live_prev->live_next = iso->live_next;
+  else
+    vm->live_head = iso->live_next;
+  if (iso->live_next) iso->live_next->live_prev = iso->live_prev;
+  size_t left = atomic_fetch_sub_explicit(&vm->live, 1,
+                                          memory_order_acq_rel) - 1;
+  if (left == 0) pthread_cond_broadcast(&vm->live_cv);
+  pthread_mutex_unlock(&vm->live_lock);
+}
+
+size_t isola_live_isolates(void) {
+  isola__vm *vm = isola__vm_get();
+  return vm ? atomic_load_explicit(&vm->live, memory_order_relaxed) : 0;
+}
+
+int isola_vm_init(const isola_config *config) {
+  isola_config cfg;
+  if (config)
+    cfg = *config;
+  else
+    isola_config_init(&cfg);
+  if (cfg.workers > 1024) return ISOLA_EINVAL;
+  if (!cfg.workers) cfg.workers = isola__plat_ncpu();
+  if (!cfg.idle_timeout_ms) cfg.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
+  if (!cfg.shutdown_grace_ms) cfg.shutdown_grace_ms = DEFAULT_SHUTDOWN_GRACE_MS;
+
+  pthread_mutex_lock(&life_lock);
+  if (atomic_load(&isola__the_vm) ||
+      atomic_load(&vm_storage.state) != 0) {
+    pthread_mutex_unlock(&life_lock);
+    return ISOLA_EEXIST;
+  }
+  isola__vm *vm = &vm_storage;
+  vm->config = cfg;
+  vm->trace = cfg.trace_file ? cfg.trace_file : stderr;
+  vm->gen = ++vm_generations;
+  vm->live_head = NULL;
+  atomic_store(&vm->live, 0);
+  atomic_store(&vm->next_group, 1);
+  int rc = isola__port_map_init(&vm->ports);
+  if (rc != ISOLA_OK) goto fail_ports;
+  isola__epoch_init(&vm->epoch, isola__mh_free_isolate);
+  if ((rc = isola__sched_init(&vm->sched, cfg.workers,
+                              cfg.idle_timeout_ms)) != ISOLA_OK)
+    goto fail_sched;
+  pthread_mutex_init(&vm->live_lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&vm->live_cv, &ca);
+  pthread_condattr_destroy(&ca);
+  if (pthread_key_create(&vm->thread_key, thread_rec_release) != 0) {
+    rc = ISOLA_ESYS;
+    goto fail_key;
+  }
+  atomic_store(&vm->state, ISOLA__VM_RUNNING);
+  atomic_store_explicit(&isola__the_vm, vm, memory_order_release);
+  if ((rc = isola__sched_start(&vm->sched)) != ISOLA_OK) {
+    atomic_store(&vm->state, ISOLA__VM_SHUTTING_DOWN);
+    isola__sched_stop(&vm->sched);
+    atomic_store(&isola__the_vm, NULL);
+    atomic_store(&vm->state, 0);
+    pthread_key_delete(vm->thread_key);
+    isola__epoch_destroy(&vm->epoch);
+    isola__port_map_destroy(&vm->ports);
+    pthread_cond_destroy(&vm->live_cv);
+    pthread_mutex_destroy(&vm->live_lock);
+    pthread_mutex_unlock(&life_lock);
+    return rc;
+  }
+  pthread_mutex_unlock(&life_lock);
+  return ISOLA_OK;
+
+fail_key:
+  pthread_cond_destroy(&vm->live_cv);
+  pthread_mutex_destroy(&vm->live_lock);
+  free(vm->sched.workers);
+  pthread_mutex_destroy(&vm->sched.gq_lock);
+  pthread_mutex_destroy(&vm->sched.lock);
+fail_sched:
+  isola__epoch_destroy(&vm->epoch);
+  isola__port_map_destroy(&vm->ports);
+fail_ports:
+  pthread_mutex_unlock(&life_lock);
+  return rc;
+}
+
+/* Asks every live isolate to end.  Called with vm->live_lock held, which
+ * keeps each isolate from being retired while we touch it. */
+static void kill_all_locked(isola__vm *vm) {
+  for (isola__isolate *iso = vm->live_head; iso; iso = iso->live_next) {
+    /* seq_cst pairs with the message handler's check after marking itself
+     * idle: either it sees the flag or we see the mark and schedule it. */
+    atomic_store_explicit(&iso->kill_requested, true, memory_order_seq_cst);
+    if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
+  }
+}
+
+static void append(isola_shutdown_report *r, size_t *len, const char *fmt,
+                   ...) {
+  if (*len >= sizeof r->text - 1) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(r->text + *len, sizeof r->text - *len, fmt, ap);
+  va_end(ap);
+  if (n > 0) *len += (size_t)n;
+  if (*len > sizeof r->text - 1) *len = sizeof r->text - 1;
+}
+
+/* Names every isolate still alive.  Called with vm->live_lock held.  The
+ * port lists belong to running isolates: they are read with relaxed atomic
+ * loads and at most 8 ports are listed per isolate. */
+static void report_locked(isola__vm *vm, isola_shutdown_report *r) {
+  size_t len = 0;
+  r->stuck = 0;
+  r->text[0] = '\0';
+  for (isola__isolate *iso = vm->live_head; iso; iso = iso->live_next) {
+    r->stuck++;
+    append(r, &len, "isolate '%s' (control port %016llx) did not end; "
+                    "%u live port(s):",
+           isola__isolate_name(iso), (unsigned long long)iso->control_port,
+           (unsigned)isola__ld32(&iso->live_ports));
+    uint32_t idx = isola__ld32(&iso->ports);
+    for (int n = 0; idx && n < 8; n++) {
+      isola__port_slot *s = isola__port_at(&vm->ports, idx);
+      uint64_t id = atomic_load_explicit(&s->id, memory_order_relaxed);
+      if (id && atomic_load_explicit(&s->state, memory_order_relaxed) ==
+                    ISOLA__PORT_LIVE)
+        append(r, &len, " %016llx", (unsigned long long)id);
+      idx = isola__ld32(&s->next);
+    }
+    append(r, &len, "\n");
+  }
+}
+
+int isola_vm_shutdown(isola_shutdown_report *report) {
+  if (isola__t.current || isola__t.thread) return ISOLA_EBUSY;
+  pthread_mutex_lock(&life_lock);
+  isola__vm *vm = isola__vm_get();
+  if (!vm) {
+    pthread_mutex_unlock(&life_lock);
+    return ISOLA_ENOVM;
+  }
+  atomic_store_explicit(&vm->state, ISOLA__VM_SHUTTING_DOWN,
+                        memory_order_seq_cst);
+
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  uint64_t ns = (uint64_t)deadline.tv_nsec +
+                (uint64_t)vm->config.shutdown_grace_ms * 1000000u;
+  deadline.tv_sec += (time_t)(ns / 1000000000u);
+  deadline.tv_nsec = (long)(ns % 1000000000u);
+
+  pthread_mutex_lock(&vm->live_lock);
+  kill_all_locked(vm);
+  while (atomic_load(&vm->live) > 0) {
+    if (pthread_cond_timedwait(&vm->live_cv, &vm->live_lock, &deadline) ==
+        ETIMEDOUT) {
+      if (atomic_load(&vm->live) == 0) break;
+      if (report) report_locked(vm, report);
+      pthread_mutex_unlock(&vm->live_lock);
+      pthread_mutex_unlock(&life_lock);
+      return ISOLA_ETIMEDOUT;
+    }
+  }
+  pthread_mutex_unlock(&vm->live_lock);
+  if (report) {
+    report->stuck = 0;
+    report->text[0] = '\0';
+  }
+
+  /* Threads that are not isolates finish the call they are in (they see
+   * the state and fail fast); root isolates' threads leave run_main. */
+  while (atomic_load_explicit(&isola__outside_callers, memory_order_seq_cst))
+    isola__plat_yield();
+  isola__sched_stop(&vm->sched);
+
+  atomic_store_explicit(&isola__the_vm, NULL, memory_order_seq_cst);
+  pthread_key_delete(vm->thread_key);
+  isola__epoch_destroy(&vm->epoch);
+  isola__port_map_destroy(&vm->ports);
+  pthread_cond_destroy(&vm->live_cv);
+  pthread_mutex_destroy(&vm->live_lock);
+  atomic_store(&vm->state, 0);
+  pthread_mutex_unlock(&life_lock);
+  return ISOLA_OK;
+}

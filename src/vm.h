@@ -1,0 +1,54 @@
+/* vm.h — the one VM of the process: its parts and its live isolates. */
+#ifndef ISOLA_VM_H
+#define ISOLA_VM_H
+
+#include "epoch.h"
+#include "internal.h"
+#include "port_map.h"
+#include "scheduler.h"
+
+enum { ISOLA__VM_RUNNING = 1, ISOLA__VM_SHUTTING_DOWN = 2 };
+
+struct isola__vm {
+  isola_config config;
+  FILE *trace; /* config.trace_file or stderr */
+  uint64_t gen; /* distinguishes this VM from earlier ones in TLS */
+  _Atomic int state;
+  isola__port_map ports;
+  isola__epoch epoch;
+  isola__sched sched;
+
+  pthread_mutex_t live_lock; /* live list and live_cv */
+  pthread_cond_t live_cv;    /* signalled when an isolate ends */
+  isola__isolate *live_head;
+  _Atomic size_t live;       /* isolates spawned and not yet ended */
+  _Atomic uint64_t next_group;
+  pthread_key_t thread_key;  /* unregisters a plain thread's epoch record */
+};
+
+static inline isola__vm *isola__vm_get(void) {
+  return atomic_load_explicit(&isola__the_vm, memory_order_acquire);
+}
+
+/* Writes one trace line (printf format).  Use isola__trace(), which costs
+ * one test when tracing is off. */
+void isola__trace_write(isola__vm *vm, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+#define isola__trace(vm, flag, ...)                                            \
+  do {                                                                         \
+    if (ISOLA__UNLIKELY((vm)->config.trace & (flag)))                          \
+      isola__trace_write((vm), __VA_ARGS__);                                   \
+  } while (0)
+
+/* The calling thread's epoch record, registering one if needed; NULL when
+ * out of memory. */
+isola__epoch_rec *isola__vm_thread_rec(isola__vm *vm);
+
+/* Live list bookkeeping (isolate.c calls these). */
+void isola__vm_add_live(isola__vm *vm, isola__isolate *iso);
+void isola__vm_remove_live(isola__vm *vm, isola__isolate *iso);
+
+#endif
