@@ -75,7 +75,8 @@ static inline isola__port_slot *isola__port_slot_of(isola__port_map *m,
   uint32_t index = (uint32_t)(id & ISOLA__PORT_INDEX_MASK);
   isola__port_slot *chunk = atomic_load_explicit(
       &m->dir[index >> ISOLA__CHUNK_BITS], memory_order_acquire);
-  if (ISOLA__UNLIKELY(!chunk)) return NULL;
+  /* Slot 0 is never handed out, so its id 0 must not match ISOLA_PORT_NONE. */
+  if (ISOLA__UNLIKELY(!chunk || index == 0)) return NULL;
   isola__port_slot *s = &chunk[index & (ISOLA__CHUNK_SLOTS - 1)];
   /* Acquire pairs with the release store of id in isola__port_open(). */
   if (atomic_load_explicit(&s->id, memory_order_acquire) != id) return NULL;

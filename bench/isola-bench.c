@@ -1,0 +1,913 @@
+/*
+ * isola-bench — the isola side of the benchmarks defined in BENCHMARKS.md.
+ *
+ *   isola-bench [--workers N] <bench> <args...>
+ *
+ *   pingpong N        two isolates bounce an int N times
+ *   ring P T          P isolates in a ring pass a token from T down to 0
+ *   spawn N           N idle isolates: spawn time, memory, stop time
+ *   fanin P M         P producers send M ints each to one consumer
+ *   skynet SIZE DIV   a tree of isolates sums 0 .. SIZE-1
+ *   payload S N       an S-byte buffer makes N one-way sends
+ *
+ * Each figure is printed as "isola <bench> <metric> <value> <unit>".  Every
+ * benchmark checks its result and exits with status 1 if it is wrong; bad
+ * arguments give the usage and status 2.
+ *
+ * Shape of every run: main() starts the VM and turns its thread into the
+ * root isolate (isola_run_main).  The root opens one port, spawns the
+ * isolates of the benchmark and then only waits: all the measured work runs
+ * between isolates on the worker pool.  The root reads the clock when it is
+ * told the setup is done (a READY message, answered with a null "go") or,
+ * where spawning is what is measured, before its first spawn; it reads it
+ * again when the DONE message arrives, then closes its port so run_main()
+ * returns.  main() checks the figures, prints them and shuts the VM down.
+ *
+ * Isolates share nothing here either: each learns its parameters from its
+ * spawn message and keeps its state in the ctx of its own port.  A check
+ * that fails inside an isolate prints why and ends the process at once.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "isola.h"
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static _Noreturn void fail(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* Ends the process from any thread: exit() would run atexit handlers while
+ * worker threads still run isolates. */
+static _Noreturn void fail(const char *fmt, ...) {
+  va_list ap;
+  fflush(stdout);
+  fputs("isola-bench: CHECK FAILED: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  _Exit(1);
+}
+
+/* Every runtime call is checked: a benchmark that lost a message would
+ * otherwise hang or print a figure for work it did not do. */
+#define CHECK(call) check_rc((call), #call, __LINE__)
+
+static void check_rc(int rc, const char *what, int line) {
+  if (rc != ISOLA_OK)
+    fail("line %d: %s: %s (%s)", line, what, isola_err_name(rc),
+         isola_strerror(rc));
+}
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) fail("clock_gettime");
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* VmRSS of this process, in bytes. */
+static int64_t rss_bytes(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long long kb = -1;
+  if (f == NULL) fail("cannot open /proc/self/status");
+  while (fgets(line, sizeof line, f) != NULL) {
+    if (strncmp(line, "VmRSS:", 6) == 0) {
+      kb = strtoll(line + 6, NULL, 10);
+      break;
+    }
+  }
+  fclose(f);
+  if (kb < 0) fail("no VmRSS in /proc/self/status");
+  return (int64_t)kb * 1024;
+}
+
+static void *xmalloc(size_t n) {
+  void *p = malloc(n != 0 ? n : 1);
+  if (p == NULL) fail("out of memory (%zu bytes)", n);
+  return p;
+}
+
+/* Typed reads of received messages; a message of the wrong shape is a bug
+ * in this program or in the runtime, so it ends the run. */
+static int64_t get_int(isola_value v) {
+  int64_t i;
+  if (isola_value_get_int(v, &i) != ISOLA_OK)
+    fail("expected an int, got kind %u", (unsigned)v.kind);
+  return i;
+}
+
+static int64_t item_int(isola_value list, size_t index) {
+  isola_value item;
+  CHECK(isola_list_get(list, index, &item));
+  return get_int(item);
+}
+
+static isola_port item_port(isola_value list, size_t index) {
+  isola_value item;
+  isola_port p;
+  CHECK(isola_list_get(list, index, &item));
+  if (isola_value_get_port(item, &p) != ISOLA_OK)
+    fail("item %zu: expected a port, got kind %u", index, (unsigned)item.kind);
+  return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The root isolate                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* What isolates tell the root: lists [tag, ...].  A bare int is a DONE
+ * carrying that int (the top of the skynet tree answers like any node). */
+enum {
+  TAG_READY = 1, /* [READY, port]: setup done; start the clock, send null */
+  TAG_MARK,      /* [MARK, port]: read clock and RSS, then send null */
+  TAG_DONE,      /* [DONE, ints...]: stop the clock, keep the ints */
+  TAG_INFO       /* [INFO, ints...]: keep the ints */
+};
+
+enum {
+  BENCH_PINGPONG,
+  BENCH_RING,
+  BENCH_SPAWN,
+  BENCH_FANIN,
+  BENCH_SKYNET,
+  BENCH_PAYLOAD
+};
+
+#define MAX_RESULTS 4
+
+/* Written only by the root isolate, which runs on the main thread; main()
+ * reads it after isola_run_main() returns. */
+static struct root_state {
+  isola_port port;
+  int expected; /* DONE + INFO messages that end the run */
+  int received;
+  int64_t rss_before, rss_mark;
+  int64_t t_start, t_mark, t_after_mark, t_end;
+  int64_t done[MAX_RESULTS];
+  size_t ndone;
+  int64_t info[MAX_RESULTS];
+  size_t ninfo;
+} root;
+
+static size_t copy_ints(isola_value list, int64_t *out) {
+  size_t n = list.len - 1;
+  if (n > MAX_RESULTS) fail("root: %zu results, at most %d", n, MAX_RESULTS);
+  for (size_t i = 0; i < n; i++) out[i] = item_int(list, i + 1);
+  return n;
+}
+
+static void root_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  struct root_state *r = ctx;
+  (void)reply_to;
+  if (msg.kind == ISOLA_INT) {
+    r->t_end = now_ns();
+    r->done[0] = get_int(msg);
+    r->ndone = 1;
+    r->received++;
+  } else {
+    if (msg.kind != ISOLA_LIST || msg.len < 1) fail("root: bad message");
+    switch (item_int(msg, 0)) {
+    case TAG_READY:
+      r->t_start = now_ns();
+      CHECK(isola_send(item_port(msg, 1), isola_null()));
+      break;
+    case TAG_MARK:
+      r->t_mark = now_ns();
+      r->rss_mark = rss_bytes();
+      r->t_after_mark = now_ns();
+      CHECK(isola_send(item_port(msg, 1), isola_null()));
+      break;
+    case TAG_DONE:
+      r->t_end = now_ns();
+      r->ndone = copy_ints(msg, r->done);
+      r->received++;
+      break;
+    case TAG_INFO:
+      r->ninfo = copy_ints(msg, r->info);
+      r->received++;
+      break;
+    default:
+      fail("root: unknown tag");
+    }
+  }
+  if (r->received == r->expected) CHECK(isola_port_close(port));
+}
+
+static void send_tagged(isola_port to, int64_t tag, isola_port port) {
+  isola_value items[2] = {isola_int(tag), isola_sendport(port)};
+  CHECK(isola_send(to, isola_list(items, 2)));
+}
+
+/* ------------------------------------------------------------------------ */
+/* pingpong N                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* The pinger sends N, N-1, ... 1 to the ponger with itself as reply_to; the
+ * ponger answers each on the reply port it got.  A 0 stops the ponger. */
+
+struct ping {
+  isola_port root, self, pong;
+  int64_t n, expect, count;
+};
+
+static void pong_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx;
+  if (get_int(msg) == 0) {
+    CHECK(isola_port_close(port));
+    return;
+  }
+  CHECK(isola_send_reply(reply_to, msg, port));
+}
+
+static void pong_entry(isola_value msg) {
+  isola_port self;
+  CHECK(isola_port_open(pong_handler, NULL, &self));
+  CHECK(isola_send(item_port(msg, 0), isola_sendport(self)));
+}
+
+static void ping_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  struct ping *p = ctx;
+  switch (msg.kind) {
+  case ISOLA_PORT: /* the ponger is up */
+    CHECK(isola_value_get_port(msg, &p->pong));
+    send_tagged(p->root, TAG_READY, port);
+    break;
+  case ISOLA_NULL: /* go */
+    CHECK(isola_send_reply(p->pong, isola_int(p->n), port));
+    break;
+  default: {
+    int64_t v = get_int(msg);
+    if (v != p->expect)
+      fail("pingpong: got %" PRId64 ", want %" PRId64, v, p->expect);
+    p->count++;
+    if (v > 1) {
+      p->expect = v - 1;
+      CHECK(isola_send_reply(reply_to, isola_int(v - 1), port));
+      break;
+    }
+    /* Stop the ponger before telling the root: once the root has its
+     * answer the VM shuts down and sends fail. */
+    CHECK(isola_send(reply_to, isola_int(0)));
+    isola_value done[2] = {isola_int(TAG_DONE), isola_int(p->count)};
+    CHECK(isola_send(p->root, isola_list(done, 2)));
+    CHECK(isola_port_close(port));
+    free(p);
+  }
+  }
+}
+
+static void ping_entry(isola_value msg) {
+  struct ping *p = xmalloc(sizeof *p);
+  p->n = item_int(msg, 0);
+  p->root = item_port(msg, 1);
+  p->pong = ISOLA_PORT_NONE;
+  p->expect = p->n;
+  p->count = 0;
+  CHECK(isola_port_open(ping_handler, p, &p->self));
+  isola_value items[1] = {isola_sendport(p->self)};
+  isola_spawn_options opts = {.name = "pong"};
+  CHECK(isola_spawn(pong_entry, isola_list(items, 1), &opts, NULL));
+}
+
+/* ------------------------------------------------------------------------ */
+/* ring P T                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Member i spawns member i+1 (a chain), and each member sends its port to
+ * the one before it, so every member learns its next.  The last member
+ * closes the ring on member 0 and tells the root; the root's "go" makes
+ * member 0 take the token T.  A member that gets t > 0 passes t-1 on (one
+ * hop); the one that gets 0 reports its index and starts a stop message
+ * [origin, hops] round the ring: each member adds its hop count, passes it
+ * on and closes its port; the member before the origin reports the total.
+ */
+
+struct member {
+  isola_port root, self, next;
+  int64_t p, t, index, hops;
+  bool pending; /* a token came before the port of the next member */
+  int64_t pending_token;
+};
+
+static void member_token(struct member *m, int64_t t) {
+  if (m->next == ISOLA_PORT_NONE) {
+    /* Only per-sender order is promised; the token may overtake the
+     * message that names the next member. */
+    m->pending = true;
+    m->pending_token = t;
+    return;
+  }
+  if (t > 0) {
+    m->hops++;
+    CHECK(isola_send(m->next, isola_int(t - 1)));
+    return;
+  }
+  isola_value done[2] = {isola_int(TAG_DONE), isola_int(m->index)};
+  CHECK(isola_send(m->root, isola_list(done, 2)));
+  isola_value stop[2] = {isola_int(m->index), isola_int(m->hops)};
+  CHECK(isola_send(m->next, isola_list(stop, 2)));
+  CHECK(isola_port_close(m->self));
+  free(m);
+}
+
+static void member_handler(void *ctx, isola_port port, isola_value msg,
+                           isola_port reply_to) {
+  struct member *m = ctx;
+  (void)port;
+  (void)reply_to;
+  switch (msg.kind) {
+  case ISOLA_INT:
+    member_token(m, get_int(msg));
+    break;
+  case ISOLA_PORT: /* the next member is up */
+    CHECK(isola_value_get_port(msg, &m->next));
+    if (m->pending) {
+      m->pending = false;
+      member_token(m, m->pending_token);
+    }
+    break;
+  case ISOLA_NULL: /* go: member 0 takes the token */
+    member_token(m, m->t);
+    break;
+  case ISOLA_LIST: { /* stop [origin, hops so far] */
+    int64_t origin = item_int(msg, 0);
+    int64_t hops = item_int(msg, 1) + m->hops;
+    if ((m->index + 1) % m->p == origin) {
+      isola_value info[2] = {isola_int(TAG_INFO), isola_int(hops)};
+      CHECK(isola_send(m->root, isola_list(info, 2)));
+    } else {
+      isola_value stop[2] = {isola_int(origin), isola_int(hops)};
+      CHECK(isola_send(m->next, isola_list(stop, 2)));
+    }
+    CHECK(isola_port_close(m->self));
+    free(m);
+    break;
+  }
+  default:
+    fail("ring: unexpected message kind %u", (unsigned)msg.kind);
+  }
+}
+
+/* [P, T, index, root] for member 0; [P, T, index, root, first, prev] after. */
+static void member_entry(isola_value msg) {
+  struct member *m = xmalloc(sizeof *m);
+  isola_port first;
+  m->p = item_int(msg, 0);
+  m->t = item_int(msg, 1);
+  m->index = item_int(msg, 2);
+  m->root = item_port(msg, 3);
+  m->next = ISOLA_PORT_NONE;
+  m->hops = 0;
+  m->pending = false;
+  CHECK(isola_port_open(member_handler, m, &m->self));
+  if (m->index == 0) {
+    first = m->self;
+  } else {
+    first = item_port(msg, 4);
+    CHECK(isola_send(item_port(msg, 5), isola_sendport(m->self)));
+  }
+  if (m->index == m->p - 1) {
+    m->next = first;
+    send_tagged(m->root, TAG_READY, first);
+    return;
+  }
+  isola_value items[6] = {isola_int(m->p),        isola_int(m->t),
+                          isola_int(m->index + 1), isola_sendport(m->root),
+                          isola_sendport(first),   isola_sendport(m->self)};
+  isola_spawn_options opts = {.name = "ring"};
+  CHECK(isola_spawn(member_entry, isola_list(items, 6), &opts, NULL));
+}
+
+/* ------------------------------------------------------------------------ */
+/* spawn N                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A boss isolate spawns N idle isolates; each opens a port and reports
+ * [index, port] to the boss.  When all N are alive the boss sends MARK to
+ * the root, which reads the clock and RSS and answers "go".  The boss then
+ * sends each idle isolate its index with itself as reply_to; the isolate
+ * answers with the same message and closes its port, so it ends, and the
+ * runtime sends the boss an on_exit notice.  Once the boss has N answers
+ * and N exit notices it sends DONE [answers, exits, sum of indexes].
+ */
+
+struct boss {
+  isola_port root, ctl, exits;
+  isola_port *ports;
+  int64_t n, alive, answers, exited, sum;
+};
+
+static void idle_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx;
+  CHECK(isola_send(reply_to, msg));
+  CHECK(isola_port_close(port));
+}
+
+/* [boss port, index] */
+static void idle_entry(isola_value msg) {
+  isola_port self;
+  CHECK(isola_port_open(idle_handler, NULL, &self));
+  isola_value items[2] = {isola_int(item_int(msg, 1)), isola_sendport(self)};
+  CHECK(isola_send(item_port(msg, 0), isola_list(items, 2)));
+}
+
+static void boss_maybe_done(struct boss *b) {
+  if (b->answers < b->n || b->exited < b->n) return;
+  isola_value done[4] = {isola_int(TAG_DONE), isola_int(b->answers),
+                         isola_int(b->exited), isola_int(b->sum)};
+  CHECK(isola_send(b->root, isola_list(done, 4)));
+  CHECK(isola_port_close(b->ctl));
+  CHECK(isola_port_close(b->exits));
+  free(b->ports);
+  free(b);
+}
+
+static void boss_ctl_handler(void *ctx, isola_port port, isola_value msg,
+                             isola_port reply_to) {
+  struct boss *b = ctx;
+  (void)reply_to;
+  switch (msg.kind) {
+  case ISOLA_LIST: { /* [index, port]: one more is alive */
+    int64_t i = item_int(msg, 0);
+    if (i < 0 || i >= b->n || b->ports[i] != ISOLA_PORT_NONE)
+      fail("spawn: bad or repeated report from %" PRId64, i);
+    b->ports[i] = item_port(msg, 1);
+    if (++b->alive == b->n) send_tagged(b->root, TAG_MARK, port);
+    break;
+  }
+  case ISOLA_NULL: /* go: stop them all */
+    for (int64_t i = 0; i < b->n; i++)
+      CHECK(isola_send_reply(b->ports[i], isola_int(i), port));
+    break;
+  case ISOLA_INT: /* an answer to stop */
+    b->answers++;
+    b->sum += get_int(msg);
+    boss_maybe_done(b);
+    break;
+  default:
+    fail("spawn: unexpected message kind %u", (unsigned)msg.kind);
+  }
+}
+
+static void boss_exit_handler(void *ctx, isola_port port, isola_value msg,
+                              isola_port reply_to) {
+  struct boss *b = ctx;
+  (void)port;
+  (void)msg;
+  (void)reply_to;
+  b->exited++;
+  boss_maybe_done(b);
+}
+
+/* [N, root] */
+static void boss_entry(isola_value msg) {
+  struct boss *b = xmalloc(sizeof *b);
+  b->n = item_int(msg, 0);
+  b->root = item_port(msg, 1);
+  b->alive = b->answers = b->exited = b->sum = 0;
+  /* Allocated by the root before it read the first RSS figure would be
+   * fairer, but 8 bytes per isolate is what any peer keeps too. */
+  b->ports = xmalloc((size_t)b->n * sizeof *b->ports);
+  memset(b->ports, 0, (size_t)b->n * sizeof *b->ports);
+  CHECK(isola_port_open(boss_ctl_handler, b, &b->ctl));
+  CHECK(isola_port_open(boss_exit_handler, b, &b->exits));
+  isola_spawn_options opts = {.name = "idle", .on_exit = b->exits};
+  for (int64_t i = 0; i < b->n; i++) {
+    isola_value items[2] = {isola_sendport(b->ctl), isola_int(i)};
+    CHECK(isola_spawn(idle_entry, isola_list(items, 2), &opts, NULL));
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* fanin P M                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* The consumer opens its port and tells the root; on "go" it spawns the P
+ * producers, each of which sends 1 .. M from its entry and ends.  The
+ * consumer counts and sums to P*M, then sends DONE [count, sum]. */
+
+struct consumer {
+  isola_port root, self;
+  int64_t p, m, total, count;
+  uint64_t sum; /* wraps like the expected figure for huge arguments */
+};
+
+/* [consumer port, M] */
+static void producer_entry(isola_value msg) {
+  isola_port to = item_port(msg, 0);
+  int64_t m = item_int(msg, 1);
+  for (int64_t i = 1; i <= m; i++) CHECK(isola_send(to, isola_int(i)));
+}
+
+static void consumer_handler(void *ctx, isola_port port, isola_value msg,
+                             isola_port reply_to) {
+  struct consumer *c = ctx;
+  (void)reply_to;
+  if (msg.kind == ISOLA_NULL) { /* go */
+    isola_value items[2] = {isola_sendport(port), isola_int(c->m)};
+    isola_spawn_options opts = {.name = "producer"};
+    for (int64_t i = 0; i < c->p; i++)
+      CHECK(isola_spawn(producer_entry, isola_list(items, 2), &opts, NULL));
+    return;
+  }
+  c->sum += (uint64_t)get_int(msg);
+  if (++c->count < c->total) return;
+  isola_value done[3] = {isola_int(TAG_DONE), isola_int(c->count),
+                         isola_int((int64_t)c->sum)};
+  CHECK(isola_send(c->root, isola_list(done, 3)));
+  CHECK(isola_port_close(port));
+  free(c);
+}
+
+/* [P, M, root] */
+static void consumer_entry(isola_value msg) {
+  struct consumer *c = xmalloc(sizeof *c);
+  c->p = item_int(msg, 0);
+  c->m = item_int(msg, 1);
+  c->root = item_port(msg, 2);
+  c->total = c->p * c->m;
+  c->count = 0;
+  c->sum = 0;
+  CHECK(isola_port_open(consumer_handler, c, &c->self));
+  send_tagged(c->root, TAG_READY, c->self);
+}
+
+/* ------------------------------------------------------------------------ */
+/* skynet SIZE DIV                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* A node [num, size, div, parent] of size 1 answers num and ends (it opens
+ * no port).  A larger one spawns div children over its range, sums their
+ * answers and sends the sum to its parent. */
+
+struct node {
+  isola_port parent;
+  int64_t sum, remaining;
+};
+
+static void node_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  struct node *nd = ctx;
+  (void)reply_to;
+  nd->sum += get_int(msg);
+  if (--nd->remaining > 0) return;
+  CHECK(isola_send(nd->parent, isola_int(nd->sum)));
+  CHECK(isola_port_close(port));
+  free(nd);
+}
+
+static void node_entry(isola_value msg) {
+  int64_t num = item_int(msg, 0);
+  int64_t size = item_int(msg, 1);
+  int64_t div = item_int(msg, 2);
+  isola_port parent = item_port(msg, 3);
+  if (size == 1) {
+    CHECK(isola_send(parent, isola_int(num)));
+    return;
+  }
+  struct node *nd = xmalloc(sizeof *nd);
+  isola_port self;
+  nd->parent = parent;
+  nd->sum = 0;
+  nd->remaining = div;
+  CHECK(isola_port_open(node_handler, nd, &self));
+  int64_t sub = size / div;
+  isola_spawn_options opts = {.name = "skynet"};
+  for (int64_t i = 0; i < div; i++) {
+    isola_value items[4] = {isola_int(num + i * sub), isola_int(sub),
+                            isola_int(div), isola_sendport(self)};
+    CHECK(isola_spawn(node_entry, isola_list(items, 4), &opts, NULL));
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* payload S N                                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Isolate A spawns B; B sends A its port; A tells the root.  On "go" A
+ * sends an S-byte buffer to B with itself as reply_to, and from then on
+ * each side sends back, on its reply port, the buffer it received: every
+ * send copies it.  Sends are numbered 1 .. N: B receives the odd ones, A
+ * the even ones.  The side that receives send N checks every byte, sends a
+ * 0 that makes the other side close its port, and reports DONE [N, sends it
+ * received]; the other side reports INFO [sends it received] as it closes,
+ * so the root waits until both have ended.
+ */
+
+static uint8_t pattern_byte(size_t j) { return (uint8_t)(j * 7 + (j >> 8)); }
+
+struct side {
+  isola_port root, self, peer;
+  int64_t s, n, received;
+  bool is_a;
+};
+
+static void side_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  struct side *sd = ctx;
+  switch (msg.kind) {
+  case ISOLA_PORT: /* A: B is up */
+    CHECK(isola_value_get_port(msg, &sd->peer));
+    send_tagged(sd->root, TAG_READY, port);
+    return;
+  case ISOLA_NULL: { /* A: go */
+    uint8_t *buf = xmalloc((size_t)sd->s);
+    for (size_t j = 0; j < (size_t)sd->s; j++) buf[j] = pattern_byte(j);
+    CHECK(isola_send_reply(sd->peer, isola_bytes(buf, (size_t)sd->s), port));
+    free(buf); /* the send made its copy */
+    return;
+  }
+  case ISOLA_INT: { /* stop: tell the root how many sends came here */
+    isola_value info[2] = {isola_int(TAG_INFO), isola_int(sd->received)};
+    CHECK(isola_send(sd->root, isola_list(info, 2)));
+    CHECK(isola_port_close(port));
+    free(sd);
+    return;
+  }
+  case ISOLA_BYTES:
+    break;
+  default:
+    fail("payload: unexpected message kind %u", (unsigned)msg.kind);
+  }
+  const uint8_t *b;
+  size_t len;
+  CHECK(isola_value_get_bytes(msg, &b, &len));
+  if (len != (size_t)sd->s)
+    fail("payload: %zu bytes, want %" PRId64, len, sd->s);
+  sd->received++;
+  int64_t seq = sd->is_a ? 2 * sd->received : 2 * sd->received - 1;
+  if (seq < sd->n) {
+    /* One byte per hop, as the peers do; all of them at the end. */
+    size_t j = (size_t)((uint64_t)seq * 4099 % (uint64_t)sd->s);
+    if (b[j] != pattern_byte(j)) fail("payload: byte %zu corrupted", j);
+    CHECK(isola_send_reply(reply_to, msg, port));
+    return;
+  }
+  for (size_t j = 0; j < len; j++)
+    if (b[j] != pattern_byte(j)) fail("payload: byte %zu corrupted", j);
+  CHECK(isola_send(reply_to, isola_int(0))); /* before the root hears */
+  isola_value done[3] = {isola_int(TAG_DONE), isola_int(seq),
+                         isola_int(sd->received)};
+  CHECK(isola_send(sd->root, isola_list(done, 3)));
+  CHECK(isola_port_close(port));
+  free(sd);
+}
+
+static struct side *side_new(isola_value msg, bool is_a) {
+  struct side *sd = xmalloc(sizeof *sd);
+  sd->s = item_int(msg, 0);
+  sd->n = item_int(msg, 1);
+  sd->root = item_port(msg, 2);
+  sd->peer = ISOLA_PORT_NONE;
+  sd->received = 0;
+  sd->is_a = is_a;
+  CHECK(isola_port_open(side_handler, sd, &sd->self));
+  return sd;
+}
+
+/* [S, N, root, A's port] */
+static void side_b_entry(isola_value msg) {
+  struct side *sd = side_new(msg, false);
+  CHECK(isola_send(item_port(msg, 3), isola_sendport(sd->self)));
+}
+
+/* [S, N, root] */
+static void side_a_entry(isola_value msg) {
+  struct side *sd = side_new(msg, true);
+  isola_value items[4] = {isola_int(sd->s), isola_int(sd->n),
+                          isola_sendport(sd->root), isola_sendport(sd->self)};
+  isola_spawn_options opts = {.name = "payload-b"};
+  CHECK(isola_spawn(side_b_entry, isola_list(items, 4), &opts, NULL));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Driver                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static const char *const bench_names[] = {"pingpong", "ring",   "spawn",
+                                          "fanin",    "skynet", "payload"};
+static const int bench_nargs[] = {1, 2, 1, 2, 2, 2};
+
+/* The root's entry; message is [bench, a, b]. */
+static void root_entry(isola_value msg) {
+  int64_t bench = item_int(msg, 0);
+  int64_t a = item_int(msg, 1), b = item_int(msg, 2);
+  CHECK(isola_port_open(root_handler, &root, &root.port));
+  root.expected = 1;
+  isola_spawn_options opts = {0};
+  isola_value items[4];
+  switch (bench) {
+  case BENCH_PINGPONG:
+    items[0] = isola_int(a);
+    items[1] = isola_sendport(root.port);
+    opts.name = "ping";
+    CHECK(isola_spawn(ping_entry, isola_list(items, 2), &opts, NULL));
+    break;
+  case BENCH_RING:
+    root.expected = 2; /* DONE, then INFO with the hop total */
+    items[0] = isola_int(a);
+    items[1] = isola_int(b);
+    items[2] = isola_int(0);
+    items[3] = isola_sendport(root.port);
+    opts.name = "ring";
+    CHECK(isola_spawn(member_entry, isola_list(items, 4), &opts, NULL));
+    break;
+  case BENCH_SPAWN:
+    items[0] = isola_int(a);
+    items[1] = isola_sendport(root.port);
+    opts.name = "boss";
+    root.rss_before = rss_bytes();
+    root.t_start = now_ns();
+    CHECK(isola_spawn(boss_entry, isola_list(items, 2), &opts, NULL));
+    break;
+  case BENCH_FANIN:
+    items[0] = isola_int(a);
+    items[1] = isola_int(b);
+    items[2] = isola_sendport(root.port);
+    opts.name = "consumer";
+    CHECK(isola_spawn(consumer_entry, isola_list(items, 3), &opts, NULL));
+    break;
+  case BENCH_SKYNET:
+    items[0] = isola_int(0);
+    items[1] = isola_int(a);
+    items[2] = isola_int(b);
+    items[3] = isola_sendport(root.port);
+    opts.name = "skynet";
+    root.t_start = now_ns();
+    CHECK(isola_spawn(node_entry, isola_list(items, 4), &opts, NULL));
+    break;
+  case BENCH_PAYLOAD:
+    items[0] = isola_int(a);
+    items[1] = isola_int(b);
+    items[2] = isola_sendport(root.port);
+    root.expected = 2; /* DONE from one side, INFO from the other */
+    opts.name = "payload-a";
+    CHECK(isola_spawn(side_a_entry, isola_list(items, 3), &opts, NULL));
+    break;
+  default:
+    fail("unknown bench %" PRId64, bench);
+  }
+}
+
+static void report(const char *bench, const char *metric, double value,
+                   const char *unit) {
+  printf("isola %s %s %.3f %s\n", bench, metric, value, unit);
+}
+
+/* Checks the figures main() got from the root and prints them. */
+static void finish(int bench, int64_t a, int64_t b) {
+  const char *name = bench_names[bench];
+  double elapsed = (double)(root.t_end - root.t_start); /* ns */
+  if (root.ndone < 1) fail("%s: no result", name);
+  switch (bench) {
+  case BENCH_PINGPONG:
+    if (root.done[0] != a)
+      fail("pingpong: %" PRId64 " round trips, want %" PRId64, root.done[0], a);
+    report(name, "ns_per_roundtrip", elapsed / (double)a, "ns");
+    break;
+  case BENCH_RING:
+    if (root.ninfo < 1 || root.info[0] != b || root.done[0] != b % a)
+      fail("ring: %" PRId64 " hops (want %" PRId64 "), 0 seen by %" PRId64
+           " (want %" PRId64 ")",
+           root.ninfo ? root.info[0] : -1, b, root.done[0], b % a);
+    report(name, "ns_per_hop", elapsed / (double)b, "ns");
+    break;
+  case BENCH_SPAWN: {
+    /* Indexes 0 .. N-1 sum to N(N-1)/2; N is at most INT32_MAX. */
+    int64_t want = a * (a - 1) / 2;
+    if (root.ndone < 3 || root.done[0] != a || root.done[1] != a ||
+        root.done[2] != want)
+      fail("spawn: %" PRId64 " answers, %" PRId64 " exits, sum %" PRId64
+           " (want %" PRId64 ", %" PRId64 ", %" PRId64 ")",
+           root.done[0], root.done[1], root.done[2], a, a, want);
+    report(name, "ns_per_spawn", (double)(root.t_mark - root.t_start) / (double)a,
+           "ns");
+    report(name, "bytes_per_idle",
+           (double)(root.rss_mark - root.rss_before) / (double)a, "B");
+    report(name, "ns_per_stop",
+           (double)(root.t_end - root.t_after_mark) / (double)a, "ns");
+    break;
+  }
+  case BENCH_FANIN: {
+    /* P * (1 + .. + M), in the same wrapping arithmetic as the consumer. */
+    uint64_t m = (uint64_t)b;
+    uint64_t tri = m % 2 == 0 ? (m / 2) * (m + 1) : m * ((m + 1) / 2);
+    uint64_t want = (uint64_t)a * tri;
+    if (root.ndone < 2 || root.done[0] != a * b ||
+        (uint64_t)root.done[1] != want)
+      fail("fanin: count %" PRId64 " sum %" PRIu64 ", want %" PRId64
+           " and %" PRIu64,
+           root.done[0], (uint64_t)root.done[1], a * b, want);
+    report(name, "msgs_per_s", (double)(a * b) / (elapsed / 1e9), "msg/s");
+    break;
+  }
+  case BENCH_SKYNET: {
+    int64_t want = a * (a - 1) / 2;
+    if (root.done[0] != want)
+      fail("skynet: sum %" PRId64 ", want %" PRId64, root.done[0], want);
+    printf("isola skynet sum %" PRId64 " sum\n", root.done[0]);
+    report(name, "ms_total", elapsed / 1e6, "ms");
+    break;
+  }
+  case BENCH_PAYLOAD:
+    if (root.ndone < 2 || root.ninfo < 1 || root.done[0] != b ||
+        root.done[1] + root.info[0] != b)
+      fail("payload: last send %" PRId64 ", %" PRId64 " received, want %" PRId64,
+           root.done[0], root.ndone < 2 ? -1 : root.done[1] + root.info[0], b);
+    report(name, "copy_gbps", (double)a * (double)b / (elapsed / 1e9) / 1e9,
+           "GB/s");
+    printf("# isola payload transfer_ns: not measured, isola has no transfer "
+           "yet\n");
+    break;
+  }
+}
+
+static void usage(void) {
+  fputs("usage: isola-bench [--workers N] BENCH ARGS...\n"
+        "  pingpong N        N >= 1 round trips between two isolates\n"
+        "  ring P T          P >= 2 isolates, token from T >= 1 down to 0\n"
+        "  spawn N           N >= 1 idle isolates\n"
+        "  fanin P M         P >= 1 producers send M >= 1 ints each\n"
+        "  skynet SIZE DIV   DIV >= 2, SIZE a power of DIV\n"
+        "  payload S N       S >= 1 bytes, N >= 1 one-way sends\n"
+        "  --workers N       worker threads (0: one per core, the default)\n",
+        stderr);
+  exit(2);
+}
+
+/* A decimal integer in [0, INT32_MAX]: bounded so that no product or sum
+ * the benchmarks compute from it overflows. */
+static int64_t parse_arg(const char *s) {
+  char *end;
+  if (s[0] < '0' || s[0] > '9') usage();
+  unsigned long long v = strtoull(s, &end, 10);
+  if (*end != '\0' || v > INT32_MAX) usage();
+  return (int64_t)v;
+}
+
+int main(int argc, char **argv) {
+  isola_config config;
+  int argi = 1;
+  isola_config_init(&config);
+  if (argi + 1 < argc && strcmp(argv[argi], "--workers") == 0) {
+    config.workers = (unsigned)parse_arg(argv[argi + 1]);
+    argi += 2;
+  }
+  if (argi >= argc) usage();
+  int bench = -1;
+  for (int i = 0; i < (int)(sizeof bench_names / sizeof bench_names[0]); i++)
+    if (strcmp(argv[argi], bench_names[i]) == 0) bench = i;
+  if (bench < 0 || argc - argi - 1 != bench_nargs[bench]) usage();
+  int64_t a = parse_arg(argv[argi + 1]);
+  int64_t b = bench_nargs[bench] > 1 ? parse_arg(argv[argi + 2]) : 0;
+  switch (bench) {
+  case BENCH_PINGPONG:
+  case BENCH_SPAWN:
+    if (a < 1) usage();
+    break;
+  case BENCH_RING:
+    if (a < 2 || b < 1) usage();
+    break;
+  case BENCH_FANIN:
+  case BENCH_PAYLOAD:
+    if (a < 1 || b < 1) usage();
+    break;
+  case BENCH_SKYNET:
+    /* The tree must split evenly down to leaves of size 1. */
+    if (a < 1 || b < 2) usage();
+    for (int64_t s = a; s > 1; s /= b)
+      if (s % b != 0) usage();
+    break;
+  }
+
+  CHECK(isola_vm_init(config.workers != 0 ? &config : NULL));
+  isola_value items[3] = {isola_int(bench), isola_int(a), isola_int(b)};
+  CHECK(isola_run_main(root_entry, isola_list(items, 3), "bench"));
+  finish(bench, a, b);
+  fflush(stdout);
+  isola_shutdown_report rep;
+  int rc = isola_vm_shutdown(&rep);
+  if (rc != ISOLA_OK)
+    fail("isola_vm_shutdown: %s; %zu stuck: %s", isola_err_name(rc), rep.stuck,
+         rep.text);
+  return 0;
+}

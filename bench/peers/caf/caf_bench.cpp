@@ -1,0 +1,440 @@
+// CAF 0.17 peer for the isola benchmarks (see bench/README.md).
+//
+// Actors are event-based CAF actors (function-based, some with state) run
+// by the default work-stealing scheduler with one thread per core. The main
+// thread drives each benchmark through a scoped_actor. Every benchmark
+// prints lines "caf <bench> <metric> <value> <unit>", checks its own result
+// and exits with status 1 if the check fails.
+//
+// Build: g++ -O2 -std=c++17 caf_bench.cpp -lcaf_core -lpthread -o caf-bench
+// Usage: caf-bench BENCH ARGS..., one of: pingpong N, ring P T, spawn N,
+//        fanin P M, skynet SIZE DIV, payload S N.
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+using namespace caf;
+
+using clk = std::chrono::steady_clock;
+
+using started_atom = atom_constant<atom("started")>;
+using stop_atom = atom_constant<atom("stop")>;
+using bye_atom = atom_constant<atom("bye")>;
+using zero_atom = atom_constant<atom("zero")>;
+using hops_atom = atom_constant<atom("hops")>;
+using next_atom = atom_constant<atom("next")>;
+using done_atom = atom_constant<atom("done")>;
+
+namespace {
+
+int64_t ns_since(clk::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(clk::now() - t0)
+    .count();
+}
+
+void report(const char* bench, const char* metric, double v, const char* unit) {
+  std::printf("caf %s %s %.3f %s\n", bench, metric, v, unit);
+  std::fflush(stdout);
+}
+
+// Any failed check ends the process at once with status 1 (from any thread).
+[[noreturn]] void fail(const std::string& what) {
+  std::fprintf(stderr, "caf: CHECK FAILED: %s\n", what.c_str());
+  std::fflush(stderr);
+  std::_Exit(1);
+}
+
+void check(bool ok, const std::string& what) {
+  if (!ok)
+    fail(what);
+}
+
+// VmRSS of this process from /proc/self/status, in bytes.
+int64_t rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.compare(0, 6, "VmRSS:") == 0)
+      return std::strtoll(line.c_str() + 6, nullptr, 10) * 1024;
+  fail("no VmRSS in /proc/self/status");
+}
+
+// ---------------------------------------------------------------- pingpong
+// pong replies to whoever sent the int (the "port it got"), via CAF's
+// current_sender(). ping counts down from N to 1, one round trip each.
+
+behavior pong(event_based_actor* self) {
+  return {
+    [=](int64_t n) {
+      self->send(actor_cast<actor>(self->current_sender()), n);
+    },
+    [=](stop_atom) { self->quit(); },
+  };
+}
+
+struct ping_state {
+  int64_t expect = 0;   // the int we are waiting to get back
+  int64_t rounds = 0;   // completed round trips
+  clk::time_point t0;
+};
+
+behavior ping(stateful_actor<ping_state>* self, actor pong_a, int64_t n,
+              actor driver) {
+  self->state.expect = n;
+  self->state.t0 = clk::now();
+  self->send(pong_a, n);
+  return {
+    [=](int64_t x) {
+      auto& st = self->state;
+      check(x == st.expect, "pingpong: wrong value back");
+      ++st.rounds;
+      if (x == 1) {
+        self->send(driver, done_atom::value, ns_since(st.t0), st.rounds);
+        self->send(pong_a, stop_atom::value);
+        self->quit();
+        return;
+      }
+      st.expect = x - 1;
+      self->send(pong_a, st.expect);
+    },
+  };
+}
+
+void bench_pingpong(actor_system& sys, int64_t n) {
+  check(n >= 1, "pingpong: N >= 1");
+  scoped_actor drv{sys};
+  auto p = sys.spawn(pong);
+  sys.spawn(ping, p, n, actor{drv});
+  drv->receive([&](done_atom, int64_t ns, int64_t rounds) {
+    check(rounds == n, "pingpong: round-trip count");
+    report("pingpong", "ns_per_roundtrip", double(ns) / n, "ns");
+  });
+}
+
+// -------------------------------------------------------------------- ring
+
+struct ring_state {
+  actor next;
+  int64_t hops = 0;
+};
+
+behavior ring_member(stateful_actor<ring_state>* self, actor driver,
+                     int64_t idx) {
+  return {
+    [=](next_atom, actor nxt) { self->state.next = std::move(nxt); },
+    [=](int64_t tok) {
+      if (tok == 0) {
+        self->send(driver, zero_atom::value, idx);
+        return;
+      }
+      self->send(self->state.next, tok - 1);
+      ++self->state.hops;
+    },
+    [=](stop_atom) {
+      self->send(driver, hops_atom::value, self->state.hops);
+      self->state.next = nullptr; // break the reference cycle
+      self->quit();
+    },
+  };
+}
+
+void bench_ring(actor_system& sys, int64_t p, int64_t t) {
+  check(p >= 2 && t >= 1, "ring: P >= 2 and T >= 1");
+  scoped_actor drv{sys};
+  std::vector<actor> members;
+  for (int64_t i = 0; i < p; ++i)
+    members.push_back(sys.spawn(ring_member, actor{drv}, i));
+  for (int64_t i = 0; i < p; ++i)
+    drv->send(members[i], next_atom::value, members[(i + 1) % p]);
+  // Messages from one sender arrive in order, so every member has its next
+  // before the token can reach it.
+  auto t0 = clk::now();
+  drv->send(members[0], t);
+  int64_t last = -1;
+  drv->receive([&](zero_atom, int64_t idx) { last = idx; });
+  auto ns = ns_since(t0);
+  for (auto& m : members)
+    drv->send(m, stop_atom::value);
+  int64_t total = 0;
+  for (int64_t i = 0; i < p; ++i)
+    drv->receive([&](hops_atom, int64_t h) { total += h; });
+  check(total == t && last == t % p, "ring: hop count or last member");
+  report("ring", "ns_per_hop", double(ns) / t, "ns");
+}
+
+// ------------------------------------------------------------------- spawn
+// Each actor confirms it started, then waits for stop, answers and quits.
+
+behavior idle(event_based_actor* self, actor driver, int64_t idx) {
+  self->send(driver, started_atom::value);
+  return {
+    [=](stop_atom) {
+      self->send(driver, bye_atom::value, idx);
+      self->quit();
+    },
+  };
+}
+
+void bench_spawn(actor_system& sys, int64_t n) {
+  check(n >= 1, "spawn: N >= 1");
+  scoped_actor drv{sys};
+  std::vector<actor> actors;
+  actors.reserve(n);
+  // Running (non-hidden) actors before we start; the system may own some.
+  auto baseline = sys.registry().running();
+  auto rss0 = rss_bytes();
+  auto t0 = clk::now();
+  for (int64_t i = 0; i < n; ++i)
+    actors.push_back(sys.spawn(idle, actor{drv}, i));
+  for (int64_t i = 0; i < n; ++i)
+    drv->receive([](started_atom) {});
+  auto spawn_ns = ns_since(t0);
+  auto rss1 = rss_bytes();
+  t0 = clk::now();
+  for (auto& a : actors)
+    drv->send(a, stop_atom::value);
+  int64_t sum = 0;
+  for (int64_t i = 0; i < n; ++i)
+    drv->receive([&](bye_atom, int64_t idx) { sum += idx; });
+  actors.clear(); // drop our handles
+  // wait until every idle actor has terminated (running count is back)
+  sys.registry().await_running_count_equal(baseline);
+  auto stop_ns = ns_since(t0);
+  check(sum == n * (n - 1) / 2, "spawn: answers");
+  report("spawn", "ns_per_spawn", double(spawn_ns) / n, "ns");
+  report("spawn", "bytes_per_idle", double(rss1 - rss0) / n, "B");
+  report("spawn", "ns_per_stop", double(stop_ns) / n, "ns");
+}
+
+// ------------------------------------------------------------------- fanin
+
+struct consumer_state {
+  int64_t count = 0;
+  int64_t sum = 0;
+};
+
+behavior consumer(stateful_actor<consumer_state>* self, actor driver,
+                  int64_t total) {
+  return {
+    [=](int64_t x) {
+      auto& st = self->state;
+      st.sum += x;
+      if (++st.count == total) {
+        self->send(driver, done_atom::value, st.count, st.sum);
+        self->quit();
+      }
+    },
+  };
+}
+
+// A producer sends its M ints as soon as it runs, then ends.
+void producer(event_based_actor* self, actor cons, int64_t m) {
+  for (int64_t i = 1; i <= m; ++i)
+    self->send(cons, i);
+  self->quit();
+}
+
+void bench_fanin(actor_system& sys, int64_t p, int64_t m) {
+  check(p >= 1 && m >= 1, "fanin: P >= 1 and M >= 1");
+  scoped_actor drv{sys};
+  auto cons = sys.spawn(consumer, actor{drv}, p * m);
+  auto t0 = clk::now();
+  for (int64_t j = 0; j < p; ++j)
+    sys.spawn(producer, cons, m);
+  drv->receive([&](done_atom, int64_t count, int64_t sum) {
+    auto ns = ns_since(t0);
+    check(count == p * m && sum == p * (m * (m + 1) / 2), "fanin: count/sum");
+    report("fanin", "msgs_per_s", double(p * m) / (ns / 1e9), "msg/s");
+  });
+}
+
+// ------------------------------------------------------------------ skynet
+
+struct sky_state {
+  int64_t pending = 0;
+  int64_t sum = 0;
+};
+
+behavior sky(stateful_actor<sky_state>* self, actor parent, int64_t num,
+             int64_t size, int64_t div) {
+  if (size == 1) { // a leaf answers its number and ends
+    self->send(parent, num);
+    self->quit();
+    return {};
+  }
+  auto sub = size / div;
+  auto me = actor_cast<actor>(self);
+  for (int64_t i = 0; i < div; ++i)
+    self->spawn(sky, me, num + i * sub, sub, div);
+  self->state.pending = div;
+  return {
+    [=](int64_t x) {
+      auto& st = self->state;
+      st.sum += x;
+      if (--st.pending == 0) {
+        self->send(parent, st.sum);
+        self->quit();
+      }
+    },
+  };
+}
+
+void bench_skynet(actor_system& sys, int64_t size, int64_t div) {
+  check(div >= 2, "skynet: DIV >= 2");
+  for (auto s = size; s > 1; s /= div)
+    check(s % div == 0, "skynet: SIZE must be a power of DIV");
+  scoped_actor drv{sys};
+  auto t0 = clk::now();
+  sys.spawn(sky, actor{drv}, int64_t{0}, size, div);
+  drv->receive([&](int64_t sum) {
+    auto ns = ns_since(t0);
+    check(sum == size * (size - 1) / 2, "skynet: sum");
+    std::printf("caf skynet sum %" PRId64 " sum\n", sum);
+    report("skynet", "ms_total", ns / 1e6, "ms");
+  });
+}
+
+// ----------------------------------------------------------------- payload
+// The buffer is a std::vector<char> (a CAF built-in message type). CAF
+// messages are copy-on-write: a handler taking a non-const reference to an
+// unshared message gets the vector in place, so std::move-ing it into the
+// next send hands over the same heap block ("transfer"; checked by
+// comparing data pointers). "copy" builds a new vector from the bytes
+// before every send.
+
+using buf_t = std::vector<char>;
+
+inline char pat(size_t i) { return char(i * 7 + (i >> 8)); }
+
+void probe(const buf_t& b, size_t s, int64_t k) {
+  check(b.size() == s, "payload: size");
+  size_t j = size_t(k * 4099) % s;
+  check(b[j] == pat(j), "payload: corrupted byte");
+}
+
+buf_t prepare(buf_t& b, bool copy) {
+  return copy ? buf_t(b.begin(), b.end()) : std::move(b);
+}
+
+// B: echo every buffer back to its sender, n times, then end.
+behavior echo(stateful_actor<int64_t>* self, size_t s, int64_t n, bool copy) {
+  return {
+    [=](buf_t& b) {
+      probe(b, s, self->state);
+      self->send(actor_cast<actor>(self->current_sender()), prepare(b, copy));
+      if (++self->state == n)
+        self->quit();
+    },
+  };
+}
+
+struct bounce_state {
+  int64_t k = 0;
+  const char* orig = nullptr;
+  clk::time_point t0;
+};
+
+// A: send the first buffer, then bounce it n times, report elapsed ns.
+behavior bounce(stateful_actor<bounce_state>* self, actor b_a, size_t s,
+                int64_t n, bool copy, actor driver) {
+  buf_t first(s);
+  for (size_t i = 0; i < s; ++i)
+    first[i] = pat(i);
+  self->state.orig = first.data();
+  self->state.t0 = clk::now();
+  self->send(b_a, prepare(first, copy));
+  return {
+    [=](buf_t& b) {
+      auto& st = self->state;
+      probe(b, s, st.k);
+      if (++st.k == n) {
+        auto ns = ns_since(st.t0);
+        for (size_t i = 0; i < s; ++i)
+          check(b[i] == pat(i), "payload: final buffer differs");
+        check((b.data() == st.orig) == !copy,
+              copy ? "payload: copy came back as the original"
+                   : "payload: transfer did not keep the buffer");
+        self->send(driver, done_atom::value, ns);
+        self->quit();
+        return;
+      }
+      self->send(b_a, prepare(b, copy));
+    },
+  };
+}
+
+int64_t payload_run(actor_system& sys, size_t s, int64_t n, bool copy) {
+  scoped_actor drv{sys};
+  auto b = sys.spawn(echo, s, n, copy);
+  sys.spawn(bounce, b, s, n, copy, actor{drv});
+  int64_t ns = 0;
+  drv->receive([&](done_atom, int64_t x) { ns = x; });
+  return ns;
+}
+
+void bench_payload(actor_system& sys, int64_t s, int64_t n) {
+  check(s >= 1 && n >= 1, "payload: S >= 1 and N >= 1");
+  double sends = 2.0 * n; // n round trips
+  auto tc = payload_run(sys, size_t(s), n, true);
+  auto tt = payload_run(sys, size_t(s), n, false);
+  report("payload", "copy_gbps", double(s) * sends / (tc / 1e9) / 1e9, "GB/s");
+  report("payload", "transfer_ns", tt / sends, "ns");
+}
+
+[[noreturn]] void usage() {
+  std::fprintf(stderr, "usage: caf-bench pingpong N | ring P T | spawn N | "
+                       "fanin P M | skynet SIZE DIV | payload S N\n");
+  std::exit(2);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2)
+    usage();
+  std::string bench = argv[1];
+  std::vector<int64_t> a;
+  for (int i = 2; i < argc; ++i) {
+    char* end = nullptr;
+    long long v = std::strtoll(argv[i], &end, 10);
+    if (*end != '\0' || v < 0)
+      usage();
+    a.push_back(v);
+  }
+  auto need = [&](size_t k) {
+    if (a.size() != k)
+      usage();
+  };
+  actor_system_config cfg; // defaults: work stealing, one thread per core
+  actor_system sys{cfg};
+  if (bench == "pingpong") {
+    need(1);
+    bench_pingpong(sys, a[0]);
+  } else if (bench == "ring") {
+    need(2);
+    bench_ring(sys, a[0], a[1]);
+  } else if (bench == "spawn") {
+    need(1);
+    bench_spawn(sys, a[0]);
+  } else if (bench == "fanin") {
+    need(2);
+    bench_fanin(sys, a[0], a[1]);
+  } else if (bench == "skynet") {
+    need(2);
+    bench_skynet(sys, a[0], a[1]);
+  } else if (bench == "payload") {
+    need(2);
+    bench_payload(sys, a[0], a[1]);
+  } else {
+    usage();
+  }
+  return 0;
+}

@@ -1,0 +1,251 @@
+%% Erlang/OTP peer for the isola benchmarks (see bench/README.md).
+%%
+%% Actors are Erlang processes and messages are ordinary sends. Each
+%% benchmark runs in a driver process spawned by main/1, prints lines
+%% "erlang <bench> <metric> <value> <unit>", checks its own result and halts
+%% the VM with status 1 if the check fails (0 otherwise).
+%%
+%% Run compiled (not as an interpreted escript):
+%%   erlc -o OUTDIR isola_peer.erl
+%%   erl -noshell +P 2000000 -pa OUTDIR -run isola_peer main pingpong 200000
+%% (+P raises the process-table limit so skynet's ~1.1M live processes fit;
+%% it is a limit, not a performance setting.)
+-module(isola_peer).
+-export([main/1]).
+
+%% ------------------------------------------------------------------ main
+
+main(Args) ->
+    Self = self(),
+    {Pid, Ref} = spawn_monitor(fun() -> Self ! {result, self(), run(Args)} end),
+    receive
+        {result, Pid, ok} -> erlang:halt(0);
+        {'DOWN', Ref, process, Pid, Reason} ->
+            io:format(standard_error, "erlang: FAILED: ~p~n", [Reason]),
+            erlang:halt(1)
+    end.
+
+run([Bench | Rest]) ->
+    Ints = [list_to_integer(A) || A <- Rest],
+    case {Bench, Ints} of
+        {"pingpong", [N]}       -> pingpong(N);
+        {"ring", [P, T]}        -> ring(P, T);
+        {"spawn", [N]}          -> spawn_bench(N);
+        {"fanin", [P, M]}       -> fanin(P, M);
+        {"skynet", [Size, Div]} -> skynet(Size, Div);
+        {"payload", [S, N]}     -> payload(S, N);
+        _ -> usage()
+    end;
+run(_) -> usage().
+
+usage() ->
+    io:format(standard_error, "usage: pingpong N | ring P T | spawn N | fanin P M"
+              " | skynet SIZE DIV | payload S N~n", []),
+    erlang:halt(2).
+
+%% ---------------------------------------------------------------- helpers
+
+report(Bench, Metric, Value, Unit) ->
+    io:format("erlang ~s ~s ~.3f ~s~n", [Bench, Metric, float(Value), Unit]).
+
+%% check(Cond, Fmt, Args): exit (so main/1 halts with 1) if Cond is false.
+check(true, _, _) -> ok;
+check(false, Fmt, Args) ->
+    io:format(standard_error, "erlang: CHECK FAILED: " ++ Fmt ++ "~n", Args),
+    erlang:halt(1).
+
+now_ns() -> erlang:monotonic_time(nanosecond).
+
+%% VmRSS of the VM process from /proc/self/status, in bytes.
+rss_bytes() ->
+    {ok, Bin} = file:read_file("/proc/self/status"),
+    [Line] = [L || L <- binary:split(Bin, <<"\n">>, [global]),
+                   binary:part(L, 0, min(6, byte_size(L))) =:= <<"VmRSS:">>],
+    [_, Kb | _] = binary:split(Line, [<<" ">>, <<"\t">>], [global, trim_all]),
+    binary_to_integer(Kb) * 1024.
+
+%% --------------------------------------------------------------- pingpong
+%% The message carries the port (pid) to reply on, as in BENCHMARKS.md.
+
+pong() ->
+    receive
+        {From, 0} -> From ! {self(), 0};
+        {From, N} -> From ! {self(), N}, pong()
+    end.
+
+ping(_Pong, 0, Got) -> Got;
+ping(Pong, N, Got) ->
+    Pong ! {self(), N},
+    receive {Pong, N} -> ping(Pong, N - 1, Got + 1) end.
+
+pingpong(N) ->
+    Pong = spawn(fun pong/0),
+    T0 = now_ns(),
+    Got = ping(Pong, N, 0),
+    Elapsed = now_ns() - T0,
+    Pong ! {self(), 0},
+    receive {Pong, 0} -> ok end,
+    check(Got =:= N, "pingpong: ~p round trips, want ~p", [Got, N]),
+    report("pingpong", "ns_per_roundtrip", Elapsed / N, "ns").
+
+%% ------------------------------------------------------------------- ring
+%% Member I forwards Token-1 to the next member; the one that receives 0
+%% tells the driver. On stop each member reports how many hops it made.
+
+ring_member(Driver, I) ->
+    receive {next, Next} -> ring_loop(Driver, I, Next, 0) end.
+
+ring_loop(Driver, I, Next, Hops) ->
+    receive
+        stop -> Driver ! {hops, Hops};
+        0 -> Driver ! {zero, I}, ring_loop(Driver, I, Next, Hops);
+        Tok -> Next ! Tok - 1, ring_loop(Driver, I, Next, Hops + 1)
+    end.
+
+ring(P, T) when P >= 2, T >= 1 ->
+    D = self(),
+    Pids = [spawn(fun() -> ring_member(D, I) end) || I <- lists:seq(0, P - 1)],
+    [Pid ! {next, Next} || {Pid, Next} <- lists:zip(Pids, tl(Pids) ++ [hd(Pids)])],
+    T0 = now_ns(),
+    hd(Pids) ! T,
+    Last = receive {zero, I} -> I end,
+    Elapsed = now_ns() - T0,
+    [Pid ! stop || Pid <- Pids],
+    Total = lists:sum([receive {hops, H} -> H end || _ <- Pids]),
+    check(Total =:= T andalso Last =:= T rem P,
+          "ring: ~p hops (want ~p), 0 seen by ~p (want ~p)", [Total, T, Last, T rem P]),
+    report("ring", "ns_per_hop", Elapsed / T, "ns");
+ring(_, _) -> usage().
+
+%% ------------------------------------------------------------------ spawn
+%% Each process confirms it started, then waits for stop and answers with
+%% its index. "Ended" is checked with is_process_alive/1 after all answers.
+
+idle(Driver, I) ->
+    Driver ! started,
+    receive stop -> Driver ! {bye, I} end.
+
+wait_n(0, _) -> ok;
+wait_n(K, Msg) -> receive Msg -> wait_n(K - 1, Msg) end.
+
+sum_byes(0, Acc) -> Acc;
+sum_byes(K, Acc) -> receive {bye, I} -> sum_byes(K - 1, Acc + I) end.
+
+wait_all_dead(Pids) ->
+    case [P || P <- Pids, is_process_alive(P)] of
+        [] -> ok;
+        Alive -> erlang:yield(), wait_all_dead(Alive)
+    end.
+
+spawn_bench(N) ->
+    D = self(),
+    RssBefore = rss_bytes(),
+    T0 = now_ns(),
+    Pids = [spawn(fun() -> idle(D, I) end) || I <- lists:seq(0, N - 1)],
+    wait_n(N, started),
+    SpawnNs = now_ns() - T0,
+    RssAlive = rss_bytes(),
+    T1 = now_ns(),
+    [P ! stop || P <- Pids],
+    Sum = sum_byes(N, 0),
+    wait_all_dead(Pids),
+    StopNs = now_ns() - T1,
+    check(Sum =:= N * (N - 1) div 2, "spawn: answers sum ~p", [Sum]),
+    report("spawn", "ns_per_spawn", SpawnNs / N, "ns"),
+    report("spawn", "bytes_per_idle", (RssAlive - RssBefore) / N, "B"),
+    report("spawn", "ns_per_stop", StopNs / N, "ns").
+
+%% ------------------------------------------------------------------ fanin
+
+consumer(Driver, Total) -> consume(Driver, Total, 0, 0).
+
+consume(Driver, Total, Total, Sum) -> Driver ! {fanin_done, Total, Sum};
+consume(Driver, Total, Count, Sum) ->
+    receive X -> consume(Driver, Total, Count + 1, Sum + X) end.
+
+produce(_, 0) -> ok;
+produce(C, I) -> C ! I, produce(C, I - 1).
+
+fanin(P, M) ->
+    D = self(),
+    Total = P * M,
+    C = spawn(fun() -> consumer(D, Total) end),
+    T0 = now_ns(),
+    [spawn(fun() -> produce(C, M) end) || _ <- lists:seq(1, P)],
+    {Count, Sum} = receive {fanin_done, Cn, Sm} -> {Cn, Sm} end,
+    Elapsed = now_ns() - T0,
+    check(Count =:= Total andalso Sum =:= P * M * (M + 1) div 2,
+          "fanin: count ~p sum ~p", [Count, Sum]),
+    report("fanin", "msgs_per_s", Total / (Elapsed / 1.0e9), "msg/s").
+
+%% ----------------------------------------------------------------- skynet
+
+sky(Parent, Num, 1, _Div) -> Parent ! {sky, Num};
+sky(Parent, Num, Size, Div) ->
+    Self = self(),
+    Sub = Size div Div,
+    [spawn(fun() -> sky(Self, Num + I * Sub, Sub, Div) end) || I <- lists:seq(0, Div - 1)],
+    Parent ! {sky, sky_collect(Div, 0)}.
+
+sky_collect(0, Acc) -> Acc;
+sky_collect(K, Acc) -> receive {sky, X} -> sky_collect(K - 1, Acc + X) end.
+
+power_of(1, _) -> true;
+power_of(S, D) when S rem D =:= 0 -> power_of(S div D, D);
+power_of(_, _) -> false.
+
+skynet(Size, Div) ->
+    check(Div >= 2 andalso power_of(Size, Div), "skynet: SIZE must be a power of DIV", []),
+    D = self(),
+    T0 = now_ns(),
+    spawn(fun() -> sky(D, 0, Size, Div) end),
+    Sum = receive {sky, X} -> X end,
+    Elapsed = now_ns() - T0,
+    Want = Size * (Size - 1) div 2,
+    check(Sum =:= Want, "skynet: sum ~p, want ~p", [Sum, Want]),
+    io:format("erlang skynet sum ~p sum~n", [Sum]),
+    report("skynet", "ms_total", Elapsed / 1.0e6, "ms").
+
+%% ---------------------------------------------------------------- payload
+%% A binary larger than 64 bytes lives off-heap and is reference-counted, so
+%% a plain send passes a small handle to the same bytes: that is "transfer".
+%% "copy" makes a fresh binary with binary:copy/1 before every send, as the
+%% Go and CAF peers allocate and copy before every send.
+
+pattern(S) -> << <<((I * 7 + (I bsr 8)) band 255)>> || I <- lists:seq(0, S - 1) >>.
+
+probe(Bin, S, K) ->
+    J = (K * 4099) rem S,
+    check(byte_size(Bin) =:= S andalso binary:at(Bin, J) =:= (J * 7 + (J bsr 8)) band 255,
+          "payload: corrupted buffer at hop ~p", [K]).
+
+prep(Bin, copy) -> binary:copy(Bin);
+prep(Bin, transfer) -> Bin.
+
+echo(_, _, N, N, _) -> ok;
+echo(A, S, K, N, Mode) ->
+    receive {buf, Bin} -> probe(Bin, S, K), A ! {buf, prep(Bin, Mode)} end,
+    echo(A, S, K + 1, N, Mode).
+
+bounce(_, Bin, _, N, N, _) -> Bin;
+bounce(B, Bin, S, K, N, Mode) ->
+    B ! {buf, prep(Bin, Mode)},
+    receive {buf, Back} -> probe(Back, S, K), bounce(B, Back, S, K + 1, N, Mode) end.
+
+payload_run(S, N, Mode, Pattern) ->
+    A = self(),
+    B = spawn(fun() -> echo(A, S, 0, N, Mode) end),
+    T0 = now_ns(),
+    Final = bounce(B, Pattern, S, 0, N, Mode),
+    Elapsed = now_ns() - T0,
+    check(Final =:= Pattern, "payload: final buffer differs", []),
+    Elapsed.
+
+payload(S, N) when S >= 1, N >= 1 ->
+    Pattern = pattern(S),
+    Sends = 2 * N,
+    Tc = payload_run(S, N, copy, Pattern),
+    Tt = payload_run(S, N, transfer, Pattern),
+    report("payload", "copy_gbps", S * Sends / (Tc / 1.0e9) / 1.0e9, "GB/s"),
+    report("payload", "transfer_ns", Tt / Sends, "ns");
+payload(_, _) -> usage().

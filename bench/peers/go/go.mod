@@ -1,0 +1,3 @@
+module isolapeer
+
+go 1.19

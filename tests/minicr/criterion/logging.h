@@ -1,0 +1,2 @@
+/* minicr: logging lives in criterion.h (see there). */
+#include "criterion.h"
