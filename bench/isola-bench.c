@@ -9,6 +9,9 @@
  *   fanin P M         P producers send M ints each to one consumer
  *   skynet SIZE DIV   a tree of isolates sums 0 .. SIZE-1
  *   payload S N       an S-byte buffer makes N one-way sends
+ *   copy1m N          a 1 MiB byte buffer copied, N one-way sends
+ *   transfer1m N      a 1 MiB transferable buffer moved, N one-way sends
+ *   copynested N      100 lists of 99 ints (10,000 values), N one-way sends
  *
  * Each figure is printed as "isola <bench> <metric> <value> <unit>".  Every
  * benchmark checks its result and exits with status 1 if it is wrong; bad
@@ -142,7 +145,10 @@ enum {
   BENCH_SPAWN,
   BENCH_FANIN,
   BENCH_SKYNET,
-  BENCH_PAYLOAD
+  BENCH_PAYLOAD,
+  BENCH_COPY1M,
+  BENCH_TRANSFER1M,
+  BENCH_COPYNESTED
 };
 
 #define MAX_RESULTS 4
@@ -700,12 +706,195 @@ static void side_a_entry(isola_value msg) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* copy1m N, transfer1m N, copynested N; payload's transfer_ns               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Two isolates, X and Y (both on the pool, spawned by the root isolate),
+ * bounce one message N times, each hop one one-way send: a 1 MiB byte buffer copied (copy1m),
+ * a 1 MiB transferable buffer moved (transfer1m), or a list of 100 lists
+ * of 99 ints, 10,000 values, copied (copynested).  payload S N runs the
+ * transfer kind with its own S after its copy run.  The side receiving
+ * send N checks the contents and reads the clock; X reads it before send 1.
+ * Y reports its clock reading to X when it is the last receiver, and X
+ * reports the end time to the root, which then closes its port.
+ */
+
+enum { HOP_COPY, HOP_TRANSFER, HOP_NESTED };
+
+#define NESTED_OUTER 100
+#define NESTED_INNER 99
+
+struct hop {
+  int kind;
+  int64_t s, n, received, t_start, t_end;
+  isola_port peer, root;
+  bool is_x;
+};
+
+/* One pair runs at a time.  Y's state is static too: Y may still be
+ * between its last events when the VM shuts down and kills it. */
+static struct hop hop_x; /* X's state; t_start read by main() */
+static struct hop hop_y;
+static int64_t hop_t_end; /* set by the root isolate from X's report */
+
+static void hop_check(const struct hop *h, isola_value msg, bool all) {
+  if (h->kind == HOP_NESTED) {
+    if (msg.kind != ISOLA_LIST || msg.len != NESTED_OUTER)
+      fail("copynested: wrong message");
+    size_t i = all ? 0 : NESTED_OUTER - 1;
+    for (; i < NESTED_OUTER; i++) {
+      isola_value inner = msg.as.items[i];
+      if (inner.kind != ISOLA_LIST || inner.len != NESTED_INNER ||
+          get_int(inner.as.items[NESTED_INNER - 1]) != (int64_t)i)
+        fail("copynested: list %zu corrupted", i);
+    }
+    return;
+  }
+  const uint8_t *b;
+  size_t len;
+  if (h->kind == HOP_COPY) {
+    CHECK(isola_value_get_bytes(msg, &b, &len));
+  } else {
+    uint8_t *d;
+    CHECK(isola_value_get_buffer(msg, &d, &len));
+    b = d;
+  }
+  if (len != (size_t)h->s) fail("hop: %zu bytes, want %" PRId64, len, h->s);
+  size_t j = (size_t)((uint64_t)h->received * 4099 % (uint64_t)h->s);
+  if (b[j] != pattern_byte(j)) fail("hop: byte %zu corrupted", j);
+  for (j = 0; all && j < len; j++)
+    if (b[j] != pattern_byte(j)) fail("hop: byte %zu corrupted", j);
+}
+
+/* Sends msg (a received message, or the first one) on to the peer. */
+static void hop_send(struct hop *h, isola_value msg, isola_port self) {
+  if (h->kind != HOP_TRANSFER) {
+    CHECK(isola_send_reply(h->peer, msg, self));
+    return;
+  }
+  isola_buffer *buf;
+  CHECK(isola_value_take_buffer(msg, &buf));
+  CHECK(isola_send_reply(h->peer, isola_transfer(&buf), self));
+  if (buf != NULL) fail("transfer: the handle was not emptied");
+}
+
+static void hop_handler(void *ctx, isola_port port, isola_value msg,
+                        isola_port reply_to) {
+  struct hop *h = ctx;
+  if (msg.kind == ISOLA_PORT) { /* X: Y is up; start */
+    isola_value first;
+    isola_buffer *buf = NULL;
+    isola_value outer[NESTED_OUTER];
+    static isola_value inner[NESTED_OUTER][NESTED_INNER];
+    uint8_t *bytes = NULL;
+    CHECK(isola_value_get_port(msg, &h->peer));
+    if (h->kind == HOP_NESTED) {
+      for (size_t i = 0; i < NESTED_OUTER; i++) {
+        for (size_t k = 0; k < NESTED_INNER; k++)
+          inner[i][k] = isola_int((int64_t)(k == NESTED_INNER - 1 ? i : k));
+        outer[i] = isola_list(inner[i], NESTED_INNER);
+      }
+      first = isola_list(outer, NESTED_OUTER);
+    } else if (h->kind == HOP_COPY) {
+      bytes = xmalloc((size_t)h->s);
+      for (size_t j = 0; j < (size_t)h->s; j++) bytes[j] = pattern_byte(j);
+      first = isola_bytes(bytes, (size_t)h->s);
+    } else {
+      if ((buf = isola_buffer_new((size_t)h->s)) == NULL) fail("no memory");
+      for (size_t j = 0; j < (size_t)h->s; j++)
+        isola_buffer_data(buf)[j] = pattern_byte(j);
+      first = isola_transfer(&buf);
+    }
+    h->t_start = now_ns();
+    CHECK(isola_send_reply(h->peer, first, port));
+    free(bytes);
+    return;
+  }
+  if (msg.kind == ISOLA_INT) { /* stop, or X: Y's clock at send N */
+    if (h->is_x) CHECK(isola_send(h->root, msg));
+    CHECK(isola_port_close(port));
+    return;
+  }
+  h->received++;
+  int64_t seq = h->is_x ? 2 * h->received : 2 * h->received - 1;
+  if (seq < h->n) {
+    hop_check(h, msg, false);
+    h->peer = reply_to;
+    hop_send(h, msg, port);
+    return;
+  }
+  int64_t t = now_ns();
+  hop_check(h, msg, true);
+  if (h->is_x) {
+    CHECK(isola_send(reply_to, isola_int(0)));
+    CHECK(isola_send(h->root, isola_int(t)));
+  } else {
+    CHECK(isola_send(reply_to, isola_int(t))); /* X closes on it */
+  }
+  CHECK(isola_port_close(port));
+}
+
+/* [kind, S, N, X's port] */
+static void hop_y_entry(isola_value msg) {
+  struct hop *h = &hop_y;
+  *h = (struct hop){.kind = (int)item_int(msg, 0), .s = item_int(msg, 1),
+                    .n = item_int(msg, 2)};
+  isola_port self;
+  CHECK(isola_port_open(hop_handler, h, &self));
+  CHECK(isola_send(item_port(msg, 3), isola_sendport(self)));
+}
+
+/* [kind, S, N, root] */
+static void hop_x_entry(isola_value msg) {
+  struct hop *h = &hop_x;
+  *h = (struct hop){.kind = (int)item_int(msg, 0), .s = item_int(msg, 1),
+                    .n = item_int(msg, 2), .root = item_port(msg, 3),
+                    .is_x = true};
+  isola_port self;
+  CHECK(isola_port_open(hop_handler, h, &self));
+  isola_value items[4] = {isola_int(h->kind), isola_int(h->s),
+                          isola_int(h->n), isola_sendport(self)};
+  isola_spawn_options opts = {.name = "hop-y"};
+  CHECK(isola_spawn(hop_y_entry, isola_list(items, 4), &opts, NULL));
+}
+
+static void hop_root_handler(void *ctx, isola_port port, isola_value msg,
+                             isola_port reply_to) {
+  (void)ctx;
+  (void)reply_to;
+  hop_t_end = get_int(msg);
+  CHECK(isola_port_close(port));
+}
+
+/* [kind, S, N] */
+static void hop_root_entry(isola_value msg) {
+  isola_port self;
+  CHECK(isola_port_open(hop_root_handler, NULL, &self));
+  isola_value items[4] = {isola_int(item_int(msg, 0)),
+                          isola_int(item_int(msg, 1)),
+                          isola_int(item_int(msg, 2)), isola_sendport(self)};
+  isola_spawn_options opts = {.name = "hop-x"};
+  CHECK(isola_spawn(hop_x_entry, isola_list(items, 4), &opts, NULL));
+}
+
+/* Runs N hops of the kind on a fresh pair; returns ns per one-way send. */
+static double run_hops(int kind, int64_t s, int64_t n) {
+  isola_value items[3] = {isola_int(kind), isola_int(s), isola_int(n)};
+  hop_t_end = 0;
+  CHECK(isola_run_main(hop_root_entry, isola_list(items, 3), "hop-root"));
+  if (hop_t_end == 0) fail("hop: no result");
+  return (double)(hop_t_end - hop_x.t_start) / (double)n;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Driver                                                                    */
 /* ------------------------------------------------------------------------ */
 
-static const char *const bench_names[] = {"pingpong", "ring",   "spawn",
-                                          "fanin",    "skynet", "payload"};
-static const int bench_nargs[] = {1, 2, 1, 2, 2, 2};
+static const char *const bench_names[] = {
+    "pingpong", "ring",   "spawn",      "fanin",     "skynet",
+    "payload",  "copy1m", "transfer1m", "copynested"};
+static const int bench_nargs[] = {1, 2, 1, 2, 2, 2, 1, 1, 1};
 
 /* The root's entry; message is [bench, a, b]. */
 static void root_entry(isola_value msg) {
@@ -835,8 +1024,8 @@ static void finish(int bench, int64_t a, int64_t b) {
            root.done[0], root.ndone < 2 ? -1 : root.done[1] + root.info[0], b);
     report(name, "copy_gbps", (double)a * (double)b / (elapsed / 1e9) / 1e9,
            "GB/s");
-    printf("# isola payload transfer_ns: not measured, isola has no transfer "
-           "yet\n");
+    /* The same S and N again, the buffer moved instead of copied. */
+    report(name, "transfer_ns", run_hops(HOP_TRANSFER, a, b), "ns");
     break;
   }
 }
@@ -849,6 +1038,9 @@ static void usage(void) {
         "  fanin P M         P >= 1 producers send M >= 1 ints each\n"
         "  skynet SIZE DIV   DIV >= 2, SIZE a power of DIV\n"
         "  payload S N       S >= 1 bytes, N >= 1 one-way sends\n"
+        "  copy1m N          N >= 1 one-way sends of a copied 1 MiB buffer\n"
+        "  transfer1m N      N >= 1 one-way sends of a moved 1 MiB buffer\n"
+        "  copynested N      N >= 1 one-way sends of 10,000 nested values\n"
         "  --workers N       worker threads (0: one per core, the default)\n",
         stderr);
   exit(2);
@@ -882,6 +1074,9 @@ int main(int argc, char **argv) {
   switch (bench) {
   case BENCH_PINGPONG:
   case BENCH_SPAWN:
+  case BENCH_COPY1M:
+  case BENCH_TRANSFER1M:
+  case BENCH_COPYNESTED:
     if (a < 1) usage();
     break;
   case BENCH_RING:
@@ -901,8 +1096,16 @@ int main(int argc, char **argv) {
 
   CHECK(isola_vm_init(config.workers != 0 ? &config : NULL));
   isola_value items[3] = {isola_int(bench), isola_int(a), isola_int(b)};
-  CHECK(isola_run_main(root_entry, isola_list(items, 3), "bench"));
-  finish(bench, a, b);
+  if (bench == BENCH_COPY1M)
+    report("copy1m", "ns_per_send", run_hops(HOP_COPY, 1 << 20, a), "ns");
+  else if (bench == BENCH_TRANSFER1M)
+    report("transfer1m", "ns_per_send", run_hops(HOP_TRANSFER, 1 << 20, a),
+           "ns");
+  else if (bench == BENCH_COPYNESTED)
+    report("copynested", "ns_per_send", run_hops(HOP_NESTED, 0, a), "ns");
+  else
+    CHECK(isola_run_main(root_entry, isola_list(items, 3), "bench"));
+  if (bench < BENCH_COPY1M) finish(bench, a, b);
   fflush(stdout);
   isola_shutdown_report rep;
   int rc = isola_vm_shutdown(&rep);

@@ -61,7 +61,24 @@ extern "C" {
   X(ERANGE, -11, "index out of range")                                         \
   X(EBUSY, -12, "not allowed from this thread or in this state")               \
   X(ESYS, -13, "an operating system call failed")                              \
-  X(ESHUTDOWN, -14, "the VM is shutting down")
+  X(ESHUTDOWN, -14, "the VM is shutting down")                                 \
+  X(ENAMETAKEN, -20, "the name is already registered")                         \
+  X(ENOTFOUND, -21, "no port is registered under the name")                    \
+  X(EPERM, -17, "the handle lacks the capability")                            \
+  X(EFAILED, -18, "the computation failed")                                   \
+  X(ETRANSFER, -30, "a buffer is already transferred or appears twice")        \
+  X(ENOKEY, -31, "no such key in the map")                                    \
+  X(ENOSPACE, -32, "the output buffer is too small")                          \
+  X(ETRUNCATED, -33, "the encoded input ends in the middle of a value")       \
+  X(EMALFORMED, -34, "the encoded input is not well-formed CBOR")             \
+  X(EUNSUPPORTED, -35, "the encoded input holds an item isola cannot represent") \
+  X(EBADTAG, -36, "an unknown CBOR tag, or a tag on the wrong item")          \
+  X(EUTF8, -37, "an encoded string is not valid UTF-8")                       \
+  X(EDANGLING, -38, "a shared reference names no shareable value")            \
+  X(ETRAILING, -39, "bytes follow the encoded value")                         \
+  X(EDEPTH, -40, "the encoded value nests deeper than the limit")             \
+  X(ECOUNT, -41, "the encoded value has more items than the limit")           \
+  X(ETOOBIG, -42, "the decoded value would need more memory than the limit")
 
 typedef enum isola_err {
 #define ISOLA_ERR_ENUM_(name, value, text) ISOLA_##name = (value),
@@ -102,12 +119,22 @@ typedef enum isola_kind {
   ISOLA_STRING, /* UTF-8, len bytes, not counting a terminating NUL */
   ISOLA_BYTES,  /* len bytes of binary data */
   ISOLA_LIST,   /* len values */
-  ISOLA_PORT    /* a send port */
+  ISOLA_PORT,   /* a send port */
+  ISOLA_MAP,    /* len (key, value) pairs, in order */
+  ISOLA_CAPABILITY, /* an isola_capability */
+  ISOLA_BUFFER  /* a transferable buffer (isola_buffer), moved, not copied */
 } isola_kind;
+
+/* A transferable byte buffer: memory with one owner at a time.  Sending a
+ * value that holds it (isola_transfer()) moves it to the receiver without
+ * copying its bytes.  Made by isola_buffer_new(), see "Transferable
+ * buffers" below. */
+typedef struct isola_buffer isola_buffer;
 
 /*
  * A value: a small struct passed by value.  Scalars live inside it; strings,
- * bytes and lists point to memory that the value does not own.
+ * bytes, lists and maps point to memory that the value does not own; a
+ * buffer value points to the handle that owns its buffer.
  *
  * Building: the constructors below (isola_int(), isola_str(), isola_list() …)
  * only wrap what they are given; they allocate nothing.  A list points to an
@@ -126,7 +153,8 @@ typedef enum isola_kind {
  */
 typedef struct isola_value {
   uint32_t kind; /* an isola_kind */
-  uint32_t len;  /* string and bytes: length in bytes; list: element count */
+  uint32_t len;  /* string and bytes: length in bytes; list: element
+                    count; map: pair count */
   union {
     bool b;
     int64_t i;
@@ -134,7 +162,9 @@ typedef struct isola_value {
     isola_port port;
     const char *str;
     const uint8_t *bytes;
-    const struct isola_value *items;
+    const struct isola_value *items; /* list: len; map: 2 * len */
+    isola_capability cap;
+    isola_buffer **handle; /* buffer: the handle that owns it */
   } as;
 } isola_value;
 
@@ -179,6 +209,26 @@ static inline isola_value isola_list(const isola_value *items, size_t n) {
   if (n > UINT32_MAX) v.kind = UINT32_MAX;
   return v;
 }
+/* A map of npairs (key, value) pairs: kv points to 2 * npairs values, key,
+ * value, key, value …, that the caller keeps alive as for a list.  Any value
+ * may be a key.  The pairs keep their order; keys are not checked for
+ * uniqueness (isola_map_find() returns the first match).  Two map values
+ * with the same kv pointer and npairs are the same map: sharing and cycles
+ * are preserved as for lists. */
+static inline isola_value isola_map(const isola_value *kv, size_t npairs) {
+  isola_value v = {ISOLA_MAP, (uint32_t)npairs, {.items = kv}};
+  if (npairs > UINT32_MAX) v.kind = UINT32_MAX;
+  return v;
+}
+static inline isola_value isola_cap(isola_capability c) {
+  isola_value v = {ISOLA_CAPABILITY, 0, {.cap = c}};
+  return v;
+}
+/* A value that moves the buffer *handle (see "Transferable buffers"). */
+static inline isola_value isola_transfer(isola_buffer **handle) {
+  isola_value v = {ISOLA_BUFFER, 0, {.handle = handle}};
+  return v;
+}
 
 /* Typed reads.  Each returns ISOLA_OK and stores the content, or
  * ISOLA_ETYPE when v is of another kind (out is then untouched), or
@@ -187,6 +237,7 @@ ISOLA_EXPORT int isola_value_get_bool(isola_value v, bool *out);
 ISOLA_EXPORT int isola_value_get_int(isola_value v, int64_t *out);
 ISOLA_EXPORT int isola_value_get_double(isola_value v, double *out);
 ISOLA_EXPORT int isola_value_get_port(isola_value v, isola_port *out);
+ISOLA_EXPORT int isola_value_get_cap(isola_value v, isola_capability *out);
 /* *out points to the string's bytes; *len (if len is not NULL) gets its
  * length.  Received strings are NUL-terminated as well. */
 ISOLA_EXPORT int isola_value_get_str(isola_value v, const char **out,
@@ -196,21 +247,41 @@ ISOLA_EXPORT int isola_value_get_bytes(isola_value v, const uint8_t **out,
 /* Element index of a list: ISOLA_ETYPE if v is not a list, ISOLA_ERANGE if
  * index >= its length. */
 ISOLA_EXPORT int isola_list_get(isola_value v, size_t index, isola_value *out);
+/* Pair index of a map: its key in *key and its value in *val (either may be
+ * NULL).  ISOLA_ETYPE if v is not a map, ISOLA_ERANGE if index >= its
+ * number of pairs. */
+ISOLA_EXPORT int isola_map_get(isola_value v, size_t index, isola_value *key,
+                               isola_value *val);
+/* The value of the first pair whose key is isola_value_equal() to key.
+ * ISOLA_ETYPE if v is not a map, ISOLA_ENOKEY if no key matches (*out is
+ * then untouched), ISOLA_EINVAL if out is NULL.  Linear in the map's size. */
+ISOLA_EXPORT int isola_map_find(isola_value v, isola_value key,
+                                isola_value *out);
+/* The bytes of a buffer value without taking it: *data and *size (size may
+ * be NULL).  ISOLA_ETYPE for another kind, ISOLA_ETRANSFER if its handle is
+ * empty (the buffer was taken or transferred). */
+ISOLA_EXPORT int isola_value_get_buffer(isola_value v, uint8_t **data,
+                                        size_t *size);
 
 /* Deep-copies v (sharing and cycles preserved) into one block of memory that
- * the caller owns and releases with isola_value_free().  Errors: ISOLA_EINVAL
- * (a malformed value: bad kind, invalid UTF-8, out NULL), ISOLA_ENOMEM.  On
+ * the caller owns and releases with isola_value_free().  A transferable
+ * buffer in v is copied too, into a new buffer the copy owns (take it with
+ * isola_value_take_buffer()); v keeps its own.  Errors: ISOLA_EINVAL (a
+ * malformed value: bad kind, invalid UTF-8, out NULL), ISOLA_ETRANSFER (a
+ * buffer handle is empty, or one buffer appears twice), ISOLA_ENOMEM.  On
  * error *out is set to null.  Any thread. */
 ISOLA_EXPORT int isola_value_copy(isola_value v, isola_value *out);
 
-/* Releases a value made by isola_value_copy() and sets *v to null.  Passing
- * a null value, or NULL, does nothing.  Passing any other value is undefined
- * behaviour.  Any thread. */
+/* Releases a value made by isola_value_copy() or isola_wire_decode(), with
+ * the buffers it still owns, and sets *v to null.  Passing a null value, or
+ * NULL, does nothing.  Passing any other value is undefined behaviour.  Any
+ * thread. */
 ISOLA_EXPORT void isola_value_free(isola_value *v);
 
 /* Structural equality: same kinds, same contents, same shape (shared lists
- * compare by content; a cycle compares equal to the same cycle).  Any
- * thread. */
+ * and maps compare by content; a cycle compares equal to the same cycle;
+ * maps compare pair by pair, in order; buffers by their bytes, two empty
+ * handles being equal).  Any thread. */
 ISOLA_EXPORT bool isola_value_equal(isola_value a, isola_value b);
 
 /* ------------------------------------------------------------------------ */
@@ -267,6 +338,19 @@ typedef struct isola_config {
   /* Where trace lines go; NULL: stderr. */
   FILE *trace_file;
   isola_hooks hooks;
+  /* An uncaught error (isola_throw, a failed isola_assert) in an isolate
+   * that has no error listener goes here, on the failing isolate's thread,
+   * with no runtime lock held.  message and stack are valid during the
+   * call.  NULL: one line on stderr naming the isolate (the only output the
+   * library ever prints). */
+  void (*unhandled_error)(void *data, const isola_isolate_info *info,
+                          const char *message, const char *stack);
+  void *unhandled_error_data; /* passed to unhandled_error */
+  /* For debuggers: every isolate starts paused under its pause capability
+   * (its entry waits for isola_resume()), and / or pauses before it ends
+   * normally or by an error (not when killed) until resumed. */
+  bool pause_on_start;
+  bool pause_on_exit;
 } isola_config;
 
 /* Fills *config with the defaults (every field 0 or NULL). */
@@ -323,6 +407,15 @@ typedef struct isola_spawn_options {
    * unset) is sent to this port.  ISOLA_PORT_NONE: nobody is told. */
   isola_port on_exit;
   isola_value on_exit_message; /* copied at spawn */
+  /* Uncaught errors are sent to this port as [message, stack trace] (two
+   * strings); the first error listener.  ISOLA_PORT_NONE: none. */
+  isola_port on_error;
+  /* Start paused under the isolate's pause capability: the entry runs
+   * after isola_resume(handle, handle.pause_capability). */
+  bool paused;
+  /* false (the default): an uncaught error ends the isolate (Dart's
+   * errorsAreFatal: true).  true: it carries on with its next event. */
+  bool errors_nonfatal;
 } isola_spawn_options;
 
 /*
@@ -404,10 +497,14 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * Sends a copy of value to port.  The copy is made before the call returns,
  * so the caller may change or free what value points to right after.
  * Messages from one sender to one isolate arrive in the order they were
- * sent, across all of that isolate's ports.
+ * sent, across all of that isolate's ports.  Transferable buffers in value
+ * (isola_transfer()) are moved, not copied, and their handles set to NULL
+ * once the send has succeeded.
  * Errors: ISOLA_ECLOSED (the port is closed or unknown: the message is
- * dropped), ISOLA_EINVAL (port NONE, a malformed value), ISOLA_ENOMEM,
- * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is sent on error.  Any thread.
+ * dropped), ISOLA_EINVAL (port NONE, a malformed value), ISOLA_ETRANSFER
+ * (an empty buffer handle, or one buffer twice), ISOLA_ENOMEM,
+ * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is sent on error, and no handle
+ * is emptied.  Any thread.
  */
 ISOLA_EXPORT int isola_send(isola_port port, isola_value value);
 
@@ -427,6 +524,345 @@ ISOLA_EXPORT int isola_send_reply(isola_port port, isola_value value,
  * begin gives ISOLA_EINVAL.  Isolate only. */
 ISOLA_EXPORT int isola_blocking_begin(void);
 ISOLA_EXPORT int isola_blocking_end(void);
+
+/* ------------------------------------------------------------------------ */
+/* The name server                                                           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A VM-wide table from names to send ports (Dart's IsolateNameServer), so
+ * isolates that were never handed each other's ports can still meet: one
+ * registers a port under a well-known name, others look it up and send.
+ *
+ * A name is a non-empty NUL-terminated string of at most ISOLA_NAME_MAX
+ * bytes (not counting the NUL), compared byte for byte; the table keeps its
+ * own copy.  A name maps to at most one port; a port may have several
+ * names.  Unlike Dart, where a mapping stays until it is removed, a name
+ * lives only as long as its port: when the port closes (or its isolate
+ * ends) the name is removed with it, as Erlang's register does, so a lookup
+ * never returns a port that was already closed when the lookup began.  The
+ * table is emptied when the VM shuts down.
+ *
+ * Every function here may be called from any thread, isolate or not, while
+ * the VM is running.  Each returns ISOLA_ENOVM when no VM runs and
+ * ISOLA_ESHUTDOWN once isola_vm_shutdown() has begun.
+ */
+#define ISOLA_NAME_MAX 255
+
+/* Registers port under name.  The name must be free: a taken name is never
+ * overwritten.  Errors: ISOLA_EINVAL (name NULL, empty or longer than
+ * ISOLA_NAME_MAX; port ISOLA_PORT_NONE), ISOLA_ENAMETAKEN (the name is
+ * registered already, to this port or another), ISOLA_ECLOSED (port is
+ * closed or unknown), ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing
+ * is registered on error.  Any thread. */
+ISOLA_EXPORT int isola_name_register(const char *name, isola_port port);
+
+/* Stores in *out the port registered under name.  The port may close at any
+ * time after the call returns (a send to it then fails with ISOLA_ECLOSED).
+ * Errors: ISOLA_EINVAL (name as for isola_name_register(), out NULL),
+ * ISOLA_ENOTFOUND (no port has that name), ISOLA_ENOVM, ISOLA_ESHUTDOWN; on
+ * error *out (if out is not NULL) is set to ISOLA_PORT_NONE.  Any thread. */
+ISOLA_EXPORT int isola_name_lookup(const char *name, isola_port *out);
+
+/* Removes the mapping of name, whoever registered it; its port stays open.
+ * Errors: ISOLA_EINVAL (name as for isola_name_register()),
+ * ISOLA_ENOTFOUND (no port has that name), ISOLA_ENOVM, ISOLA_ESHUTDOWN.
+ * Any thread. */
+ISOLA_EXPORT int isola_name_remove(const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* Transferable buffers                                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * An isola_buffer is a block of bytes with exactly one owner: a handle (an
+ * isola_buffer * variable).  A value made with isola_transfer(&handle)
+ * refers to the handle, not to the bytes.  When isola_send() or
+ * isola_send_reply() succeeds with such a value anywhere in its graph, the
+ * buffer moves to the message without its bytes being copied and the
+ * handle is set to NULL: the sender cannot touch the memory again.  When the
+ * send fails, nothing moves: the handle still owns its buffer.  A buffer
+ * may appear at most once in a message, and an empty handle (NULL) cannot
+ * be sent: either makes the send fail with ISOLA_ETRANSFER.
+ *
+ * The receiving handler sees an ISOLA_BUFFER value whose handle lives in
+ * the message: it reads the bytes with isola_value_get_buffer() and keeps
+ * the buffer with isola_value_take_buffer(); a buffer it does not take is
+ * freed with the message.  isola_value_copy() and the spawn message copy a
+ * buffer's bytes into a new buffer instead of moving it.  The wire format
+ * encodes a buffer as a plain byte string (it decodes as ISOLA_BYTES).
+ */
+
+/* A new buffer of size bytes (0 is allowed), uninitialised, aligned for any
+ * type; the caller owns it.  NULL when out of memory.  Any thread. */
+ISOLA_EXPORT isola_buffer *isola_buffer_new(size_t size);
+
+/* The buffer's bytes (writable; never NULL for a non-NULL buffer) and its
+ * size.  Either of NULL gives NULL / 0.  Any thread that owns the buffer. */
+ISOLA_EXPORT uint8_t *isola_buffer_data(isola_buffer *buf);
+ISOLA_EXPORT size_t isola_buffer_size(const isola_buffer *buf);
+
+/* Frees a buffer the caller owns.  NULL does nothing.  Any thread. */
+ISOLA_EXPORT void isola_buffer_free(isola_buffer *buf);
+
+/* Moves the buffer out of a buffer value: *out gets it and the value's
+ * handle is emptied, so the message (or copy) no longer frees it; the
+ * caller owns it and frees it with isola_buffer_free().  Errors:
+ * ISOLA_EINVAL (out NULL), ISOLA_ETYPE (v is not a buffer value),
+ * ISOLA_ETRANSFER (the handle is empty: already taken).  The thread that
+ * owns the value (for a received message, its handler). */
+ISOLA_EXPORT int isola_value_take_buffer(isola_value v, isola_buffer **out);
+
+/* ------------------------------------------------------------------------ */
+/* Wire format                                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Values as bytes, for other processes, other machines and files: CBOR
+ * (RFC 8949), described in docs/wire-format.md.  Sharing and cycles are
+ * kept (tags 28 and 29); ports and capabilities have tags of their own.
+ * Decoding is safe on untrusted bytes: it never reads outside the input,
+ * and the limits below bound what it allocates.
+ */
+
+/* Limits for isola_wire_decode().  A zero field takes its default. */
+typedef struct isola_wire_limits {
+  /* Nesting of arrays, maps and tags (default 256; values above 4096 are
+   * taken as 4096, since decoding recurses).  Exceeded: ISOLA_EDEPTH. */
+  uint32_t max_depth;
+  /* Data items decoded, every scalar, string, array, map and element
+   * counted (default 1 << 20).  Exceeded: ISOLA_ECOUNT. */
+  size_t max_items;
+  /* Bytes of memory the decoded value needs, the one block it lives in
+   * (default 64 MiB).  Exceeded: ISOLA_ETOOBIG. */
+  size_t max_size;
+} isola_wire_limits;
+
+#define ISOLA_WIRE_DEFAULT_DEPTH 256
+#define ISOLA_WIRE_MAX_DEPTH 4096
+#define ISOLA_WIRE_DEFAULT_ITEMS ((size_t)1 << 20)
+#define ISOLA_WIRE_DEFAULT_SIZE ((size_t)64 << 20)
+
+/* Encodes v into a new malloc'd buffer: *out (free it with free()) and
+ * *len.  Errors: ISOLA_EINVAL (a malformed value, out or len NULL),
+ * ISOLA_ETRANSFER (an empty buffer handle, or a buffer twice),
+ * ISOLA_ENOMEM.  On error *out is NULL and *len 0.  Any thread. */
+ISOLA_EXPORT int isola_wire_encode(isola_value v, uint8_t **out, size_t *len);
+
+/* Encodes v into buf[0..cap).  *len gets the encoded size, also when it
+ * does not fit: then the call returns ISOLA_ENOSPACE and buf holds no
+ * useful bytes (call again with cap >= *len).  buf may be NULL when cap is
+ * 0, to measure.  Other errors as isola_wire_encode().  Any thread. */
+ISOLA_EXPORT int isola_wire_encode_to(isola_value v, uint8_t *buf, size_t cap,
+                                      size_t *len);
+
+/* Decodes exactly one value from bytes[0..len) into *out, one block of
+ * memory the caller releases with isola_value_free().  limits may be NULL
+ * for the defaults.  Errors, each its own code: ISOLA_ETRUNCATED,
+ * ISOLA_EMALFORMED (reserved or stray bytes), ISOLA_EUNSUPPORTED (valid
+ * CBOR with no isola value: undefined, other simple values, integers
+ * outside int64_t, indefinite lengths, lengths above 2^32 - 1),
+ * ISOLA_EBADTAG, ISOLA_EUTF8, ISOLA_EDANGLING, ISOLA_ETRAILING,
+ * ISOLA_EDEPTH, ISOLA_ECOUNT, ISOLA_ETOOBIG, ISOLA_ENOMEM, ISOLA_EINVAL
+ * (bytes NULL with len > 0, or out NULL).  On error *out is null and
+ * nothing is allocated.  Any thread. */
+ISOLA_EXPORT int isola_wire_decode(const uint8_t *bytes, size_t len,
+                                   const isola_wire_limits *limits,
+                                   isola_value *out);
+
+/* ------------------------------------------------------------------------ */
+/* Isolate control: capabilities, pause, kill, ping, listeners, errors, run  */
+/* (docs/isolates.md)                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* When a control request takes effect (Dart's Isolate.immediate and
+ * Isolate.beforeNextEvent). */
+typedef enum isola_priority {
+  /* Out of band: handled at the isolate's next interrupt point (between
+   * two events, a send from one of its handlers, or a call to
+   * isola_check_interrupts()), even while it is paused. */
+  ISOLA_IMMEDIATE = 0,
+  /* Handled when the isolate would next handle a normal message: not while
+   * it is paused; before any message already queued. */
+  ISOLA_BEFORE_NEXT_EVENT = 1
+} isola_priority;
+
+/* A restricted handle on the isolate whose control port is control_port:
+ * both capabilities are 0, so it can ping and add or remove listeners but
+ * isola_pause(), isola_resume(), isola_kill() and isola_set_errors_fatal()
+ * refuse it with ISOLA_EPERM.  Errors: ISOLA_EINVAL (port NONE, out NULL).
+ * Any thread; it touches nothing but *out. */
+ISOLA_EXPORT int isola_isolate_from_port(isola_port control_port,
+                                         isola_isolate *out);
+
+/* A fresh capability from the calling thread's CSPRNG (never 0), e.g. a
+ * resume capability of one's own for isola_pause().  Returns 0 only if the
+ * OS random source failed.  Any thread. */
+ISOLA_EXPORT isola_capability isola_capability_new(void);
+
+/*
+ * Pauses the isolate: it stops handling normal messages (they queue, none
+ * is lost) until every resume capability it was paused with is resumed.
+ * Out-of-band requests (ping, kill, listeners, resume) are still handled.
+ * resume is the capability that will undo this pause (0: the handle's
+ * pause capability).  The pauses form a set: pausing twice with one
+ * capability needs one resume; two capabilities need a resume each.
+ * Asynchronous: the isolate pauses when it handles the request (between
+ * events).  Errors: ISOLA_EINVAL (isolate NULL), ISOLA_EPERM (no pause
+ * capability in the handle), ISOLA_ECLOSED (the isolate has ended),
+ * ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  A handle whose capability
+ * is wrong is ignored by the isolate, as in Dart.  Any thread.
+ */
+ISOLA_EXPORT int isola_pause(const isola_isolate *isolate,
+                             isola_capability resume);
+
+/* Removes resume (0: the handle's pause capability) from the isolate's
+ * pauses; it runs again when none is left.  An unknown resume capability
+ * is ignored.  Errors as isola_pause().  Any thread. */
+ISOLA_EXPORT int isola_resume(const isola_isolate *isolate,
+                              isola_capability resume);
+
+/*
+ * Ends the isolate.  ISOLA_IMMEDIATE: at its next interrupt point (between
+ * events, at a send or at isola_check_interrupts() in a handler; it cannot
+ * stop a handler blocked in C code, see isola_check_interrupts());
+ * ISOLA_BEFORE_NEXT_EVENT: before it handles another normal message.
+ * Its queued messages are freed, its ports closed, its exit listeners
+ * told.  An isolate may kill itself.  Errors: ISOLA_EINVAL, ISOLA_EPERM
+ * (no terminate capability), ISOLA_ECLOSED (already ended), ISOLA_ENOMEM,
+ * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread.
+ */
+ISOLA_EXPORT int isola_kill(const isola_isolate *isolate,
+                            isola_priority priority);
+
+/* Asks the isolate to send a copy of response (made now) to response_port
+ * (Dart's Isolate.ping).  At ISOLA_IMMEDIATE it is answered even while the
+ * isolate is paused.  Needs no capability.  Errors: ISOLA_EINVAL (isolate
+ * NULL, response_port NONE, a malformed response), ISOLA_ECLOSED,
+ * ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
+ISOLA_EXPORT int isola_ping(const isola_isolate *isolate,
+                            isola_port response_port, isola_value response,
+                            isola_priority priority);
+
+/* When the isolate ends, however it ends (returned with no live ports,
+ * killed, a fatal error, isola_exit), a copy of response (null for none)
+ * is sent to port, exactly once.  Adding a port already listening replaces
+ * its response.  Handled out of band; a request that reaches an isolate
+ * already ending is dropped with it (no message).  Needs no capability.
+ * Errors: ISOLA_EINVAL (isolate NULL, port NONE, a malformed response),
+ * ISOLA_ECLOSED, ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
+ISOLA_EXPORT int isola_add_exit_listener(const isola_isolate *isolate,
+                                         isola_port port,
+                                         isola_value response);
+/* Stops sending port the exit response (once, however often it was
+ * added).  Errors as isola_add_exit_listener().  Any thread. */
+ISOLA_EXPORT int isola_remove_exit_listener(const isola_isolate *isolate,
+                                            isola_port port);
+
+/* Every uncaught error of the isolate is sent to port as a list of two
+ * strings, [message, stack trace].  A port is a listener once, however
+ * often it is added.  Errors as isola_add_exit_listener().  Any thread. */
+ISOLA_EXPORT int isola_add_error_listener(const isola_isolate *isolate,
+                                          isola_port port);
+ISOLA_EXPORT int isola_remove_error_listener(const isola_isolate *isolate,
+                                             isola_port port);
+
+/* Whether an uncaught error ends the isolate (true by default).  Needs the
+ * terminate capability.  Handled out of band.  Errors as isola_kill().
+ * Any thread. */
+ISOLA_EXPORT int isola_set_errors_fatal(const isola_isolate *isolate,
+                                        bool fatal);
+
+/* An interrupt point for a long-running handler: handles the isolate's
+ * out-of-band requests now (pings are answered, pauses and listeners
+ * recorded).  If the isolate was killed at ISOLA_IMMEDIATE (or the VM is
+ * shutting down) this call does not return: the handler is abandoned as by
+ * isola_throw() and the isolate ends.  isola_send() and
+ * isola_send_reply() from a handler do the same before they send.
+ * Returns ISOLA_OK, or ISOLA_ENOTISOLATE.  Isolate only. */
+ISOLA_EXPORT int isola_check_interrupts(void);
+
+#if defined(__GNUC__)
+#define ISOLA_NORETURN_ __attribute__((noreturn))
+#define ISOLA_PRINTF_(f, a) __attribute__((format(printf, f, a)))
+#else
+#define ISOLA_NORETURN_ _Noreturn
+#define ISOLA_PRINTF_(f, a)
+#endif
+
+/*
+ * Raises an uncaught error in the running isolate; never returns.  The
+ * message is formatted as printf() does.  The current event (handler or
+ * entry) is abandoned: control jumps (longjmp) back to the isolate's turn,
+ * so the C frames in between are skipped and whatever they hold (memory,
+ * locks, files) is not released, as an exception without destructors.
+ * Then every error listener gets [message, stack trace] (the stack from
+ * glibc's backtrace()); with no listener the error goes to the VM's
+ * unhandled_error hook.  If errors are fatal the isolate ends (its exit
+ * listeners are told); otherwise it carries on with its next event.
+ * Isolate only, from an event (entry or handler): called from another
+ * thread, or from a hook outside an event, the error goes to the
+ * unhandled_error hook and the process aborts, as a failed assert.
+ */
+ISOLA_EXPORT ISOLA_NORETURN_ void isola_throw(const char *fmt, ...)
+    ISOLA_PRINTF_(1, 2);
+
+ISOLA_EXPORT ISOLA_NORETURN_ void isola__assert_fail(const char *expr,
+                                                     const char *file,
+                                                     int line);
+/* As assert(), but a failure raises an uncaught error in the isolate (see
+ * isola_throw()) instead of aborting the process.  Never compiled out. */
+#define isola_assert(expr)                                                     \
+  ((expr) ? (void)0 : isola__assert_fail(#expr, __FILE__, __LINE__))
+
+/*
+ * Ends the running isolate at once (Dart's Isolate.exit): value is sent
+ * to port as the isolate's last message, then the isolate ends as if its
+ * last port had closed (exit listeners are told; pause_on_exit does not
+ * apply).  value is copied, as isola_send() does; see isola_exit_owned()
+ * to hand over a block without a copy.  The current event is abandoned as
+ * by isola_throw().  On success it does not return.  A closed port loses
+ * the message, the isolate still ends.  Errors (the isolate carries on):
+ * ISOLA_ENOTISOLATE, ISOLA_EINVAL (port NONE, a malformed value),
+ * ISOLA_ENOMEM.  Isolate only, from an event.
+ */
+ISOLA_EXPORT int isola_exit(isola_port port, isola_value value);
+
+/* As isola_exit(), without a copy: *owned must be a value returned by
+ * isola_value_copy() (or a scalar); its block becomes the message, the
+ * receiver's handler reads it in place, and the runtime frees it after.
+ * *owned is set to null before the isolate ends.  Errors as isola_exit()
+ * (then *owned is untouched and still the caller's). */
+ISOLA_EXPORT int isola_exit_owned(isola_port port, isola_value *owned);
+
+/* What isola_run() computes: the result must be a scalar or a value made
+ * by isola_value_copy(); the runtime takes it over (the caller of
+ * isola_run gets it without another copy, isola_run_async copies it into
+ * the completion message and frees it). */
+typedef isola_value (*isola_run_fn)(isola_value argument);
+
+/*
+ * Dart's Isolate.run: spawns an isolate that computes fn(argument) as its
+ * entry, waits for it, and returns once it has ended.  On ISOLA_OK *result
+ * is the value fn returned (the caller owns it: isola_value_free()).  If
+ * fn raised an uncaught error (isola_throw) or the isolate was killed,
+ * returns ISOLA_EFAILED and *result is a list of two strings [message,
+ * stack trace] that the caller owns.  argument is copied.  Other errors
+ * are those of isola_spawn() (*result is then null).  The isolate ends
+ * when fn returns, even if it opened ports.  Any thread that is not an
+ * isolate (an isolate gets ISOLA_EBUSY: it must not block; use
+ * isola_run_async()).
+ */
+ISOLA_EXPORT int isola_run(isola_run_fn fn, isola_value argument,
+                           isola_value *result);
+
+/* As isola_run() without waiting: when the isolate ends, completion_port
+ * gets [true, result] or [false, message, stack trace].  Exactly one
+ * completion message is sent, unless the port is closed by then.  Errors
+ * those of isola_spawn(), ISOLA_EINVAL (completion_port NONE).  Any
+ * thread. */
+ISOLA_EXPORT int isola_run_async(isola_run_fn fn, isola_value argument,
+                                 isola_port completion_port);
 
 #ifdef __cplusplus
 }

@@ -41,24 +41,6 @@ void isola__epoch_unregister(isola__epoch_rec *r) {
   atomic_store_explicit(&r->in_use, false, memory_order_release);
 }
 
-void isola__epoch_retire(isola__epoch *e, isola__isolate *iso) {
-  pthread_mutex_lock(&e->lock);
-  /* The isolate was unlinked before this point; acq_rel makes that unlink
-   * visible to whoever loads the advanced epoch with acquire. */
-  iso->retire_epoch =
-      atomic_fetch_add_explicit(&e->global, 1, memory_order_acq_rel);
-  iso->retire_next = NULL;
-  if (e->retired_tail)
-    e->retired_tail->retire_next = iso;
-  else
-    e->retired_head = iso;
-  e->retired_tail = iso;
-  size_t n = atomic_fetch_add_explicit(&e->nretired, 1,
-                                       memory_order_relaxed) + 1;
-  pthread_mutex_unlock(&e->lock);
-  if (n >= 64) isola__epoch_reclaim(e);
-}
-
 static uint64_t min_online(isola__epoch *e) {
   /* Pairs with the fence in isola__epoch_online(): either that thread's
    * later loads see the unlink, or we see its epoch here. */
@@ -77,27 +59,110 @@ bool isola__epoch_any_online(isola__epoch *e) {
   return min_online(e) != UINT64_MAX;
 }
 
+#define BATCH 64
+
+/* Stamps the calling thread's pending isolates with the current epoch and
+ * advances it.  The increment is a release: a thread that later loads the
+ * advanced epoch (acquire) sees every unlink made before. */
+static void stamp_pending(isola__epoch *e) {
+  isola__tls *t = &isola__t;
+  if (!t->retire_pending) return;
+  uint64_t stamp =
+      atomic_fetch_add_explicit(&e->global, 1, memory_order_acq_rel);
+  /* pending is newest first; reverse it onto the stamped list's tail. */
+  isola__isolate *rev = NULL;
+  while (t->retire_pending) {
+    isola__isolate *iso = t->retire_pending;
+    t->retire_pending = iso->retire_next;
+    iso->retire_next = rev;
+    rev = iso;
+  }
+  t->npending = 0;
+  for (isola__isolate *iso = rev; iso; iso = iso->retire_next)
+    iso->retire_epoch = stamp;
+  isola__isolate *last = rev;
+  while (last->retire_next) last = last->retire_next;
+  if (t->retire_tail)
+    t->retire_tail->retire_next = rev;
+  else
+    t->retire_head = rev;
+  t->retire_tail = last;
+}
+
+void isola__epoch_retire(isola__epoch *e, isola__isolate *iso) {
+  isola__tls *t = &isola__t;
+  iso->retire_next = t->retire_pending;
+  t->retire_pending = iso;
+  if (++t->npending >= BATCH) isola__epoch_reclaim(e);
+}
+
+/* Detaches the prefix of a stamped list that no online thread can see. */
+static isola__isolate *take_safe(isola__isolate **head, isola__isolate **tail,
+                                 uint64_t min) {
+  isola__isolate *first = *head, *last = NULL;
+  while (*head && (*head)->retire_epoch < min) {
+    last = *head;
+    *head = last->retire_next;
+  }
+  if (!last) return NULL;
+  last->retire_next = NULL;
+  if (!*head) *tail = NULL;
+  return first;
+}
+
+static void free_all(isola__epoch *e, isola__isolate *iso) {
+  while (iso) {
+    isola__isolate *next = iso->retire_next;
+    e->free_isolate(iso);
+    iso = next;
+  }
+}
+
 void isola__epoch_reclaim(isola__epoch *e) {
-  if (atomic_load_explicit(&e->nretired, memory_order_relaxed) == 0) return;
+  isola__tls *t = &isola__t;
+  stamp_pending(e);
+  bool shared = atomic_load_explicit(&e->nretired, memory_order_relaxed) != 0;
+  if (!t->retire_head && !shared) return;
   uint64_t min = min_online(e);
-  isola__isolate *free_list = NULL, **link = &free_list;
+  free_all(e, take_safe(&t->retire_head, &t->retire_tail, min));
+  if (shared) {
+    pthread_mutex_lock(&e->lock);
+    isola__isolate *list =
+        take_safe(&e->retired_head, &e->retired_tail, min);
+    size_t n = 0;
+    for (isola__isolate *i = list; i; i = i->retire_next) n++;
+    atomic_fetch_sub_explicit(&e->nretired, n, memory_order_relaxed);
+    pthread_mutex_unlock(&e->lock);
+    free_all(e, list);
+  }
+}
+
+void isola__epoch_thread_exit(isola__epoch *e) {
+  isola__tls *t = &isola__t;
+  stamp_pending(e);
+  if (!t->retire_head) return;
+  size_t n = 0;
+  for (isola__isolate *i = t->retire_head; i; i = i->retire_next) n++;
   pthread_mutex_lock(&e->lock);
-  /* The list is in retire order, so epochs only grow along it. */
-  while (e->retired_head && e->retired_head->retire_epoch < min) {
-    isola__isolate *iso = e->retired_head;
-    e->retired_head = iso->retire_next;
-    *link = iso;
-    link = &iso->retire_next;
-    atomic_fetch_sub_explicit(&e->nretired, 1, memory_order_relaxed);
+  /* Stamps from different threads interleave: keep the shared list sorted
+   * by inserting in order (exits are rare). */
+  isola__isolate *iso = t->retire_head;
+  while (iso) {
+    isola__isolate *next = iso->retire_next;
+    isola__isolate **pp = &e->retired_head, *prev = NULL;
+    while (*pp && (*pp)->retire_epoch <= iso->retire_epoch) {
+      prev = *pp;
+      pp = &(*pp)->retire_next;
+    }
+    iso->retire_next = *pp;
+    *pp = iso;
+    if (!iso->retire_next) e->retired_tail = iso;
+    (void)prev;
+    iso = next;
   }
-  *link = NULL;
-  if (!e->retired_head) e->retired_tail = NULL;
+  atomic_fetch_add_explicit(&e->nretired, n, memory_order_relaxed);
   pthread_mutex_unlock(&e->lock);
-  while (free_list) {
-    isola__isolate *next = free_list->retire_next;
-    e->free_isolate(free_list);
-    free_list = next;
-  }
+  t->retire_head = t->retire_tail = NULL;
 }
 
 void isola__epoch_destroy(isola__epoch *e) {

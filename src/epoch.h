@@ -10,6 +10,12 @@
  * with the current global epoch E, which then advances; it is freed once no
  * record is online with an epoch <= E.
  *
+ * Retiring is per thread: a thread keeps the isolates it retires in a list
+ * of its own and stamps them in batches, with one increment of the global
+ * epoch per batch (the increment's release orders every unlink of the batch
+ * before it), so ending isolates on several threads shares no lock and
+ * touches the global epoch once per 64 isolates.
+ *
  * Pool threads stay online while they run isolates and refresh once per
  * turn (a load and a store, no fence), so the send path inside a handler
  * pays nothing.  Other threads come online for the duration of one call.
@@ -69,11 +75,16 @@ static inline void isola__epoch_refresh(isola__epoch *e, isola__epoch_rec *r) {
 }
 
 /* Hands an ended isolate (already unreachable from the port map) to the
- * reclaimer.  Any thread. */
+ * reclaimer.  Called by the thread that ran the isolate. */
 void isola__epoch_retire(isola__epoch *e, isola__isolate *iso);
 
-/* Frees every retired isolate no online thread can still see.  Any thread. */
+/* Frees what the calling thread retired, and what exited threads left
+ * behind, once no online thread can still see it.  Any thread. */
 void isola__epoch_reclaim(isola__epoch *e);
+
+/* The calling thread stops running isolates: what it retired goes to the
+ * shared list, for others (or shutdown) to free. */
+void isola__epoch_thread_exit(isola__epoch *e);
 
 /* Frees everything retired and every record.  No thread may be online. */
 void isola__epoch_destroy(isola__epoch *e);

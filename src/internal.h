@@ -47,6 +47,25 @@ typedef struct isola__node {
 enum {
   ISOLA__MSG_USER = 0, /* a value for a receive port */
   ISOLA__MSG_START,    /* the spawn message: runs the entry function */
+  /* A user message whose value is an isola_value_copy() block the message
+   * adopted (isola_exit_owned): the block is freed with the message. */
+  ISOLA__MSG_EXTERNAL,
+  /* Control messages (control.c), sent out of band to a control port and
+   * handled by the runtime, never by a user handler.  Field use:
+   * value = the capability checked (an int) or the response value;
+   * reply_to = the port named, or the resume capability. */
+  ISOLA__MSG_PAUSE,      /* value: pause capability; reply_to: resume cap */
+  ISOLA__MSG_RESUME,     /* as PAUSE */
+  ISOLA__MSG_KILL_NOW,   /* value: terminate capability */
+  ISOLA__MSG_KILL_NEXT,  /* as KILL_NOW, before the next normal message */
+  ISOLA__MSG_PING_NOW,   /* value: response; reply_to: response port */
+  ISOLA__MSG_PING_NEXT,  /* as PING_NOW, before the next normal message */
+  ISOLA__MSG_EXIT_ADD,   /* value: response; reply_to: listener port */
+  ISOLA__MSG_EXIT_DEL,   /* reply_to: listener port */
+  ISOLA__MSG_ERROR_ADD,  /* reply_to: listener port */
+  ISOLA__MSG_ERROR_DEL,  /* reply_to: listener port */
+  ISOLA__MSG_FATAL_ON,   /* value: terminate capability */
+  ISOLA__MSG_FATAL_OFF,  /* value: terminate capability */
 };
 
 /* A message: one allocation holding the header and a copy of the value
@@ -56,7 +75,7 @@ typedef struct isola__msg {
   isola_port dest;
   isola_port reply_to;
   uint32_t type; /* ISOLA__MSG_* */
-  uint32_t reserved;
+  uint32_t pool_class; /* of this block (pool.h) */
   isola_value value; /* points into the bytes after this header */
 } isola__msg;
 
@@ -100,6 +119,7 @@ struct isola__isolate {
   isola__node oob_stub; /* the OOB queue's initial node */
   isola__isolate *rq_next; /* link in the global run queue (scheduler.c) */
   bool pinned;             /* a root isolate: runs on its caller's thread */
+  uint8_t pool_class;      /* of its memory (pool.h) */
   isola_entry entry;
   int state;          /* ISOLA__ISO_* */
   /* Written only by the running isolate; atomic (relaxed) so shutdown can
@@ -111,12 +131,17 @@ struct isola__isolate {
   isola_capability terminate_cap;
   uint64_t origin;
   isola__group *group;
-  char *name; /* NULL: the default name */
-  isola__msg *exit_msg; /* sent to exit_port when it ends, or NULL */
-  isola_port exit_port;
+  char *name; /* NULL: the default name; else name_buf or malloc'ed */
+  char name_buf[16]; /* short names live here: no allocation */
+  /* Isolate control (control.c).  hold is non-zero while something must
+   * happen before the next normal message (paused, a kill or ping waiting
+   * for the next event, the end after a pause on exit): the turn tests
+   * this one word per message. */
+  uint32_t hold;
+  bool errors_fatal;
+  struct isola__control *ctl; /* listeners, pauses, errors; NULL: none */
+  void *unwind;               /* the running turn's jmp_buf, or NULL */
 
-  /* The VM's list of live isolates (vm.c), protected by vm->live_lock. */
-  isola__isolate *live_prev, *live_next;
   /* Link in the epoch reclaimer's retire list (epoch.c). */
   isola__isolate *retire_next;
   uint64_t retire_epoch;
@@ -139,6 +164,11 @@ typedef struct isola__tls {
   isola__epoch_rec *rec;   /* epoch record, if this thread has one */
   uint64_t rec_vm_gen;     /* VM generation rec belongs to */
   isola__rng rng;
+  /* Ended isolates this thread retired (epoch.c): not yet stamped with an
+   * epoch, and stamped ones waiting for readers to move on. */
+  isola__isolate *retire_pending;
+  size_t npending;
+  isola__isolate *retire_head, *retire_tail;
 } isola__tls;
 
 extern ISOLA__TLS isola__tls isola__t;

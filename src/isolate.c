@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control.h"
 #include "epoch.h"
 #include "message_handler.h"
 #include "message_queue.h"
+#include "pool.h"
 #include "port_map.h"
 #include "scheduler.h"
 #include "value.h"
@@ -75,31 +77,44 @@ static void leave(entry_state *e) {
 
 /* ---- messages ---------------------------------------------------------- */
 
-int isola__msg_new(isola_value v, isola__msg **out) {
+/* Builds a message holding a copy of v; mode says whether transferable
+ * buffers move into it or are copied (value.h).  Moving consumes nothing
+ * yet: the sender's handles are emptied only once the post succeeds. */
+static int msg_build(isola_value v, int mode, isola__msg **out) {
   isola__msg *m;
-  if (v.kind <= ISOLA_DOUBLE || v.kind == ISOLA_PORT) {
-    m = malloc(sizeof *m);
+  if (v.kind <= ISOLA_DOUBLE || v.kind == ISOLA_PORT ||
+      v.kind == ISOLA_CAPABILITY) {
+    uint8_t cls;
+    m = isola__pool_alloc(sizeof *m, &cls);
     if (!m) return ISOLA_ENOMEM;
+    m->pool_class = cls;
     m->value = v;
   } else {
     isola__plan p;
     int rc = isola__value_plan(&p, v);
     if (rc == ISOLA_OK) {
-      m = malloc(sizeof *m + p.size);
-      if (m)
-        m->value = isola__value_write(&p, v, m + 1);
-      else
+      uint8_t cls;
+      m = isola__pool_alloc(sizeof *m + p.size, &cls);
+      if (m) {
+        m->pool_class = cls;
+        rc = isola__value_write(&p, v, m + 1, mode, &m->value);
+        if (rc != ISOLA_OK) isola__pool_free(m, cls);
+      } else {
         rc = ISOLA_ENOMEM;
+      }
     }
     isola__plan_done(&p);
     if (rc != ISOLA_OK) return rc;
   }
   m->type = ISOLA__MSG_USER;
-  m->reserved = 0;
   m->dest = ISOLA_PORT_NONE;
   m->reply_to = ISOLA_PORT_NONE;
   *out = m;
   return ISOLA_OK;
+}
+
+int isola__msg_new(isola_value v, isola__msg **out) {
+  return msg_build(v, ISOLA__COPY_BUFFERS, out);
 }
 
 int isola__post(isola__vm *vm, isola__msg *m) {
@@ -109,7 +124,8 @@ int isola__post(isola__vm *vm, isola__msg *m) {
     isola__msg_free(m);
     return ISOLA_ECLOSED;
   }
-  if (state == ISOLA__PORT_CONTROL && m->type == ISOLA__MSG_USER) {
+  if (state == ISOLA__PORT_CONTROL &&
+      (m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL)) {
     isola__msg_free(m);
     return ISOLA_EINVAL;
   }
@@ -118,29 +134,87 @@ int isola__post(isola__vm *vm, isola__msg *m) {
   return ISOLA_OK;
 }
 
-int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
-  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
-  isola__vm *vm = isola__vm_get();
-  if (!vm) return ISOLA_ENOVM;
-  isola__msg *m;
-  int rc = isola__msg_new(value, &m);
-  if (rc != ISOLA_OK) return rc;
-  m->dest = port;
-  m->reply_to = reply_to;
+int isola__post_control(isola__msg *m) {
   entry_state e;
-  if ((rc = enter(&e)) != ISOLA_OK) {
+  int rc = enter(&e);
+  if (rc != ISOLA_OK) {
     isola__msg_free(m);
     return rc;
   }
-  if (ISOLA__UNLIKELY(atomic_load_explicit(&e.vm->state,
-                                           memory_order_relaxed) !=
-                      ISOLA__VM_RUNNING)) {
-    isola__msg_free(m);
+  int state = 0;
+  isola__isolate *iso = NULL;
+  if (atomic_load_explicit(&e.vm->state, memory_order_relaxed) !=
+      ISOLA__VM_RUNNING)
     rc = ISOLA_ESHUTDOWN;
+  else if (!(iso = isola__port_lookup(&e.vm->ports, m->dest, &state)))
+    rc = ISOLA_ECLOSED;
+  else if (state != ISOLA__PORT_CONTROL)
+    rc = ISOLA_EINVAL;
+  if (rc == ISOLA_OK) {
+    /* Out of band, then claim scheduling if the isolate is idle: the
+     * Dekker pair with the turn's mark-idle and wanted() re-check
+     * (message_handler.c).  A dead isolate's head stays scheduled, so the
+     * poke fails and the message is freed with the isolate. */
+    isola__mq_push_plain(&iso->oob_head, &m->node);
+    if (isola__mq_poke(&iso->head)) isola__sched_ready(&e.vm->sched, iso);
   } else {
-    rc = isola__post(e.vm, m);
+    isola__msg_free(m);
   }
   leave(&e);
+  return rc;
+}
+
+int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
+  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  /* A send from a handler is an interrupt point (control.h): taken before
+   * anything is built, so a kill that lands here leaves nothing behind. */
+  isola__isolate *self = isola__t.current;
+  if (self && ISOLA__UNLIKELY(isola__control_pending(self)))
+    isola_check_interrupts();
+  isola__vm *vm = isola__vm_get();
+  if (!vm) return ISOLA_ENOVM;
+  isola__msg *m;
+  int rc = msg_build(value, ISOLA__MOVE_BUFFERS, &m);
+  if (rc != ISOLA_OK) return rc;
+  m->dest = port;
+  m->reply_to = reply_to;
+  /* Transfers: the sender handles to empty if the post succeeds, read now
+   * because the receiver may free the message as soon as it is queued.  On
+   * any failure the buffers go back to their handles untouched. */
+  isola_buffer **inline_handles[8];
+  isola_buffer ***handles = NULL;
+  size_t nbuf = 0;
+  if (isola__value_has_block(m->value) &&
+      (nbuf = ((isola__block *)(m + 1))->nbuf) > 0) {
+    handles = nbuf <= 8 ? inline_handles : malloc(nbuf * sizeof *handles);
+    if (!handles) {
+      isola__block_disown(m + 1);
+      isola__msg_free(m);
+      return ISOLA_ENOMEM;
+    }
+    memcpy(handles, isola__block_handles(m + 1), nbuf * sizeof *handles);
+  }
+  entry_state e;
+  if ((rc = enter(&e)) != ISOLA_OK) {
+    if (nbuf) isola__block_disown(m + 1);
+    isola__msg_free(m);
+  } else {
+    if (ISOLA__UNLIKELY(atomic_load_explicit(&e.vm->state,
+                                             memory_order_relaxed) !=
+                        ISOLA__VM_RUNNING)) {
+      if (nbuf) isola__block_disown(m + 1);
+      isola__msg_free(m);
+      rc = ISOLA_ESHUTDOWN;
+    } else {
+      if (nbuf) isola__msg_posting = m;
+      rc = isola__post(e.vm, m);
+      if (nbuf) isola__msg_posting = NULL;
+    }
+    leave(&e);
+  }
+  if (rc == ISOLA_OK)
+    for (size_t i = 0; i < nbuf; i++) *handles[i] = NULL;
+  if (handles != inline_handles) free(handles);
   return rc;
 }
 
@@ -223,7 +297,8 @@ static void group_release(isola__vm *vm, isola__group *g) {
  * its START message built.  On error nothing is left behind. */
 static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
                        const isola_spawn_options *opts, const char *name,
-                       bool pinned, isola__isolate **out) {
+                       bool pinned, struct isola__run *run,
+                       isola__isolate **out) {
   size_t max = vm->config.max_isolates;
   size_t live = atomic_fetch_add_explicit(&vm->live, 1, memory_order_relaxed);
   if (max && live >= max) {
@@ -232,9 +307,11 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   }
   int rc = ISOLA_ENOMEM;
   isola__msg *start = NULL;
-  isola__isolate *iso = aligned_alloc(ISOLA__CACHE_LINE, sizeof *iso);
+  uint8_t cls;
+  isola__isolate *iso = isola__pool_alloc(sizeof *iso, &cls);
   if (!iso) goto fail;
   memset(iso, 0, sizeof *iso);
+  iso->pool_class = cls;
   atomic_init(&iso->stub.next, NULL);
   atomic_init(&iso->oob_stub.next, NULL);
   /* Unscheduled, and empty: the START message's push schedules it. */
@@ -251,31 +328,34 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   if (name && *name) {
     size_t n = strlen(name);
     if (n > ISOLA__NAME_MAX) n = ISOLA__NAME_MAX;
-    if (!(iso->name = malloc(n + 1))) goto fail;
+    iso->name = n < sizeof iso->name_buf ? iso->name_buf : malloc(n + 1);
+    if (!iso->name) goto fail;
     memcpy(iso->name, name, n);
     iso->name[n] = '\0';
   }
   if ((rc = isola__msg_new(message, &start)) != ISOLA_OK) goto fail;
   start->type = ISOLA__MSG_START;
-  if (opts && opts->on_exit != ISOLA_PORT_NONE) {
-    if ((rc = isola__msg_new(opts->on_exit_message, &iso->exit_msg)) !=
-        ISOLA_OK)
-      goto fail;
-    iso->exit_msg->dest = opts->on_exit;
-  }
   isola__tls *t = &isola__t;
   if (!t->rng.seeded && isola__rng_seed(&t->rng) != 0) {
     rc = ISOLA_ESYS;
     goto fail;
   }
-  iso->pause_cap = isola__rng_next(&t->rng);
-  iso->terminate_cap = isola__rng_next(&t->rng);
+  /* 0 is never a capability: a restricted handle holds 0. */
+  do iso->pause_cap = isola__rng_next(&t->rng);
+  while (iso->pause_cap == 0);
+  do iso->terminate_cap = isola__rng_next(&t->rng);
+  while (iso->terminate_cap == 0 || iso->terminate_cap == iso->pause_cap);
+  if ((rc = isola__control_init(vm, iso, opts, run)) != ISOLA_OK) goto fail;
   rc = isola__port_open(&vm->ports, iso, ISOLA__PORT_CONTROL, NULL, NULL,
                         &iso->control_port);
   if (rc != ISOLA_OK) goto fail;
   start->dest = iso->control_port;
 
-  isola__isolate *parent = t->current;
+  /* isola__t directly, not through t: gcc's UBSan null check of a TLS
+   * address computed with "add x@gottpoff(%rip)" tests flags that the
+   * linker's relaxation of that add into lea no longer sets, and aborts
+   * with a false "null pointer" report. */
+  isola__isolate *parent = isola__t.current;
   if (parent) {
     iso->group = parent->group;
     iso->origin = parent->origin;
@@ -289,7 +369,6 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
     iso->origin = iso->control_port;
   }
   atomic_fetch_add_explicit(&iso->group->isolates, 1, memory_order_relaxed);
-  isola__vm_add_live(vm, iso);
   /* Park the START message as the queue's first node without scheduling:
    * the caller decides when the isolate becomes runnable. */
   atomic_store_explicit(&start->node.next, NULL, memory_order_relaxed);
@@ -303,9 +382,9 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
 fail:
   if (start) isola__msg_free(start);
   if (iso) {
-    if (iso->exit_msg) isola__msg_free(iso->exit_msg);
-    free(iso->name);
-    free(iso);
+    isola__control_discard(iso);
+    if (iso->name != iso->name_buf) free(iso->name);
+    isola__pool_free(iso, iso->pool_class);
   }
   atomic_fetch_sub_explicit(&vm->live, 1, memory_order_relaxed);
   return rc;
@@ -317,9 +396,9 @@ static void handle_of(const isola__isolate *iso, isola_isolate *out) {
   out->terminate_capability = iso->terminate_cap;
 }
 
-int isola_spawn(isola_entry entry, isola_value message,
-                const isola_spawn_options *opts, isola_isolate *out) {
-  if (!entry) return ISOLA_EINVAL;
+static int spawn(isola_entry entry, isola_value message,
+                 const isola_spawn_options *opts, struct isola__run *run,
+                 isola_isolate *out) {
   entry_state e;
   int rc = enter(&e);
   if (rc != ISOLA_OK) return rc;
@@ -330,7 +409,7 @@ int isola_spawn(isola_entry entry, isola_value message,
     rc = ISOLA_ESHUTDOWN;
   } else {
     rc = isolate_new(vm, entry, message, opts, opts ? opts->name : NULL,
-                     false, &iso);
+                     false, run, &iso);
   }
   if (rc == ISOLA_OK) {
     if (out) handle_of(iso, out);
@@ -339,6 +418,17 @@ int isola_spawn(isola_entry entry, isola_value message,
   }
   leave(&e);
   return rc;
+}
+
+int isola_spawn(isola_entry entry, isola_value message,
+                const isola_spawn_options *opts, isola_isolate *out) {
+  if (!entry) return ISOLA_EINVAL;
+  return spawn(entry, message, opts, NULL, out);
+}
+
+int isola__spawn_run(isola_entry entry, isola_value message,
+                     const isola_spawn_options *opts, struct isola__run *run) {
+  return spawn(entry, message, opts, run, NULL);
 }
 
 int isola_run_main(isola_entry entry, isola_value message, const char *name) {
@@ -357,7 +447,7 @@ int isola_run_main(isola_entry entry, isola_value message, const char *name) {
     rc = ISOLA_ESHUTDOWN;
   } else {
     rc = isolate_new(vm, entry, message, NULL, name ? name : "main", true,
-                     &iso);
+                     NULL, &iso);
   }
   if (rc != ISOLA_OK) {
     free(t);
@@ -370,6 +460,7 @@ int isola_run_main(isola_entry entry, isola_value message, const char *name) {
   t->rec = e.rec;
   t->online = true;
   isola__t.thread = t;
+  isola__pool_thread_start();
   /* The count of outside callers stays held until we return, so shutdown
    * frees nothing this thread still touches after its isolate ended. */
   e.online = false;
@@ -383,8 +474,10 @@ int isola_run_main(isola_entry entry, isola_value message, const char *name) {
     if (r == ISOLA__TURN_DEAD) break;
     if (r == ISOLA__TURN_IDLE) isola__sched_wait_pinned(&vm->sched, t, iso);
   }
+  isola__epoch_thread_exit(&vm->epoch);
   isola__epoch_offline(t->rec);
   isola__port_map_flush_cache(&vm->ports);
+  isola__pool_thread_stop();
   isola__t.thread = NULL;
   free(t);
   leave(&e);
@@ -406,11 +499,9 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   while ((p = isola__ld32(&iso->ports)))
     isola__port_close(&vm->ports, isola__port_at(&vm->ports, p));
   iso->state = ISOLA__ISO_DEAD;
-  if (iso->exit_msg) {
-    isola__msg *m = iso->exit_msg;
-    iso->exit_msg = NULL;
-    isola__post(vm, m);
-  }
+  /* The isola_run outcome, then each exit listener, exactly once: the
+   * control port is closed, so no request is handled after this. */
+  isola__control_finish(vm, iso);
   if (vm->config.hooks.isolate_cleanup)
     vm->config.hooks.isolate_cleanup(vm->config.hooks.data, &info);
   isola__group *g = iso->group;
@@ -419,8 +510,8 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   /* The head keeps its scheduled bit clear for good, so no sender ever
    * schedules the dead isolate; messages that still arrive wait in its
    * queue until the reclaimer frees them with it. */
-  isola__vm_remove_live(vm, iso);
   isola__epoch_retire(&vm->epoch, iso);
+  isola__vm_isolate_ended(vm);
 }
 
 /* ---- queries ----------------------------------------------------------- */

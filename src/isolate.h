@@ -17,6 +17,18 @@ static inline const char *isola__isolate_name(const isola__isolate *iso) {
  * caller is on an isolate or has entered the VM (isola__vm_enter). */
 int isola__post(isola__vm *vm, isola__msg *m);
 
+/* Posts a control message (m->dest is a control port) to the isolate's
+ * OOB queue and schedules it if idle; takes ownership of m.  Enters the VM
+ * itself.  ISOLA_ECLOSED, ISOLA_EINVAL (not a control port), ISOLA_ENOVM,
+ * ISOLA_ESHUTDOWN, ISOLA_ENOMEM. */
+int isola__post_control(isola__msg *m);
+
+struct isola__run;
+/* isola_spawn for isola_run: the new isolate owns run once this succeeds
+ * (on error it stays the caller's). */
+int isola__spawn_run(isola_entry entry, isola_value message,
+                     const isola_spawn_options *opts, struct isola__run *run);
+
 /* A message holding a copy of v; ISOLA_EINVAL, ISOLA_ENOMEM. */
 int isola__msg_new(isola_value v, isola__msg **out);
 

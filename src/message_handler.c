@@ -1,15 +1,36 @@
 /* message_handler.c — one turn of an isolate (see message_handler.h). */
 #include "message_handler.h"
 
+#include <setjmp.h>
 #include <stdlib.h>
 
+#include "control.h"
 #include "isolate.h"
 #include "message_queue.h"
+#include "pool.h"
 #include "port_map.h"
 #include "scheduler.h"
+#include "value.h"
 #include "vm.h"
 
-void isola__msg_free(isola__msg *m) { free(m); }
+/* The message isola_send_reply() is posting on this thread (value.h). */
+_Thread_local const isola__msg *isola__msg_posting;
+
+void isola__msg_free(isola__msg *m) {
+  /* isola_exit_owned (control.c): the header stands alone and the value is
+   * an isola_value_copy() block the message adopted. */
+  if (m->type == ISOLA__MSG_EXTERNAL) {
+    isola_value_free(&m->value);
+    isola__pool_free(m, (uint8_t)m->pool_class);
+    return;
+  }
+  /* A value with a block holds it right after the header, and the block's
+   * slots own the buffers moved or copied into the message, except while a
+   * failing post hands them back to their sender (value.h). */
+  if (isola__value_has_block(m->value) && m != isola__msg_posting)
+    isola__block_release(m + 1);
+  isola__pool_free(m, (uint8_t)m->pool_class);
+}
 
 /* Releases a node that stopped being a queue's tail. */
 static inline void release_node(isola__isolate *iso, isola__node *n) {
@@ -28,9 +49,9 @@ static void drain(isola__isolate *iso, isola__node *tail) {
 void isola__mh_free_isolate(isola__isolate *iso) {
   drain(iso, iso->tail);
   drain(iso, iso->oob_tail);
-  if (iso->exit_msg) isola__msg_free(iso->exit_msg);
-  free(iso->name);
-  free(iso);
+  isola__control_free(iso);
+  if (iso->name != iso->name_buf) free(iso->name);
+  isola__pool_free(iso, iso->pool_class);
 }
 
 static void handle_start(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
@@ -65,58 +86,167 @@ static bool wanted(isola__isolate *iso, isola__node *oob_tail) {
          atomic_load_explicit(&iso->kill_requested, memory_order_seq_cst);
 }
 
-isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso) {
-  isola__t.current = iso;
+/* What one run of loop() ends with besides a turn result: end the
+ * isolate. */
+#define TURN_END ((isola__turn)-1)
+
+/* The turn's loop.  Runs under the setjmp of isola__mh_run, so that an
+ * uncaught error, a kill at an interrupt point or isola_exit can leave any
+ * handler and come back there; its locals start afresh after a jump. */
+static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
   unsigned handled = 0;
   for (;;) {
     if (atomic_load_explicit(&iso->kill_requested, memory_order_acquire))
-      goto dead;
+      return TURN_END;
 
     isola__node *old, *n = isola__mq_pop(&iso->oob_tail, &old);
     if (n) {
       release_node(iso, old);
-      /* No out-of-band message kinds exist yet beyond the kill flag. */
+      if (n != &iso->oob_stub &&
+          isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END)
+        return TURN_END;
       continue;
     }
 
-    n = isola__mq_pop(&iso->tail, &old);
-    if (n) {
-      release_node(iso, old);
-      if (n == &iso->stub) continue;
-      isola__msg *m = (isola__msg *)n;
-      if (m->type == ISOLA__MSG_START)
-        handle_start(vm, iso, m);
-      else
-        handle_user(vm, iso, m);
-      if (isola__ld32(&iso->live_ports) == 0) goto dead;
-      if (++handled >= ISOLA__BATCH) {
-        if (isola__sched_has_other_work(&vm->sched)) {
-          isola__t.current = NULL;
-          return ISOLA__TURN_YIELD;
+    /* One owner-only word says whether anything must happen before the
+     * next normal message (a pause, a kill or ping waiting for it, the end
+     * after a pause on exit). */
+    bool paused = false;
+    if (ISOLA__UNLIKELY(iso->hold)) {
+      isola__ctl_action a = isola__control_hold(vm, iso);
+      if (a == ISOLA__CTL_END) return TURN_END;
+      paused = a == ISOLA__CTL_PAUSE;
+    }
+
+    if (!paused) {
+      n = isola__mq_pop(&iso->tail, &old);
+      if (n) {
+        /* A control request pushed before this message by the same thread
+         * is visible now: our acquire of the message's link pairs with its
+         * sender's release, which follows the request's exchange on
+         * oob_head.  So one look keeps Dart's order, the request first:
+         * undo the pop (nothing was released) and go round.  (oob_head
+         * shares the line with the kill flag read above: no extra miss.) */
+        if (ISOLA__UNLIKELY(atomic_load_explicit(&iso->oob_head,
+                                                 memory_order_acquire) !=
+                            iso->oob_tail)) {
+          iso->tail = old;
+          /* Its push half done (exchanged, not linked): moments away. */
+          if (!atomic_load_explicit(&iso->oob_tail->next,
+                                    memory_order_acquire))
+            return ISOLA__TURN_YIELD;
+          continue;
         }
-        handled = 0;
+        release_node(iso, old);
+        if (n == &iso->stub) continue;
+        isola__msg *m = (isola__msg *)n;
+        if (m->type == ISOLA__MSG_START)
+          handle_start(vm, iso, m);
+        else
+          handle_user(vm, iso, m);
+        if (isola__ld32(&iso->live_ports) == 0) {
+          if (isola__control_pause_on_exit(vm, iso)) continue;
+          return TURN_END;
+        }
+        if (++handled >= ISOLA__BATCH) {
+          if (isola__sched_has_other_work(&vm->sched))
+            return ISOLA__TURN_YIELD;
+          handled = 0;
+        }
+        continue;
       }
-      continue;
+      if (!isola__mq_empty(&iso->head, iso->tail)) {
+        /* A sender is between its exchange and its link: the message is
+         * moments away.  Let others run meanwhile. */
+        return ISOLA__TURN_YIELD;
+      }
     }
-
-    if (!isola__mq_empty(&iso->head, iso->tail)) {
-      /* A sender is between its exchange and its link: the message is
-       * moments away.  Let others run meanwhile. */
-      isola__t.current = NULL;
-      return ISOLA__TURN_YIELD;
+    if (!paused && iso->tail != &iso->stub &&
+        (((isola__msg *)iso->tail)->type == ISOLA__MSG_START ||
+         ((isola__msg *)iso->tail)->pool_class > 1 /* over 128 bytes */)) {
+      /* The last message handled stays linked as the tail until the next
+       * pop.  An idle isolate would keep it for as long as it sleeps: push
+       * the stub behind it (the queue is empty, so the stub is not in it)
+       * and the next pop frees it now.  Small messages stay: this costs an
+       * exchange per idle. */
+      isola__mq_push(&iso->head, &iso->stub);
+      continue;
     }
     isola__node *oob_tail = iso->oob_tail;
-    if (isola__mq_mark_idle(&iso->head, iso->tail, true)) {
+    /* Once marked idle another thread may own the isolate: nothing of this
+     * turn may stay in it. */
+    iso->unwind = NULL;
+    /* Paused: idle whatever is queued.  The resume comes out of band; a
+     * new normal message only schedules a turn that idles again. */
+    if (isola__mq_mark_idle(&iso->head, iso->tail, !paused)) {
       /* The Dekker pair with isola__mq_poke(): an OOB sender or a kill
        * that came after our last look either sees the mark (and schedules
        * us) or is seen here. */
-      if (wanted(iso, oob_tail) && isola__mq_poke(&iso->head)) continue;
-      isola__t.current = NULL;
+      if (wanted(iso, oob_tail) && isola__mq_poke(&iso->head)) {
+        iso->unwind = jb;
+        continue;
+      }
       return ISOLA__TURN_IDLE;
+    }
+    iso->unwind = jb;
+  }
+}
+
+isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso) {
+  isola__t.current = iso;
+  jmp_buf jb;
+  /* One setjmp per turn, not per event: after a jump the loop starts
+   * afresh, and the message being handled stays the queue's tail until the
+   * next pop, so nothing is lost or leaked by leaving it. */
+  for (;;) {
+    switch (setjmp(jb)) {
+    case 0: {
+      iso->unwind = &jb;
+      isola__turn r = loop(vm, iso, &jb);
+      /* IDLE: loop() cleared it before letting the isolate go. */
+      if (r != ISOLA__TURN_IDLE) iso->unwind = NULL;
+      if (r != TURN_END) {
+        isola__t.current = NULL;
+        return r;
+      }
+      goto dead;
+    }
+    case ISOLA__UNWIND_ERROR:
+      iso->unwind = NULL;
+      isola__control_unwound(vm, iso);
+      /* Not fatal: on with the next event, unless the error left the
+       * isolate without a live port. */
+      if (!isola__control_raise(vm, iso) &&
+          isola__ld32(&iso->live_ports) != 0)
+        continue;
+      if (isola__control_pause_on_exit(vm, iso)) continue;
+      goto dead;
+    default: /* killed at an interrupt point, or isola_exit */
+      iso->unwind = NULL;
+      isola__control_unwound(vm, iso);
+      goto dead;
     }
   }
 dead:
   isola__isolate_end(vm, iso);
   isola__t.current = NULL;
   return ISOLA__TURN_DEAD;
+}
+
+int isola_check_interrupts(void) {
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  /* Outside an event (a hook) there is no turn to unwind to. */
+  if (!iso->unwind) return ISOLA_OK;
+  isola__vm *vm = isola__vm_get();
+  if (atomic_load_explicit(&iso->kill_requested, memory_order_acquire))
+    longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_KILL);
+  isola__node *old, *n;
+  while ((n = isola__mq_pop(&iso->oob_tail, &old))) {
+    release_node(iso, old);
+    if (n != &iso->oob_stub &&
+        isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END)
+      longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_KILL);
+  }
+  return ISOLA_OK;
 }

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "name_server.h"
 #include "platform.h"
 
 /* Each thread keeps a few free slots, so opening and closing ports on a busy
@@ -153,6 +154,10 @@ void isola__port_close(isola__port_map *m, isola__port_slot *s) {
   uint32_t index = (uint32_t)(id & ISOLA__PORT_INDEX_MASK);
   /* Unpublish first: from here no sender can find the port. */
   atomic_store_explicit(&s->id, 0, memory_order_release);
+  /* A named port drops its names with it (name_server.h says why a relaxed
+   * read is enough); unnamed ports pay one predictable branch. */
+  if (ISOLA__UNLIKELY(atomic_load_explicit(&s->named, memory_order_relaxed)))
+    isola__names_port_closed(m, s, id);
   if (atomic_load_explicit(&s->state, memory_order_relaxed) ==
       ISOLA__PORT_LIVE)
     isola__st32(&owner->live_ports, isola__ld32(&owner->live_ports) - 1);
@@ -165,4 +170,28 @@ void isola__port_close(isola__port_map *m, isola__port_slot *s) {
   s->handler = NULL;
   s->ctx = NULL;
   free_index(m, index);
+}
+
+void isola__port_map_each_isolate(isola__port_map *m,
+                                  void (*fn)(isola__isolate *, void *),
+                                  void *arg) {
+  uint32_t high = atomic_load_explicit(&m->high, memory_order_acquire);
+  if (high > ISOLA__PORT_INDEX_MASK + 1) high = ISOLA__PORT_INDEX_MASK + 1;
+  for (uint32_t i = 1; i < high; i++) {
+    isola__port_slot *chunk = atomic_load_explicit(
+        &m->dir[i >> ISOLA__CHUNK_BITS], memory_order_acquire);
+    if (!chunk) { /* allocation of this chunk failed or is under way */
+      i |= ISOLA__CHUNK_SLOTS - 1;
+      continue;
+    }
+    isola__port_slot *s = &chunk[i & (ISOLA__CHUNK_SLOTS - 1)];
+    uint64_t id = atomic_load_explicit(&s->id, memory_order_acquire);
+    if (!id || atomic_load_explicit(&s->state, memory_order_relaxed) !=
+                   ISOLA__PORT_CONTROL)
+      continue;
+    isola__isolate *owner =
+        atomic_load_explicit(&s->owner, memory_order_acquire);
+    if (atomic_load_explicit(&s->id, memory_order_acquire) == id)
+      fn(owner, arg);
+  }
 }

@@ -41,6 +41,9 @@ typedef struct isola__port_slot {
   _Atomic uint32_t prev; /* owner's port list (0 ends it) */
   _Atomic uint32_t next; /* owner's port list, or the free list */
   _Atomic uint8_t state; /* ISOLA__PORT_*; senders read it after the id */
+  /* The port may have names (name_server.h): set under the names lock by a
+   * register, cleared by the close hook. */
+  _Atomic uint8_t named;
 } isola__port_slot;
 
 typedef struct isola__port_map {
@@ -68,6 +71,13 @@ int isola__port_open(isola__port_map *m, isola__isolate *owner, int state,
 /* Closes an open port of the calling owner: unpublishes it, unlinks it and
  * adjusts owner->live_ports. */
 void isola__port_close(isola__port_map *m, isola__port_slot *s);
+
+/* Calls fn(owner, arg) for the owner of every open control port, that is
+ * for every live isolate.  The caller must be online (epoch.h); isolates
+ * spawned or ended meanwhile may be missed or seen. */
+void isola__port_map_each_isolate(isola__port_map *m,
+                                  void (*fn)(isola__isolate *, void *),
+                                  void *arg);
 
 /* The slot of an open port, or NULL. */
 static inline isola__port_slot *isola__port_slot_of(isola__port_map *m,

@@ -50,7 +50,7 @@ int isola__rng_seed(isola__rng *r) {
 
 uint64_t isola__rng_next(isola__rng *r) {
   for (;;) {
-    uint64_t x = isola__siphash(r->key, r->counter++, 2, 4);
+    uint64_t x = isola__siphash(r->key, r->counter++, 1, 3);
     if (x != 0) return x;
   }
 }
@@ -59,11 +59,12 @@ uint64_t isola__prp(const uint64_t key[2], uint64_t tweak, uint64_t x,
                     int bits) {
   /* A balanced Feistel network on two halves of bits/2 bits.  With a
    * pseudo-random round function, three rounds give a pseudo-random
-   * permutation (Luby and Rackoff); we run four. */
+   * permutation (Luby and Rackoff), which is what unpredictable ids need:
+   * nobody can ask us to invert it. */
   const int half = bits / 2;
   const uint64_t mask = ((uint64_t)1 << half) - 1;
   uint64_t l = (x >> half) & mask, r = x & mask;
-  for (uint64_t round = 0; round < 4; round++) {
+  for (uint64_t round = 0; round < 3; round++) {
     uint64_t in = (tweak << 24) ^ (round << 62) ^ r;
     uint64_t f = isola__siphash(key, in, 1, 3) & mask;
     uint64_t nl = r;

@@ -1,7 +1,7 @@
 /*
  * random.h — unguessable numbers without a system call per number.
  *
- * SipHash (a keyed pseudo-random function) run in counter mode is the
+ * SipHash-1-3 (a keyed pseudo-random function) run in counter mode is the
  * CSPRNG: each thread keeps a 128-bit key drawn once from the kernel and a
  * counter.  Port tags come from a keyed pseudo-random permutation (a Feistel
  * network whose round function is SipHash), so the tags of one port slot

@@ -8,6 +8,7 @@
 #include "epoch.h"
 #include "message_handler.h"
 #include "platform.h"
+#include "pool.h"
 #include "vm.h"
 
 /* How long an idle thread spins before parking.  A futex wake-up costs
@@ -420,6 +421,7 @@ static void *thread_main(void *arg) {
   isola__t.thread = t;
   isola__t.rec = t->rec;
   isola__t.rec_vm_gen = vm->gen;
+  isola__pool_thread_start();
   go_online(vm, t);
 
   for (;;) {
@@ -451,8 +453,10 @@ static void *thread_main(void *arg) {
   }
 
   /* Exit: the thread is off every list but the all-threads list. */
+  isola__epoch_thread_exit(&vm->epoch);
   go_offline(t);
   isola__port_map_flush_cache(&vm->ports);
+  isola__pool_thread_stop();
   pthread_mutex_lock(&s->lock);
   isola__thread **pp = &s->threads;
   while (*pp != t) pp = &(*pp)->all_next;
@@ -574,6 +578,7 @@ void isola__sched_wait_pinned(isola__sched *s, isola__thread *t,
     for (int i = 0; i < 32; i++) isola__plat_relax();
   }
   /* Offline while asleep: our isolate is idle and holds up nobody. */
+  isola__epoch_reclaim(&vm->epoch);
   go_offline(t);
   atomic_store_explicit(&iso->pin_sleeping, 1, memory_order_seq_cst);
   while (atomic_load_explicit(&iso->pin_wake, memory_order_seq_cst) == 0)

@@ -13,6 +13,7 @@
 #include "message_handler.h"
 #include "message_queue.h"
 #include "platform.h"
+#include "pool.h"
 
 ISOLA__TLS isola__tls isola__t;
 _Atomic(isola__vm *) isola__the_vm;
@@ -38,8 +39,17 @@ void isola__trace_write(isola__vm *vm, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* A plain thread that used the VM exits: give its epoch record back.  The
+ * lock and the check keep this from touching a record that a shutdown
+ * running at the same time has already freed (the record belongs to the VM
+ * generation stored beside it in this thread's own TLS). */
 static void thread_rec_release(void *rec) {
-  isola__epoch_unregister(rec);
+  pthread_mutex_lock(&life_lock);
+  isola__vm *vm = isola__vm_get();
+  if (vm && isola__t.rec == rec && isola__t.rec_vm_gen == vm->gen)
+    isola__epoch_unregister(rec);
+  isola__t.rec = NULL;
+  pthread_mutex_unlock(&life_lock);
 }
 
 isola__epoch_rec *isola__vm_thread_rec(isola__vm *vm) {
@@ -53,26 +63,14 @@ isola__epoch_rec *isola__vm_thread_rec(isola__vm *vm) {
   return rec;
 }
 
-void isola__vm_add_live(isola__vm *vm, isola__isolate *iso) {
-  pthread_mutex_lock(&vm->live_lock);
-  iso->live_prev = NULL;
-  iso->live_next = vm->live_head;
-  if (vm->live_head) vm->live_head->live_prev = iso;
-  vm->live_head = iso;
-  pthread_mutex_unlock(&vm->live_lock);
-}
-
-void isola__vm_remove_live(isola__vm *vm, isola__isolate *iso) {
-  pthread_mutex_lock(&vm->live_lock);
-  if (iso->live_prev)
-    iso->live_prev->live_next = iso->live_next;
-  else
-    vm->live_head = iso->live_next;
-  if (iso->live_next) iso->live_next->live_prev = iso->live_prev;
-  size_t left = atomic_fetch_sub_explicit(&vm->live, 1,
-                                          memory_order_acq_rel) - 1;
-  if (left == 0) pthread_cond_broadcast(&vm->live_cv);
-  pthread_mutex_unlock(&vm->live_lock);
+void isola__vm_isolate_ended(isola__vm *vm) {
+  if (atomic_fetch_sub_explicit(&vm->live, 1, memory_order_acq_rel) == 1) {
+    /* Taking the lock orders this with a shutdown that checked live under
+     * it and is about to wait: it then gets the broadcast. */
+    pthread_mutex_lock(&vm->live_lock);
+    pthread_cond_broadcast(&vm->live_cv);
+    pthread_mutex_unlock(&vm->live_lock);
+  }
 }
 
 size_t isola_live_isolates(void) {
@@ -101,9 +99,9 @@ int isola_vm_init(const isola_config *config) {
   vm->config = cfg;
   vm->trace = cfg.trace_file ? cfg.trace_file : stderr;
   vm->gen = ++vm_generations;
-  vm->live_head = NULL;
   atomic_store(&vm->live, 0);
   atomic_store(&vm->next_group, 1);
+  isola__pool_init();
   int rc = isola__port_map_init(&vm->ports);
   if (rc != ISOLA_OK) goto fail_ports;
   isola__epoch_init(&vm->epoch, isola__mh_free_isolate);
@@ -120,6 +118,7 @@ int isola_vm_init(const isola_config *config) {
     rc = ISOLA_ESYS;
     goto fail_key;
   }
+  isola__names_init(&vm->names);
   atomic_store(&vm->state, ISOLA__VM_RUNNING);
   atomic_store_explicit(&isola__the_vm, vm, memory_order_release);
   if ((rc = isola__sched_start(&vm->sched)) != ISOLA_OK) {
@@ -130,6 +129,7 @@ int isola_vm_init(const isola_config *config) {
     pthread_key_delete(vm->thread_key);
     isola__epoch_destroy(&vm->epoch);
     isola__port_map_destroy(&vm->ports);
+    isola__names_destroy(&vm->names);
     pthread_cond_destroy(&vm->live_cv);
     pthread_mutex_destroy(&vm->live_lock);
     pthread_mutex_unlock(&life_lock);
@@ -152,15 +152,21 @@ fail_ports:
   return rc;
 }
 
-/* Asks every live isolate to end.  Called with vm->live_lock held, which
- * keeps each isolate from being retired while we touch it. */
-static void kill_all_locked(isola__vm *vm) {
-  for (isola__isolate *iso = vm->live_head; iso; iso = iso->live_next) {
-    /* seq_cst pairs with the message handler's check after marking itself
-     * idle: either it sees the flag or we see the mark and schedule it. */
-    atomic_store_explicit(&iso->kill_requested, true, memory_order_seq_cst);
-    if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
-  }
+/* Asks one live isolate to end. */
+static void kill_one(isola__isolate *iso, void *arg) {
+  isola__vm *vm = arg;
+  /* seq_cst pairs with the message handler's check after marking itself
+   * idle: either it sees the flag or we see the mark and schedule it. */
+  atomic_store_explicit(&iso->kill_requested, true, memory_order_seq_cst);
+  if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
+}
+
+/* Asks every live isolate to end: the live isolates are the owners of the
+ * open control ports.  The calling thread comes online for the scan. */
+static void kill_all(isola__vm *vm, isola__epoch_rec *rec) {
+  isola__epoch_online(&vm->epoch, rec);
+  isola__port_map_each_isolate(&vm->ports, kill_one, vm);
+  isola__epoch_offline(rec);
 }
 
 static void append(isola_shutdown_report *r, size_t *len, const char *fmt,
@@ -174,30 +180,32 @@ static void append(isola_shutdown_report *r, size_t *len, const char *fmt,
   if (*len > sizeof r->text - 1) *len = sizeof r->text - 1;
 }
 
-/* Names every isolate still alive.  Called with vm->live_lock held.  The
- * port lists belong to running isolates: they are read with relaxed atomic
- * loads and at most 8 ports are listed per isolate. */
-static void report_locked(isola__vm *vm, isola_shutdown_report *r) {
-  size_t len = 0;
-  r->stuck = 0;
-  r->text[0] = '\0';
-  for (isola__isolate *iso = vm->live_head; iso; iso = iso->live_next) {
-    r->stuck++;
-    append(r, &len, "isolate '%s' (control port %016llx) did not end; "
-                    "%u live port(s):",
-           isola__isolate_name(iso), (unsigned long long)iso->control_port,
-           (unsigned)isola__ld32(&iso->live_ports));
-    uint32_t idx = isola__ld32(&iso->ports);
-    for (int n = 0; idx && n < 8; n++) {
-      isola__port_slot *s = isola__port_at(&vm->ports, idx);
-      uint64_t id = atomic_load_explicit(&s->id, memory_order_relaxed);
-      if (id && atomic_load_explicit(&s->state, memory_order_relaxed) ==
-                    ISOLA__PORT_LIVE)
-        append(r, &len, " %016llx", (unsigned long long)id);
-      idx = isola__ld32(&s->next);
-    }
-    append(r, &len, "\n");
+typedef struct report_ctx {
+  isola__vm *vm;
+  isola_shutdown_report *r;
+  size_t len;
+} report_ctx;
+
+/* Names one isolate still alive.  Its port list belongs to the thread
+ * running it: it is read with relaxed atomic loads, and at most 8 ports are
+ * listed. */
+static void report_one(isola__isolate *iso, void *arg) {
+  report_ctx *c = arg;
+  c->r->stuck++;
+  append(c->r, &c->len,
+         "isolate '%s' (control port %016llx) did not end; %u live port(s):",
+         isola__isolate_name(iso), (unsigned long long)iso->control_port,
+         (unsigned)isola__ld32(&iso->live_ports));
+  uint32_t idx = isola__ld32(&iso->ports);
+  for (int n = 0; idx && n < 8; n++) {
+    isola__port_slot *s = isola__port_at(&c->vm->ports, idx);
+    uint64_t id = atomic_load_explicit(&s->id, memory_order_relaxed);
+    if (id && atomic_load_explicit(&s->state, memory_order_relaxed) ==
+                  ISOLA__PORT_LIVE)
+      append(c->r, &c->len, " %016llx", (unsigned long long)id);
+    idx = isola__ld32(&s->next);
   }
+  append(c->r, &c->len, "\n");
 }
 
 int isola_vm_shutdown(isola_shutdown_report *report) {
@@ -218,19 +226,45 @@ int isola_vm_shutdown(isola_shutdown_report *report) {
   deadline.tv_sec += (time_t)(ns / 1000000000u);
   deadline.tv_nsec = (long)(ns % 1000000000u);
 
-  pthread_mutex_lock(&vm->live_lock);
-  kill_all_locked(vm);
-  while (atomic_load(&vm->live) > 0) {
-    if (pthread_cond_timedwait(&vm->live_cv, &vm->live_lock, &deadline) ==
-        ETIMEDOUT) {
-      if (atomic_load(&vm->live) == 0) break;
-      if (report) report_locked(vm, report);
-      pthread_mutex_unlock(&vm->live_lock);
+  isola__epoch_rec *rec = isola__vm_thread_rec(vm);
+  if (!rec) {
+    pthread_mutex_unlock(&life_lock);
+    return ISOLA_ENOMEM;
+  }
+  /* Kill, then wait.  A spawn that passed its state check just before we
+   * set the state can still add an isolate after a scan, so scan again
+   * every 10 ms until none is left or the grace period is over. */
+  for (;;) {
+    kill_all(vm, rec);
+    struct timespec step;
+    clock_gettime(CLOCK_MONOTONIC, &step);
+    uint64_t sn = (uint64_t)step.tv_nsec + 10000000u;
+    step.tv_sec += (time_t)(sn / 1000000000u);
+    step.tv_nsec = (long)(sn % 1000000000u);
+    bool past = step.tv_sec > deadline.tv_sec ||
+                (step.tv_sec == deadline.tv_sec &&
+                 step.tv_nsec >= deadline.tv_nsec);
+    if (past) step = deadline;
+    pthread_mutex_lock(&vm->live_lock);
+    while (atomic_load(&vm->live) > 0 &&
+           pthread_cond_timedwait(&vm->live_cv, &vm->live_lock, &step) !=
+               ETIMEDOUT) {
+    }
+    pthread_mutex_unlock(&vm->live_lock);
+    if (atomic_load(&vm->live) == 0) break;
+    if (past) {
+      if (report) {
+        report_ctx c = {vm, report, 0};
+        report->stuck = 0;
+        report->text[0] = '\0';
+        isola__epoch_online(&vm->epoch, rec);
+        isola__port_map_each_isolate(&vm->ports, report_one, &c);
+        isola__epoch_offline(rec);
+      }
       pthread_mutex_unlock(&life_lock);
       return ISOLA_ETIMEDOUT;
     }
   }
-  pthread_mutex_unlock(&vm->live_lock);
   if (report) {
     report->stuck = 0;
     report->text[0] = '\0';
@@ -246,6 +280,8 @@ int isola_vm_shutdown(isola_shutdown_report *report) {
   pthread_key_delete(vm->thread_key);
   isola__epoch_destroy(&vm->epoch);
   isola__port_map_destroy(&vm->ports);
+  isola__names_destroy(&vm->names);
+  isola__pool_destroy();
   pthread_cond_destroy(&vm->live_cv);
   pthread_mutex_destroy(&vm->live_lock);
   atomic_store(&vm->state, 0);

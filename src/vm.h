@@ -4,6 +4,7 @@
 
 #include "epoch.h"
 #include "internal.h"
+#include "name_server.h"
 #include "port_map.h"
 #include "scheduler.h"
 
@@ -18,12 +19,12 @@ struct isola__vm {
   isola__epoch epoch;
   isola__sched sched;
 
-  pthread_mutex_t live_lock; /* live list and live_cv */
-  pthread_cond_t live_cv;    /* signalled when an isolate ends */
-  isola__isolate *live_head;
+  pthread_mutex_t live_lock; /* with live_cv: shutdown waits for live == 0 */
+  pthread_cond_t live_cv;    /* signalled when live drops to 0 */
   _Atomic size_t live;       /* isolates spawned and not yet ended */
   _Atomic uint64_t next_group;
   pthread_key_t thread_key;  /* unregisters a plain thread's epoch record */
+  isola__names names;        /* the name server (name_server.h) */
 };
 
 static inline isola__vm *isola__vm_get(void) {
@@ -47,8 +48,7 @@ void isola__trace_write(isola__vm *vm, const char *fmt, ...)
  * out of memory. */
 isola__epoch_rec *isola__vm_thread_rec(isola__vm *vm);
 
-/* Live list bookkeeping (isolate.c calls these). */
-void isola__vm_add_live(isola__vm *vm, isola__isolate *iso);
-void isola__vm_remove_live(isola__vm *vm, isola__isolate *iso);
+/* An isolate has ended: the live count drops (isolate.c calls this last). */
+void isola__vm_isolate_ended(isola__vm *vm);
 
 #endif

@@ -728,3 +728,334 @@ Test(value, random_graphs_with_sharing_and_cycles_copy_equal) {
             count);
   th_leak_check();
 }
+
+/* ---------------------------------------------------------------------- */
+/* Maps and capabilities                                                   */
+/* ---------------------------------------------------------------------- */
+
+Test(value, map_and_capability_accessors_check_their_kind) {
+  isola_value kv[6] = {isola_str("a"), isola_int(1), isola_int(2),
+                       isola_str("two"), isola_null(), isola_bool(true)};
+  isola_value m = isola_map(kv, 3);
+  cr_assert((m.kind) == (ISOLA_MAP), "(m.kind) == (ISOLA_MAP)");
+  cr_assert((m.len) == (3), "(m.len) == (3)");
+  isola_value k, v;
+  TH_ASSERT_OK(isola_map_get(m, 1, &k, &v));
+  cr_assert(isola_value_equal(k, isola_int(2)), "isola_value_equal(k, isola_int(2))");
+  cr_assert(isola_value_equal(v, isola_str("two")), "isola_value_equal(v, isola_str(\"two\"))");
+  TH_ASSERT_OK(isola_map_get(m, 2, NULL, &v));
+  cr_assert(v.kind == ISOLA_BOOL && v.as.b, "v.kind == ISOLA_BOOL && v.as.b");
+  TH_ASSERT_RC(isola_map_get(m, 3, &k, &v), ISOLA_ERANGE);
+  TH_ASSERT_RC(isola_map_get(isola_list(kv, 6), 0, &k, &v), ISOLA_ETYPE);
+  TH_ASSERT_OK(isola_map_find(m, isola_str("a"), &v));
+  cr_assert((th_int(v)) == (1), "(th_int(v)) == (1)");
+  TH_ASSERT_OK(isola_map_find(m, isola_null(), &v));
+  v = isola_int(99);
+  TH_ASSERT_RC(isola_map_find(m, isola_str("b"), &v), ISOLA_ENOKEY);
+  cr_assert((th_int(v)) == (99), "out touched on ENOKEY");
+  TH_ASSERT_RC(isola_map_find(isola_int(1), isola_null(), &v), ISOLA_ETYPE);
+  TH_ASSERT_RC(isola_map_find(m, isola_null(), NULL), ISOLA_EINVAL);
+  TH_ASSERT_RC(isola_list_get(m, 0, &v), ISOLA_ETYPE);
+
+  isola_capability c = 0;
+  TH_ASSERT_OK(isola_value_get_cap(isola_cap(0xfeedull), &c));
+  cr_assert((c) == (0xfeedull), "(c) == (0xfeedull)");
+  TH_ASSERT_RC(isola_value_get_cap(isola_sendport(0xfeedull), &c),
+               ISOLA_ETYPE);
+  TH_ASSERT_RC(isola_value_get_port(isola_cap(1), &(isola_port){0}),
+               ISOLA_ETYPE);
+  TH_ASSERT_RC(isola_value_get_cap(isola_cap(1), NULL), ISOLA_EINVAL);
+  cr_assert(!isola_value_equal(isola_cap(1), isola_sendport(1)), "!isola_value_equal(isola_cap(1), isola_sendport(1))");
+  cr_assert(!isola_value_equal(isola_map(kv, 3), isola_list(kv, 3)), "!isola_value_equal(isola_map(kv, 3), isola_list(kv, 3))");
+  cr_assert(!isola_value_equal(isola_map(kv, 3), isola_map(kv, 2)), "!isola_value_equal(isola_map(kv, 3), isola_map(kv, 2))");
+}
+
+Test(value, copy_preserves_map_sharing_and_cycles) {
+  /* m = {"self": m, "l": l, "l again": l} with l = [m, cap] */
+  isola_value l[2], kv[6] = {0};
+  isola_value m = isola_map(kv, 3);
+  l[0] = m;
+  l[1] = isola_cap(77);
+  kv[0] = isola_str("self");
+  kv[1] = m;
+  kv[2] = isola_str("l");
+  kv[3] = isola_list(l, 2);
+  kv[4] = isola_map(kv, 3); /* a key may be any value, the map itself too */
+  kv[5] = isola_list(l, 2);
+  isola_value c;
+  TH_ASSERT_OK(isola_value_copy(m, &c));
+  cr_assert(isola_value_equal(m, c), "isola_value_equal(m, c)");
+  cr_assert(c.as.items != kv, "c.as.items != kv");
+  cr_assert(c.as.items[1].as.items == c.as.items, "cycle lost");
+  cr_assert(c.as.items[4].as.items == c.as.items, "map key cycle lost");
+  cr_assert(c.as.items[3].as.items == c.as.items[5].as.items, "sharing lost");
+  cr_assert(c.as.items[3].as.items[0].as.items == c.as.items, "c.as.items[3].as.items[0].as.items == c.as.items");
+  cr_assert((c.as.items[3].as.items[1].as.cap) == (77), "(c.as.items[3].as.items[1].as.cap) == (77)");
+  /* A list and a map over the same array are different values. */
+  isola_value pair[2] = {isola_list(kv, 2), isola_map(kv, 1)};
+  isola_value c2;
+  TH_ASSERT_OK(isola_value_copy(isola_list(pair, 2), &c2));
+  cr_assert(c2.as.items[0].kind == ISOLA_LIST, "c2.as.items[0].kind == ISOLA_LIST");
+  cr_assert(c2.as.items[1].kind == ISOLA_MAP, "c2.as.items[1].kind == ISOLA_MAP");
+  cr_assert(isola_value_equal(isola_list(pair, 2), c2), "isola_value_equal(isola_list(pair, 2), c2)");
+  isola_value_free(&c);
+  isola_value_free(&c2);
+  th_leak_check();
+}
+
+/* ---------------------------------------------------------------------- */
+/* Transferable buffers                                                    */
+/* ---------------------------------------------------------------------- */
+
+Test(value, buffers_copy_their_bytes_and_take_moves_them_out) {
+  isola_buffer *b = isola_buffer_new(1000);
+  cr_assert(b, "b");
+  cr_assert((isola_buffer_size(b)) == (1000), "(isola_buffer_size(b)) == (1000)");
+  cr_assert(((uintptr_t)isola_buffer_data(b) % 16) == (0), "((uintptr_t)isola_buffer_data(b) %% 16) == (0)");
+  for (int i = 0; i < 1000; i++) isola_buffer_data(b)[i] = (uint8_t)i;
+  cr_assert(isola_buffer_data(NULL) == NULL && isola_buffer_size(NULL) == 0, "isola_buffer_data(NULL) == NULL && isola_buffer_size(NULL) == 0");
+  isola_buffer *empty = isola_buffer_new(0);
+  cr_assert(empty && isola_buffer_size(empty) == 0, "empty && isola_buffer_size(empty) == 0");
+  isola_buffer_free(empty);
+  isola_buffer_free(NULL);
+
+  isola_value items[2] = {isola_int(1), isola_transfer(&b)};
+  isola_value c;
+  TH_ASSERT_OK(isola_value_copy(isola_list(items, 2), &c));
+  cr_assert(b != NULL, "a copy must not consume the handle");
+  cr_assert(isola_value_equal(isola_list(items, 2), c), "isola_value_equal(isola_list(items, 2), c)");
+  uint8_t *d;
+  size_t n;
+  TH_ASSERT_OK(isola_value_get_buffer(c.as.items[1], &d, &n));
+  cr_assert(n == 1000 && d != isola_buffer_data(b) && d[999] == (uint8_t)999, "n == 1000 && d != isola_buffer_data(b) && d[999] == (uint8_t)999");
+  TH_ASSERT_RC(isola_value_get_bytes(c.as.items[1], &(const uint8_t *){0},
+                                     NULL),
+               ISOLA_ETYPE);
+  TH_ASSERT_RC(isola_value_get_buffer(isola_int(1), &d, &n), ISOLA_ETYPE);
+  isola_buffer *taken = NULL;
+  TH_ASSERT_RC(isola_value_take_buffer(isola_int(1), &taken), ISOLA_ETYPE);
+  TH_ASSERT_RC(isola_value_take_buffer(c.as.items[1], NULL), ISOLA_EINVAL);
+  TH_ASSERT_OK(isola_value_take_buffer(c.as.items[1], &taken));
+  cr_assert(isola_buffer_data(taken) == d, "isola_buffer_data(taken) == d");
+  TH_ASSERT_RC(isola_value_take_buffer(c.as.items[1], &taken),
+               ISOLA_ETRANSFER);
+  TH_ASSERT_RC(isola_value_get_buffer(c.as.items[1], &d, &n),
+               ISOLA_ETRANSFER);
+  /* A copy of a value whose buffer was taken cannot be made. */
+  isola_value cc = isola_int(5);
+  TH_ASSERT_RC(isola_value_copy(c, &cc), ISOLA_ETRANSFER);
+  cr_assert(cc.kind == ISOLA_NULL, "cc.kind == ISOLA_NULL");
+  isola_value_free(&c); /* frees the block, not the taken buffer */
+  isola_buffer_free(taken);
+
+  /* Copy of a root buffer; freeing the copy frees its buffer. */
+  TH_ASSERT_OK(isola_value_copy(isola_transfer(&b), &c));
+  isola_value_free(&c);
+  /* A buffer twice, or an empty handle: ETRANSFER, nothing allocated. */
+  isola_buffer *alias = b, *none = NULL;
+  isola_value dup[3] = {isola_transfer(&b), isola_int(0),
+                        isola_transfer(&alias)};
+  TH_ASSERT_RC(isola_value_copy(isola_list(dup, 3), &c), ISOLA_ETRANSFER);
+  dup[2] = isola_transfer(&b);
+  TH_ASSERT_RC(isola_value_copy(isola_list(dup, 3), &c), ISOLA_ETRANSFER);
+  TH_ASSERT_RC(isola_value_copy(isola_transfer(&none), &c), ISOLA_ETRANSFER);
+  TH_ASSERT_RC(isola_value_copy(isola_transfer(NULL), &c), ISOLA_EINVAL);
+  /* One buffer inside a list reached twice is met once: fine. */
+  isola_value inner[1] = {isola_transfer(&b)};
+  isola_value outer[2] = {isola_list(inner, 1), isola_list(inner, 1)};
+  TH_ASSERT_OK(isola_value_copy(isola_list(outer, 2), &c));
+  cr_assert(c.as.items[0].as.items == c.as.items[1].as.items, "c.as.items[0].as.items == c.as.items[1].as.items");
+  isola_value_free(&c);
+  isola_buffer_free(b);
+  th_leak_check();
+}
+
+static isola_buffer *xfer_sent_ptr;
+static isola_port xfer_closed_port;
+static atomic_int xfer_stage;
+
+static void xfer_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx;
+  (void)reply_to;
+  int stage = atomic_load(&xfer_stage);
+  if (stage == 0) {
+    /* The buffer arrives without a copy: the same memory. */
+    isola_value item;
+    TH_CHECK_OK(isola_list_get(msg, 1, &item));
+    TH_CHECK(item.kind == ISOLA_BUFFER);
+    uint8_t *d;
+    size_t n;
+    TH_CHECK_OK(isola_value_get_buffer(item, &d, &n));
+    TH_CHECK(n == (1u << 20) && d == isola_buffer_data(xfer_sent_ptr));
+    TH_CHECK(d[12345] == (uint8_t)12345);
+    isola_buffer *mine;
+    TH_CHECK_OK(isola_value_take_buffer(item, &mine));
+    TH_CHECK(mine == xfer_sent_ptr);
+    isola_buffer_free(mine);
+  } else {
+    /* Not taken: freed with the message (LeakSanitizer checks). */
+    TH_CHECK(msg.kind == ISOLA_BUFFER);
+    TH_CHECK_OK(isola_value_get_buffer(msg, &(uint8_t *){0}, NULL));
+  }
+  atomic_store(&xfer_stage, stage + 1);
+  if (stage == 1) TH_CHECK_OK(isola_port_close(port));
+}
+
+static void noop(void *ctx, isola_port port, isola_value msg,
+                 isola_port reply_to) {
+  (void)ctx;
+  (void)port;
+  (void)msg;
+  (void)reply_to;
+}
+
+static void xfer_entry(isola_value msg) {
+  (void)msg;
+  isola_port p, closed;
+  TH_CHECK_OK(isola_port_open(xfer_handler, NULL, &p));
+  TH_CHECK_OK(isola_port_open(noop, NULL, &closed));
+  TH_CHECK_OK(isola_port_close(closed));
+
+  isola_buffer *b = isola_buffer_new(1u << 20);
+  TH_CHECK(b);
+  for (size_t i = 0; i < (1u << 20); i++) isola_buffer_data(b)[i] = (uint8_t)i;
+  isola_buffer *alias = b, *none = NULL;
+
+  /* Duplicate in one message: refused, nothing consumed. */
+  isola_value dup[2] = {isola_transfer(&b), isola_transfer(&b)};
+  TH_CHECK_RC(isola_send(p, isola_list(dup, 2)), ISOLA_ETRANSFER);
+  TH_CHECK(b == alias);
+  dup[1] = isola_transfer(&alias);
+  TH_CHECK_RC(isola_send(p, isola_list(dup, 2)), ISOLA_ETRANSFER);
+  TH_CHECK(b == alias);
+  TH_CHECK_RC(isola_send(p, isola_transfer(&none)), ISOLA_ETRANSFER);
+  TH_CHECK_RC(isola_send(p, isola_transfer(NULL)), ISOLA_EINVAL);
+  /* A closed port: the handle still owns its buffer. */
+  TH_CHECK_RC(isola_send(closed, isola_transfer(&b)), ISOLA_ECLOSED);
+  TH_CHECK(b == alias);
+  isola_value with_bad[3] = {isola_transfer(&b), isola_int(1),
+                             isola_strn("\xff", 1)};
+  TH_CHECK_RC(isola_send(p, isola_list(with_bad, 3)), ISOLA_EINVAL);
+  TH_CHECK(b == alias);
+  TH_CHECK_RC(isola_send(ISOLA_PORT_NONE, isola_transfer(&b)), ISOLA_EINVAL);
+  TH_CHECK(b == alias);
+  TH_CHECK(isola_buffer_data(b)[7] == 7);
+
+  /* The real send: the handle is emptied, the receiver gets the memory. */
+  xfer_sent_ptr = b;
+  isola_value items[2] = {isola_str("payload"), isola_transfer(&b)};
+  TH_CHECK_OK(isola_send(p, isola_list(items, 2)));
+  TH_CHECK(b == NULL);
+  TH_CHECK_RC(isola_send(p, isola_transfer(&b)), ISOLA_ETRANSFER);
+
+  /* A second one the handler leaves in the message. */
+  isola_buffer *b2 = isola_buffer_new(64);
+  TH_CHECK(b2);
+  memset(isola_buffer_data(b2), 1, 64);
+  TH_CHECK_OK(isola_send(p, isola_transfer(&b2)));
+  TH_CHECK(b2 == NULL);
+}
+
+Test(value, transfer_moves_the_buffer_and_a_failed_send_consumes_nothing) {
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_run_main(xfer_entry, isola_null(), NULL));
+  cr_assert((atomic_load(&xfer_stage)) == (2), "(atomic_load(&xfer_stage)) == (2)");
+  (void)xfer_closed_port;
+  th_vm_shutdown_ok();
+}
+
+static void queued_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(noop, NULL, &p));
+  /* Queued, then dropped unhandled when the port closes: freed. */
+  for (int i = 0; i < 10; i++) {
+    isola_buffer *b = isola_buffer_new(4096);
+    TH_CHECK(b);
+    isola_value kv[2] = {isola_int(i), isola_transfer(&b)};
+    TH_CHECK_OK(isola_send(p, isola_map(kv, 1)));
+    TH_CHECK(b == NULL);
+  }
+  TH_CHECK_OK(isola_port_close(p));
+}
+
+Test(value, transferred_buffers_of_dropped_messages_are_freed) {
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_run_main(queued_entry, isola_null(), NULL));
+  th_vm_shutdown_ok();
+}
+
+static void many_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(noop, NULL, &p));
+  /* More buffers than the sender's inline handle array holds. */
+  enum { N = 40 };
+  isola_buffer *bufs[N];
+  isola_value items[N];
+  for (int i = 0; i < N; i++) {
+    bufs[i] = isola_buffer_new((size_t)i);
+    TH_CHECK(bufs[i]);
+    items[i] = isola_transfer(&bufs[i]);
+  }
+  TH_CHECK_OK(isola_send(p, isola_list(items, N)));
+  for (int i = 0; i < N; i++) TH_CHECK(bufs[i] == NULL);
+  TH_CHECK_OK(isola_port_close(p));
+  /* From a plain thread too (isola_send is any-thread). */
+}
+
+Test(value, a_message_with_many_buffers_moves_them_all) {
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_run_main(many_entry, isola_null(), NULL));
+  th_vm_shutdown_ok();
+}
+
+/* Another isolate moves buffers to the root, from another thread. */
+#define XT_COUNT 200
+static int xt_received;
+
+static void xt_handler(void *ctx, isola_port port, isola_value msg,
+                       isola_port reply_to) {
+  (void)ctx;
+  (void)reply_to;
+  isola_value seq, item;
+  TH_CHECK_OK(isola_list_get(msg, 0, &seq));
+  TH_CHECK_OK(isola_list_get(msg, 1, &item));
+  TH_CHECK(th_int(seq) == xt_received);
+  isola_buffer *b;
+  TH_CHECK_OK(isola_value_take_buffer(item, &b));
+  TH_CHECK(isola_buffer_size(b) == 256);
+  for (size_t i = 0; i < 256; i++)
+    TH_CHECK(isola_buffer_data(b)[i] == (uint8_t)(i + (size_t)xt_received));
+  isola_buffer_free(b);
+  if (++xt_received == XT_COUNT) TH_CHECK_OK(isola_port_close(port));
+}
+
+static void xt_sender(isola_value msg) {
+  isola_port to;
+  TH_CHECK_OK(isola_value_get_port(msg, &to));
+  for (int n = 0; n < XT_COUNT; n++) {
+    isola_buffer *b = isola_buffer_new(256);
+    TH_CHECK(b);
+    for (size_t i = 0; i < 256; i++)
+      isola_buffer_data(b)[i] = (uint8_t)(i + (size_t)n);
+    isola_value items[2] = {isola_int(n), isola_transfer(&b)};
+    TH_CHECK_OK(isola_send(to, isola_list(items, 2)));
+    TH_CHECK(b == NULL);
+  }
+}
+
+static void xt_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(xt_handler, NULL, &p));
+  TH_CHECK_OK(isola_spawn(xt_sender, isola_sendport(p), NULL, NULL));
+}
+
+Test(value, buffers_move_between_isolates_on_different_threads) {
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_run_main(xt_entry, isola_null(), NULL));
+  cr_assert(xt_received == XT_COUNT, "received %d", xt_received);
+  th_vm_shutdown_ok();
+}

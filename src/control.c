@@ -1,0 +1,730 @@
+/*
+ * control.c — isolate control (control.h): the public requests (pause,
+ * resume, kill, ping, listeners, errors fatal), their handling on the
+ * isolate's own thread, uncaught errors, isola_exit and isola_run.
+ *
+ * Every request is a control message on the target's OOB queue, checked by
+ * the target against its own capabilities (a wrong capability is ignored,
+ * as the Dart VM does); so all the state here belongs to the isolate's
+ * thread and needs no lock.  The state lives in iso->ctl, allocated on
+ * first need: most isolates never use it.
+ */
+#include "control.h"
+
+#include "pool.h"
+
+#include <execinfo.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "isolate.h"
+#include "message_handler.h"
+#include "pool.h"
+#include "scheduler.h"
+#include "value.h"
+#include "vm.h"
+
+typedef struct listener {
+  isola_port port;
+  isola__msg *msg; /* the response, addressed to port */
+} listener;
+
+typedef struct run_waiter {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool done; /* protected by mu */
+  int rc;
+  isola_value result;
+} run_waiter;
+
+/* An isola_run computation, owned by the isolate that runs it. */
+struct isola__run {
+  isola_run_fn fn;
+  isola_port port;    /* isola_run_async: where the outcome goes */
+  run_waiter *waiter; /* isola_run: the blocked caller */
+  bool done;          /* fn returned: result holds its value */
+  isola_value result;
+  char *err_msg, *err_stack; /* the last uncaught error, or NULL */
+};
+
+struct isola__control {
+  isola_capability *pauses; /* a set: Dart's pause capabilities */
+  uint32_t npauses, pauses_cap;
+  listener *exits;
+  uint32_t nexits, exits_cap;
+  isola_port *errors;
+  uint32_t nerrors, errors_cap;
+  isola__msg **pings; /* ISOLA_BEFORE_NEXT_EVENT pings, addressed */
+  uint32_t npings, pings_cap;
+  bool kill_next;   /* ISOLA_BEFORE_NEXT_EVENT kill received */
+  bool exit_paused; /* pause_on_exit applied once */
+  struct isola__run *run;
+};
+
+/* The error being raised on this thread, between isola_throw() and the
+ * turn it unwinds to (same thread, so thread-local).  NULL: out of
+ * memory, a fixed text is used. */
+static _Thread_local char *pending_msg;
+static _Thread_local char *pending_stack;
+
+static const char oom_text[] = "out of memory while raising an error";
+
+static bool grow(void **p, uint32_t *cap, uint32_t n, size_t size) {
+  if (n < *cap) return true;
+  uint32_t c = *cap ? *cap * 2 : 4;
+  void *q = realloc(*p, (size_t)c * size);
+  if (!q) return false;
+  *p = q;
+  *cap = c;
+  return true;
+}
+
+static struct isola__control *ctl_of(isola__isolate *iso) {
+  if (!iso->ctl) iso->ctl = calloc(1, sizeof *iso->ctl);
+  return iso->ctl;
+}
+
+static void pause_add(isola__isolate *iso, isola_capability cap) {
+  struct isola__control *c = ctl_of(iso);
+  if (!c) return;
+  for (uint32_t i = 0; i < c->npauses; i++)
+    if (c->pauses[i] == cap) return;
+  if (!grow((void **)&c->pauses, &c->pauses_cap, c->npauses,
+            sizeof *c->pauses))
+    return;
+  c->pauses[c->npauses++] = cap;
+  iso->hold |= ISOLA__HOLD_PAUSED;
+}
+
+static void pause_remove(isola__isolate *iso, isola_capability cap) {
+  struct isola__control *c = iso->ctl;
+  if (!c) return;
+  for (uint32_t i = 0; i < c->npauses; i++) {
+    if (c->pauses[i] != cap) continue;
+    c->pauses[i] = c->pauses[--c->npauses];
+    if (c->npauses == 0) iso->hold &= ~(uint32_t)ISOLA__HOLD_PAUSED;
+    return;
+  }
+}
+
+/* Adds or replaces port's exit response (m addressed to port). */
+static void exit_add(isola__isolate *iso, isola__msg *m) {
+  struct isola__control *c = ctl_of(iso);
+  if (!c) {
+    isola__msg_free(m);
+    return;
+  }
+  for (uint32_t i = 0; i < c->nexits; i++) {
+    if (c->exits[i].port != m->dest) continue;
+    isola__msg_free(c->exits[i].msg);
+    c->exits[i].msg = m;
+    return;
+  }
+  if (!grow((void **)&c->exits, &c->exits_cap, c->nexits, sizeof *c->exits)) {
+    isola__msg_free(m);
+    return;
+  }
+  c->exits[c->nexits].port = m->dest;
+  c->exits[c->nexits++].msg = m;
+}
+
+static void exit_remove(isola__isolate *iso, isola_port port) {
+  struct isola__control *c = iso->ctl;
+  if (!c) return;
+  for (uint32_t i = 0; i < c->nexits; i++) {
+    if (c->exits[i].port != port) continue;
+    isola__msg_free(c->exits[i].msg);
+    /* Keep the order: listeners are told in the order they were added. */
+    memmove(&c->exits[i], &c->exits[i + 1],
+            (c->nexits - i - 1) * sizeof *c->exits);
+    c->nexits--;
+    return;
+  }
+}
+
+static void error_add(isola__isolate *iso, isola_port port) {
+  struct isola__control *c = ctl_of(iso);
+  if (!c) return;
+  for (uint32_t i = 0; i < c->nerrors; i++)
+    if (c->errors[i] == port) return;
+  if (!grow((void **)&c->errors, &c->errors_cap, c->nerrors,
+            sizeof *c->errors))
+    return;
+  c->errors[c->nerrors++] = port;
+}
+
+static void error_remove(isola__isolate *iso, isola_port port) {
+  struct isola__control *c = iso->ctl;
+  if (!c) return;
+  for (uint32_t i = 0; i < c->nerrors; i++) {
+    if (c->errors[i] != port) continue;
+    memmove(&c->errors[i], &c->errors[i + 1],
+            (c->nerrors - i - 1) * sizeof *c->errors);
+    c->nerrors--;
+    return;
+  }
+}
+
+/* A copy of v addressed to port, or NULL (out of memory: dropped). */
+static isola__msg *addressed(isola_value v, isola_port port) {
+  isola__msg *m;
+  if (isola__msg_new(v, &m) != ISOLA_OK) return NULL;
+  m->dest = port;
+  return m;
+}
+
+/* ---- set up and tear down ---------------------------------------------- */
+
+int isola__control_init(isola__vm *vm, isola__isolate *iso,
+                        const isola_spawn_options *opts,
+                        struct isola__run *run) {
+  iso->errors_fatal = !(opts && opts->errors_nonfatal);
+  iso->hold = 0;
+  iso->ctl = NULL;
+  iso->unwind = NULL;
+  bool need = run || vm->config.pause_on_start ||
+              (opts && (opts->on_exit || opts->on_error || opts->paused));
+  if (!need) return ISOLA_OK;
+  struct isola__control *c = ctl_of(iso);
+  if (!c) return ISOLA_ENOMEM;
+  c->run = run;
+  if (opts && opts->on_exit != ISOLA_PORT_NONE) {
+    isola__msg *m;
+    int rc = isola__msg_new(opts->on_exit_message, &m);
+    if (rc != ISOLA_OK) return rc;
+    m->dest = opts->on_exit;
+    exit_add(iso, m);
+    if (c->nexits == 0) return ISOLA_ENOMEM;
+  }
+  if (opts && opts->on_error != ISOLA_PORT_NONE) {
+    error_add(iso, opts->on_error);
+    if (c->nerrors == 0) return ISOLA_ENOMEM;
+  }
+  if ((opts && opts->paused) || vm->config.pause_on_start) {
+    pause_add(iso, iso->pause_cap);
+    if (c->npauses == 0) return ISOLA_ENOMEM;
+  }
+  return ISOLA_OK;
+}
+
+static void run_free(struct isola__run *r) {
+  if (!r) return;
+  isola_value_free(&r->result);
+  free(r->err_msg);
+  free(r->err_stack);
+  free(r);
+}
+
+void isola__control_free(isola__isolate *iso) {
+  struct isola__control *c = iso->ctl;
+  if (!c) return;
+  for (uint32_t i = 0; i < c->nexits; i++) isola__msg_free(c->exits[i].msg);
+  for (uint32_t i = 0; i < c->npings; i++) isola__msg_free(c->pings[i]);
+  free(c->exits);
+  free(c->pings);
+  free(c->pauses);
+  free(c->errors);
+  run_free(c->run);
+  free(c);
+  iso->ctl = NULL;
+}
+
+void isola__control_discard(isola__isolate *iso) {
+  if (iso->ctl) iso->ctl->run = NULL;
+  isola__control_free(iso);
+}
+
+/* ---- handling requests (the isolate's thread) ------------------------- */
+
+isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
+                                        isola__msg *m) {
+  uint64_t cap = m->value.kind == ISOLA_INT ? (uint64_t)m->value.as.i : 0;
+  isola__msg *r;
+  switch (m->type) {
+  case ISOLA__MSG_PAUSE:
+    if (cap == iso->pause_cap) pause_add(iso, m->reply_to);
+    break;
+  case ISOLA__MSG_RESUME:
+    if (cap == iso->pause_cap) pause_remove(iso, m->reply_to);
+    break;
+  case ISOLA__MSG_KILL_NOW:
+    if (cap == iso->terminate_cap) return ISOLA__CTL_END;
+    break;
+  case ISOLA__MSG_KILL_NEXT:
+    if (cap == iso->terminate_cap && ctl_of(iso)) {
+      iso->ctl->kill_next = true;
+      iso->hold |= ISOLA__HOLD_NEXT;
+    }
+    break;
+  case ISOLA__MSG_PING_NOW:
+    if ((r = addressed(m->value, m->reply_to))) isola__post(vm, r);
+    break;
+  case ISOLA__MSG_PING_NEXT: {
+    struct isola__control *c = ctl_of(iso);
+    if (!c || !(r = addressed(m->value, m->reply_to))) break;
+    if (!grow((void **)&c->pings, &c->pings_cap, c->npings,
+              sizeof *c->pings)) {
+      isola__msg_free(r);
+      break;
+    }
+    c->pings[c->npings++] = r;
+    iso->hold |= ISOLA__HOLD_NEXT;
+    break;
+  }
+  case ISOLA__MSG_EXIT_ADD:
+    if ((r = addressed(m->value, m->reply_to))) exit_add(iso, r);
+    break;
+  case ISOLA__MSG_EXIT_DEL:
+    exit_remove(iso, m->reply_to);
+    break;
+  case ISOLA__MSG_ERROR_ADD:
+    error_add(iso, m->reply_to);
+    break;
+  case ISOLA__MSG_ERROR_DEL:
+    error_remove(iso, m->reply_to);
+    break;
+  case ISOLA__MSG_FATAL_ON:
+  case ISOLA__MSG_FATAL_OFF:
+    if (cap == iso->terminate_cap)
+      iso->errors_fatal = m->type == ISOLA__MSG_FATAL_ON;
+    break;
+  default:
+    break;
+  }
+  return ISOLA__CTL_GO;
+}
+
+isola__ctl_action isola__control_hold(isola__vm *vm, isola__isolate *iso) {
+  if (iso->hold & ISOLA__HOLD_PAUSED) return ISOLA__CTL_PAUSE;
+  struct isola__control *c = iso->ctl;
+  if (iso->hold & ISOLA__HOLD_NEXT) {
+    iso->hold &= ~(uint32_t)ISOLA__HOLD_NEXT;
+    for (uint32_t i = 0; i < c->npings; i++) isola__post(vm, c->pings[i]);
+    c->npings = 0;
+    if (c->kill_next) return ISOLA__CTL_END;
+  }
+  if (iso->hold & ISOLA__HOLD_EXITING) return ISOLA__CTL_END;
+  return ISOLA__CTL_GO;
+}
+
+bool isola__control_pause_on_exit(isola__vm *vm, isola__isolate *iso) {
+  if (!vm->config.pause_on_exit) return false;
+  struct isola__control *c = ctl_of(iso);
+  if (!c || c->exit_paused) return false;
+  c->exit_paused = true;
+  pause_add(iso, iso->pause_cap);
+  if (c->npauses == 0) return false;
+  iso->hold |= ISOLA__HOLD_EXITING;
+  return true;
+}
+
+/* ---- uncaught errors --------------------------------------------------- */
+
+/* The stack of the calling thread, one frame a line, or NULL. */
+static char *capture_stack(void) {
+  void *frames[64];
+  int n = backtrace(frames, 64);
+  if (n <= 0) return NULL;
+  char **syms = backtrace_symbols(frames, n);
+  if (!syms) return NULL;
+  /* Frame 0 is this function and frame 1 the raise: skip both. */
+  int first = n > 2 ? 2 : 0;
+  size_t len = 1;
+  for (int i = first; i < n; i++) len += strlen(syms[i]) + 1;
+  char *s = malloc(len);
+  if (s) {
+    char *p = s;
+    for (int i = first; i < n; i++) {
+      size_t l = strlen(syms[i]);
+      memcpy(p, syms[i], l);
+      p += l;
+      *p++ = '\n';
+    }
+    if (p > s) p--; /* no newline after the last frame */
+    *p = '\0';
+  }
+  free(syms);
+  return s;
+}
+
+static void info_of(isola__isolate *iso, isola_isolate_info *info) {
+  info->name = isola__isolate_name(iso);
+  info->control_port = iso->control_port;
+  info->origin = iso->origin;
+  info->group = iso->group->id;
+}
+
+static void report_unhandled(isola__vm *vm, const isola_isolate_info *info,
+                             const char *msg, const char *stack) {
+  if (vm && vm->config.unhandled_error) {
+    vm->config.unhandled_error(vm->config.unhandled_error_data, info, msg,
+                               stack);
+    return;
+  }
+  fprintf(stderr, "isola: uncaught error in isolate '%s' (%016llx): %s\n",
+          info ? info->name : "(not an isolate)",
+          info ? (unsigned long long)info->control_port : 0ull, msg);
+}
+
+ISOLA_NORETURN_ static void raise_now(char *msg) {
+  char *stack = capture_stack();
+  isola__isolate *iso = isola__t.current;
+  if (!iso || !iso->unwind) {
+    /* No turn to unwind to: misuse, reported and fatal like assert(). */
+    isola_isolate_info info;
+    if (iso) info_of(iso, &info);
+    report_unhandled(iso ? isola__vm_get() : NULL, iso ? &info : NULL,
+                     msg ? msg : oom_text, stack ? stack : "");
+    abort();
+  }
+  free(pending_msg);
+  free(pending_stack);
+  pending_msg = msg;
+  pending_stack = stack;
+  longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_ERROR);
+}
+
+void isola_throw(const char *fmt, ...) {
+  char *msg = NULL;
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+    va_end(ap);
+  } else {
+    msg = strdup("");
+  }
+  raise_now(msg);
+}
+
+void isola__assert_fail(const char *expr, const char *file, int line) {
+  char *msg = NULL;
+  if (asprintf(&msg, "assertion failed: %s (%s:%d)", expr, file, line) < 0)
+    msg = NULL;
+  raise_now(msg);
+}
+
+/* Replaces bytes that may break UTF-8 so the text can be sent. */
+static void ascii_only(char *s) {
+  for (; s && *s; s++)
+    if ((unsigned char)*s >= 0x80) *s = '?';
+}
+
+/* A message [msg, stack] addressed to port, or NULL. */
+static isola__msg *error_msg(char *msg, char *stack, isola_port port) {
+  isola_value items[2] = {isola_str(msg), isola_str(stack)};
+  isola__msg *m;
+  int rc = isola__msg_new(isola_list(items, 2), &m);
+  if (rc == ISOLA_EINVAL) { /* not UTF-8 */
+    ascii_only(msg);
+    ascii_only(stack);
+    items[0] = isola_str(msg);
+    items[1] = isola_str(stack);
+    rc = isola__msg_new(isola_list(items, 2), &m);
+  }
+  if (rc != ISOLA_OK) return NULL;
+  m->dest = port;
+  return m;
+}
+
+bool isola__control_raise(isola__vm *vm, isola__isolate *iso) {
+  char *msg = pending_msg, *stack = pending_stack;
+  pending_msg = pending_stack = NULL;
+  char empty[1] = "";
+  char oom[sizeof oom_text];
+  memcpy(oom, oom_text, sizeof oom);
+  char *m = msg ? msg : oom, *s = stack ? stack : empty;
+  struct isola__control *c = iso->ctl;
+  bool fatal = iso->errors_fatal;
+  if (c && c->run) {
+    /* An isola_run computation: its caller receives the error. */
+    free(c->run->err_msg);
+    free(c->run->err_stack);
+    c->run->err_msg = strdup(m);
+    c->run->err_stack = strdup(s);
+    fatal = true;
+  } else if (c && c->nerrors) {
+    for (uint32_t i = 0; i < c->nerrors; i++) {
+      isola__msg *e = error_msg(m, s, c->errors[i]);
+      if (e) isola__post(vm, e);
+    }
+  } else {
+    isola_isolate_info info;
+    info_of(iso, &info);
+    report_unhandled(vm, &info, m, s);
+  }
+  isola__trace(vm, ISOLA_TRACE_ISOLATES,
+               "isola: isolate '%s' (%016llx) uncaught error: %s\n",
+               isola__isolate_name(iso),
+               (unsigned long long)iso->control_port, m);
+  free(msg);
+  free(stack);
+  return fatal;
+}
+
+void isola__control_unwound(isola__vm *vm, isola__isolate *iso) {
+  (void)iso;
+  /* Frames abandoned between isola_blocking_begin() and _end(): end the
+   * blocking section so the thread gets its worker back. */
+  isola__thread *t = isola__t.thread;
+  while (t && t->blocking > 0) isola__sched_blocking_end(&vm->sched, t);
+}
+
+/* ---- the end ----------------------------------------------------------- */
+
+static void run_deliver(isola__vm *vm, struct isola__run *r) {
+  const char *msg = r->err_msg ? r->err_msg
+                               : "the isolate ended before the computation "
+                                 "returned (killed, or isola_exit)";
+  const char *stack = r->err_stack ? r->err_stack : "";
+  if (r->waiter) {
+    run_waiter *w = r->waiter;
+    isola_value res = isola_null();
+    int rc = ISOLA_OK;
+    if (r->done) {
+      res = r->result;
+      r->result = isola_null();
+    } else {
+      isola_value items[2] = {isola_str(msg), isola_str(stack)};
+      if (isola_value_copy(isola_list(items, 2), &res) != ISOLA_OK)
+        res = isola_null();
+      rc = ISOLA_EFAILED;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->rc = rc;
+    w->result = res;
+    w->done = true;
+    /* Signalled under the lock: the waiter may free w once it sees done
+     * and takes the lock, so w is not touched after the unlock. */
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return;
+  }
+  isola__msg *m = NULL;
+  int rc = ISOLA_EINVAL;
+  if (r->done) {
+    isola_value items[2] = {isola_bool(true), r->result};
+    rc = isola__msg_new(isola_list(items, 2), &m);
+    if (rc == ISOLA_EINVAL) msg = "the result of the computation is malformed";
+  }
+  if (rc != ISOLA_OK) {
+    isola_value items[3] = {isola_bool(false), isola_str(msg),
+                            isola_str(stack)};
+    if (isola__msg_new(isola_list(items, 3), &m) != ISOLA_OK) return;
+  }
+  m->dest = r->port;
+  isola__post(vm, m);
+}
+
+void isola__control_finish(isola__vm *vm, isola__isolate *iso) {
+  struct isola__control *c = iso->ctl;
+  if (!c) return;
+  if (c->run) {
+    run_deliver(vm, c->run);
+    run_free(c->run);
+    c->run = NULL;
+  }
+  for (uint32_t i = 0; i < c->nexits; i++) isola__post(vm, c->exits[i].msg);
+  c->nexits = 0;
+  isola__control_free(iso);
+}
+
+/* ---- the requests (any thread) ----------------------------------------- */
+
+int isola_isolate_from_port(isola_port control_port, isola_isolate *out) {
+  if (!out || control_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  out->control_port = control_port;
+  out->pause_capability = 0;
+  out->terminate_capability = 0;
+  return ISOLA_OK;
+}
+
+isola_capability isola_capability_new(void) {
+  isola__rng *r = &isola__t.rng;
+  if (!r->seeded && isola__rng_seed(r) != 0) return 0;
+  isola_capability c;
+  do c = isola__rng_next(r);
+  while (c == 0);
+  return c;
+}
+
+static int request(const isola_isolate *h, uint32_t type, isola_value v,
+                   isola_port reply_to) {
+  if (!h || h->control_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  isola__msg *m;
+  int rc = isola__msg_new(v, &m);
+  if (rc != ISOLA_OK) return rc;
+  m->type = type;
+  m->dest = h->control_port;
+  m->reply_to = reply_to;
+  return isola__post_control(m);
+}
+
+static isola_value cap_value(isola_capability c) {
+  return isola_int((int64_t)c);
+}
+
+int isola_pause(const isola_isolate *isolate, isola_capability resume) {
+  if (!isolate) return ISOLA_EINVAL;
+  if (!isolate->pause_capability) return ISOLA_EPERM;
+  return request(isolate, ISOLA__MSG_PAUSE,
+                 cap_value(isolate->pause_capability),
+                 resume ? resume : isolate->pause_capability);
+}
+
+int isola_resume(const isola_isolate *isolate, isola_capability resume) {
+  if (!isolate) return ISOLA_EINVAL;
+  if (!isolate->pause_capability) return ISOLA_EPERM;
+  return request(isolate, ISOLA__MSG_RESUME,
+                 cap_value(isolate->pause_capability),
+                 resume ? resume : isolate->pause_capability);
+}
+
+int isola_kill(const isola_isolate *isolate, isola_priority priority) {
+  if (!isolate) return ISOLA_EINVAL;
+  if (!isolate->terminate_capability) return ISOLA_EPERM;
+  if (priority != ISOLA_IMMEDIATE && priority != ISOLA_BEFORE_NEXT_EVENT)
+    return ISOLA_EINVAL;
+  return request(isolate,
+                 priority == ISOLA_IMMEDIATE ? ISOLA__MSG_KILL_NOW
+                                             : ISOLA__MSG_KILL_NEXT,
+                 cap_value(isolate->terminate_capability), ISOLA_PORT_NONE);
+}
+
+int isola_ping(const isola_isolate *isolate, isola_port response_port,
+               isola_value response, isola_priority priority) {
+  if (response_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  if (priority != ISOLA_IMMEDIATE && priority != ISOLA_BEFORE_NEXT_EVENT)
+    return ISOLA_EINVAL;
+  return request(isolate,
+                 priority == ISOLA_IMMEDIATE ? ISOLA__MSG_PING_NOW
+                                             : ISOLA__MSG_PING_NEXT,
+                 response, response_port);
+}
+
+int isola_add_exit_listener(const isola_isolate *isolate, isola_port port,
+                            isola_value response) {
+  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  return request(isolate, ISOLA__MSG_EXIT_ADD, response, port);
+}
+
+int isola_remove_exit_listener(const isola_isolate *isolate,
+                               isola_port port) {
+  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  return request(isolate, ISOLA__MSG_EXIT_DEL, isola_null(), port);
+}
+
+int isola_add_error_listener(const isola_isolate *isolate, isola_port port) {
+  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  return request(isolate, ISOLA__MSG_ERROR_ADD, isola_null(), port);
+}
+
+int isola_remove_error_listener(const isola_isolate *isolate,
+                                isola_port port) {
+  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  return request(isolate, ISOLA__MSG_ERROR_DEL, isola_null(), port);
+}
+
+int isola_set_errors_fatal(const isola_isolate *isolate, bool fatal) {
+  if (!isolate) return ISOLA_EINVAL;
+  if (!isolate->terminate_capability) return ISOLA_EPERM;
+  return request(isolate, fatal ? ISOLA__MSG_FATAL_ON : ISOLA__MSG_FATAL_OFF,
+                 cap_value(isolate->terminate_capability), ISOLA_PORT_NONE);
+}
+
+/* ---- isola_exit -------------------------------------------------------- */
+
+ISOLA_NORETURN_ static void exit_with(isola__isolate *iso, isola__msg *m) {
+  isola__post(isola__vm_get(), m); /* a closed port drops it */
+  longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_EXIT);
+}
+
+int isola_exit(isola_port port, isola_value value) {
+  isola__isolate *iso = isola__t.current;
+  if (!iso || !iso->unwind) return ISOLA_ENOTISOLATE;
+  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  isola__msg *m = addressed(value, port);
+  if (!m) {
+    isola__msg *probe;
+    int rc = isola__msg_new(value, &probe);
+    if (rc == ISOLA_OK) isola__msg_free(probe);
+    return rc == ISOLA_OK ? ISOLA_ENOMEM : rc;
+  }
+  exit_with(iso, m);
+}
+
+int isola_exit_owned(isola_port port, isola_value *owned) {
+  isola__isolate *iso = isola__t.current;
+  if (!iso || !iso->unwind) return ISOLA_ENOTISOLATE;
+  if (port == ISOLA_PORT_NONE || !owned) return ISOLA_EINVAL;
+  isola_value v = *owned;
+  if (!isola__value_has_block(v))
+    return isola_exit(port, v); /* a scalar: nothing to adopt */
+  uint8_t cls;
+  isola__msg *m = isola__pool_alloc(sizeof *m, &cls);
+  if (!m) return ISOLA_ENOMEM;
+  m->pool_class = cls;
+  m->type = ISOLA__MSG_EXTERNAL;
+  m->dest = port;
+  m->reply_to = ISOLA_PORT_NONE;
+  m->value = v; /* the block is the message's from here (isola__msg_free) */
+  *owned = isola_null();
+  exit_with(iso, m);
+}
+
+/* ---- isola_run --------------------------------------------------------- */
+
+static void run_entry(isola_value argument) {
+  isola__isolate *iso = isola__t.current;
+  struct isola__run *r = iso->ctl->run;
+  isola_value v = r->fn(argument);
+  r->result = v;
+  r->done = true;
+  /* The isolate ends with the computation, whatever ports it opened. */
+  longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_EXIT);
+}
+
+int isola_run(isola_run_fn fn, isola_value argument, isola_value *result) {
+  if (!fn || !result) return ISOLA_EINVAL;
+  *result = isola_null();
+  if (isola__t.current) return ISOLA_EBUSY;
+  struct isola__run *r = calloc(1, sizeof *r);
+  if (!r) return ISOLA_ENOMEM;
+  run_waiter w;
+  pthread_mutex_init(&w.mu, NULL);
+  pthread_cond_init(&w.cv, NULL);
+  w.done = false;
+  w.rc = ISOLA_OK;
+  w.result = isola_null();
+  r->fn = fn;
+  r->waiter = &w;
+  isola_spawn_options opts = {.name = "isola_run"};
+  int rc = isola__spawn_run(run_entry, argument, &opts, r);
+  if (rc == ISOLA_OK) {
+    pthread_mutex_lock(&w.mu);
+    while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    rc = w.rc;
+    *result = w.result;
+  } else {
+    free(r);
+  }
+  pthread_cond_destroy(&w.cv);
+  pthread_mutex_destroy(&w.mu);
+  return rc;
+}
+
+int isola_run_async(isola_run_fn fn, isola_value argument,
+                    isola_port completion_port) {
+  if (!fn || completion_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  struct isola__run *r = calloc(1, sizeof *r);
+  if (!r) return ISOLA_ENOMEM;
+  r->fn = fn;
+  r->port = completion_port;
+  isola_spawn_options opts = {.name = "isola_run"};
+  int rc = isola__spawn_run(run_entry, argument, &opts, r);
+  if (rc != ISOLA_OK) free(r);
+  return rc;
+}

@@ -1,0 +1,296 @@
+/* name_server.c — names for ports (see name_server.h). */
+#include "name_server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "port_map.h"
+#include "vm.h"
+
+/* Held by threads that are not isolates while they use the VM (isolate.c);
+ * shutdown waits for it to drain before it destroys the table. */
+extern _Atomic size_t isola__outside_callers;
+
+#define MIN_BUCKETS 16
+
+struct isola__name {
+  isola__name *next_by_name;
+  isola__name *next_by_port;
+  isola_port port;
+  uint64_t hash; /* of text */
+  size_t len;
+  char text[]; /* len bytes and a NUL */
+};
+
+/* ---- hashing ----------------------------------------------------------- */
+
+/* FNV-1a: names are short and chosen by the program, not by an attacker. */
+static uint64_t name_hash(const char *s, size_t len) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < len; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+static size_t port_bucket(const isola__names *n, isola_port port) {
+  /* Fibonacci hashing: the id's low bits are a slot index, often dense. */
+  return (size_t)((port * 0x9E3779B97F4A7C15ull) >> 32) & (n->nbuckets - 1);
+}
+
+static size_t name_bucket(const isola__names *n, uint64_t hash) {
+  return (size_t)hash & (n->nbuckets - 1);
+}
+
+/* ---- the table (callers hold n->lock) ----------------------------------- */
+
+void isola__names_init(isola__names *n) {
+  pthread_mutex_init(&n->lock, NULL);
+  n->by_name = NULL;
+  n->by_port = NULL;
+  n->nbuckets = 0;
+  n->count = 0;
+}
+
+void isola__names_destroy(isola__names *n) {
+  for (size_t b = 0; b < n->nbuckets; b++) {
+    isola__name *e = n->by_name[b];
+    while (e) {
+      isola__name *next = e->next_by_name;
+      free(e);
+      e = next;
+    }
+  }
+  free(n->by_name);
+  free(n->by_port);
+  n->by_name = n->by_port = NULL;
+  n->nbuckets = n->count = 0;
+  pthread_mutex_destroy(&n->lock);
+}
+
+/* Makes room for one more entry (load factor at most 1).  ISOLA_ENOMEM
+ * leaves the table as it was. */
+static int reserve_locked(isola__names *n) {
+  if (n->count < n->nbuckets) return ISOLA_OK;
+  size_t want = n->nbuckets ? n->nbuckets * 2 : MIN_BUCKETS;
+  isola__name **by_name = calloc(want, sizeof *by_name);
+  isola__name **by_port = calloc(want, sizeof *by_port);
+  if (!by_name || !by_port) {
+    free(by_name);
+    free(by_port);
+    return ISOLA_ENOMEM;
+  }
+  isola__name **old_by_name = n->by_name, **old_by_port = n->by_port;
+  size_t old_nbuckets = n->nbuckets;
+  n->by_name = by_name;
+  n->by_port = by_port;
+  n->nbuckets = want;
+  for (size_t b = 0; b < old_nbuckets; b++) {
+    isola__name *e = old_by_name[b];
+    while (e) {
+      isola__name *next = e->next_by_name;
+      size_t nb = name_bucket(n, e->hash), pb = port_bucket(n, e->port);
+      e->next_by_name = by_name[nb];
+      by_name[nb] = e;
+      e->next_by_port = by_port[pb];
+      by_port[pb] = e;
+      e = next;
+    }
+  }
+  free(old_by_name);
+  free(old_by_port);
+  return ISOLA_OK;
+}
+
+static void insert_locked(isola__names *n, isola__name *e) {
+  size_t nb = name_bucket(n, e->hash), pb = port_bucket(n, e->port);
+  e->next_by_name = n->by_name[nb];
+  n->by_name[nb] = e;
+  e->next_by_port = n->by_port[pb];
+  n->by_port[pb] = e;
+  n->count++;
+}
+
+/* Unlinks e from both chains and frees it. */
+static void erase_locked(isola__names *n, isola__name *e) {
+  isola__name **pp = &n->by_name[name_bucket(n, e->hash)];
+  while (*pp != e) pp = &(*pp)->next_by_name;
+  *pp = e->next_by_name;
+  pp = &n->by_port[port_bucket(n, e->port)];
+  while (*pp != e) pp = &(*pp)->next_by_port;
+  *pp = e->next_by_port;
+  n->count--;
+  free(e);
+}
+
+/* The entry named (name, len), or NULL.  An entry whose port has closed is
+ * dropped on the way and counts as absent (name_server.h explains how one
+ * can be left behind). */
+static isola__name *find_locked(isola__vm *vm, const char *name, size_t len,
+                                uint64_t hash) {
+  isola__names *n = &vm->names;
+  if (!n->nbuckets) return NULL;
+  for (isola__name *e = n->by_name[name_bucket(n, hash)]; e;
+       e = e->next_by_name) {
+    if (e->hash != hash || e->len != len || memcmp(e->text, name, len) != 0)
+      continue;
+    if (isola__port_slot_of(&vm->ports, e->port)) return e;
+    erase_locked(n, e);
+    return NULL;
+  }
+  return NULL;
+}
+
+/* ---- entering the VM ---------------------------------------------------- */
+
+/* The running VM for one call.  A thread that is not an isolate holds the
+ * outside-caller count meanwhile, so shutdown cannot destroy the table
+ * under it; an isolate's thread needs nothing, the VM outlives it. */
+static int enter(isola__vm **out, bool *counted) {
+  *counted = !isola__t.thread;
+  /* seq_cst: with shutdown's seq_cst store of the state and its seq_cst
+   * wait for the count, either we see it shutting down or it sees us. */
+  if (*counted)
+    atomic_fetch_add_explicit(&isola__outside_callers, 1,
+                              memory_order_seq_cst);
+  isola__vm *vm = isola__vm_get();
+  int rc = ISOLA_OK;
+  if (!vm)
+    rc = ISOLA_ENOVM;
+  else if (atomic_load_explicit(&vm->state, memory_order_seq_cst) !=
+           ISOLA__VM_RUNNING)
+    rc = ISOLA_ESHUTDOWN;
+  if (rc != ISOLA_OK && *counted)
+    atomic_fetch_sub_explicit(&isola__outside_callers, 1,
+                              memory_order_seq_cst);
+  *out = vm;
+  return rc;
+}
+
+static void leave(bool counted) {
+  /* Release: our use of the table happens before shutdown destroys it
+   * (its seq_cst load of the count). */
+  if (counted)
+    atomic_fetch_sub_explicit(&isola__outside_callers, 1,
+                              memory_order_release);
+}
+
+/* The length of a valid name, or 0. */
+static size_t name_len(const char *name) {
+  if (!name) return 0;
+  size_t len = strnlen(name, ISOLA_NAME_MAX + 1);
+  return len <= ISOLA_NAME_MAX ? len : 0;
+}
+
+/* ---- the public API ----------------------------------------------------- */
+
+int isola_name_register(const char *name, isola_port port) {
+  size_t len = name_len(name);
+  if (!len || port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  isola__vm *vm;
+  bool counted;
+  int rc = enter(&vm, &counted);
+  if (rc != ISOLA_OK) return rc;
+  /* Allocated before the lock, so the lock is never held across malloc
+   * but for the rare table growth. */
+  isola__name *e = malloc(sizeof *e + len + 1);
+  if (!e) {
+    leave(counted);
+    return ISOLA_ENOMEM;
+  }
+  e->port = port;
+  e->hash = name_hash(name, len);
+  e->len = len;
+  memcpy(e->text, name, len);
+  e->text[len] = '\0';
+
+  isola__names *n = &vm->names;
+  pthread_mutex_lock(&n->lock);
+  isola__port_slot *s;
+  if (find_locked(vm, name, len, e->hash)) {
+    rc = ISOLA_ENAMETAKEN;
+  } else if (!(s = isola__port_slot_of(&vm->ports, port))) {
+    rc = ISOLA_ECLOSED;
+  } else {
+    /* Mark the slot first, then re-check the port: a close that
+     * unpublished the id before our check fails the register here; one
+     * after it finds the bit set (or, if it reads the bit too early, leaves
+     * an entry that find_locked drops).  The bit may stay set on a slot
+     * whose port closed meanwhile: that only costs its next close a visit
+     * here.  seq_cst keeps our store of the bit before our load of the id;
+     * the close path's store of the id and load of the bit are not seq_cst
+     * (it is the fast path), which is why find_locked re-checks. */
+    atomic_store_explicit(&s->named, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&s->id, memory_order_seq_cst) != port)
+      rc = ISOLA_ECLOSED;
+    else
+      rc = reserve_locked(n);
+  }
+  if (rc == ISOLA_OK) insert_locked(n, e);
+  pthread_mutex_unlock(&n->lock);
+  if (rc != ISOLA_OK) free(e);
+  leave(counted);
+  return rc;
+}
+
+int isola_name_lookup(const char *name, isola_port *out) {
+  if (out) *out = ISOLA_PORT_NONE;
+  size_t len = name_len(name);
+  if (!len || !out) return ISOLA_EINVAL;
+  isola__vm *vm;
+  bool counted;
+  int rc = enter(&vm, &counted);
+  if (rc != ISOLA_OK) return rc;
+  uint64_t hash = name_hash(name, len);
+  pthread_mutex_lock(&vm->names.lock);
+  isola__name *e = find_locked(vm, name, len, hash);
+  if (e)
+    *out = e->port;
+  else
+    rc = ISOLA_ENOTFOUND;
+  pthread_mutex_unlock(&vm->names.lock);
+  leave(counted);
+  return rc;
+}
+
+int isola_name_remove(const char *name) {
+  size_t len = name_len(name);
+  if (!len) return ISOLA_EINVAL;
+  isola__vm *vm;
+  bool counted;
+  int rc = enter(&vm, &counted);
+  if (rc != ISOLA_OK) return rc;
+  uint64_t hash = name_hash(name, len);
+  pthread_mutex_lock(&vm->names.lock);
+  isola__name *e = find_locked(vm, name, len, hash);
+  if (e)
+    erase_locked(&vm->names, e);
+  else
+    rc = ISOLA_ENOTFOUND;
+  pthread_mutex_unlock(&vm->names.lock);
+  leave(counted);
+  return rc;
+}
+
+/* ---- the close hook ------------------------------------------------------ */
+
+void isola__names_port_closed(struct isola__port_map *m,
+                              struct isola__port_slot *s, isola_port id) {
+  /* The map is the VM's (there is no other), so the VM is around it. */
+  isola__vm *vm = (isola__vm *)(void *)((char *)m - offsetof(isola__vm, ports));
+  isola__names *n = &vm->names;
+  pthread_mutex_lock(&n->lock);
+  if (n->nbuckets) {
+    isola__name *e = n->by_port[port_bucket(n, id)];
+    while (e) {
+      isola__name *next = e->next_by_port;
+      if (e->port == id) erase_locked(n, e);
+      e = next;
+    }
+  }
+  /* Under the lock, so no register of this slot is half done; the slot is
+   * not reused before the closer frees it, after this call. */
+  atomic_store_explicit(&s->named, 0, memory_order_relaxed);
+  pthread_mutex_unlock(&n->lock);
+}

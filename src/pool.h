@@ -1,0 +1,48 @@
+/*
+ * pool.h — fixed-size blocks for the objects made by the million: messages
+ * and isolates.
+ *
+ * Blocks are carved from 64 KiB slabs, in size classes that are multiples
+ * of a cache line, so a block costs exactly its class (no allocator header)
+ * and is cache-line aligned.  Pool threads and root isolate threads keep
+ * freed blocks in per-class lists of their own; a message is allocated by
+ * its sender and freed by its receiver, so lists grow on one thread and
+ * shrink on another: a thread with too many hands a batch of 128 to a
+ * shared stack, and a thread with none takes a batch back (one lock per
+ * batch), as Pony's pool does.  Threads without a cache (plain threads that
+ * send) take and give single blocks under the class's lock.
+ *
+ * Slabs are never returned while the VM runs: a burst of a million
+ * isolates keeps its memory for reuse.  isola__pool_destroy() returns every
+ * slab at shutdown.  Blocks larger than the largest class come from malloc.
+ */
+#ifndef ISOLA_POOL_H
+#define ISOLA_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* 64, 128, 192, 256, 320, 384, 512, 1024 and 2048 bytes */
+#define ISOLA__POOL_CLASSES 9
+#define ISOLA__POOL_NONE 0xff /* a block too big for a class: plain malloc */
+
+/* Prepares the shared lists (VM start). */
+void isola__pool_init(void);
+
+/* A block of at least size bytes, cache-line aligned if size <= 2048 (else
+ * from malloc, 16-byte aligned); *cls receives what isola__pool_free needs.
+ * NULL when out of memory.  Any thread. */
+void *isola__pool_alloc(size_t size, uint8_t *cls);
+
+/* Frees a block from isola__pool_alloc.  Any thread. */
+void isola__pool_free(void *p, uint8_t cls);
+
+/* Turns the calling thread's cache on (pool and root threads) or off,
+ * giving back what it holds. */
+void isola__pool_thread_start(void);
+void isola__pool_thread_stop(void);
+
+/* Returns every slab (VM shutdown: no block is in use, no cache is on). */
+void isola__pool_destroy(void);
+
+#endif
