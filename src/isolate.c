@@ -17,64 +17,6 @@
 
 /* ---- entering the VM from any thread ------------------------------------ */
 
-/* Threads that are not isolates hold this count while they use the VM, so
- * shutdown never frees what they are using (vm.c waits for it to drain). */
-_Atomic size_t isola__outside_callers;
-
-typedef struct entry_state {
-  isola__vm *vm;
-  bool counted;  /* holds isola__outside_callers */
-  bool online;   /* came online for this call */
-  isola__epoch_rec *rec;
-} entry_state;
-
-/* Enters the VM for one call.  Returns ISOLA_OK, ISOLA_ENOVM,
- * ISOLA_ESHUTDOWN or ISOLA_ENOMEM; on success call leave() after. */
-static int enter(entry_state *e) {
-  e->counted = e->online = false;
-  e->vm = NULL;
-  isola__thread *t = isola__t.thread;
-  if (t) {
-    /* A pool thread or a root isolate's thread: the VM outlives it. */
-    e->vm = isola__vm_get();
-    if (!t->online) {
-      e->rec = t->rec;
-      isola__epoch_online(&e->vm->epoch, e->rec);
-      e->online = true;
-    }
-    return ISOLA_OK;
-  }
-  atomic_fetch_add_explicit(&isola__outside_callers, 1, memory_order_seq_cst);
-  e->counted = true;
-  isola__vm *vm = isola__vm_get();
-  int rc = ISOLA_OK;
-  if (!vm) {
-    rc = ISOLA_ENOVM;
-  } else if (atomic_load_explicit(&vm->state, memory_order_seq_cst) !=
-             ISOLA__VM_RUNNING) {
-    rc = ISOLA_ESHUTDOWN;
-  } else if (!(e->rec = isola__vm_thread_rec(vm))) {
-    rc = ISOLA_ENOMEM;
-  }
-  if (rc != ISOLA_OK) {
-    atomic_fetch_sub_explicit(&isola__outside_callers, 1,
-                              memory_order_seq_cst);
-    e->counted = false;
-    return rc;
-  }
-  e->vm = vm;
-  isola__epoch_online(&vm->epoch, e->rec);
-  e->online = true;
-  return ISOLA_OK;
-}
-
-static void leave(entry_state *e) {
-  if (e->online) isola__epoch_offline(e->rec);
-  if (e->counted)
-    atomic_fetch_sub_explicit(&isola__outside_callers, 1,
-                              memory_order_release);
-}
-
 /* ---- messages ---------------------------------------------------------- */
 
 /* Builds a message holding a copy of v; mode says whether transferable
@@ -135,18 +77,15 @@ int isola__post(isola__vm *vm, isola__msg *m) {
 }
 
 int isola__post_control(isola__msg *m) {
-  entry_state e;
-  int rc = enter(&e);
+  isola__call e;
+  int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) {
     isola__msg_free(m);
     return rc;
   }
   int state = 0;
-  isola__isolate *iso = NULL;
-  if (atomic_load_explicit(&e.vm->state, memory_order_relaxed) !=
-      ISOLA__VM_RUNNING)
-    rc = ISOLA_ESHUTDOWN;
-  else if (!(iso = isola__port_lookup(&e.vm->ports, m->dest, &state)))
+  isola__isolate *iso = isola__port_lookup(&e.vm->ports, m->dest, &state);
+  if (!iso)
     rc = ISOLA_ECLOSED;
   else if (state != ISOLA__PORT_CONTROL)
     rc = ISOLA_EINVAL;
@@ -160,7 +99,7 @@ int isola__post_control(isola__msg *m) {
   } else {
     isola__msg_free(m);
   }
-  leave(&e);
+  isola__vm_leave(&e);
   return rc;
 }
 
@@ -194,23 +133,15 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
     }
     memcpy(handles, isola__block_handles(m + 1), nbuf * sizeof *handles);
   }
-  entry_state e;
-  if ((rc = enter(&e)) != ISOLA_OK) {
+  isola__call e;
+  if ((rc = isola__vm_enter(&e)) != ISOLA_OK) {
     if (nbuf) isola__block_disown(m + 1);
     isola__msg_free(m);
   } else {
-    if (ISOLA__UNLIKELY(atomic_load_explicit(&e.vm->state,
-                                             memory_order_relaxed) !=
-                        ISOLA__VM_RUNNING)) {
-      if (nbuf) isola__block_disown(m + 1);
-      isola__msg_free(m);
-      rc = ISOLA_ESHUTDOWN;
-    } else {
-      if (nbuf) isola__msg_posting = m;
-      rc = isola__post(e.vm, m);
-      if (nbuf) isola__msg_posting = NULL;
-    }
-    leave(&e);
+    if (nbuf) isola__msg_posting = m;
+    rc = isola__post(e.vm, m);
+    if (nbuf) isola__msg_posting = NULL;
+    isola__vm_leave(&e);
   }
   if (rc == ISOLA_OK)
     for (size_t i = 0; i < nbuf; i++) *handles[i] = NULL;
@@ -399,24 +330,19 @@ static void handle_of(const isola__isolate *iso, isola_isolate *out) {
 static int spawn(isola_entry entry, isola_value message,
                  const isola_spawn_options *opts, struct isola__run *run,
                  isola_isolate *out) {
-  entry_state e;
-  int rc = enter(&e);
+  isola__call e;
+  int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
   isola__vm *vm = e.vm;
   isola__isolate *iso = NULL;
-  if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
-      ISOLA__VM_RUNNING) {
-    rc = ISOLA_ESHUTDOWN;
-  } else {
-    rc = isolate_new(vm, entry, message, opts, opts ? opts->name : NULL,
-                     false, run, &iso);
-  }
+  rc = isolate_new(vm, entry, message, opts, opts ? opts->name : NULL, false,
+                   run, &iso);
   if (rc == ISOLA_OK) {
     if (out) handle_of(iso, out);
     /* Claim and schedule: the isolate was built unscheduled. */
     if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
   }
-  leave(&e);
+  isola__vm_leave(&e);
   return rc;
 }
 
@@ -434,24 +360,21 @@ int isola__spawn_run(isola_entry entry, isola_value message,
 int isola_run_main(isola_entry entry, isola_value message, const char *name) {
   if (!entry) return ISOLA_EINVAL;
   if (isola__t.current || isola__t.thread) return ISOLA_EBUSY;
-  entry_state e;
-  int rc = enter(&e);
+  isola__call e;
+  int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
   isola__vm *vm = e.vm;
   isola__thread *t = calloc(1, sizeof *t);
   isola__isolate *iso = NULL;
   if (!t) {
     rc = ISOLA_ENOMEM;
-  } else if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
-             ISOLA__VM_RUNNING) {
-    rc = ISOLA_ESHUTDOWN;
   } else {
     rc = isolate_new(vm, entry, message, NULL, name ? name : "main", true,
                      NULL, &iso);
   }
   if (rc != ISOLA_OK) {
     free(t);
-    leave(&e);
+    isola__vm_leave(&e);
     return rc;
   }
   /* From here this thread is the isolate's: the VM outlives it (shutdown
@@ -469,10 +392,23 @@ int isola_run_main(isola_entry entry, isola_value message, const char *name) {
    * which for a root isolate only sets pin_wake: the loop runs it either
    * way. */
   isola__mq_poke(&iso->head);
-  for (;;) {
-    isola__turn r = isola__mh_run(vm, iso);
-    if (r == ISOLA__TURN_DEAD) break;
+  /* The unwind point of this isolate's turns (message_handler.h). */
+  jmp_buf jb;
+  isola__turn r;
+  switch (setjmp(jb)) {
+  case 0:
+    r = isola__mh_run(vm, iso, &jb);
+    break;
+  case ISOLA__UNWIND_ERROR:
+    r = isola__mh_unwound(vm, ISOLA__UNWIND_ERROR, &jb);
+    break;
+  default: /* a kill or isola_exit: the isolate ends */
+    r = isola__mh_unwound(vm, ISOLA__UNWIND_KILL, &jb);
+    break;
+  }
+  while (r != ISOLA__TURN_DEAD) {
     if (r == ISOLA__TURN_IDLE) isola__sched_wait_pinned(&vm->sched, t, iso);
+    r = isola__mh_run(vm, iso, &jb);
   }
   isola__epoch_thread_exit(&vm->epoch);
   isola__epoch_offline(t->rec);
@@ -480,7 +416,7 @@ int isola_run_main(isola_entry entry, isola_value message, const char *name) {
   isola__pool_thread_stop();
   isola__t.thread = NULL;
   free(t);
-  leave(&e);
+  isola__vm_leave(&e);
   return ISOLA_OK;
 }
 

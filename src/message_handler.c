@@ -192,45 +192,41 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
   }
 }
 
-isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso) {
-  isola__t.current = iso;
-  jmp_buf jb;
-  /* One setjmp per turn, not per event: after a jump the loop starts
-   * afresh, and the message being handled stays the queue's tail until the
-   * next pop, so nothing is lost or leaked by leaving it. */
-  for (;;) {
-    switch (setjmp(jb)) {
-    case 0: {
-      iso->unwind = &jb;
-      isola__turn r = loop(vm, iso, &jb);
-      /* IDLE: loop() cleared it before letting the isolate go. */
-      if (r != ISOLA__TURN_IDLE) iso->unwind = NULL;
-      if (r != TURN_END) {
-        isola__t.current = NULL;
-        return r;
-      }
-      goto dead;
-    }
-    case ISOLA__UNWIND_ERROR:
-      iso->unwind = NULL;
-      isola__control_unwound(vm, iso);
-      /* Not fatal: on with the next event, unless the error left the
-       * isolate without a live port. */
-      if (!isola__control_raise(vm, iso) &&
-          isola__ld32(&iso->live_ports) != 0)
-        continue;
-      if (isola__control_pause_on_exit(vm, iso)) continue;
-      goto dead;
-    default: /* killed at an interrupt point, or isola_exit */
-      iso->unwind = NULL;
-      isola__control_unwound(vm, iso);
-      goto dead;
-    }
+/* After loop(): IDLE keeps unwind cleared (loop() let the isolate go), the
+ * others clear it; TURN_END ends the isolate. */
+static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
+  if (r != ISOLA__TURN_IDLE) iso->unwind = NULL;
+  if (r != TURN_END) {
+    isola__t.current = NULL;
+    return r;
   }
-dead:
   isola__isolate_end(vm, iso);
   isola__t.current = NULL;
   return ISOLA__TURN_DEAD;
+}
+
+isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
+  isola__t.current = iso;
+  iso->unwind = jb;
+  return finish(vm, iso, loop(vm, iso, jb));
+}
+
+isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb) {
+  /* The message being handled stays the queue's tail until the next pop,
+   * so nothing is lost or leaked by leaving its handler. */
+  isola__isolate *iso = isola__t.current;
+  iso->unwind = NULL;
+  isola__control_unwound(vm, iso);
+  if (code == ISOLA__UNWIND_ERROR) {
+    /* Not fatal: on with the next event, unless the error left the
+     * isolate without a live port. */
+    if ((!isola__control_raise(vm, iso) &&
+         isola__ld32(&iso->live_ports) != 0) ||
+        isola__control_pause_on_exit(vm, iso))
+      return isola__mh_run(vm, iso, jb);
+  }
+  /* Killed at an interrupt point, isola_exit, or a fatal error. */
+  return finish(vm, iso, TURN_END);
 }
 
 int isola_check_interrupts(void) {

@@ -8,6 +8,8 @@
 #ifndef ISOLA_MESSAGE_HANDLER_H
 #define ISOLA_MESSAGE_HANDLER_H
 
+#include <setjmp.h>
+
 #include "internal.h"
 
 #define ISOLA__BATCH 64
@@ -18,7 +20,16 @@ typedef enum {
   ISOLA__TURN_DEAD,  /* ended; retired */
 } isola__turn;
 
-isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso);
+/* Runs one turn of iso on the calling thread.  jb is the thread's unwind
+ * point, armed by a setjmp in the caller's loop: a handler that leaves its
+ * event with a jump (isola_throw, a kill at an interrupt point, isola_exit)
+ * lands there, and the caller then calls isola__mh_unwound() to finish the
+ * turn.  So a thread pays for one setjmp per jump, not one per turn. */
+isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb);
+
+/* Finishes the turn of the running isolate (isola__t.current) after a
+ * jump with code to jb; the result is that of the turn. */
+isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb);
 
 /* Frees a message and what it owns. */
 void isola__msg_free(isola__msg *m);

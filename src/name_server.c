@@ -7,10 +7,6 @@
 #include "port_map.h"
 #include "vm.h"
 
-/* Held by threads that are not isolates while they use the VM (isolate.c);
- * shutdown waits for it to drain before it destroys the table. */
-extern _Atomic size_t isola__outside_callers;
-
 #define MIN_BUCKETS 16
 
 struct isola__name {
@@ -142,40 +138,6 @@ static isola__name *find_locked(isola__vm *vm, const char *name, size_t len,
   return NULL;
 }
 
-/* ---- entering the VM ---------------------------------------------------- */
-
-/* The running VM for one call.  A thread that is not an isolate holds the
- * outside-caller count meanwhile, so shutdown cannot destroy the table
- * under it; an isolate's thread needs nothing, the VM outlives it. */
-static int enter(isola__vm **out, bool *counted) {
-  *counted = !isola__t.thread;
-  /* seq_cst: with shutdown's seq_cst store of the state and its seq_cst
-   * wait for the count, either we see it shutting down or it sees us. */
-  if (*counted)
-    atomic_fetch_add_explicit(&isola__outside_callers, 1,
-                              memory_order_seq_cst);
-  isola__vm *vm = isola__vm_get();
-  int rc = ISOLA_OK;
-  if (!vm)
-    rc = ISOLA_ENOVM;
-  else if (atomic_load_explicit(&vm->state, memory_order_seq_cst) !=
-           ISOLA__VM_RUNNING)
-    rc = ISOLA_ESHUTDOWN;
-  if (rc != ISOLA_OK && *counted)
-    atomic_fetch_sub_explicit(&isola__outside_callers, 1,
-                              memory_order_seq_cst);
-  *out = vm;
-  return rc;
-}
-
-static void leave(bool counted) {
-  /* Release: our use of the table happens before shutdown destroys it
-   * (its seq_cst load of the count). */
-  if (counted)
-    atomic_fetch_sub_explicit(&isola__outside_callers, 1,
-                              memory_order_release);
-}
-
 /* The length of a valid name, or 0. */
 static size_t name_len(const char *name) {
   if (!name) return 0;
@@ -188,15 +150,15 @@ static size_t name_len(const char *name) {
 int isola_name_register(const char *name, isola_port port) {
   size_t len = name_len(name);
   if (!len || port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
-  isola__vm *vm;
-  bool counted;
-  int rc = enter(&vm, &counted);
+  isola__call c;
+  int rc = isola__vm_enter(&c);
   if (rc != ISOLA_OK) return rc;
+  isola__vm *vm = c.vm;
   /* Allocated before the lock, so the lock is never held across malloc
    * but for the rare table growth. */
   isola__name *e = malloc(sizeof *e + len + 1);
   if (!e) {
-    leave(counted);
+    isola__vm_leave(&c);
     return ISOLA_ENOMEM;
   }
   e->port = port;
@@ -230,7 +192,7 @@ int isola_name_register(const char *name, isola_port port) {
   if (rc == ISOLA_OK) insert_locked(n, e);
   pthread_mutex_unlock(&n->lock);
   if (rc != ISOLA_OK) free(e);
-  leave(counted);
+  isola__vm_leave(&c);
   return rc;
 }
 
@@ -238,10 +200,10 @@ int isola_name_lookup(const char *name, isola_port *out) {
   if (out) *out = ISOLA_PORT_NONE;
   size_t len = name_len(name);
   if (!len || !out) return ISOLA_EINVAL;
-  isola__vm *vm;
-  bool counted;
-  int rc = enter(&vm, &counted);
+  isola__call c;
+  int rc = isola__vm_enter(&c);
   if (rc != ISOLA_OK) return rc;
+  isola__vm *vm = c.vm;
   uint64_t hash = name_hash(name, len);
   pthread_mutex_lock(&vm->names.lock);
   isola__name *e = find_locked(vm, name, len, hash);
@@ -250,17 +212,17 @@ int isola_name_lookup(const char *name, isola_port *out) {
   else
     rc = ISOLA_ENOTFOUND;
   pthread_mutex_unlock(&vm->names.lock);
-  leave(counted);
+  isola__vm_leave(&c);
   return rc;
 }
 
 int isola_name_remove(const char *name) {
   size_t len = name_len(name);
   if (!len) return ISOLA_EINVAL;
-  isola__vm *vm;
-  bool counted;
-  int rc = enter(&vm, &counted);
+  isola__call c;
+  int rc = isola__vm_enter(&c);
   if (rc != ISOLA_OK) return rc;
+  isola__vm *vm = c.vm;
   uint64_t hash = name_hash(name, len);
   pthread_mutex_lock(&vm->names.lock);
   isola__name *e = find_locked(vm, name, len, hash);
@@ -269,7 +231,7 @@ int isola_name_remove(const char *name) {
   else
     rc = ISOLA_ENOTFOUND;
   pthread_mutex_unlock(&vm->names.lock);
-  leave(counted);
+  isola__vm_leave(&c);
   return rc;
 }
 

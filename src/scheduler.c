@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control.h"
 #include "epoch.h"
 #include "message_handler.h"
 #include "platform.h"
@@ -400,9 +401,10 @@ static isola__isolate *find_runnable(isola__vm *vm, isola__thread *t) {
   return iso;
 }
 
-static void run_one(isola__vm *vm, isola__thread *t, isola__isolate *iso) {
+/* What a turn's end asks of the scheduler. */
+static void after_turn(isola__vm *vm, isola__thread *t, isola__isolate *iso,
+                       isola__turn r) {
   isola__sched *s = &vm->sched;
-  isola__turn r = isola__mh_run(vm, iso);
   if (r == ISOLA__TURN_YIELD) {
     if (t->w) {
       runq_put(s, t->w, iso);
@@ -424,6 +426,22 @@ static void *thread_main(void *arg) {
   isola__pool_thread_start();
   go_online(vm, t);
 
+  /* The unwind point of every turn this thread runs (message_handler.h).
+   * Nothing set before it changes after, so a jump back finds the locals
+   * as they were. */
+  jmp_buf jb;
+  switch (setjmp(jb)) {
+  case 0:
+    break;
+  case ISOLA__UNWIND_ERROR:
+    after_turn(vm, t, isola__t.current,
+               isola__mh_unwound(vm, ISOLA__UNWIND_ERROR, &jb));
+    break;
+  default: /* a kill or isola_exit: the isolate ends */
+    after_turn(vm, t, isola__t.current,
+               isola__mh_unwound(vm, ISOLA__UNWIND_KILL, &jb));
+    break;
+  }
   for (;;) {
     if (!t->w) {
       /* A thread back from blocking, or new without a worker: find one or
@@ -436,7 +454,7 @@ static void *thread_main(void *arg) {
     isola__isolate *iso = find_runnable(vm, t);
     if (iso) {
       isola__epoch_refresh(&vm->epoch, t->rec);
-      run_one(vm, t, iso);
+      after_turn(vm, t, iso, isola__mh_run(vm, iso, &jb));
       continue;
     }
     if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {

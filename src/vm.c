@@ -17,7 +17,7 @@
 
 ISOLA__TLS isola__tls isola__t;
 _Atomic(isola__vm *) isola__the_vm;
-extern _Atomic size_t isola__outside_callers; /* isolate.c */
+_Atomic size_t isola__outside_callers;
 
 /* The VM lives in static storage, so a thread that read the pointer just
  * before shutdown still reads valid memory (its state says "gone"). */
@@ -61,6 +61,50 @@ isola__epoch_rec *isola__vm_thread_rec(isola__vm *vm) {
   /* Give the record back when the thread exits. */
   pthread_setspecific(vm->thread_key, rec);
   return rec;
+}
+
+int isola__vm_enter(isola__call *c) {
+  c->counted = c->online = false;
+  c->rec = NULL;
+  isola__thread *t = isola__t.thread;
+  if (!t) {
+    /* seq_cst: with shutdown's seq_cst store of the state and its seq_cst
+     * wait for the count, either we see it shutting down or it sees us. */
+    atomic_fetch_add_explicit(&isola__outside_callers, 1,
+                              memory_order_seq_cst);
+    c->counted = true;
+  }
+  isola__vm *vm = c->vm = isola__vm_get();
+  int rc = ISOLA_OK;
+  if (!vm)
+    rc = ISOLA_ENOVM;
+  else if (atomic_load_explicit(&vm->state, memory_order_seq_cst) !=
+           ISOLA__VM_RUNNING)
+    rc = ISOLA_ESHUTDOWN;
+  else if (t)
+    c->rec = t->online ? NULL : t->rec;
+  else if (!(c->rec = isola__vm_thread_rec(vm)))
+    rc = ISOLA_ENOMEM;
+  if (rc != ISOLA_OK) {
+    isola__vm_leave(c);
+    return rc;
+  }
+  if (c->rec) {
+    isola__epoch_online(&vm->epoch, c->rec);
+    c->online = true;
+  }
+  return ISOLA_OK;
+}
+
+void isola__vm_leave(isola__call *c) {
+  if (c->online) isola__epoch_offline(c->rec);
+  c->online = false;
+  /* Release: what this call did happens before a shutdown that sees the
+   * count drop. */
+  if (c->counted)
+    atomic_fetch_sub_explicit(&isola__outside_callers, 1,
+                              memory_order_release);
+  c->counted = false;
 }
 
 void isola__vm_isolate_ended(isola__vm *vm) {

@@ -44,6 +44,27 @@ void isola__trace_write(isola__vm *vm, const char *fmt, ...)
       isola__trace_write((vm), __VA_ARGS__);                                   \
   } while (0)
 
+/* One public call into the VM.  A thread that is not an isolate holds the
+ * VM's count of outside callers meanwhile, so shutdown frees nothing it is
+ * using, and comes online (epoch.h) for the call; an isolate's thread needs
+ * neither, the VM outlives it, but comes online if it is in a blocking
+ * section. */
+typedef struct isola__call {
+  isola__vm *vm;
+  bool counted; /* holds the outside-caller count */
+  bool online;  /* came online for this call */
+  isola__epoch_rec *rec;
+} isola__call;
+
+/* Enters the VM.  ISOLA_OK, or ISOLA_ENOVM, ISOLA_ESHUTDOWN (the VM is
+ * shutting down), ISOLA_ENOMEM (no epoch record); on success call
+ * isola__vm_leave() after. */
+int isola__vm_enter(isola__call *c);
+void isola__vm_leave(isola__call *c);
+
+/* Threads that are not isolates inside a call (isola__vm_enter). */
+extern _Atomic size_t isola__outside_callers;
+
 /* The calling thread's epoch record, registering one if needed; NULL when
  * out of memory. */
 isola__epoch_rec *isola__vm_thread_rec(isola__vm *vm);
