@@ -62,10 +62,10 @@ extern "C" {
   X(EBUSY, -12, "not allowed from this thread or in this state")               \
   X(ESYS, -13, "an operating system call failed")                              \
   X(ESHUTDOWN, -14, "the VM is shutting down")                                 \
-  X(ENAMETAKEN, -20, "the name is already registered")                         \
-  X(ENOTFOUND, -21, "no port is registered under the name")                    \
   X(EPERM, -17, "the handle lacks the capability")                            \
   X(EFAILED, -18, "the computation failed")                                   \
+  X(ENAMETAKEN, -20, "the name is already registered")                         \
+  X(ENOTFOUND, -21, "no port is registered under the name")                    \
   X(ETRANSFER, -30, "a buffer is already transferred or appears twice")        \
   X(ENOKEY, -31, "no such key in the map")                                    \
   X(ENOSPACE, -32, "the output buffer is too small")                          \

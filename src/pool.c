@@ -41,15 +41,12 @@ typedef struct shared_class {
   char *carve, *carve_end;
 } shared_class;
 
-static shared_class shared[ISOLA__POOL_CLASSES];
-static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
+#define SHARED_INIT {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, NULL, NULL, NULL}
+static shared_class shared[ISOLA__POOL_CLASSES] = {
+    SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT,
+    SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT};
 static pthread_mutex_t slabs_lock = PTHREAD_MUTEX_INITIALIZER;
 static slab *slabs; /* every slab, freed by isola__pool_destroy */
-
-static void shared_init(void) {
-  for (int c = 0; c < ISOLA__POOL_CLASSES; c++)
-    pthread_mutex_init(&shared[c].lock, NULL);
-}
 
 static inline uint8_t class_of(size_t size) {
   uint8_t c = 0;
@@ -169,10 +166,7 @@ void isola__pool_free(void *p, uint8_t cls) {
   pthread_mutex_unlock(&sc->lock);
 }
 
-void isola__pool_thread_start(void) {
-  pthread_once(&shared_once, shared_init);
-  cache.on = true;
-}
+void isola__pool_thread_start(void) { cache.on = true; }
 
 /* Gives the calling thread's cached blocks back as loose blocks. */
 void isola__pool_thread_stop(void) {
@@ -191,8 +185,6 @@ void isola__pool_thread_stop(void) {
   }
   cache.on = false;
 }
-
-void isola__pool_init(void) { pthread_once(&shared_once, shared_init); }
 
 void isola__pool_destroy(void) {
   for (int c = 0; c < ISOLA__POOL_CLASSES; c++) {

@@ -26,9 +26,6 @@
 #define ISOLA__POOL_CLASSES 9
 #define ISOLA__POOL_NONE 0xff /* a block too big for a class: plain malloc */
 
-/* Prepares the shared lists (VM start). */
-void isola__pool_init(void);
-
 /* A block of at least size bytes, cache-line aligned if size <= 2048 (else
  * from malloc, 16-byte aligned); *cls receives what isola__pool_free needs.
  * NULL when out of memory.  Any thread. */

@@ -145,7 +145,6 @@ int isola_vm_init(const isola_config *config) {
   vm->gen = ++vm_generations;
   atomic_store(&vm->live, 0);
   atomic_store(&vm->next_group, 1);
-  isola__pool_init();
   int rc = isola__port_map_init(&vm->ports);
   if (rc != ISOLA_OK) goto fail_ports;
   isola__epoch_init(&vm->epoch, isola__mh_free_isolate);
