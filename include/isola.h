@@ -520,6 +520,10 @@ ISOLA_EXPORT int isola_send_reply(isola_port port, isola_value value,
 /* A handler about to block (a read, a lock, a long computation in C) calls
  * isola_blocking_begin() first: the worker hands its run queue to another
  * thread so other isolates keep running, and isola_blocking_end() after.
+ * This matters for the isolates the handler has just sent messages to:
+ * the last one readied runs next on this worker, after the handler's event
+ * ends (that is what keeps two talking isolates on one core), so a handler
+ * that goes on for long without isola_blocking_begin() holds it back. */
  * Calls nest.  Errors: ISOLA_ENOTISOLATE; isola_blocking_end() without a
  * begin gives ISOLA_EINVAL.  Isolate only. */
 ISOLA_EXPORT int isola_blocking_begin(void);
