@@ -523,7 +523,7 @@ ISOLA_EXPORT int isola_send_reply(isola_port port, isola_value value,
  * This matters for the isolates the handler has just sent messages to:
  * the last one readied runs next on this worker, after the handler's event
  * ends (that is what keeps two talking isolates on one core), so a handler
- * that goes on for long without isola_blocking_begin() holds it back. */
+ * that goes on for long without isola_blocking_begin() holds it back.
  * Calls nest.  Errors: ISOLA_ENOTISOLATE; isola_blocking_end() without a
  * begin gives ISOLA_EINVAL.  Isolate only. */
 ISOLA_EXPORT int isola_blocking_begin(void);
