@@ -10,6 +10,12 @@
  * isolate closes its last port, isola_run_main returns and the VM shuts
  * down, freeing everything.
  *
+ * The same file builds two ways: as the program `hello` (main below), and
+ * as the module hello.so (HELLO_MODULE defined) that the runner runs, where
+ * isola_main is the root isolate's entry and the runner owns the VM:
+ *
+ *   isola run build/examples/hello.so
+ *
  * Build and run: sh tools/showcase.sh
  */
 #define _POSIX_C_SOURCE 200809L
@@ -152,6 +158,18 @@ static void root_entry(isola_value msg) {
   }
 }
 
+#ifdef HELLO_MODULE
+ISOLA_MODULE();
+
+/* The runner calls this on its main thread, as the root isolate; it exits
+ * once the root has closed its last port (root_handler). */
+void isola_main(isola_value args, isola_value message) {
+  (void)args;
+  printf("isola %s: isolates share nothing and talk only through ports\n\n",
+         ISOLA_VERSION_STRING);
+  root_entry(message);
+}
+#else
 int main(void) {
   printf("isola %s: isolates share nothing and talk only through ports\n\n",
          ISOLA_VERSION_STRING);
@@ -167,3 +185,4 @@ int main(void) {
          isola_err_name(rc));
   return rc == ISOLA_OK ? 0 : 1;
 }
+#endif

@@ -78,7 +78,10 @@ extern "C" {
   X(ETRAILING, -39, "bytes follow the encoded value")                         \
   X(EDEPTH, -40, "the encoded value nests deeper than the limit")             \
   X(ECOUNT, -41, "the encoded value has more items than the limit")           \
-  X(ETOOBIG, -42, "the decoded value would need more memory than the limit")
+  X(ETOOBIG, -42, "the decoded value would need more memory than the limit") \
+  X(EMODULE, -50, "the module could not be loaded")                           \
+  X(EABI, -51, "the module is not built for this isola module ABI")          \
+  X(ENOENTRY, -52, "the module has no isola_main entry point")
 
 typedef enum isola_err {
 #define ISOLA_ERR_ENUM_(name, value, text) ISOLA_##name = (value),
@@ -303,8 +306,9 @@ typedef struct isola_isolate_info {
  * block for long. */
 typedef struct isola_hooks {
   void *data; /* passed to every hook */
-  /* A group was created (by a spawn from a thread that is not an isolate, or
-   * by isola_run_main).  The return value becomes the group's embedder data,
+  /* A group was created (by a spawn from a thread that is not an isolate,
+   * by isola_run_main, or for a module by isola_spawn_uri and
+   * isola_run_main_uri).  The return value becomes the group's embedder data,
    * readable with isola_group_data(). */
   void *(*group_created)(void *data, uint64_t group);
   /* The isolate is about to run its entry function. */
@@ -351,6 +355,9 @@ typedef struct isola_config {
    * normally or by an error (not when killed) until resumed. */
   bool pause_on_start;
   bool pause_on_exit;
+  /* The isolate heap limit of every isolate that does not name its own
+   * (isola_alloc()), in bytes.  0: no limit. */
+  size_t heap_limit;
 } isola_config;
 
 /* Fills *config with the defaults (every field 0 or NULL). */
@@ -416,6 +423,9 @@ typedef struct isola_spawn_options {
   /* false (the default): an uncaught error ends the isolate (Dart's
    * errorsAreFatal: true).  true: it carries on with its next event. */
   bool errors_nonfatal;
+  /* This isolate's heap limit in bytes (isola_alloc()).  0: the VM's
+   * (isola_config.heap_limit); SIZE_MAX: no limit. */
+  size_t heap_limit;
 } isola_spawn_options;
 
 /*
@@ -867,6 +877,294 @@ ISOLA_EXPORT int isola_run(isola_run_fn fn, isola_value argument,
  * thread. */
 ISOLA_EXPORT int isola_run_async(isola_run_fn fn, isola_value argument,
                                  isola_port completion_port);
+
+/* ------------------------------------------------------------------------ */
+/* The event loop's extras: microtasks, isolate-local storage, the isolate  */
+/* heap and its figures (docs/eventloop.md)                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Schedules fn(arg) to run in the calling isolate right after the event
+ * being handled (its entry or a port handler), before the next event: Dart's
+ * scheduleMicrotask.  Microtasks run in the order they were scheduled,
+ * including those scheduled by a microtask, until none is left.  Between
+ * two microtasks the isolate takes its interrupts (a kill, a ping, as at a
+ * send).  An uncaught error in a microtask (isola_throw) is an uncaught
+ * error of the isolate like any other: with errors fatal the isolate ends;
+ * otherwise the remaining microtasks run, then the next event.  Microtasks
+ * still pending when the isolate ends (killed, isola_exit, a fatal error,
+ * or scheduled by an isola_local destructor or a hook at its end) are
+ * dropped without running.  arg is the caller's; isola never frees it.
+ * Errors: ISOLA_EINVAL (fn NULL), ISOLA_ENOMEM.  Isolate only. */
+ISOLA_EXPORT int isola_microtask(void (*fn)(void *arg), void *arg);
+
+/* An isolate-local variable: one value of size bytes per isolate.  Declare
+ * it with ISOLA_LOCAL (a static or global object, never on the stack) and
+ * reach the calling isolate's value with isola_local_get().  Keys are never
+ * destroyed; any number may exist.  Fields are read-only after declaration;
+ * id_ is private. */
+typedef struct isola_local_key {
+  size_t size;                /* bytes of each value (0: one byte) */
+  void (*init)(void *value);  /* NULL: the value starts zeroed */
+  void (*destroy)(void *value); /* NULL: nothing to do at the end */
+  uint32_t id_;               /* private: 0 until first used */
+} isola_local_key;
+
+/* Declares name, a key for an isolate-local value of type type, zeroed in
+ * each isolate on first use.  ISOLA_LOCAL_INIT also names a function run
+ * once per isolate on the zeroed value at first use (init, may be NULL)
+ * and one run when the isolate ends (destroy, may be NULL).  Prefix with
+ * static as needed: static ISOLA_LOCAL(int, counter); */
+#define ISOLA_LOCAL(type, name) isola_local_key name = {sizeof(type), 0, 0, 0}
+#define ISOLA_LOCAL_INIT(type, name, init, destroy)                           \
+  isola_local_key name = {sizeof(type), (init), (destroy), 0}
+
+/*
+ * The calling isolate's value of key: created on the isolate's first call
+ * (zeroed, then key->init run on it), the same pointer on every later call
+ * in that isolate whichever pool thread runs it, and freed when the isolate
+ * ends, after key->destroy ran on it.  Destructors run on the isolate's
+ * thread after its ports closed, newest value first; while they run,
+ * isola_local_get() returns the values not yet destroyed and NULL for the
+ * others (none is created again).  Values live in runtime memory, not in
+ * the isolate heap: they do not count toward its limit.  Returns NULL from
+ * a thread that is not running an isolate, for key NULL, or when out of
+ * memory.  Isolate only (a C thread-local would be wrong: an isolate may
+ * run on a different pool thread for every event).
+ */
+ISOLA_EXPORT void *isola_local_get(isola_local_key *key);
+
+/*
+ * The isolate heap: blocks of the calling isolate, aligned for any type,
+ * returned all at once when the isolate ends (whatever ends it), so an
+ * isolate killed in the middle of its work leaks nothing.  Each block
+ * costs its size plus a 32-byte header.
+ *
+ * A heap limit (isola_config.heap_limit, or isola_spawn_options.heap_limit
+ * for one isolate) bounds the bytes of an isolate's live blocks and their
+ * headers.  An allocation that would pass it raises an uncaught error in
+ * that isolate only, "out of memory: ..." (error listeners get [message,
+ * stack]; with errors fatal the isolate ends), exactly as if the caller
+ * had called isola_throw(); the same happens when the system itself is out
+ * of memory.  So inside an event (an entry, a handler, a microtask)
+ * isola_alloc() and isola_realloc() never return NULL.  Outside an event
+ * of an isolate (a hook, an isola_local destructor) there is nothing to
+ * unwind: they return NULL instead.  From a thread that is not running an
+ * isolate there is no heap: they return NULL.
+ *
+ * Messages an isolate receives are not allocated in its heap and do not
+ * count toward its limit (isola_current_stats() counts them apart).
+ */
+
+/* A block of size bytes (size 0: a unique block of no bytes) in the
+ * calling isolate's heap, uninitialised.  Isolate only. */
+ISOLA_EXPORT void *isola_alloc(size_t size);
+
+/* As isola_alloc(), zeroed. */
+ISOLA_EXPORT void *isola_calloc(size_t size);
+
+/* Resizes p, a block of the calling isolate (NULL: as isola_alloc()), and
+ * returns its new address; the contents are kept up to the smaller size.
+ * When the limit or memory runs out, the error is raised and p stays
+ * valid.  Isolate only. */
+ISOLA_EXPORT void *isola_realloc(void *p, size_t size);
+
+/* Returns p, a block of the calling isolate's heap, at once.  NULL: nothing
+ * happens.  A block of another isolate is detected (it would corrupt that
+ * isolate's heap) and raised as an uncaught error; a pointer that is no
+ * isola_alloc block at all is undefined behaviour, as with free().  From a
+ * thread that is not running an isolate it does nothing.  Isolate only. */
+ISOLA_EXPORT void isola_free(void *p);
+
+/* Figures of one isolate, for monitoring. */
+typedef struct isola_isolate_stats {
+  size_t heap_bytes;      /* live isolate-heap bytes, headers included */
+  size_t heap_peak;       /* the most heap_bytes has been */
+  size_t heap_limit;      /* the limit in force; 0: none */
+  size_t heap_blocks;     /* live isolate-heap blocks */
+  size_t messages_queued; /* normal messages waiting, not counting the one
+                             being handled */
+} isola_isolate_stats;
+
+/* Fills *out with the calling isolate's figures.  messages_queued is
+ * counted by walking the queue, so it costs one step per waiting message
+ * and the send path pays nothing for it; a message whose sender is still
+ * linking it may be missed.  Only the calling isolate (another isolate's
+ * figures: ask it with a message).  Errors: ISOLA_EINVAL (out NULL),
+ * ISOLA_ENOTISOLATE.  Isolate only. */
+ISOLA_EXPORT int isola_current_stats(isola_isolate_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Modules and the runner                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A module is a shared object (built e.g. as a CMake MODULE library, or with
+ * `cc -shared -fPIC`) that a group runs: Dart's Isolate.spawnUri.  It holds
+ * ISOLA_MODULE() once, at file scope, and defines
+ *
+ *     void isola_main(isola_value args, isola_value message) { ... }
+ *
+ * which runs as the entry of the group's first isolate.  Each load is its
+ * own dlopen(RTLD_NOW | RTLD_LOCAL): modules loaded by different groups may
+ * define the same names without clashing, and the module's calls to this
+ * API go to the runtime already in the process (so a module need not link
+ * the library itself, and must not link a second copy of it statically).
+ * The group shares the module among all its isolates (an isola_spawn from
+ * inside runs the module's functions) and unloads it (dlclose) after its
+ * last isolate is cleaned up, after the group_cleanup hook.
+ *
+ * A module's global variables are C globals, not per isolate as Dart's
+ * statics are: every isolate that runs the module's code sees the same
+ * ones, and so does every group that loads the same file at the same time
+ * (the loader keeps one copy per file).  Keep per-isolate state in handler
+ * contexts or isolate-locals, as elsewhere.
+ */
+
+/* The module ABI this runtime accepts.  It changes when a module built
+ * against an older header could misbehave with this runtime. */
+#define ISOLA_MODULE_ABI 1u
+
+/* A module's entry point (what ISOLA_MODULE() declares as isola_main).
+ * args and message are valid until it returns, as a spawn message is. */
+typedef void (*isola_module_main)(isola_value args, isola_value message);
+
+/* Marks a shared object as an isola module built for this ABI: exports the
+ * stamp isola_module_abi = ISOLA_MODULE_ABI and declares isola_main with
+ * default visibility (so the module may be built with -fvisibility=hidden).
+ * Use once, at file scope, in one source file of the module. */
+#define ISOLA_MODULE()                                                         \
+  ISOLA_MODULE_EXTERN_ ISOLA_EXPORT void isola_main(isola_value args,          \
+                                                    isola_value message);      \
+  ISOLA_MODULE_EXTERN_ ISOLA_EXPORT const uint32_t isola_module_abi;           \
+  const uint32_t isola_module_abi = ISOLA_MODULE_ABI
+/* C linkage in a C++ module too (the loader looks the names up as is). */
+#ifdef __cplusplus
+#define ISOLA_MODULE_EXTERN_ extern "C"
+#else
+#define ISOLA_MODULE_EXTERN_ extern
+#endif
+
+/*
+ * Loads the module at path (as dlopen() finds it: a path with a slash is a
+ * file, a bare name is searched for) into a new group and starts that
+ * group's first isolate, which runs isola_main(args, message).  args and
+ * message are copied before the call returns; opts (may be NULL) and *out
+ * (may be NULL) are as for isola_spawn().  The module is loaded, checked
+ * and resolved in this call, so a module that cannot run is reported here
+ * and no isolate is started (nothing reaches opts->on_error or on_exit).
+ * From an isolate too, the new isolate starts a new group (unlike
+ * isola_spawn()).
+ * Errors: ISOLA_EINVAL (path NULL or empty, a malformed value),
+ * ISOLA_EMODULE (dlopen failed: no such file, not a shared object, an
+ * unresolved symbol), ISOLA_EABI (no ABI stamp, or another ABI),
+ * ISOLA_ENOENTRY (no isola_main), and those of isola_spawn().  After
+ * ISOLA_EMODULE, ISOLA_EABI or ISOLA_ENOENTRY, isola_module_error() says
+ * why.  Any thread.
+ */
+ISOLA_EXPORT int isola_spawn_uri(const char *path, isola_value args,
+                                 isola_value message,
+                                 const isola_spawn_options *opts,
+                                 isola_isolate *out);
+
+/*
+ * isola_run_main() for a module: loads the module at path into a new group
+ * and runs isola_main(args, message) as that group's root isolate on the
+ * calling thread, handling its messages until it has no live ports; then
+ * returns.  name may be NULL ("main").  *exit_code (exit_code may be NULL)
+ * receives the group's exit code (isola_set_exit_code(); 0 if never set) as
+ * it stands when the root isolate has ended.  Other isolates of the group
+ * may still run then; isola_vm_shutdown() ends them.  How the root isolate
+ * ended is not reported here: an uncaught error reaches its error listeners
+ * or the VM's unhandled_error hook, as for any isolate (the `isola` runner
+ * uses the hook).  Errors: those of isola_spawn_uri() and isola_run_main();
+ * on error nothing ran and *exit_code is untouched.  Any thread that is not
+ * an isolate.
+ */
+ISOLA_EXPORT int isola_run_main_uri(const char *path, isola_value args,
+                                    isola_value message, const char *name,
+                                    int *exit_code);
+
+/* Sets the exit code of the running isolate's group: what
+ * isola_run_main_uri() reports, and so what the `isola` runner exits with
+ * (Dart's dart:io exitCode).  The last call, from any isolate of the group,
+ * wins.  Errors: ISOLA_ENOTISOLATE.  Isolate only. */
+ISOLA_EXPORT int isola_set_exit_code(int code);
+
+/* The exit code of the running isolate's group (0 if never set), or 0
+ * outside an isolate.  Isolate only. */
+ISOLA_EXPORT int isola_exit_code(void);
+
+/* Why the last module load on the calling thread failed: the dynamic
+ * loader's message for ISOLA_EMODULE (glibc's names the file), the path and
+ * the missing symbol or the ABI found for ISOLA_EABI and ISOLA_ENOENTRY;
+ * "" if it did not fail.  The string is the thread's own and changes with
+ * its next load.  Any thread. */
+ISOLA_EXPORT const char *isola_module_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Timers                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* A timer of the running isolate; 0 is never a timer. */
+typedef uint64_t isola_timer;
+typedef void (*isola_timer_fn)(void *arg);
+
+/*
+ * Starts a timer of the running isolate: fn(arg) runs as an event of this
+ * isolate delay_ms milliseconds from now, then, if period_ms is not 0,
+ * every period_ms milliseconds until cancelled (a tick is skipped, not
+ * queued, while the previous one waits to be handled).  Timers due at the
+ * same time run in the order they were started.  A live timer keeps its
+ * isolate alive, as an open port does; a one-shot stops doing so when it
+ * has fired.  A paused isolate's due timers wait until it resumes; an
+ * isolate that ends cancels its timers.  arg is the caller's: the runtime
+ * never touches it.  *out receives the timer.
+ * Errors: ISOLA_EINVAL (fn or out NULL, a delay or period over about 290
+ * years), ISOLA_ENOMEM, ISOLA_ESYS (the timer thread could not start),
+ * ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
+ */
+ISOLA_EXPORT int isola_timer_start(uint64_t delay_ms, uint64_t period_ms,
+                                   isola_timer_fn fn, void *arg,
+                                   isola_timer *out);
+
+/* Cancels a timer of the running isolate: its callback does not run again,
+ * even if a tick is already queued.  Errors: ISOLA_ECLOSED (not a live
+ * timer of this isolate: fired, cancelled, unknown, or another isolate's),
+ * ISOLA_ENOTISOLATE.  Isolate only. */
+ISOLA_EXPORT int isola_timer_cancel(isola_timer timer);
+
+/* ------------------------------------------------------------------------ */
+/* File-descriptor watches                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A watch of the running isolate; 0 is never a watch. */
+typedef uint64_t isola_watch;
+#define ISOLA_READABLE 0x1u
+#define ISOLA_WRITABLE 0x2u
+#define ISOLA_FD_ERROR 0x4u /* reported only: an error or a hang-up */
+/* events: what is ready (ISOLA_READABLE, ISOLA_WRITABLE, ISOLA_FD_ERROR). */
+typedef void (*isola_watch_fn)(int fd, uint32_t events, void *arg);
+
+/*
+ * Watches fd for events (ISOLA_READABLE and/or ISOLA_WRITABLE): fn(fd,
+ * ready, arg) runs as an event of this isolate whenever fd is ready, until
+ * the watch is closed.  The next readiness is reported only after fn
+ * returned (the runtime re-arms the watch then), so a busy fd cannot flood
+ * the isolate; make fd non-blocking and read or write until it would
+ * block.  A watch keeps its isolate alive, as an open port does; an
+ * isolate that ends closes its watches.  The caller keeps owning fd: close
+ * the watch before closing fd.  arg is the caller's.
+ * Errors: ISOLA_EINVAL (fd < 0, fn or out NULL, no or unknown events),
+ * ISOLA_ESYS (the OS refused fd: not pollable, or already watched),
+ * ISOLA_ENOMEM, ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
+ */
+ISOLA_EXPORT int isola_watch_open(int fd, uint32_t events, isola_watch_fn fn,
+                                  void *arg, isola_watch *out);
+
+/* Closes a watch of the running isolate: fn does not run again, even for
+ * an event already queued.  Errors: ISOLA_ECLOSED (not a live watch of this
+ * isolate), ISOLA_ENOTISOLATE.  Isolate only. */
+ISOLA_EXPORT int isola_watch_close(isola_watch watch);
 
 #ifdef __cplusplus
 }

@@ -47,6 +47,9 @@ typedef struct isola__node {
 enum {
   ISOLA__MSG_USER = 0, /* a value for a receive port */
   ISOLA__MSG_START,    /* the spawn message: runs the entry function */
+  ISOLA__MSG_TIMER,    /* a timer is due (event_handler.c); value: its id */
+  ISOLA__MSG_FD,       /* a watched fd is ready; value: the watch's id,
+                          reply_to: the ISOLA__POLL_* events */
   /* A user message whose value is an isola_value_copy() block the message
    * adopted (isola_exit_owned): the block is freed with the message. */
   ISOLA__MSG_EXTERNAL,
@@ -85,6 +88,12 @@ struct isola__group {
   uint64_t id;
   void *data;               /* what the group_created hook returned */
   _Atomic size_t isolates;  /* members not yet cleaned up */
+  /* The module the group runs (isola_spawn_uri), or NULL; set before the
+   * group's first isolate is scheduled, unloaded with the group. */
+  struct isola__module *module;
+  /* isola_set_exit_code(); relaxed: any member may write it, and the one
+   * reader (isola_run_main_uri) reads it after the root isolate ended. */
+  _Atomic int exit_code;
 };
 
 enum {
@@ -145,6 +154,14 @@ struct isola__isolate {
   /* Link in the epoch reclaimer's retire list (epoch.c). */
   isola__isolate *retire_next;
   uint64_t retire_epoch;
+
+  /* Microtasks waiting to run after the current event (message_handler.c);
+   * NULL: none, the turn's one test per event.  On the line of hold and
+   * unwind, which every turn touches anyway. */
+  struct isola__mt *mt_head;
+  /* Rarely used state: heap, isolate-locals, microtask tail (heap.h);
+   * NULL until first needed. */
+  struct isola__ext *ext;
 };
 
 /* Relaxed loads and stores of words owned by one thread but read by others

@@ -7,11 +7,14 @@
 
 #include "control.h"
 #include "epoch.h"
+#include "heap.h"
 #include "message_handler.h"
 #include "message_queue.h"
+#include "module.h"
 #include "pool.h"
 #include "port_map.h"
 #include "scheduler.h"
+#include "event_handler.h"
 #include "value.h"
 #include "vm.h"
 
@@ -205,12 +208,15 @@ int isola_port_keep_alive(isola_port port, bool keep_alive) {
 
 /* ---- spawning ---------------------------------------------------------- */
 
-static isola__group *group_new(isola__vm *vm) {
+/* A new group; it owns module (may be NULL) once this succeeds. */
+static isola__group *group_new(isola__vm *vm, isola__module *module) {
   isola__group *g = malloc(sizeof *g);
   if (!g) return NULL;
   g->id = atomic_fetch_add_explicit(&vm->next_group, 1, memory_order_relaxed);
   g->data = NULL;
   atomic_init(&g->isolates, 0);
+  g->module = module;
+  atomic_init(&g->exit_code, 0);
   if (vm->config.hooks.group_created)
     g->data = vm->config.hooks.group_created(vm->config.hooks.data, g->id);
   return g;
@@ -221,6 +227,9 @@ static void group_release(isola__vm *vm, isola__group *g) {
     return;
   if (vm->config.hooks.group_cleanup)
     vm->config.hooks.group_cleanup(vm->config.hooks.data, g->id, g->data);
+  /* Last: no isolate of the group runs, and the hook may still have
+   * wanted the module's code or data. */
+  isola__module_unload(g->module);
   free(g);
 }
 
@@ -229,7 +238,7 @@ static void group_release(isola__vm *vm, isola__group *g) {
 static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
                        const isola_spawn_options *opts, const char *name,
                        bool pinned, struct isola__run *run,
-                       isola__isolate **out) {
+                       isola__module *module, isola__isolate **out) {
   size_t max = vm->config.max_isolates;
   size_t live = atomic_fetch_add_explicit(&vm->live, 1, memory_order_relaxed);
   if (max && live >= max) {
@@ -276,6 +285,7 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   while (iso->pause_cap == 0);
   do iso->terminate_cap = isola__rng_next(&t->rng);
   while (iso->terminate_cap == 0 || iso->terminate_cap == iso->pause_cap);
+  if ((rc = isola__heap_init(vm, iso, opts)) != ISOLA_OK) goto fail;
   if ((rc = isola__control_init(vm, iso, opts, run)) != ISOLA_OK) goto fail;
   rc = isola__port_open(&vm->ports, iso, ISOLA__PORT_CONTROL, NULL, NULL,
                         &iso->control_port);
@@ -286,12 +296,14 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
    * address computed with "add x@gottpoff(%rip)" tests flags that the
    * linker's relaxation of that add into lea no longer sets, and aborts
    * with a false "null pointer" report. */
-  isola__isolate *parent = isola__t.current;
+  /* A module starts a group of its own, even when spawned from an
+   * isolate; on success the group owns it. */
+  isola__isolate *parent = module ? NULL : isola__t.current;
   if (parent) {
     iso->group = parent->group;
     iso->origin = parent->origin;
   } else {
-    if (!(iso->group = group_new(vm))) {
+    if (!(iso->group = group_new(vm, module))) {
       isola__port_close(&vm->ports,
                         isola__port_slot_of(&vm->ports, iso->control_port));
       rc = ISOLA_ENOMEM;
@@ -314,6 +326,7 @@ fail:
   if (start) isola__msg_free(start);
   if (iso) {
     isola__control_discard(iso);
+    isola__ext_free(iso);
     if (iso->name != iso->name_buf) free(iso->name);
     isola__pool_free(iso, iso->pool_class);
   }
@@ -329,14 +342,14 @@ static void handle_of(const isola__isolate *iso, isola_isolate *out) {
 
 static int spawn(isola_entry entry, isola_value message,
                  const isola_spawn_options *opts, struct isola__run *run,
-                 isola_isolate *out) {
+                 isola__module *module, isola_isolate *out) {
   isola__call e;
   int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
   isola__vm *vm = e.vm;
   isola__isolate *iso = NULL;
   rc = isolate_new(vm, entry, message, opts, opts ? opts->name : NULL, false,
-                   run, &iso);
+                   run, module, &iso);
   if (rc == ISOLA_OK) {
     if (out) handle_of(iso, out);
     /* Claim and schedule: the isolate was built unscheduled. */
@@ -349,17 +362,19 @@ static int spawn(isola_entry entry, isola_value message,
 int isola_spawn(isola_entry entry, isola_value message,
                 const isola_spawn_options *opts, isola_isolate *out) {
   if (!entry) return ISOLA_EINVAL;
-  return spawn(entry, message, opts, NULL, out);
+  return spawn(entry, message, opts, NULL, NULL, out);
 }
 
 int isola__spawn_run(isola_entry entry, isola_value message,
                      const isola_spawn_options *opts, struct isola__run *run) {
-  return spawn(entry, message, opts, run, NULL);
+  return spawn(entry, message, opts, run, NULL, NULL);
 }
 
-int isola_run_main(isola_entry entry, isola_value message, const char *name) {
-  if (!entry) return ISOLA_EINVAL;
-  if (isola__t.current || isola__t.thread) return ISOLA_EBUSY;
+/* isola_run_main, and isola_run_main_uri with a module: then the module is
+ * the new group's once this succeeds (on error it stays the caller's) and
+ * *exit_code gets the group's exit code. */
+static int run_main(isola_entry entry, isola_value message, const char *name,
+                    isola__module *module, int *exit_code) {
   isola__call e;
   int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
@@ -370,13 +385,19 @@ int isola_run_main(isola_entry entry, isola_value message, const char *name) {
     rc = ISOLA_ENOMEM;
   } else {
     rc = isolate_new(vm, entry, message, NULL, name ? name : "main", true,
-                     NULL, &iso);
+                     NULL, module, &iso);
   }
   if (rc != ISOLA_OK) {
     free(t);
     isola__vm_leave(&e);
     return rc;
   }
+  /* A module group is held as one more member until the exit code is
+   * read: isolates the root spawned may end (and free the group) after
+   * the root has. */
+  isola__group *const held = iso->group->module ? iso->group : NULL;
+  if (held)
+    atomic_fetch_add_explicit(&held->isolates, 1, memory_order_relaxed);
   /* From here this thread is the isolate's: the VM outlives it (shutdown
    * waits for every isolate), so it leaves the outside callers. */
   t->pinned = true;
@@ -416,8 +437,61 @@ int isola_run_main(isola_entry entry, isola_value message, const char *name) {
   isola__pool_thread_stop();
   isola__t.thread = NULL;
   free(t);
+  if (held) {
+    if (exit_code)
+      *exit_code = atomic_load_explicit(&held->exit_code,
+                                        memory_order_relaxed);
+    group_release(vm, held);
+  }
   isola__vm_leave(&e);
   return ISOLA_OK;
+}
+
+int isola_run_main(isola_entry entry, isola_value message, const char *name) {
+  if (!entry) return ISOLA_EINVAL;
+  if (isola__t.current || isola__t.thread) return ISOLA_EBUSY;
+  return run_main(entry, message, name, NULL, NULL);
+}
+
+/* ---- modules ----------------------------------------------------------- */
+
+int isola_spawn_uri(const char *path, isola_value args, isola_value message,
+                    const isola_spawn_options *opts, isola_isolate *out) {
+  isola__module *m;
+  int rc = isola__module_load(path, &m);
+  if (rc != ISOLA_OK) return rc;
+  isola_value pair[2] = {args, message};
+  rc = spawn(isola__module_entry, isola_list(pair, 2), opts, NULL, m, out);
+  if (rc != ISOLA_OK) isola__module_unload(m);
+  return rc;
+}
+
+int isola_run_main_uri(const char *path, isola_value args,
+                       isola_value message, const char *name,
+                       int *exit_code) {
+  if (isola__t.current || isola__t.thread) return ISOLA_EBUSY;
+  if (!isola__vm_get()) return ISOLA_ENOVM;
+  isola__module *m;
+  int rc = isola__module_load(path, &m);
+  if (rc != ISOLA_OK) return rc;
+  isola_value pair[2] = {args, message};
+  rc = run_main(isola__module_entry, isola_list(pair, 2), name, m, exit_code);
+  if (rc != ISOLA_OK) isola__module_unload(m);
+  return rc;
+}
+
+int isola_set_exit_code(int code) {
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  atomic_store_explicit(&iso->group->exit_code, code, memory_order_relaxed);
+  return ISOLA_OK;
+}
+
+int isola_exit_code(void) {
+  isola__isolate *iso = isola__t.current;
+  return iso ? atomic_load_explicit(&iso->group->exit_code,
+                                    memory_order_relaxed)
+             : 0;
 }
 
 /* ---- ending ------------------------------------------------------------ */
@@ -430,6 +504,9 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   isola__trace(vm, ISOLA_TRACE_ISOLATES,
                "isola: isolate '%s' (%016llx) ended\n", info.name,
                (unsigned long long)iso->control_port);
+  /* Its timers and watches go first: a tick or fd event already queued
+   * finds none and is dropped. */
+  isola__timers_cancel_all(vm, iso);
   /* Close every port: from now on no sender finds the isolate. */
   uint32_t p;
   while ((p = isola__ld32(&iso->ports)))
@@ -438,6 +515,9 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   /* The isola_run outcome, then each exit listener, exactly once: the
    * control port is closed, so no request is handled after this. */
   isola__control_finish(vm, iso);
+  /* Isolate-local destructors, then the heap returned at once; pending
+   * microtasks are dropped. */
+  isola__ext_end(iso);
   if (vm->config.hooks.isolate_cleanup)
     vm->config.hooks.isolate_cleanup(vm->config.hooks.data, &info);
   isola__group *g = iso->group;

@@ -5,11 +5,13 @@
 #include <stdlib.h>
 
 #include "control.h"
+#include "heap.h"
 #include "isolate.h"
 #include "message_queue.h"
 #include "pool.h"
 #include "port_map.h"
 #include "scheduler.h"
+#include "event_handler.h"
 #include "value.h"
 #include "vm.h"
 
@@ -47,6 +49,9 @@ static void drain(isola__isolate *iso, isola__node *tail) {
 }
 
 void isola__mh_free_isolate(isola__isolate *iso) {
+  /* Normally released at its end (isola__ext_end); a hook at the very end
+   * may have made some again. */
+  isola__ext_free(iso);
   drain(iso, iso->tail);
   drain(iso, iso->oob_tail);
   isola__control_free(iso);
@@ -66,6 +71,56 @@ static void handle_start(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
                isola__isolate_name(iso),
                (unsigned long long)iso->control_port);
   iso->entry(m->value);
+}
+
+/* ---- microtasks -------------------------------------------------------- */
+
+int isola_microtask(void (*fn)(void *), void *arg) {
+  if (!fn) return ISOLA_EINVAL;
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  struct isola__ext *x = isola__ext_get(iso);
+  if (!x) return ISOLA_ENOMEM;
+  uint8_t cls;
+  isola__mt *t = isola__pool_alloc(sizeof *t, &cls);
+  if (!t) return ISOLA_ENOMEM;
+  t->next = NULL;
+  t->fn = fn;
+  t->arg = arg;
+  t->pool_class = cls;
+  /* The tail is meaningful only while the queue is not empty. */
+  if (iso->mt_head)
+    x->mt_tail->next = t;
+  else
+    iso->mt_head = t;
+  x->mt_tail = t;
+  return ISOLA_OK;
+}
+
+/* Runs the microtask queue until it is empty, those scheduled meanwhile
+ * included.  Each leaves the queue before it runs, so one that throws is
+ * not run again when the turn resumes the rest (isola__mh_run). */
+static void run_microtasks(isola__isolate *iso) {
+  isola__mt *t;
+  while ((t = iso->mt_head)) {
+    iso->mt_head = t->next;
+    void (*fn)(void *) = t->fn;
+    void *arg = t->arg;
+    isola__pool_free(t, t->pool_class);
+    fn(arg);
+    /* An interrupt point, as a send is: a kill reaches an isolate whose
+     * microtasks keep scheduling more. */
+    if (ISOLA__UNLIKELY(isola__control_pending(iso)))
+      isola_check_interrupts();
+  }
+}
+
+void isola__mt_drop(isola__isolate *iso) {
+  isola__mt *t;
+  while ((t = iso->mt_head)) {
+    iso->mt_head = t->next;
+    isola__pool_free(t, t->pool_class);
+  }
 }
 
 static void handle_user(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
@@ -142,8 +197,15 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         isola__msg *m = (isola__msg *)n;
         if (m->type == ISOLA__MSG_START)
           handle_start(vm, iso, m);
+        else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_TIMER))
+          isola__timer_fire(vm, iso, m);
+        else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_FD))
+          isola__watch_fire(vm, iso, m);
         else
           handle_user(vm, iso, m);
+        /* The event's microtasks, before anything else: one test of a word
+         * on a line the turn already holds (hold) when there are none. */
+        if (ISOLA__UNLIKELY(iso->mt_head != NULL)) run_microtasks(iso);
         if (isola__ld32(&iso->live_ports) == 0) {
           if (isola__control_pause_on_exit(vm, iso)) continue;
           return TURN_END;
@@ -208,6 +270,18 @@ static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
 isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
   isola__t.current = iso;
   iso->unwind = jb;
+  if (ISOLA__UNLIKELY(iso->mt_head != NULL)) {
+    /* An uncaught error in a microtask unwound its event: the rest of the
+     * queue still runs before the next event (Dart reschedules its
+     * microtask loop the same way). */
+    run_microtasks(iso);
+    /* Then the end check an event gets, unless already paused on exit
+     * (the hold ends it once resumed). */
+    if (isola__ld32(&iso->live_ports) == 0 &&
+        !(iso->hold & ISOLA__HOLD_EXITING) &&
+        !isola__control_pause_on_exit(vm, iso))
+      return finish(vm, iso, TURN_END);
+  }
   return finish(vm, iso, loop(vm, iso, jb));
 }
 
@@ -221,7 +295,7 @@ isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb) {
     /* Not fatal: on with the next event, unless the error left the
      * isolate without a live port. */
     if ((!isola__control_raise(vm, iso) &&
-         isola__ld32(&iso->live_ports) != 0) ||
+         (isola__ld32(&iso->live_ports) != 0 || iso->mt_head)) ||
         isola__control_pause_on_exit(vm, iso))
       return isola__mh_run(vm, iso, jb);
   }

@@ -2,8 +2,9 @@
  * message_handler.h — one turn of an isolate: the Dart VM's MessageHandler.
  *
  * A turn handles out-of-band messages first, then up to a batch of normal
- * messages, then either marks the isolate idle, yields it back to the
- * scheduler, or ends it (no live ports, or killed).
+ * messages, each followed by the microtasks it scheduled, then either
+ * marks the isolate idle, yields it back to the scheduler, or ends it (no
+ * live ports, or killed).
  */
 #ifndef ISOLA_MESSAGE_HANDLER_H
 #define ISOLA_MESSAGE_HANDLER_H

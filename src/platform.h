@@ -7,6 +7,7 @@
 #define ISOLA_PLATFORM_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,35 @@ void isola__plat_wake_all(_Atomic uint32_t *word);
 
 /* Gives up the processor for a moment. */
 void isola__plat_yield(void);
+
+/* A poller: file-descriptor readiness and a wake-up, for the event handler
+ * thread (timer.c).  Events are ISOLA__POLL_* bits; every registration is
+ * one-shot: after an event the fd is disarmed until re-armed. */
+typedef struct isola__poller isola__poller;
+#define ISOLA__POLL_IN 0x1u
+#define ISOLA__POLL_OUT 0x2u
+#define ISOLA__POLL_ERR 0x4u /* an error or a hang-up */
+
+typedef struct isola__poll_event {
+  uint64_t key;
+  uint32_t events;
+} isola__poll_event;
+
+/* NULL when the OS refuses. */
+isola__poller *isola__plat_poller_open(void);
+void isola__plat_poller_close(isola__poller *p);
+/* Registers fd (add) or re-arms it (add == false) for events, reported
+ * with key.  0, or -1 with errno set. */
+int isola__plat_poller_arm(isola__poller *p, int fd, uint32_t events,
+                           uint64_t key, bool add);
+/* Unregisters fd.  0, or -1. */
+int isola__plat_poller_del(isola__poller *p, int fd);
+/* Makes a waiting isola__plat_poller_wait() return. */
+void isola__plat_poller_wake(isola__poller *p);
+/* Waits for events, at most timeout_ns (UINT64_MAX: no limit), and fills up
+ * to max of them; returns how many (0 on time-out or wake-up). */
+int isola__plat_poller_wait(isola__poller *p, uint64_t timeout_ns,
+                            isola__poll_event *ev, int max);
 
 /* A hint to the CPU that this thread is spinning. */
 static inline void isola__plat_relax(void) {

@@ -5,6 +5,9 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -64,3 +67,82 @@ void isola__plat_wake_all(_Atomic uint32_t *word) {
 }
 
 void isola__plat_yield(void) { sched_yield(); }
+
+/* ---- the poller: epoll, with an eventfd to be woken ------------------- */
+
+struct isola__poller {
+  int ep;
+  int wake;
+};
+
+#define WAKE_KEY UINT64_MAX
+
+isola__poller *isola__plat_poller_open(void) {
+  isola__poller *p = malloc(sizeof *p);
+  if (!p) return NULL;
+  p->ep = epoll_create1(EPOLL_CLOEXEC);
+  p->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  struct epoll_event e = {.events = EPOLLIN, .data.u64 = WAKE_KEY};
+  if (p->ep < 0 || p->wake < 0 ||
+      epoll_ctl(p->ep, EPOLL_CTL_ADD, p->wake, &e) != 0) {
+    if (p->ep >= 0) close(p->ep);
+    if (p->wake >= 0) close(p->wake);
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+void isola__plat_poller_close(isola__poller *p) {
+  if (!p) return;
+  close(p->ep);
+  close(p->wake);
+  free(p);
+}
+
+int isola__plat_poller_arm(isola__poller *p, int fd, uint32_t events,
+                           uint64_t key, bool add) {
+  struct epoll_event e = {.events = EPOLLONESHOT, .data.u64 = key};
+  if (events & ISOLA__POLL_IN) e.events |= EPOLLIN | EPOLLRDHUP;
+  if (events & ISOLA__POLL_OUT) e.events |= EPOLLOUT;
+  return epoll_ctl(p->ep, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &e);
+}
+
+int isola__plat_poller_del(isola__poller *p, int fd) {
+  return epoll_ctl(p->ep, EPOLL_CTL_DEL, fd, NULL);
+}
+
+void isola__plat_poller_wake(isola__poller *p) {
+  uint64_t one = 1;
+  ssize_t n = write(p->wake, &one, sizeof one);
+  (void)n; /* a full counter already wakes the waiter */
+}
+
+int isola__plat_poller_wait(isola__poller *p, uint64_t timeout_ns,
+                            isola__poll_event *ev, int max) {
+  struct epoll_event es[64];
+  if (max > 64) max = 64;
+  int ms = -1;
+  if (timeout_ns != UINT64_MAX) {
+    uint64_t m = (timeout_ns + 999999u) / 1000000u; /* never early */
+    ms = m > INT_MAX ? INT_MAX : (int)m;
+  }
+  int n = epoll_wait(p->ep, es, max, ms);
+  int out = 0;
+  for (int i = 0; i < n; i++) {
+    if (es[i].data.u64 == WAKE_KEY) {
+      uint64_t v;
+      ssize_t r = read(p->wake, &v, sizeof v);
+      (void)r;
+      continue;
+    }
+    uint32_t got = 0;
+    if (es[i].events & (EPOLLIN | EPOLLRDHUP)) got |= ISOLA__POLL_IN;
+    if (es[i].events & EPOLLOUT) got |= ISOLA__POLL_OUT;
+    if (es[i].events & (EPOLLERR | EPOLLHUP)) got |= ISOLA__POLL_ERR;
+    ev[out].key = es[i].data.u64;
+    ev[out].events = got;
+    out++;
+  }
+  return out;
+}

@@ -162,6 +162,7 @@ int isola_vm_init(const isola_config *config) {
     goto fail_key;
   }
   isola__names_init(&vm->names);
+  isola__timers_init(&vm->timers);
   atomic_store(&vm->state, ISOLA__VM_RUNNING);
   atomic_store_explicit(&isola__the_vm, vm, memory_order_release);
   if ((rc = isola__sched_start(&vm->sched)) != ISOLA_OK) {
@@ -173,6 +174,7 @@ int isola_vm_init(const isola_config *config) {
     isola__epoch_destroy(&vm->epoch);
     isola__port_map_destroy(&vm->ports);
     isola__names_destroy(&vm->names);
+    isola__timers_destroy(&vm->timers);
     pthread_cond_destroy(&vm->live_cv);
     pthread_mutex_destroy(&vm->live_lock);
     pthread_mutex_unlock(&life_lock);
@@ -317,6 +319,8 @@ int isola_vm_shutdown(isola_shutdown_report *report) {
    * the state and fail fast); root isolates' threads leave run_main. */
   while (atomic_load_explicit(&isola__outside_callers, memory_order_seq_cst))
     isola__plat_yield();
+  /* No isolate is left, so no timer: the timer thread can go. */
+  isola__timers_destroy(&vm->timers);
   isola__sched_stop(&vm->sched);
 
   atomic_store_explicit(&isola__the_vm, NULL, memory_order_seq_cst);

@@ -7,6 +7,7 @@
 #include "name_server.h"
 #include "port_map.h"
 #include "scheduler.h"
+#include "event_handler.h"
 
 enum { ISOLA__VM_RUNNING = 1, ISOLA__VM_SHUTTING_DOWN = 2 };
 
@@ -25,6 +26,8 @@ struct isola__vm {
   _Atomic uint64_t next_group;
   pthread_key_t thread_key;  /* unregisters a plain thread's epoch record */
   isola__names names;        /* the name server (name_server.h) */
+  isola__timers timers;      /* timers, fd watches, their thread
+                                (event_handler.h) */
 };
 
 static inline isola__vm *isola__vm_get(void) {

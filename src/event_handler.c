@@ -1,0 +1,491 @@
+/* event_handler.c — the event handler thread: timers and file-descriptor
+ * watches (see event_handler.h). */
+#include "event_handler.h"
+
+#include <stdlib.h>
+
+#include "epoch.h"
+#include "heap.h"
+#include "isolate.h"
+#include "platform.h"
+#include "vm.h"
+
+struct isola__timer {
+  uint64_t id;
+  uint64_t due;    /* monotonic ns; under the timers lock */
+  uint64_t period; /* ns; 0: one-shot */
+  uint64_t seq;    /* creation order: ties on due run in this order */
+  size_t index;    /* in the heap, or SIZE_MAX when not in it */
+  isola_port port; /* the owner's control port */
+  isola_timer_fn fn;
+  void *arg;
+  /* A periodic tick is posted and not yet handled: the next tick waits, so
+   * a slow or paused isolate does not pile ticks up. */
+  _Atomic bool in_flight;
+};
+
+/* A file-descriptor watch.  The isolate owns it until it closes it; then
+ * the thread frees it (after any event of its already in hand), so the
+ * epoll key can be its address. */
+struct isola__watch {
+  uint64_t id;
+  int fd;
+  uint32_t events;
+  isola_port port; /* the owner's control port */
+  isola_watch_fn fn;
+  void *arg;
+  bool closed;                 /* under the lock */
+  struct isola__watch *next_dead; /* the graveyard, under the lock */
+};
+
+/* The isolate's own list of its timers (owner only), in iso->ext. */
+struct isola__iso_timers {
+  size_t n, cap;
+  isola__timer **items;
+  size_t nw, capw; /* its watches */
+  isola__watch **watches;
+};
+typedef struct isola__iso_timers isola__iso_timers;
+
+/* ---- the heap (under ts->lock) ------------------------------------------ */
+
+static bool before(const isola__timer *a, const isola__timer *b) {
+  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static void place(isola__timers *ts, size_t i, isola__timer *t) {
+  ts->heap[i] = t;
+  t->index = i;
+}
+
+static void sift_up(isola__timers *ts, size_t i) {
+  isola__timer *t = ts->heap[i];
+  while (i > 0 && before(t, ts->heap[(i - 1) / 2])) {
+    place(ts, i, ts->heap[(i - 1) / 2]);
+    i = (i - 1) / 2;
+  }
+  place(ts, i, t);
+}
+
+static void sift_down(isola__timers *ts, size_t i) {
+  isola__timer *t = ts->heap[i];
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= ts->n)
+      break;
+    if (c + 1 < ts->n && before(ts->heap[c + 1], ts->heap[c]))
+      c++;
+    if (!before(ts->heap[c], t))
+      break;
+    place(ts, i, ts->heap[c]);
+    i = c;
+  }
+  place(ts, i, t);
+}
+
+static void heap_remove(isola__timers *ts, isola__timer *t) {
+  size_t i = t->index;
+  t->index = SIZE_MAX;
+  isola__timer *last = ts->heap[--ts->n];
+  if (i == ts->n)
+    return;
+  place(ts, i, last);
+  sift_down(ts, i);
+  sift_up(ts, last->index);
+}
+
+/* ---- the thread --------------------------------------------------------- */
+
+typedef struct due_event {
+  isola_port port;
+  uint64_t id;
+  uint32_t type;   /* ISOLA__MSG_TIMER or ISOLA__MSG_FD */
+  uint32_t events; /* fd events */
+} due_event;
+
+/* Posts what came due: online while we look ports up (epoch.h). */
+static void post_all(isola__vm *vm, isola__epoch_rec *rec, due_event *due,
+                     size_t n) {
+  if (rec) isola__epoch_online(&vm->epoch, rec);
+  for (size_t i = 0; i < n; i++) {
+    isola__msg *m;
+    if (isola__msg_new(isola_int((int64_t)due[i].id), &m) != ISOLA_OK)
+      continue; /* out of memory: the tick or event is lost, not the watch */
+    m->type = due[i].type;
+    m->dest = due[i].port;
+    m->reply_to = due[i].events; /* fd events ride in the unused field */
+    isola__post(vm, m); /* a closed port: the isolate ended meanwhile */
+  }
+  if (rec) isola__epoch_offline(rec);
+}
+
+static void *event_thread(void *arg) {
+  isola__timers *ts = arg;
+  isola__vm *vm = isola__vm_get();
+  isola__epoch_rec *rec = isola__epoch_register(&vm->epoch);
+  due_event due[64];
+  isola__poll_event ev[64];
+  for (;;) {
+    size_t ndue = 0;
+    uint64_t wait = UINT64_MAX;
+    pthread_mutex_lock(&ts->lock);
+    if (ts->stopping) {
+      pthread_mutex_unlock(&ts->lock);
+      break;
+    }
+    /* Watches closed since the last wait: no event of theirs is in hand
+     * any more, so they can go. */
+    while (ts->graveyard) {
+      isola__watch *w = ts->graveyard;
+      ts->graveyard = w->next_dead;
+      free(w);
+    }
+    uint64_t now = isola__plat_now_ns();
+    while (ts->n && ts->heap[0]->due <= now && ndue < 64) {
+      isola__timer *t = ts->heap[0];
+      bool post = true;
+      if (t->period) {
+        /* Next tick from the one due, not from now: no drift. */
+        post = !atomic_load_explicit(&t->in_flight, memory_order_acquire);
+        if (post)
+          atomic_store_explicit(&t->in_flight, true, memory_order_relaxed);
+        t->due += t->period;
+        if (t->due <= now) t->due = now + t->period; /* fell behind */
+        sift_down(ts, 0);
+      } else {
+        heap_remove(ts, t);
+      }
+      if (post)
+        due[ndue++] = (due_event){t->port, t->id, ISOLA__MSG_TIMER, 0};
+    }
+    if (ts->n && ndue < 64) wait = ts->heap[0]->due - now;
+    pthread_mutex_unlock(&ts->lock);
+
+    if (ndue) {
+      post_all(vm, rec, due, ndue);
+      continue; /* look again: more may be due */
+    }
+    int n = isola__plat_poller_wait(ts->poller, wait, ev, 64);
+    if (n <= 0) continue;
+    pthread_mutex_lock(&ts->lock);
+    for (int i = 0; i < n; i++) {
+      isola__watch *w = (isola__watch *)(uintptr_t)ev[i].key;
+      if (w->closed) continue; /* closed after the kernel reported it */
+      due[ndue++] = (due_event){w->port, w->id, ISOLA__MSG_FD, ev[i].events};
+    }
+    pthread_mutex_unlock(&ts->lock);
+    post_all(vm, rec, due, ndue);
+  }
+  if (rec) isola__epoch_unregister(rec);
+  return NULL;
+}
+
+/* Starts the thread with the first timer or watch.  Under ts->lock. */
+static int start_locked(isola__timers *ts) {
+  if (ts->started) return ISOLA_OK;
+  if (!ts->poller && !(ts->poller = isola__plat_poller_open()))
+    return ISOLA_ESYS;
+  if (pthread_create(&ts->thread, NULL, event_thread, ts) != 0)
+    return ISOLA_ESYS;
+  ts->started = true;
+  return ISOLA_OK;
+}
+
+void isola__timers_init(isola__timers *ts) {
+  pthread_mutex_init(&ts->lock, NULL);
+  ts->poller = NULL;
+  ts->graveyard = NULL;
+  ts->heap = NULL;
+  ts->n = ts->cap = 0;
+  ts->seq = 0;
+  atomic_init(&ts->next_id, 1);
+  ts->started = ts->stopping = false;
+}
+
+void isola__timers_destroy(isola__timers *ts) {
+  pthread_mutex_lock(&ts->lock);
+  ts->stopping = true;
+  bool started = ts->started;
+  pthread_mutex_unlock(&ts->lock);
+  if (started) {
+    isola__plat_poller_wake(ts->poller);
+    pthread_join(ts->thread, NULL);
+  }
+  while (ts->graveyard) {
+    isola__watch *w = ts->graveyard;
+    ts->graveyard = w->next_dead;
+    free(w);
+  }
+  isola__plat_poller_close(ts->poller);
+  ts->poller = NULL;
+  free(ts->heap);
+  ts->heap = NULL;
+  pthread_mutex_destroy(&ts->lock);
+}
+
+/* ---- the isolate's side ------------------------------------------------- */
+
+/* The isolate's timers, or NULL. */
+static isola__iso_timers *own_of(isola__isolate *iso) {
+  return iso->ext ? iso->ext->timers : NULL;
+}
+
+static size_t find(isola__iso_timers *own, uint64_t id) {
+  if (own)
+    for (size_t i = 0; i < own->n; i++)
+      if (own->items[i]->id == id)
+        return i;
+  return SIZE_MAX;
+}
+
+/* Removes own->items[i] (order kept: cancel_all frees in creation order). */
+static void forget(isola__isolate *iso, size_t i) {
+  isola__iso_timers *own = own_of(iso);
+  for (size_t k = i + 1; k < own->n; k++)
+    own->items[k - 1] = own->items[k];
+  own->n--;
+  /* A timer counted as a live port (timer.h). */
+  isola__st32(&iso->live_ports, isola__ld32(&iso->live_ports) - 1);
+}
+
+int isola_timer_start(uint64_t delay_ms, uint64_t period_ms, isola_timer_fn fn,
+                      void *arg, isola_timer *out) {
+  if (!fn || !out)
+    return ISOLA_EINVAL;
+  isola__isolate *iso = isola__t.current;
+  if (!iso)
+    return ISOLA_ENOTISOLATE;
+  if (delay_ms > UINT64_MAX / 2000000u || period_ms > UINT64_MAX / 2000000u)
+    return ISOLA_EINVAL;
+  isola__vm *vm = isola__vm_get();
+  isola__timers *ts = &vm->timers;
+  struct isola__ext *x = isola__ext_get(iso);
+  if (!x)
+    return ISOLA_ENOMEM;
+  isola__iso_timers *own = x->timers;
+  if (!own) {
+    own = x->timers = calloc(1, sizeof *own);
+    if (!own)
+      return ISOLA_ENOMEM;
+  }
+  if (own->n == own->cap) {
+    size_t cap = own->cap ? own->cap * 2 : 4;
+    isola__timer **v = realloc(own->items, cap * sizeof *v);
+    if (!v)
+      return ISOLA_ENOMEM;
+    own->items = v;
+    own->cap = cap;
+  }
+  isola__timer *t = malloc(sizeof *t);
+  if (!t)
+    return ISOLA_ENOMEM;
+  t->id = atomic_fetch_add_explicit(&ts->next_id, 1, memory_order_relaxed);
+  t->period = period_ms * 1000000u;
+  t->port = iso->control_port;
+  t->fn = fn;
+  t->arg = arg;
+  atomic_init(&t->in_flight, false);
+  int rc = ISOLA_OK;
+  bool earliest = false;
+  pthread_mutex_lock(&ts->lock);
+  if (ts->stopping) {
+    rc = ISOLA_ESHUTDOWN;
+  } else if (ts->n == ts->cap) {
+    size_t cap = ts->cap ? ts->cap * 2 : 64;
+    isola__timer **v = realloc(ts->heap, cap * sizeof *v);
+    if (!v)
+      rc = ISOLA_ENOMEM;
+    else {
+      ts->heap = v;
+      ts->cap = cap;
+    }
+  }
+  if (rc == ISOLA_OK) rc = start_locked(ts);
+  if (rc == ISOLA_OK) {
+    t->due = isola__plat_now_ns() + delay_ms * 1000000u;
+    t->seq = ts->seq++;
+    place(ts, ts->n++, t);
+    sift_up(ts, t->index);
+    earliest = t->index == 0;
+  }
+  pthread_mutex_unlock(&ts->lock);
+  if (rc != ISOLA_OK) {
+    free(t);
+    return rc;
+  }
+  if (earliest) {
+    /* The thread re-reads the heap when its wait returns. */
+    isola__plat_poller_wake(ts->poller);
+  }
+  own->items[own->n++] = t;
+  isola__st32(&iso->live_ports, isola__ld32(&iso->live_ports) + 1);
+  *out = t->id;
+  return ISOLA_OK;
+}
+
+int isola_timer_cancel(isola_timer timer) {
+  isola__isolate *iso = isola__t.current;
+  if (!iso)
+    return ISOLA_ENOTISOLATE;
+  isola__iso_timers *own = own_of(iso);
+  size_t i = find(own, timer);
+  if (i == SIZE_MAX)
+    return ISOLA_ECLOSED;
+  isola__vm *vm = isola__vm_get();
+  isola__timer *t = own->items[i];
+  pthread_mutex_lock(&vm->timers.lock);
+  if (t->index != SIZE_MAX)
+    heap_remove(&vm->timers, t);
+  pthread_mutex_unlock(&vm->timers.lock);
+  forget(iso, i);
+  free(t); /* a tick already posted finds no timer and is dropped */
+  return ISOLA_OK;
+}
+
+void isola__timer_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
+  (void)vm;
+  isola__iso_timers *own = own_of(iso);
+  size_t i = find(own, (uint64_t)m->value.as.i);
+  if (i == SIZE_MAX)
+    return; /* cancelled after it was posted */
+  isola__timer *t = own->items[i];
+  isola_timer_fn fn = t->fn;
+  void *arg = t->arg;
+  if (t->period) {
+    atomic_store_explicit(&t->in_flight, false, memory_order_release);
+  } else {
+    /* A one-shot is out of the heap once posted: it is over. */
+    forget(iso, i);
+    free(t);
+  }
+  fn(arg);
+}
+
+static void watch_drop(isola__vm *vm, isola__isolate *iso, size_t i);
+
+void isola__timers_cancel_all(isola__vm *vm, isola__isolate *iso) {
+  isola__iso_timers *own = own_of(iso);
+  if (!own)
+    return;
+  pthread_mutex_lock(&vm->timers.lock);
+  for (size_t i = 0; i < own->n; i++)
+    if (own->items[i]->index != SIZE_MAX)
+      heap_remove(&vm->timers, own->items[i]);
+  pthread_mutex_unlock(&vm->timers.lock);
+  while (own->n) {
+    isola__timer *t = own->items[own->n - 1];
+    forget(iso, own->n - 1);
+    free(t);
+  }
+  free(own->items);
+  while (own->nw) watch_drop(vm, iso, own->nw - 1);
+  free(own->watches);
+  free(own);
+  iso->ext->timers = NULL;
+}
+
+/* ---- file-descriptor watches -------------------------------------------- */
+
+static isola__iso_timers *own_get(isola__isolate *iso) {
+  struct isola__ext *x = isola__ext_get(iso);
+  if (!x) return NULL;
+  if (!x->timers) x->timers = calloc(1, sizeof *x->timers);
+  return x->timers;
+}
+
+static size_t find_watch(isola__iso_timers *own, uint64_t id) {
+  if (own)
+    for (size_t i = 0; i < own->nw; i++)
+      if (own->watches[i]->id == id) return i;
+  return SIZE_MAX;
+}
+
+static uint32_t poll_bits(uint32_t events) {
+  return (events & ISOLA_READABLE ? ISOLA__POLL_IN : 0) |
+         (events & ISOLA_WRITABLE ? ISOLA__POLL_OUT : 0);
+}
+
+int isola_watch_open(int fd, uint32_t events, isola_watch_fn fn, void *arg,
+                     isola_watch *out) {
+  if (fd < 0 || !fn || !out || !(events & (ISOLA_READABLE | ISOLA_WRITABLE)) ||
+      (events & ~(uint32_t)(ISOLA_READABLE | ISOLA_WRITABLE)))
+    return ISOLA_EINVAL;
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  isola__vm *vm = isola__vm_get();
+  isola__timers *ts = &vm->timers;
+  isola__iso_timers *own = own_get(iso);
+  if (!own) return ISOLA_ENOMEM;
+  if (own->nw == own->capw) {
+    size_t cap = own->capw ? own->capw * 2 : 4;
+    isola__watch **v = realloc(own->watches, cap * sizeof *v);
+    if (!v) return ISOLA_ENOMEM;
+    own->watches = v;
+    own->capw = cap;
+  }
+  isola__watch *w = calloc(1, sizeof *w);
+  if (!w) return ISOLA_ENOMEM;
+  w->id = atomic_fetch_add_explicit(&ts->next_id, 1, memory_order_relaxed);
+  w->fd = fd;
+  w->events = events;
+  w->port = iso->control_port;
+  w->fn = fn;
+  w->arg = arg;
+  pthread_mutex_lock(&ts->lock);
+  int rc = ts->stopping ? ISOLA_ESHUTDOWN : start_locked(ts);
+  pthread_mutex_unlock(&ts->lock);
+  if (rc == ISOLA_OK &&
+      isola__plat_poller_arm(ts->poller, fd, poll_bits(events),
+                             (uint64_t)(uintptr_t)w, true) != 0)
+    rc = ISOLA_ESYS; /* a bad fd, or one already watched */
+  if (rc != ISOLA_OK) {
+    free(w);
+    return rc;
+  }
+  own->watches[own->nw++] = w;
+  isola__st32(&iso->live_ports, isola__ld32(&iso->live_ports) + 1);
+  *out = w->id;
+  return ISOLA_OK;
+}
+
+/* Unregisters and hands w to the thread to free. */
+static void watch_drop(isola__vm *vm, isola__isolate *iso, size_t i) {
+  isola__iso_timers *own = own_of(iso);
+  isola__watch *w = own->watches[i];
+  own->watches[i] = own->watches[--own->nw];
+  isola__st32(&iso->live_ports, isola__ld32(&iso->live_ports) - 1);
+  isola__timers *ts = &vm->timers;
+  isola__plat_poller_del(ts->poller, w->fd);
+  pthread_mutex_lock(&ts->lock);
+  w->closed = true;
+  w->next_dead = ts->graveyard;
+  ts->graveyard = w;
+  pthread_mutex_unlock(&ts->lock);
+}
+
+int isola_watch_close(isola_watch watch) {
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  size_t i = find_watch(own_of(iso), watch);
+  if (i == SIZE_MAX) return ISOLA_ECLOSED;
+  watch_drop(isola__vm_get(), iso, i);
+  return ISOLA_OK;
+}
+
+void isola__watch_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
+  isola__iso_timers *own = own_of(iso);
+  uint64_t id = (uint64_t)m->value.as.i;
+  size_t i = find_watch(own, id);
+  if (i == SIZE_MAX) return; /* closed after the event was posted */
+  isola__watch *w = own->watches[i];
+  uint32_t got = 0;
+  if (m->reply_to & ISOLA__POLL_IN) got |= ISOLA_READABLE;
+  if (m->reply_to & ISOLA__POLL_OUT) got |= ISOLA_WRITABLE;
+  if (m->reply_to & ISOLA__POLL_ERR) got |= ISOLA_FD_ERROR;
+  w->fn(w->fd, got, w->arg);
+  /* Still open (the callback may have closed it)?  One-shot: re-arm. */
+  if (find_watch(own_of(iso), id) != SIZE_MAX &&
+      isola__plat_poller_arm(vm->timers.poller, w->fd, poll_bits(w->events),
+                             (uint64_t)(uintptr_t)w, false) != 0)
+    watch_drop(vm, iso, find_watch(own_of(iso), id)); /* the fd went away */
+}

@@ -1,0 +1,58 @@
+/*
+ * event_handler.h — the event handler thread (the Dart VM's "dart:io
+ * EventHandler"): timers, one-shot and periodic, and file-descriptor
+ * watches, delivered to their isolate as events on its loop.
+ *
+ * One VM thread (started with the first timer or watch) keeps every pending
+ * timer in a binary heap ordered by (due time, creation order) and waits in
+ * epoll (platform.h's poller) for the watched descriptors, at most until the
+ * earliest timer is due; a new earliest timer wakes it (no busy waiting).
+ * A ready descriptor is posted the same way, as an ISOLA__MSG_FD message;
+ * watches are one-shot in epoll and re-armed after the isolate handled the
+ * event, so a busy descriptor cannot flood its isolate.  A due timer is posted as an ISOLA__MSG_TIMER message to
+ * its isolate's control port, on the normal queue, so a paused isolate's
+ * timers wait for the resume and a killed isolate's are freed with its
+ * queue.  Timers due together are posted, and so run, in creation order.
+ *
+ * A timer belongs to its isolate, which allocates and frees it; the thread
+ * only links it in and out of the heap, under the lock.  A live timer
+ * counts as a live port, so it keeps its isolate alive.
+ */
+#ifndef ISOLA_EVENT_HANDLER_H
+#define ISOLA_EVENT_HANDLER_H
+
+#include "internal.h"
+#include "platform.h"
+
+typedef struct isola__timer isola__timer;
+typedef struct isola__watch isola__watch;
+
+typedef struct isola__timers {
+  pthread_mutex_t lock; /* the heap, started, stopping */
+  isola__timer **heap;  /* min-heap by (due, seq) */
+  size_t n, cap;
+  uint64_t seq;          /* creation order, under lock */
+  isola__poller *poller; /* opened with the thread */
+  isola__watch *graveyard; /* closed watches for the thread to free */
+  _Atomic uint64_t next_id;
+  bool started, stopping;
+  pthread_t thread;
+} isola__timers;
+
+void isola__timers_init(isola__timers *ts);
+
+/* Stops the thread (VM shutdown: no isolate, so no timer, is left). */
+void isola__timers_destroy(isola__timers *ts);
+
+/* The running isolate's timer message m (ISOLA__MSG_TIMER) arrived: runs
+ * its callback, unless the timer was cancelled meanwhile. */
+void isola__timer_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m);
+
+/* The running isolate's fd event m (ISOLA__MSG_FD) arrived: runs the
+ * watch's callback, unless it was closed meanwhile, and re-arms it. */
+void isola__watch_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m);
+
+/* The isolate ends: cancels and frees its timers, closes its watches. */
+void isola__timers_cancel_all(isola__vm *vm, isola__isolate *iso);
+
+#endif

@@ -1,0 +1,220 @@
+/*
+ * runner.c — the `isola` command: runs a module as the root isolate of a
+ * fresh VM, as `dart run` runs a script.
+ *
+ *   isola run [options] module.so [args...]
+ *   isola --help | --version
+ *
+ * The module's isola_main(args, message) gets args as a list of strings
+ * and a null message; it runs on the main thread, which handles the root
+ * isolate's messages until it has no live ports.  Then the VM shuts down
+ * (ending any isolate still running) and the process exits with the
+ * group's exit code (isola_set_exit_code(), 0 if unset).
+ *
+ * Exit codes, following the dart command where it has one:
+ *   the module's exit code   the root isolate ended normally
+ *   255                      the root isolate died of an uncaught error
+ *                            (message and stack trace on stderr)
+ *   254                      the module could not be loaded or started
+ *   64                       bad command line (sysexits' EX_USAGE)
+ *
+ * This is a program, not the library: it prints, and it exits.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "isola.h"
+
+enum {
+  EXIT_USAGE = 64,
+  EXIT_LOAD = 254,
+  EXIT_UNCAUGHT = 255,
+};
+
+static const char usage[] =
+    "usage: isola run [options] module.so [args...]\n"
+    "       isola --help\n"
+    "       isola --version\n"
+    "\n"
+    "Runs the module's isola_main(args, message) as the root isolate of a\n"
+    "new VM on the main thread (args: the strings after module.so; message:\n"
+    "null) until the root isolate has no live ports, then exits with the\n"
+    "exit code the module set with isola_set_exit_code() (0 if none).\n"
+    "module.so is a file path: a name without a slash is taken in the\n"
+    "current directory, not searched for.\n"
+    "\n"
+    "options:\n"
+    "  --threads N               worker threads (default: one per core)\n"
+    "  --heap-limit SIZE         each isolate's heap limit (isola_alloc), in\n"
+    "                            bytes or with a k, m or g suffix (powers of\n"
+    "                            1024); 0: none (the default)\n"
+    "  --trace-isolates          print a line as each isolate starts and "
+    "ends\n"
+    "  --pause-isolates-on-start every isolate starts paused until resumed\n"
+    "                            with its pause capability (by its spawner;\n"
+    "                            the root isolate has no spawner and stays\n"
+    "                            paused, as Dart's without a debugger)\n"
+    "  --pause-isolates-on-exit  every isolate pauses before it ends until\n"
+    "                            resumed\n"
+    "\n"
+    "exit status: the module's exit code; 255 if the root isolate died of\n"
+    "an uncaught error (message and stack trace on stderr); 254 if the\n"
+    "module could not be loaded; 64 for a bad command line.\n";
+
+/* Set by the unhandled-error hook when the root isolate raised an error
+ * nobody listened to; read after isola_run_main_uri() returned.  The hook
+ * runs on the root's thread, which is this one, so relaxed is enough. */
+static atomic_bool root_failed;
+
+/* Every uncaught error without an error listener comes here, on the
+ * failing isolate's thread.  The root isolate is the one whose origin is
+ * itself: every other isolate of the run descends from it. */
+static void on_uncaught(void *data, const isola_isolate_info *info,
+                        const char *message, const char *stack) {
+  (void)data;
+  fprintf(stderr, "isola: uncaught error in isolate '%s': %s\n", info->name,
+          message);
+  if (stack && *stack) fprintf(stderr, "stack trace:\n%s", stack);
+  if (stack && *stack && stack[strlen(stack) - 1] != '\n') fputc('\n', stderr);
+  if (info->origin == info->control_port)
+    atomic_store_explicit(&root_failed, true, memory_order_relaxed);
+}
+
+static int bad_usage(const char *fmt, const char *arg) {
+  fputs("isola: ", stderr);
+  fprintf(stderr, fmt, arg);
+  fputs("\n(isola --help for usage)\n", stderr);
+  return EXIT_USAGE;
+}
+
+/* "4096", "64k", "16M", "1g": bytes, suffixes in powers of 1024. */
+static bool parse_size(const char *s, size_t *out) {
+  char *end;
+  errno = 0;
+  if (*s < '0' || *s > '9') return false;
+  unsigned long long n = strtoull(s, &end, 10);
+  if (errno) return false;
+  unsigned shift = 0;
+  switch (*end) {
+  case '\0': break;
+  case 'k': case 'K': shift = 10; end++; break;
+  case 'm': case 'M': shift = 20; end++; break;
+  case 'g': case 'G': shift = 30; end++; break;
+  default: return false;
+  }
+  if (*end || n > (SIZE_MAX >> shift)) return false;
+  *out = (size_t)n << shift;
+  return true;
+}
+
+static int run(int argc, char **argv) {
+  isola_config cfg;
+  isola_config_init(&cfg);
+  int i = 0;
+  for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--") == 0) {
+      i++;
+      break;
+    } else if (strcmp(a, "--threads") == 0) {
+      if (++i == argc) return bad_usage("%s needs a number", a);
+      char *end;
+      errno = 0;
+      unsigned long n = strtoul(argv[i], &end, 10);
+      if (errno || *end || end == argv[i] || n == 0 || n > 4096)
+        return bad_usage("--threads: '%s' is not a number from 1 to 4096",
+                         argv[i]);
+      cfg.workers = (unsigned)n;
+    } else if (strcmp(a, "--heap-limit") == 0) {
+      if (++i == argc) return bad_usage("%s needs a size", a);
+      if (!parse_size(argv[i], &cfg.heap_limit))
+        return bad_usage("--heap-limit: '%s' is not a size (e.g. 64M)",
+                         argv[i]);
+    } else if (strcmp(a, "--trace-isolates") == 0) {
+      cfg.trace |= ISOLA_TRACE_ISOLATES;
+    } else if (strcmp(a, "--pause-isolates-on-start") == 0) {
+      cfg.pause_on_start = true;
+    } else if (strcmp(a, "--pause-isolates-on-exit") == 0) {
+      cfg.pause_on_exit = true;
+    } else {
+      return bad_usage("unknown option '%s'", a);
+    }
+  }
+  if (i == argc) return bad_usage("%s", "run: no module given");
+  /* A file, as `dart run file` takes one: dlopen() would search the
+   * library path for a name without a slash. */
+  char local[4096];
+  const char *path = argv[i++];
+  if (!strchr(path, '/')) {
+    if ((size_t)snprintf(local, sizeof local, "./%s", path) >= sizeof local)
+      return bad_usage("module path too long: %s", path);
+    path = local;
+  }
+
+  int nargs = argc - i;
+  isola_value *items = calloc(nargs ? (size_t)nargs : 1, sizeof *items);
+  if (!items) {
+    fputs("isola: out of memory\n", stderr);
+    return EXIT_LOAD;
+  }
+  for (int k = 0; k < nargs; k++) items[k] = isola_str(argv[i + k]);
+
+  cfg.unhandled_error = on_uncaught;
+  int rc = isola_vm_init(&cfg);
+  if (rc != ISOLA_OK) {
+    fprintf(stderr, "isola: cannot start the VM: %s\n", isola_strerror(rc));
+    free(items);
+    return EXIT_LOAD;
+  }
+  int code = 0;
+  rc = isola_run_main_uri(path, isola_list(items, (size_t)nargs),
+                          isola_null(), "main", &code);
+  free(items);
+  int status;
+  if (rc != ISOLA_OK) {
+    const char *why = isola_module_error();
+    if (*why)
+      fprintf(stderr, "isola: %s: %s\n", isola_strerror(rc), why);
+    else
+      fprintf(stderr, "isola: cannot run %s: %s\n", path, isola_strerror(rc));
+    status = EXIT_LOAD;
+  } else if (atomic_load_explicit(&root_failed, memory_order_relaxed)) {
+    status = EXIT_UNCAUGHT;
+  } else {
+    status = code & 0xff; /* what the shell sees of exit(code) */
+  }
+  isola_shutdown_report report;
+  rc = isola_vm_shutdown(&report);
+  if (rc == ISOLA_ETIMEDOUT) {
+    /* Isolates stuck in C code: say which, and leave without them. */
+    fprintf(stderr, "isola: %zu isolate(s) did not end:\n%s\n",
+            report.stuck, report.text);
+  }
+  return status;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fputs(usage, stderr);
+    return EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
+      strcmp(cmd, "help") == 0) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "--version") == 0) {
+    printf("isola %s (module ABI %u)\n", ISOLA_VERSION_STRING,
+           (unsigned)ISOLA_MODULE_ABI);
+    return 0;
+  }
+  if (strcmp(cmd, "run") == 0) return run(argc - 2, argv + 2);
+  return bad_usage("unknown command '%s'", cmd);
+}
