@@ -78,7 +78,7 @@ static void conn_entry(isola_value msg) {
   }
 }
 
-/* ---- the listener: the root isolate ----------------------------------------- */
+/* ---- the listener: the root isolate ---------------------------------- */
 
 static int listen_fd = -1;
 static isola_watch listen_watch;
@@ -141,7 +141,7 @@ static void root_entry(isola_value msg) {
   set_ready(1);
 }
 
-/* ---- the self-test: clients on plain threads ------------------------------- */
+/* ---- the self-test: clients on plain threads ------------------------- */
 
 static int client_failures;
 static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;

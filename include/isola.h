@@ -983,6 +983,12 @@ typedef struct isola_isolate_stats {
   size_t heap_blocks;     /* live isolate-heap blocks */
   size_t messages_queued; /* normal messages waiting, not counting the one
                              being handled */
+  /* Bytes of the received message being handled: it lives in the isolate's
+   * heap while its handler runs, and heap_bytes + message_bytes must stay
+   * within heap_limit (a message that does not fit raises out-of-memory
+   * in the receiver, and is dropped).  Counted when the isolate has a
+   * limit or has used isola_alloc(). */
+  size_t message_bytes;
 } isola_isolate_stats;
 
 /* Fills *out with the calling isolate's figures.  messages_queued is

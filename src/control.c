@@ -666,6 +666,8 @@ int isola_exit_owned(isola_port port, isola_value *owned) {
   isola__msg *m = isola__pool_alloc(sizeof *m, &cls);
   if (!m) return ISOLA_ENOMEM;
   m->pool_class = cls;
+  m->bytes = sizeof *m; /* the adopted block is the caller's size */
+  m->charged = 0;
   m->type = ISOLA__MSG_EXTERNAL;
   m->dest = port;
   m->reply_to = ISOLA_PORT_NONE;

@@ -101,7 +101,9 @@ static bool fits(const struct isola__ext *x, size_t old_total, size_t size) {
   size_t total = size + sizeof(isola__heap_hdr);
   if (!x->limit)
     return true;
-  size_t others = x->in_use - old_total;
+  /* The message being handled counts too (isola__heap_charge_msg). */
+  size_t others = x->in_use + x->msg_bytes - old_total;
+  if (others < x->msg_bytes) return false; /* overflow */
   return total <= x->limit && others <= x->limit - total;
 }
 
@@ -214,6 +216,7 @@ int isola_current_stats(isola_isolate_stats *out) {
   struct isola__ext *x = iso->ext;
   if (x) {
     out->heap_bytes = x->in_use;
+    out->message_bytes = x->msg_bytes;
     out->heap_peak = x->peak;
     out->heap_limit = x->limit;
     for (isola__heap_hdr *h = x->blocks.next; h != &x->blocks; h = h->next)
@@ -232,4 +235,24 @@ int isola_current_stats(isola_isolate_stats *out) {
     if (n != &iso->stub)
       out->messages_queued++;
   return ISOLA_OK;
+}
+
+void isola__heap_charge_msg(isola__vm *vm, isola__isolate *iso,
+                            isola__msg *m) {
+  /* No heap state and no VM limit: nothing to count against (the common
+   * case costs these two loads). */
+  if (!iso->ext && !vm->config.heap_limit) return;
+  struct isola__ext *x = isola__ext_get(iso);
+  if (!x) return; /* out of memory for the heap state: not charged */
+  size_t n = m->bytes;
+  size_t held = x->in_use + x->msg_bytes;
+  if (x->limit && (n > x->limit || held > x->limit - n)) {
+    if (can_raise(iso))
+      isola_throw("out of memory: a message of %zu bytes would pass the "
+                  "isolate heap limit of %zu bytes (%zu in use)",
+                  n, x->limit, held);
+    return;
+  }
+  x->msg_bytes += n;
+  m->charged = 1;
 }

@@ -48,6 +48,7 @@ struct isola__ext {
   size_t in_use; /* bytes of blocks and their headers */
   size_t peak;
   size_t limit; /* 0: none */
+  size_t msg_bytes; /* the received message being handled (charge_msg) */
   /* The microtask queue's tail (its head is iso->mt_head). */
   isola__mt *mt_tail;
   /* Isolate-local values, indexed by key id - 1, and in creation order. */
@@ -67,6 +68,19 @@ int isola__heap_init(isola__vm *vm, isola__isolate *iso,
 /* iso->ext, created with the VM's default limit if missing; NULL when out
  * of memory. */
 struct isola__ext *isola__ext_get(isola__isolate *iso);
+
+/* Received messages live in the isolate's heap: the message about to be
+ * handled is charged to it (when the isolate has heap state or the VM a
+ * default limit), and uncharged when released.  A message that does not
+ * fit under the limit raises the out-of-memory error instead of being
+ * handled (the message is dropped). */
+void isola__heap_charge_msg(isola__vm *vm, isola__isolate *iso,
+                            isola__msg *m);
+static inline void isola__heap_uncharge_msg(isola__isolate *iso,
+                                            isola__msg *m) {
+  if (iso->ext) iso->ext->msg_bytes -= m->bytes;
+  m->charged = 0;
+}
 
 /* The isolate ends, on its thread (isola__t.current is iso): runs the
  * isolate-local destructors, drops pending microtasks, returns every heap

@@ -80,6 +80,10 @@ typedef struct isola__msg {
   uint32_t type; /* ISOLA__MSG_* */
   uint32_t pool_class; /* of this block (pool.h) */
   isola_value value; /* points into the bytes after this header */
+  /* Bytes of the message (header and copy), and whether its receiver's
+   * heap is charged for them while it handles it (heap.c). */
+  uint32_t bytes;
+  uint32_t charged;
 } isola__msg;
 
 /* ---- groups and isolates ---------------------------------------------- */

@@ -33,6 +33,7 @@ static int msg_build(isola_value v, int mode, isola__msg **out) {
     m = isola__pool_alloc(sizeof *m, &cls);
     if (!m) return ISOLA_ENOMEM;
     m->pool_class = cls;
+    m->bytes = sizeof *m;
     m->value = v;
   } else {
     isola__plan p;
@@ -42,6 +43,9 @@ static int msg_build(isola_value v, int mode, isola__msg **out) {
       m = isola__pool_alloc(sizeof *m + p.size, &cls);
       if (m) {
         m->pool_class = cls;
+        m->bytes = p.size > UINT32_MAX - sizeof *m
+                       ? UINT32_MAX
+                       : (uint32_t)(sizeof *m + p.size);
         rc = isola__value_write(&p, v, m + 1, mode, &m->value);
         if (rc != ISOLA_OK) isola__pool_free(m, cls);
       } else {
@@ -51,6 +55,7 @@ static int msg_build(isola_value v, int mode, isola__msg **out) {
     isola__plan_done(&p);
     if (rc != ISOLA_OK) return rc;
   }
+  m->charged = 0;
   m->type = ISOLA__MSG_USER;
   m->dest = ISOLA_PORT_NONE;
   m->reply_to = ISOLA_PORT_NONE;

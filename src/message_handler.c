@@ -36,7 +36,10 @@ void isola__msg_free(isola__msg *m) {
 
 /* Releases a node that stopped being a queue's tail. */
 static inline void release_node(isola__isolate *iso, isola__node *n) {
-  if (n != &iso->stub && n != &iso->oob_stub) isola__msg_free((isola__msg *)n);
+  if (n == &iso->stub || n == &iso->oob_stub) return;
+  isola__msg *m = (isola__msg *)n;
+  if (ISOLA__UNLIKELY(m->charged)) isola__heap_uncharge_msg(iso, m);
+  isola__msg_free(m);
 }
 
 static void drain(isola__isolate *iso, isola__node *tail) {
@@ -195,6 +198,9 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         release_node(iso, old);
         if (n == &iso->stub) continue;
         isola__msg *m = (isola__msg *)n;
+        /* The message is in the isolate's heap while it is handled (may
+         * raise out-of-memory instead: heap.h). */
+        isola__heap_charge_msg(vm, iso, m);
         if (m->type == ISOLA__MSG_START)
           handle_start(vm, iso, m);
         else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_TIMER))

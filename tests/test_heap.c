@@ -504,3 +504,53 @@ Test(heap, a_hundred_thousand_limited_isolates_live_at_once) {
   th_vm_shutdown_ok();
   sink_free();
 }
+
+/* ---------------------------------------------------------------------- */
+/* Received messages live in the heap                                      */
+/* ---------------------------------------------------------------------- */
+
+static th_counter small_ready = TH_COUNTER_INIT;
+static _Atomic isola_port small_port;
+static _Atomic size_t seen_message_bytes;
+
+static void small_handler(void *ctx, isola_port port, isola_value msg,
+                          isola_port reply_to) {
+  (void)ctx, (void)port, (void)reply_to, (void)msg;
+  isola_isolate_stats st;
+  TH_CHECK_OK(isola_current_stats(&st));
+  atomic_store(&seen_message_bytes, st.message_bytes);
+}
+
+static void small_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(small_handler, NULL, &p));
+  atomic_store(&small_port, p);
+  th_counter_add(&small_ready, 1);
+}
+
+Test(heap, a_message_too_big_for_the_receivers_heap_raises_there) {
+  vm_start(0);
+  isola_port s = sink_start();
+  isola_spawn_options o = {.heap_limit = 4096,
+                           .on_error = s,
+                           .on_exit = s,
+                           .on_exit_message = isola_int(-7)};
+  TH_ASSERT_OK(isola_spawn(small_entry, isola_null(), &o, NULL));
+  TH_WAIT_GE(&small_ready, 1);
+  /* A small message fits, and is counted while it is handled. */
+  static unsigned char payload[8192];
+  TH_ASSERT_OK(isola_send(atomic_load(&small_port), isola_bytes(payload, 100)));
+  /* The big one is sent fine: the receiver finds it does not fit. */
+  TH_ASSERT_OK(isola_send(atomic_load(&small_port),
+                          isola_bytes(payload, sizeof payload)));
+  TH_WAIT_GE(&sink_got, 2); /* the error, then the exit: errors are fatal */
+  cr_assert(atomic_load(&seen_message_bytes) >= 100,
+            "message_bytes %zu while handling a 100-byte message",
+            atomic_load(&seen_message_bytes));
+  cr_assert(sink_find_error("out of memory: a message of") >= 0,
+            "no out-of-memory error for the big message");
+  cr_assert(sink_count_int(-7) == 1, "sink_count_int(-7) == 1");
+  th_vm_shutdown_ok();
+  sink_free();
+}
