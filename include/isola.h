@@ -1172,6 +1172,40 @@ ISOLA_EXPORT int isola_watch_open(int fd, uint32_t events, isola_watch_fn fn,
  * isolate), ISOLA_ENOTISOLATE.  Isolate only. */
 ISOLA_EXPORT int isola_watch_close(isola_watch watch);
 
+/* ------------------------------------------------------------------------ */
+/* Native ports                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A native port's handler: plain C run on the pool (Dart_NewNativePort).
+ * port is the native port; message is valid until the handler returns;
+ * reply_to as for isola_handler. */
+typedef void (*isola_native_handler)(void *ctx, isola_port port,
+                                     isola_value message, isola_port reply_to);
+
+/*
+ * Opens a native port: messages sent to it (from any thread) are passed to
+ * handler(ctx, ...) on the pool.  concurrent false: one message at a time,
+ * in the order a sender sent them.  concurrent true: up to one handler per
+ * pool worker at once, so handler must be thread-safe and messages from one
+ * sender may be handled out of order.  The port is served by hidden
+ * isolates named name (NULL: "native"), which the VM's hooks see.  *out
+ * receives the port.  Errors: ISOLA_EINVAL (handler or out NULL),
+ * ISOLA_ENOMEM, ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread.
+ */
+ISOLA_EXPORT int isola_native_port_new(const char *name,
+                                       isola_native_handler handler,
+                                       void *ctx, bool concurrent,
+                                       isola_port *out);
+
+/* Closes a native port and waits until no handler of it runs: messages
+ * sent to it before, by the calling thread, are handled first; later sends
+ * fail with ISOLA_ECLOSED.  From an isolate, the wait hands the worker to
+ * a stand-in (isola_blocking_begin).  A handler must not close its own
+ * port.  VM shutdown closes the native ports left open.  Errors:
+ * ISOLA_ECLOSED (not an open native port), ISOLA_ENOVM, ISOLA_ESHUTDOWN.
+ * Any thread. */
+ISOLA_EXPORT int isola_native_port_close(isola_port port);
+
 #ifdef __cplusplus
 }
 #endif

@@ -319,6 +319,7 @@ int isola_vm_shutdown(isola_shutdown_report *report) {
    * the state and fail fast); root isolates' threads leave run_main. */
   while (atomic_load_explicit(&isola__outside_callers, memory_order_seq_cst))
     isola__plat_yield();
+  isola__native_destroy_all();
   /* No isolate is left, so no timer: the timer thread can go. */
   isola__timers_destroy(&vm->timers);
   isola__sched_stop(&vm->sched);

@@ -72,6 +72,9 @@ extern _Atomic size_t isola__outside_callers;
  * out of memory. */
 isola__epoch_rec *isola__vm_thread_rec(isola__vm *vm);
 
+/* Frees what native ports are left (shutdown, after every isolate ended). */
+void isola__native_destroy_all(void);
+
 /* An isolate has ended: the live count drops (isolate.c calls this last). */
 void isola__vm_isolate_ended(isola__vm *vm);
 
