@@ -6,7 +6,9 @@
 # leaves its input as build/fuzz/crash-* and makes the script fail.
 set -eu
 cd "$(dirname "$0")/.."
-sh tools/deps.sh clang
+# libFuzzer and the sanitizer runtimes are in libclang-rt-dev, which clang
+# only recommends (deps.sh installs without recommends).
+sh tools/deps.sh clang libclang-rt-dev
 seconds="${1:-60}"
 build=build/fuzz
 cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang -DISOLA_BUILD_FUZZ=ON \
