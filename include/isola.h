@@ -172,43 +172,72 @@ typedef struct isola_value {
 } isola_value;
 
 static inline isola_value isola_null(void) {
-  isola_value v = {ISOLA_NULL, 0, {.i = 0}};
+  isola_value v;
+  v.kind = ISOLA_NULL;
+  v.len = 0;
+  v.as.i = 0;
   return v;
 }
 static inline isola_value isola_bool(bool b) {
-  isola_value v = {ISOLA_BOOL, 0, {.i = 0}};
+  isola_value v;
+  v.kind = ISOLA_BOOL;
+  v.len = 0;
+  v.as.i = 0;
   v.as.b = b;
   return v;
 }
 static inline isola_value isola_int(int64_t i) {
-  isola_value v = {ISOLA_INT, 0, {.i = i}};
+  isola_value v;
+  v.kind = ISOLA_INT;
+  v.len = 0;
+  v.as.i = i;
   return v;
 }
 static inline isola_value isola_double(double d) {
-  isola_value v = {ISOLA_DOUBLE, 0, {.d = d}};
+  isola_value v;
+  v.kind = ISOLA_DOUBLE;
+  v.len = 0;
+  v.as.i = 0;
+  v.as.d = d;
   return v;
 }
 static inline isola_value isola_sendport(isola_port p) {
-  isola_value v = {ISOLA_PORT, 0, {.port = p}};
+  isola_value v;
+  v.kind = ISOLA_PORT;
+  v.len = 0;
+  v.as.i = 0;
+  v.as.port = p;
   return v;
 }
 /* A string of len bytes (UTF-8; it need not be NUL-terminated).  Sending a
  * string that is not valid UTF-8 fails with ISOLA_EINVAL.  len must fit in
  * 32 bits; a longer one makes the send fail with ISOLA_EINVAL. */
 static inline isola_value isola_strn(const char *s, size_t len) {
-  isola_value v = {ISOLA_STRING, (uint32_t)len, {.str = s}};
+  isola_value v;
+  v.kind = ISOLA_STRING;
+  v.len = (uint32_t)len;
+  v.as.i = 0;
+  v.as.str = s;
   if (len > UINT32_MAX) v.kind = UINT32_MAX; /* rejected when used */
   return v;
 }
 /* A NUL-terminated UTF-8 string. */
 ISOLA_EXPORT isola_value isola_str(const char *s);
 static inline isola_value isola_bytes(const void *p, size_t len) {
-  isola_value v = {ISOLA_BYTES, (uint32_t)len, {.bytes = (const uint8_t *)p}};
+  isola_value v;
+  v.kind = ISOLA_BYTES;
+  v.len = (uint32_t)len;
+  v.as.i = 0;
+  v.as.bytes = (const uint8_t *)p;
   if (len > UINT32_MAX) v.kind = UINT32_MAX;
   return v;
 }
 static inline isola_value isola_list(const isola_value *items, size_t n) {
-  isola_value v = {ISOLA_LIST, (uint32_t)n, {.items = items}};
+  isola_value v;
+  v.kind = ISOLA_LIST;
+  v.len = (uint32_t)n;
+  v.as.i = 0;
+  v.as.items = items;
   if (n > UINT32_MAX) v.kind = UINT32_MAX;
   return v;
 }
@@ -219,17 +248,29 @@ static inline isola_value isola_list(const isola_value *items, size_t n) {
  * with the same kv pointer and npairs are the same map: sharing and cycles
  * are preserved as for lists. */
 static inline isola_value isola_map(const isola_value *kv, size_t npairs) {
-  isola_value v = {ISOLA_MAP, (uint32_t)npairs, {.items = kv}};
+  isola_value v;
+  v.kind = ISOLA_MAP;
+  v.len = (uint32_t)npairs;
+  v.as.i = 0;
+  v.as.items = kv;
   if (npairs > UINT32_MAX) v.kind = UINT32_MAX;
   return v;
 }
 static inline isola_value isola_cap(isola_capability c) {
-  isola_value v = {ISOLA_CAPABILITY, 0, {.cap = c}};
+  isola_value v;
+  v.kind = ISOLA_CAPABILITY;
+  v.len = 0;
+  v.as.i = 0;
+  v.as.cap = c;
   return v;
 }
 /* A value that moves the buffer *handle (see "Transferable buffers"). */
 static inline isola_value isola_transfer(isola_buffer **handle) {
-  isola_value v = {ISOLA_BUFFER, 0, {.handle = handle}};
+  isola_value v;
+  v.kind = ISOLA_BUFFER;
+  v.len = 0;
+  v.as.i = 0;
+  v.as.handle = handle;
   return v;
 }
 
