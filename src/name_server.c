@@ -196,44 +196,35 @@ int isola_name_register(const char *name, isola_port port) {
   return rc;
 }
 
-int isola_name_lookup(const char *name, isola_port *out) {
-  if (out) *out = ISOLA_PORT_NONE;
-  size_t len = name_len(name);
-  if (!len || !out) return ISOLA_EINVAL;
-  isola__call c;
-  int rc = isola__vm_enter(&c);
-  if (rc != ISOLA_OK) return rc;
-  isola__vm *vm = c.vm;
-  uint64_t hash = name_hash(name, len);
-  pthread_mutex_lock(&vm->names.lock);
-  isola__name *e = find_locked(vm, name, len, hash);
-  if (e)
-    *out = e->port;
-  else
-    rc = ISOLA_ENOTFOUND;
-  pthread_mutex_unlock(&vm->names.lock);
-  isola__vm_leave(&c);
-  return rc;
-}
-
-int isola_name_remove(const char *name) {
+/* Finds name and, with out, reads its port, or without, removes it: the
+ * shared body of lookup and remove. */
+static int find_or_remove(const char *name, isola_port *out) {
   size_t len = name_len(name);
   if (!len) return ISOLA_EINVAL;
   isola__call c;
   int rc = isola__vm_enter(&c);
   if (rc != ISOLA_OK) return rc;
-  isola__vm *vm = c.vm;
-  uint64_t hash = name_hash(name, len);
-  pthread_mutex_lock(&vm->names.lock);
-  isola__name *e = find_locked(vm, name, len, hash);
-  if (e)
-    erase_locked(&vm->names, e);
-  else
+  isola__names *n = &c.vm->names;
+  pthread_mutex_lock(&n->lock);
+  isola__name *e = find_locked(c.vm, name, len, name_hash(name, len));
+  if (!e)
     rc = ISOLA_ENOTFOUND;
-  pthread_mutex_unlock(&vm->names.lock);
+  else if (out)
+    *out = e->port;
+  else
+    erase_locked(n, e);
+  pthread_mutex_unlock(&n->lock);
   isola__vm_leave(&c);
   return rc;
 }
+
+int isola_name_lookup(const char *name, isola_port *out) {
+  if (!out) return ISOLA_EINVAL;
+  *out = ISOLA_PORT_NONE;
+  return find_or_remove(name, out);
+}
+
+int isola_name_remove(const char *name) { return find_or_remove(name, NULL); }
 
 /* ---- the close hook ------------------------------------------------------ */
 
