@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "lock.h"
 
 #define BATCH 128u             /* blocks moved between threads at once */
 #define LOCAL_MAX (2 * BATCH)  /* a thread keeps at most this many */
@@ -33,7 +34,7 @@ static ISOLA__TLS struct {
 /* Per class: full batches handed back by threads, loose blocks freed by
  * threads without a cache, and the slab being carved. */
 typedef struct shared_class {
-  pthread_mutex_t lock;
+  isola__lock lock;
   _Atomic uint32_t nbatches; /* written under lock; read as a hint */
   uint32_t cap;
   block **batches;
@@ -41,7 +42,7 @@ typedef struct shared_class {
   char *carve, *carve_end;
 } shared_class;
 
-#define SHARED_INIT {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, NULL, NULL, NULL}
+#define SHARED_INIT {ISOLA__LOCK_INIT, 0, 0, NULL, NULL, NULL, NULL}
 static shared_class shared[ISOLA__POOL_CLASSES] = {
     SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT,
     SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT};
@@ -54,31 +55,40 @@ static inline uint8_t class_of(size_t size) {
   return c < ISOLA__POOL_CLASSES ? c : ISOLA__POOL_NONE;
 }
 
-/* Carves one block of class c; called with shared[c].lock held. */
-static block *carve_locked(uint8_t c) {
+/* A new slab, linked into the list of slabs through its first line. */
+static char *new_slab(void) {
+  char *mem = aligned_alloc(ISOLA__CACHE_LINE, SLAB_BYTES);
+  if (!mem) return NULL;
+  slab *s = (slab *)mem;
+  pthread_mutex_lock(&slabs_lock);
+  s->next = slabs;
+  slabs = s;
+  pthread_mutex_unlock(&slabs_lock);
+  return mem;
+}
+
+/* Reserves up to want blocks of class c from the slab being carved and
+ * returns the first, or NULL when the slab is used up; *got says how many.
+ * Called with shared[c].lock held; the caller links the blocks after
+ * unlocking, so the page faults of fresh memory are not taken under the
+ * lock. */
+static char *reserve_locked(uint8_t c, uint32_t want, uint32_t *got) {
   shared_class *sc = &shared[c];
-  if (sc->carve + class_size[c] > sc->carve_end) {
-    /* A new slab: its first line links it into the list of slabs. */
-    char *mem = aligned_alloc(ISOLA__CACHE_LINE, SLAB_BYTES);
-    if (!mem) return NULL;
-    slab *s = (slab *)mem;
-    pthread_mutex_lock(&slabs_lock);
-    s->next = slabs;
-    slabs = s;
-    pthread_mutex_unlock(&slabs_lock);
-    sc->carve = mem + ISOLA__CACHE_LINE;
-    sc->carve_end = mem + SLAB_BYTES;
-  }
-  block *b = (block *)sc->carve;
-  sc->carve += class_size[c];
-  return b;
+  size_t size = class_size[c];
+  if (sc->carve + size > sc->carve_end) return NULL;
+  size_t left = (size_t)(sc->carve_end - sc->carve) / size;
+  uint32_t k = left < want ? (uint32_t)left : want;
+  char *first = sc->carve;
+  sc->carve += (size_t)k * size;
+  *got = k;
+  return first;
 }
 
 /* A block for a thread whose cache is empty or off. */
 static block *refill(uint8_t c) {
   shared_class *sc = &shared[c];
   block *b = NULL;
-  pthread_mutex_lock(&sc->lock);
+  isola__lock_acquire(&sc->lock);
   uint32_t nb = atomic_load_explicit(&sc->nbatches, memory_order_relaxed);
   if (cache.on && nb) {
     /* A whole batch another thread gave back becomes our cache. */
@@ -95,17 +105,37 @@ static block *refill(uint8_t c) {
     sc->batches[nb - 1] = b->next;
     if (!b->next)
       atomic_store_explicit(&sc->nbatches, nb - 1, memory_order_relaxed);
-  } else if ((b = carve_locked(c)) && cache.on) {
+  } else {
     /* Carve a batch at once, so the lock is taken once per batch. */
-    for (uint32_t i = 1; i < BATCH; i++) {
-      block *x = carve_locked(c);
-      if (!x) break;
-      x->next = cache.head[c];
-      cache.head[c] = x;
-      cache.n[c]++;
+    uint32_t want = cache.on ? BATCH : 1, k = 0;
+    char *run = reserve_locked(c, want, &k);
+    isola__lock_release(&sc->lock);
+    if (!run) {
+      /* The slab is used up.  The new one is allocated outside the lock;
+       * if another thread installed one meanwhile, the rest of that one is
+       * left uncarved (it is still freed with the pool). */
+      char *mem = new_slab();
+      if (!mem) return NULL;
+      isola__lock_acquire(&sc->lock);
+      sc->carve = mem + ISOLA__CACHE_LINE;
+      sc->carve_end = mem + SLAB_BYTES;
+      run = reserve_locked(c, want, &k);
+      isola__lock_release(&sc->lock);
     }
+    size_t size = class_size[c];
+    block *head = cache.head[c]; /* empty, or NULL with the cache off */
+    for (uint32_t i = k; i-- > 1;) {
+      block *x = (block *)(run + (size_t)i * size);
+      x->next = head;
+      head = x;
+    }
+    if (cache.on) {
+      cache.head[c] = head;
+      cache.n[c] += k - 1;
+    }
+    return (block *)run;
   }
-  pthread_mutex_unlock(&sc->lock);
+  isola__lock_release(&sc->lock);
   return b;
 }
 
@@ -131,10 +161,10 @@ void isola__pool_free(void *p, uint8_t cls) {
   block *b = p;
   shared_class *sc = &shared[cls];
   if (ISOLA__UNLIKELY(!cache.on)) {
-    pthread_mutex_lock(&sc->lock);
+    isola__lock_acquire(&sc->lock);
     b->next = sc->loose;
     sc->loose = b;
-    pthread_mutex_unlock(&sc->lock);
+    isola__lock_release(&sc->lock);
     return;
   }
   b->next = cache.head[cls];
@@ -146,7 +176,7 @@ void isola__pool_free(void *p, uint8_t cls) {
   cache.head[cls] = last->next;
   cache.n[cls] -= BATCH;
   last->next = NULL;
-  pthread_mutex_lock(&sc->lock);
+  isola__lock_acquire(&sc->lock);
   uint32_t nb = atomic_load_explicit(&sc->nbatches, memory_order_relaxed);
   if (nb == sc->cap) {
     uint32_t cap = sc->cap ? sc->cap * 2 : 64;
@@ -155,7 +185,7 @@ void isola__pool_free(void *p, uint8_t cls) {
       /* Keep the blocks loose rather than lose them. */
       last->next = sc->loose;
       sc->loose = first;
-      pthread_mutex_unlock(&sc->lock);
+      isola__lock_release(&sc->lock);
       return;
     }
     sc->batches = v;
@@ -163,7 +193,7 @@ void isola__pool_free(void *p, uint8_t cls) {
   }
   sc->batches[nb] = first;
   atomic_store_explicit(&sc->nbatches, nb + 1, memory_order_relaxed);
-  pthread_mutex_unlock(&sc->lock);
+  isola__lock_release(&sc->lock);
 }
 
 void isola__pool_thread_start(void) { cache.on = true; }
@@ -175,10 +205,10 @@ void isola__pool_thread_stop(void) {
     if (b) {
       block *last = b;
       while (last->next) last = last->next;
-      pthread_mutex_lock(&shared[c].lock);
+      isola__lock_acquire(&shared[c].lock);
       last->next = shared[c].loose;
       shared[c].loose = b;
-      pthread_mutex_unlock(&shared[c].lock);
+      isola__lock_release(&shared[c].lock);
     }
     cache.head[c] = NULL;
     cache.n[c] = 0;
@@ -189,14 +219,14 @@ void isola__pool_thread_stop(void) {
 void isola__pool_destroy(void) {
   for (int c = 0; c < ISOLA__POOL_CLASSES; c++) {
     shared_class *sc = &shared[c];
-    pthread_mutex_lock(&sc->lock);
+    isola__lock_acquire(&sc->lock);
     free(sc->batches);
     sc->batches = NULL;
     sc->cap = 0;
     atomic_store_explicit(&sc->nbatches, 0, memory_order_relaxed);
     sc->loose = NULL;
     sc->carve = sc->carve_end = NULL;
-    pthread_mutex_unlock(&sc->lock);
+    isola__lock_release(&sc->lock);
   }
   pthread_mutex_lock(&slabs_lock);
   while (slabs) {
