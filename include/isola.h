@@ -551,6 +551,11 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * sent, across all of that isolate's ports.  Transferable buffers in value
  * (isola_transfer()) are moved, not copied, and their handles set to NULL
  * once the send has succeeded.
+ * From a handler, sends in a row to one isolate are queued together: they
+ * reach it no later than when the sending event ends, calls
+ * isola_check_interrupts() or isola_blocking_begin(), or sends to another
+ * isolate (sends inside a blocking section go at once).  A handler that
+ * waits for what it sent must do so inside isola_blocking_begin/end.
  * Errors: ISOLA_ECLOSED (the port is closed or unknown: the message is
  * dropped), ISOLA_EINVAL (port NONE, a malformed value), ISOLA_ETRANSFER
  * (an empty buffer handle, or one buffer twice), ISOLA_ENOMEM,
@@ -574,7 +579,9 @@ ISOLA_EXPORT int isola_send_reply(isola_port port, isola_value value,
  * This matters for the isolates the handler has just sent messages to:
  * the last one readied runs next on this worker, after the handler's event
  * ends (that is what keeps two talking isolates on one core), so a handler
- * that goes on for long without isola_blocking_begin() holds it back.
+ * that goes on for long without isola_blocking_begin() holds it back.  It
+ * also hands over the messages the event sent and still holds (see
+ * isola_send()), and sends until isola_blocking_end() go out at once.
  * Calls nest.  Errors: ISOLA_ENOTISOLATE; isola_blocking_end() without a
  * begin gives ISOLA_EINVAL.  Isolate only. */
 ISOLA_EXPORT int isola_blocking_begin(void);
@@ -833,7 +840,8 @@ ISOLA_EXPORT int isola_set_errors_fatal(const isola_isolate *isolate,
  * recorded).  If the isolate was killed at ISOLA_IMMEDIATE (or the VM is
  * shutting down) this call does not return: the handler is abandoned as by
  * isola_throw() and the isolate ends.  isola_send() and
- * isola_send_reply() from a handler do the same before they send.
+ * isola_send_reply() from a handler do the same before they send.  Messages
+ * the event sent and still holds (see isola_send()) go out here.
  * Returns ISOLA_OK, or ISOLA_ENOTISOLATE.  Isolate only. */
 ISOLA_EXPORT int isola_check_interrupts(void);
 

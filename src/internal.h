@@ -190,6 +190,12 @@ typedef struct isola__tls {
   isola__isolate *retire_pending;
   size_t npending;
   isola__isolate *retire_head, *retire_tail;
+  /* The outbox (isolate.c): messages this thread's current event sent in
+   * a row to one other isolate, not yet pushed.  ob_to is NULL when empty;
+   * only ever non-empty inside an event. */
+  isola__isolate *ob_to;
+  isola__node *ob_first, *ob_last;
+  uint32_t ob_n;
 } isola__tls;
 
 extern ISOLA__TLS isola__tls isola__t;

@@ -67,6 +67,24 @@ int isola__msg_new(isola_value v, isola__msg **out) {
   return msg_build(v, ISOLA__COPY_BUFFERS, out);
 }
 
+/* The outbox.  Messages an event sends in a row to one other isolate are
+ * linked on this thread and pushed as one chain, with one exchange on the
+ * receiver's head, when the event sends elsewhere, after OUTBOX_MAX of
+ * them, and when the event ends or may wait (isola__outbox_flush() callers:
+ * the end of every turn, isola_blocking_begin, isola_check_interrupts,
+ * control requests).  Between isola_blocking_begin and _end every send is
+ * pushed at once: what a blocked handler sends is what it waits on.  Each send still looks its port up (so ECLOSED is
+ * told at once); the receiver stays valid until the flush because this
+ * thread stays online in the epoch for the whole turn. */
+#define OUTBOX_MAX 64
+
+void isola__outbox_push(isola__vm *vm) {
+  isola__isolate *to = isola__t.ob_to;
+  isola__t.ob_to = NULL;
+  if (isola__mq_push_chain(&to->head, isola__t.ob_first, isola__t.ob_last))
+    isola__sched_ready(&vm->sched, to);
+}
+
 int isola__post(isola__vm *vm, isola__msg *m) {
   int state;
   isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
@@ -78,6 +96,27 @@ int isola__post(isola__vm *vm, isola__msg *m) {
       (m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL)) {
     isola__msg_free(m);
     return ISOLA_EINVAL;
+  }
+  isola__isolate *to = isola__t.ob_to;
+  if (to) {
+    if (to == iso && m->type == ISOLA__MSG_USER) {
+      atomic_store_explicit(&isola__t.ob_last->next, &m->node,
+                            memory_order_relaxed);
+      isola__t.ob_last = &m->node;
+      if (++isola__t.ob_n >= OUTBOX_MAX) isola__outbox_push(vm);
+      return ISOLA_OK;
+    }
+    isola__outbox_push(vm);
+  }
+  isola__isolate *self = isola__t.current;
+  isola__thread *t = isola__t.thread;
+  if (m->type == ISOLA__MSG_USER && self && self->unwind && iso != self &&
+      t && !t->blocking) {
+    /* In an event that does not block: the first of a row. */
+    isola__t.ob_to = iso;
+    isola__t.ob_first = isola__t.ob_last = &m->node;
+    isola__t.ob_n = 1;
+    return ISOLA_OK;
   }
   if (isola__mq_push(&iso->head, &m->node))
     isola__sched_ready(&vm->sched, iso);
@@ -91,6 +130,8 @@ int isola__post_control(isola__msg *m) {
     isola__msg_free(m);
     return rc;
   }
+  /* A request goes after the normal messages sent before it. */
+  isola__outbox_flush(e.vm);
   int state = 0;
   isola__isolate *iso = isola__port_lookup(&e.vm->ports, m->dest, &state);
   if (!iso)
@@ -564,7 +605,9 @@ void *isola_group_data(void) {
 int isola_blocking_begin(void) {
   isola__thread *t = isola__t.thread;
   if (!isola__t.current || !t) return ISOLA_ENOTISOLATE;
-  isola__sched_blocking_begin(&isola__vm_get()->sched, t);
+  isola__vm *vm = isola__vm_get();
+  isola__outbox_flush(vm); /* what it sent may be what it waits on */
+  isola__sched_blocking_begin(&vm->sched, t);
   return ISOLA_OK;
 }
 

@@ -17,6 +17,15 @@ static inline const char *isola__isolate_name(const isola__isolate *iso) {
  * caller is on an isolate or has entered the VM (isola__vm_enter). */
 int isola__post(isola__vm *vm, isola__msg *m);
 
+/* Pushes the calling thread's outbox (isolate.c), which is not empty. */
+void isola__outbox_push(isola__vm *vm);
+
+/* Pushes the messages the running event sent and this thread still holds
+ * back (the outbox, isolate.c).  Called where an event ends or may wait. */
+static inline void isola__outbox_flush(isola__vm *vm) {
+  if (isola__t.ob_to) isola__outbox_push(vm);
+}
+
 /* Posts a control message (m->dest is a control port) to the isolate's
  * OOB queue and schedules it if idle; takes ownership of m.  Enters the VM
  * itself.  ISOLA_ECLOSED, ISOLA_EINVAL (not a control port), ISOLA_ENOVM,

@@ -263,6 +263,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
 /* After loop(): IDLE keeps unwind cleared (loop() let the isolate go), the
  * others clear it; TURN_END ends the isolate. */
 static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
+  isola__outbox_flush(vm); /* what the turn sent, before its end's own */
   if (r != ISOLA__TURN_IDLE) iso->unwind = NULL;
   if (r != TURN_END) {
     isola__t.current = NULL;
@@ -315,6 +316,7 @@ int isola_check_interrupts(void) {
   /* Outside an event (a hook) there is no turn to unwind to. */
   if (!iso->unwind) return ISOLA_OK;
   isola__vm *vm = isola__vm_get();
+  isola__outbox_flush(vm); /* a long event's sends go out as it runs */
   if (atomic_load_explicit(&iso->kill_requested, memory_order_acquire))
     longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_KILL);
   isola__node *old, *n;

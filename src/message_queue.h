@@ -23,19 +23,29 @@
 
 #define ISOLA__UNSCHEDULED ((uintptr_t)1)
 
-/* Pushes node onto a queue whose head word is *head.  Returns true when the
- * caller found the queue's owner unscheduled and must now schedule it. */
-static inline bool isola__mq_push(_Atomic(uintptr_t) *head, isola__node *node) {
-  atomic_store_explicit(&node->next, NULL, memory_order_relaxed);
-  /* acq_rel: release publishes node's contents to the consumer that reaches
-   * it through prev->next below; acquire orders us after the consumer's
-   * mark-idle (the CAS in isola__mq_mark_idle) when we see its bit. */
-  uintptr_t prev = atomic_exchange_explicit(head, (uintptr_t)node,
+/* Pushes the chain first .. last (linked through next; last->next is set
+ * here) onto a queue whose head word is *head, with one exchange.  Returns
+ * true when the caller found the queue's owner unscheduled and must now
+ * schedule it. */
+static inline bool isola__mq_push_chain(_Atomic(uintptr_t) *head,
+                                        isola__node *first,
+                                        isola__node *last) {
+  atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
+  /* acq_rel: release publishes the nodes' contents (and the chain's links)
+   * to the consumer that reaches them through prev->next below; acquire
+   * orders us after the consumer's mark-idle (the CAS in
+   * isola__mq_mark_idle) when we see its bit. */
+  uintptr_t prev = atomic_exchange_explicit(head, (uintptr_t)last,
                                             memory_order_acq_rel);
   isola__node *p = (isola__node *)(prev & ~ISOLA__UNSCHEDULED);
   /* Release pairs with the acquire load of next in isola__mq_pop(). */
-  atomic_store_explicit(&p->next, node, memory_order_release);
+  atomic_store_explicit(&p->next, first, memory_order_release);
   return (prev & ISOLA__UNSCHEDULED) != 0;
+}
+
+/* Pushes one node: a chain of one. */
+static inline bool isola__mq_push(_Atomic(uintptr_t) *head, isola__node *node) {
+  return isola__mq_push_chain(head, node, node);
 }
 
 /* The OOB queue has no scheduling bit: the same push on a plain pointer. */

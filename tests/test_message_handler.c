@@ -287,3 +287,244 @@ Test(message_handler, messages_queued_for_a_closed_port_are_dropped) {
   cr_assert(drop_b_calls == 1, "the other port's message: %d", drop_b_calls);
   th_vm_shutdown_ok(); /* the dropped messages were freed */
 }
+
+/* ---------------------------------------------------------------------- */
+/* Sends in a row (the outbox, docs/design.md): held back no later than     */
+/* the end of the event, isola_check_interrupts or isola_blocking_begin     */
+/* ---------------------------------------------------------------------- */
+
+/* Runs of random length to three receivers, in one event: each receiver
+ * sees its messages in order and none is lost. */
+#define ROW_RECEIVERS 3
+#define ROW_N TH_SIZE(30000)
+static _Atomic isola_port row_port[ROW_RECEIVERS];
+static th_counter row_ready = TH_COUNTER_INIT;
+static th_counter row_closed = TH_COUNTER_INIT;
+static int64_t row_sent[ROW_RECEIVERS]; /* the sender's event only */
+static uint64_t row_seed;
+
+typedef struct row_rx {
+  int64_t next, total;
+} row_rx;
+
+static void row_handler(void *ctx, isola_port port, isola_value msg,
+                        isola_port reply_to) {
+  (void)reply_to;
+  row_rx *r = ctx;
+  int64_t seq = th_int(msg);
+  if (seq < 0) { /* the last: how many there were */
+    TH_CHECKF(-seq - 1 == r->next, "%lld sent, %lld arrived",
+              (long long)(-seq - 1), (long long)r->next);
+    free(r);
+    TH_CHECK_OK(isola_port_close(port));
+    th_counter_add(&row_closed, 1);
+    return;
+  }
+  TH_CHECKF(seq == r->next, "got %lld, expected %lld", (long long)seq,
+            (long long)r->next);
+  r->next++;
+}
+
+static void row_receiver_entry(isola_value msg) {
+  row_rx *r = calloc(1, sizeof *r);
+  TH_CHECK(r != NULL);
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(row_handler, r, &p));
+  atomic_store(&row_port[th_int(msg)], p);
+  th_counter_add(&row_ready, 1);
+}
+
+static void row_sender_entry(isola_value msg) {
+  (void)msg;
+  uint64_t rng = row_seed;
+  int64_t left = ROW_N;
+  while (left > 0) {
+    int to = (int)th_rand_below(&rng, ROW_RECEIVERS);
+    /* Runs around the outbox's limit of 64, and runs of one. */
+    int64_t run = th_rand_below(&rng, 4) == 0 ? 1
+                                               : (int64_t)th_rand_below(&rng, 200);
+    for (int64_t i = 0; i < run && left > 0; i++, left--)
+      TH_CHECK_OK(isola_send(atomic_load(&row_port[to]),
+                             isola_int(row_sent[to]++)));
+  }
+  for (int i = 0; i < ROW_RECEIVERS; i++)
+    TH_CHECK_OK(
+        isola_send(atomic_load(&row_port[i]), isola_int(-row_sent[i] - 1)));
+}
+
+Test(message_handler, sends_in_a_row_to_several_isolates_keep_their_order) {
+  row_seed = th_seed("message_handler/sends_in_a_row");
+  th_vm_init(NULL);
+  for (int i = 0; i < ROW_RECEIVERS; i++)
+    TH_ASSERT_OK(isola_spawn(row_receiver_entry, isola_int(i), NULL, NULL));
+  TH_WAIT_GE(&row_ready, ROW_RECEIVERS);
+  TH_ASSERT_OK(isola_spawn(row_sender_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&row_closed, ROW_RECEIVERS);
+  th_vm_shutdown_ok();
+}
+
+/* A long event that calls isola_check_interrupts(): what it sent before
+ * reaches a receiver running on the other worker while the event still
+ * runs.  B holds the other worker (so it is scheduled, not idle) until A
+ * has sent; A then waits for B to have handled the message. */
+static _Atomic isola_port ci_a, ci_b;
+static th_counter ci_ready = TH_COUNTER_INIT;
+static th_counter ci_b_busy = TH_COUNTER_INIT;
+static th_counter ci_sent = TH_COUNTER_INIT;
+static th_counter ci_got = TH_COUNTER_INIT;
+static th_counter ci_done = TH_COUNTER_INIT;
+
+static void ci_b_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx, (void)reply_to;
+  if (th_int(msg) == 0) { /* from main: hold this worker */
+    th_counter_add(&ci_b_busy, 1);
+    TH_CHECK_WAIT_GE(&ci_sent, 1);
+    return;
+  }
+  th_counter_add(&ci_got, 1); /* from A */
+  TH_CHECK_OK(isola_port_close(port));
+}
+
+static void ci_a_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  TH_CHECK_OK(isola_send(atomic_load(&ci_b), isola_int(1)));
+  TH_CHECK_OK(isola_check_interrupts());
+  th_counter_add(&ci_sent, 1);
+  /* Still in the event, no blocking section: only a message already
+   * pushed can be handled now. */
+  if (!th_counter_wait_ge(&ci_got, 1, TH_WAIT_MS))
+    th_check_failed(__FILE__, __LINE__,
+                    "the message sent before isola_check_interrupts() was "
+                    "held back until the event's end");
+  TH_CHECK_OK(isola_port_close(port));
+  th_counter_add(&ci_done, 1);
+}
+
+static void ci_entry(isola_value msg) {
+  bool is_a = th_int(msg) == 0;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(is_a ? ci_a_handler : ci_b_handler, NULL, &p));
+  atomic_store(is_a ? &ci_a : &ci_b, p);
+  th_counter_add(&ci_ready, 1);
+}
+
+Test(message_handler, check_interrupts_pushes_what_the_event_sent) {
+  isola_config c;
+  isola_config_init(&c);
+  c.workers = 2;
+  th_vm_init(&c);
+  TH_ASSERT_OK(isola_spawn(ci_entry, isola_int(0), NULL, NULL));
+  TH_ASSERT_OK(isola_spawn(ci_entry, isola_int(1), NULL, NULL));
+  TH_WAIT_GE(&ci_ready, 2);
+  TH_ASSERT_OK(isola_send(atomic_load(&ci_b), isola_int(0)));
+  TH_WAIT_GE(&ci_b_busy, 1); /* B holds one worker */
+  TH_ASSERT_OK(isola_send(atomic_load(&ci_a), isola_int(0)));
+  TH_WAIT_GE(&ci_done, 1);
+  th_vm_shutdown_ok();
+}
+
+/* A message sent just before isola_blocking_begin() is pushed by it: the
+ * receiver (woken onto this worker, handed to the stand-in) gets it while
+ * the sender waits. */
+static _Atomic isola_port bb_rx;
+static th_counter bb_ready = TH_COUNTER_INIT;
+static th_counter bb_got = TH_COUNTER_INIT;
+static th_counter bb_done = TH_COUNTER_INIT;
+
+static void bb_rx_handler(void *ctx, isola_port port, isola_value msg,
+                          isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  th_counter_add(&bb_got, 1);
+  TH_CHECK_OK(isola_port_close(port));
+}
+
+static void bb_tx_handler(void *ctx, isola_port port, isola_value msg,
+                          isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  TH_CHECK_OK(isola_send(atomic_load(&bb_rx), isola_int(1)));
+  TH_CHECK_OK(isola_blocking_begin());
+  if (!th_counter_wait_ge(&bb_got, 1, TH_WAIT_MS))
+    th_check_failed(__FILE__, __LINE__,
+                    "the message sent before isola_blocking_begin() never "
+                    "arrived while the sender blocked");
+  TH_CHECK_OK(isola_blocking_end());
+  TH_CHECK_OK(isola_port_close(port));
+  th_counter_add(&bb_done, 1);
+}
+
+static _Atomic isola_port bb_tx;
+static void bb_entry(isola_value msg) {
+  bool rx = th_int(msg) == 0;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(rx ? bb_rx_handler : bb_tx_handler, NULL, &p));
+  atomic_store(rx ? &bb_rx : &bb_tx, p);
+  th_counter_add(&bb_ready, 1);
+}
+
+Test(message_handler, blocking_begin_pushes_what_the_event_sent) {
+  isola_config c;
+  isola_config_init(&c);
+  c.workers = 1;
+  th_vm_init(&c);
+  TH_ASSERT_OK(isola_spawn(bb_entry, isola_int(0), NULL, NULL));
+  TH_ASSERT_OK(isola_spawn(bb_entry, isola_int(1), NULL, NULL));
+  TH_WAIT_GE(&bb_ready, 2);
+  TH_ASSERT_OK(isola_send(atomic_load(&bb_tx), isola_int(0)));
+  TH_WAIT_GE(&bb_done, 1);
+  th_vm_shutdown_ok();
+}
+
+/* An event that sends and then fails (isola_throw, fatal) or is killed at
+ * an interrupt point: everything it sent before still arrives. */
+#define EU_N 100
+static _Atomic isola_port eu_rx;
+static th_counter eu_ready = TH_COUNTER_INIT;
+static th_counter eu_got = TH_COUNTER_INIT;
+static th_counter eu_ended = TH_COUNTER_INIT;
+
+static void eu_rx_handler(void *ctx, isola_port port, isola_value msg,
+                          isola_port reply_to) {
+  (void)ctx, (void)port, (void)msg, (void)reply_to;
+  th_counter_add(&eu_got, 1);
+}
+
+static void eu_rx_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(eu_rx_handler, NULL, &p));
+  atomic_store(&eu_rx, p);
+  th_counter_add(&eu_ready, 1);
+}
+
+static void eu_thrower_entry(isola_value msg) {
+  (void)msg;
+  for (int i = 0; i < EU_N; i++)
+    TH_CHECK_OK(isola_send(atomic_load(&eu_rx), isola_int(i)));
+  isola_throw("after %d sends", EU_N);
+}
+
+static void eu_unhandled(void *data, const isola_isolate_info *info,
+                         const char *message, const char *stack) {
+  (void)data, (void)info, (void)message, (void)stack;
+}
+
+static void eu_cleanup(void *data, const isola_isolate_info *info) {
+  (void)data, (void)info;
+  th_counter_add(&eu_ended, 1);
+}
+
+Test(message_handler, what_an_event_sent_before_an_error_arrives) {
+  isola_config c;
+  isola_config_init(&c);
+  c.unhandled_error = eu_unhandled;
+  c.hooks.isolate_cleanup = eu_cleanup;
+  th_vm_init(&c);
+  TH_ASSERT_OK(isola_spawn(eu_rx_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&eu_ready, 1);
+  TH_ASSERT_OK(isola_spawn(eu_thrower_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&eu_ended, 1); /* the thrower is gone */
+  TH_WAIT_GE(&eu_got, EU_N);
+  th_vm_shutdown_ok(); /* the receiver is killed at shutdown */
+}
