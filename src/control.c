@@ -73,7 +73,7 @@ static const char oom_text[] = "out of memory while raising an error";
 
 static bool grow(void **p, uint32_t *cap, uint32_t n, size_t size) {
   if (n < *cap) return true;
-  uint32_t c = *cap ? *cap * 2 : 4;
+  uint32_t c = *cap ? *cap * 2 : 1; /* most isolates have one listener */
   void *q = realloc(*p, (size_t)c * size);
   if (!q) return false;
   *p = q;
