@@ -144,21 +144,24 @@ void isola__epoch_thread_exit(isola__epoch *e) {
   size_t n = 0;
   for (isola__isolate *i = t->retire_head; i; i = i->retire_next) n++;
   pthread_mutex_lock(&e->lock);
-  /* Stamps from different threads interleave: keep the shared list sorted
-   * by inserting in order (exits are rare). */
-  isola__isolate *iso = t->retire_head;
-  while (iso) {
-    isola__isolate *next = iso->retire_next;
-    isola__isolate **pp = &e->retired_head, *prev = NULL;
-    while (*pp && (*pp)->retire_epoch <= iso->retire_epoch) {
-      prev = *pp;
-      pp = &(*pp)->retire_next;
-    }
-    iso->retire_next = *pp;
-    *pp = iso;
-    if (!iso->retire_next) e->retired_tail = iso;
-    (void)prev;
-    iso = next;
+  /* Stamps from different threads interleave: merge ours (stamped in
+   * order, so sorted) into the shared list, which stays sorted.  Linear:
+   * an insertion per isolate from the head was quadratic, and a thread
+   * can leave with a hundred thousand. */
+  isola__isolate *a = e->retired_head, *b = t->retire_head;
+  isola__isolate *head = NULL, **pp = &head, *last = NULL;
+  while (a && b) {
+    isola__isolate **take = a->retire_epoch <= b->retire_epoch ? &a : &b;
+    last = *pp = *take;
+    pp = &last->retire_next;
+    *take = last->retire_next;
+  }
+  *pp = a ? a : b;
+  e->retired_head = head;
+  if (*pp) { /* the rest of one list: its tail is the new tail */
+    e->retired_tail = a ? e->retired_tail : t->retire_tail;
+  } else {
+    e->retired_tail = last;
   }
   atomic_fetch_add_explicit(&e->nretired, n, memory_order_relaxed);
   pthread_mutex_unlock(&e->lock);
