@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
@@ -36,6 +37,14 @@ int isola__plat_random(void *buf, size_t len) {
   }
   return 0;
 }
+
+void *isola__plat_map(size_t len) {
+  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void isola__plat_unmap(void *p, size_t len) { munmap(p, len); }
 
 uint64_t isola__plat_now_ns(void) {
   struct timespec ts;

@@ -9,6 +9,26 @@
 
 #include "internal.h"
 #include "lock.h"
+#include "platform.h"
+
+/* LeakSanitizer scans the heap for pointers, not mapped regions: isolates
+ * and messages live in regions and point to malloc'ed memory, so a program
+ * that exits without isola_vm_shutdown() would see false leaks. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ISOLA__LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#define ISOLA__LSAN 1
+#endif
+#endif
+#ifdef ISOLA__LSAN
+#include <sanitizer/lsan_interface.h>
+#define LSAN_ADD(p, n) __lsan_register_root_region((p), (n))
+#define LSAN_REMOVE(p, n) __lsan_unregister_root_region((p), (n))
+#else
+#define LSAN_ADD(p, n) ((void)0)
+#define LSAN_REMOVE(p, n) ((void)0)
+#endif
 
 #define BATCH 128u             /* blocks moved between threads at once */
 #define LOCAL_MAX (2 * BATCH)  /* a thread keeps at most this many */
@@ -18,9 +38,14 @@ typedef struct block {
   struct block *next;
 } block;
 
-typedef struct slab {
-  struct slab *next;
-} slab;
+/* Slabs are cut from regions mapped from the OS (platform.h): one mmap
+ * per 32 slabs instead of a malloc per slab, which grew a thread arena's
+ * heap with an mprotect per slab under the process's mmap lock (page
+ * faults wait for it).  A region's first line links it. */
+#define REGION_BYTES ((size_t)2 << 20)
+typedef struct region {
+  struct region *next;
+} region;
 
 static const uint32_t class_size[ISOLA__POOL_CLASSES] = {
     64, 128, 192, 256, 320, 384, 512, 1024, 2048};
@@ -47,7 +72,8 @@ static shared_class shared[ISOLA__POOL_CLASSES] = {
     SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT,
     SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT};
 static pthread_mutex_t slabs_lock = PTHREAD_MUTEX_INITIALIZER;
-static slab *slabs; /* every slab, freed by isola__pool_destroy */
+static region *regions; /* every region, unmapped by isola__pool_destroy */
+static char *slab_next, *slab_end; /* what is left of the newest region */
 
 static inline uint8_t class_of(size_t size) {
   uint8_t c = 0;
@@ -55,16 +81,26 @@ static inline uint8_t class_of(size_t size) {
   return c < ISOLA__POOL_CLASSES ? c : ISOLA__POOL_NONE;
 }
 
-/* A new slab, linked into the list of slabs through its first line. */
+/* A new slab (SLAB_BYTES, cache-line aligned, zeroed), or NULL. */
 static char *new_slab(void) {
-  char *mem = aligned_alloc(ISOLA__CACHE_LINE, SLAB_BYTES);
-  if (!mem) return NULL;
-  slab *s = (slab *)mem;
   pthread_mutex_lock(&slabs_lock);
-  s->next = slabs;
-  slabs = s;
+  if (!slab_next || (size_t)(slab_end - slab_next) < SLAB_BYTES) {
+    char *mem = isola__plat_map(REGION_BYTES);
+    if (!mem) {
+      pthread_mutex_unlock(&slabs_lock);
+      return NULL;
+    }
+    LSAN_ADD(mem, REGION_BYTES);
+    region *r = (region *)mem;
+    r->next = regions;
+    regions = r;
+    slab_next = mem + ISOLA__CACHE_LINE;
+    slab_end = mem + REGION_BYTES;
+  }
+  char *slab = slab_next;
+  slab_next += SLAB_BYTES;
   pthread_mutex_unlock(&slabs_lock);
-  return mem;
+  return slab;
 }
 
 /* Reserves up to want blocks of class c from the slab being carved and
@@ -75,7 +111,7 @@ static char *new_slab(void) {
 static char *reserve_locked(uint8_t c, uint32_t want, uint32_t *got) {
   shared_class *sc = &shared[c];
   size_t size = class_size[c];
-  if (sc->carve + size > sc->carve_end) return NULL;
+  if (!sc->carve || (size_t)(sc->carve_end - sc->carve) < size) return NULL;
   size_t left = (size_t)(sc->carve_end - sc->carve) / size;
   uint32_t k = left < want ? (uint32_t)left : want;
   char *first = sc->carve;
@@ -117,7 +153,7 @@ static block *refill(uint8_t c) {
       char *mem = new_slab();
       if (!mem) return NULL;
       isola__lock_acquire(&sc->lock);
-      sc->carve = mem + ISOLA__CACHE_LINE;
+      sc->carve = mem;
       sc->carve_end = mem + SLAB_BYTES;
       run = reserve_locked(c, want, &k);
       isola__lock_release(&sc->lock);
@@ -229,10 +265,12 @@ void isola__pool_destroy(void) {
     isola__lock_release(&sc->lock);
   }
   pthread_mutex_lock(&slabs_lock);
-  while (slabs) {
-    slab *next = slabs->next;
-    free(slabs);
-    slabs = next;
+  while (regions) {
+    region *next = regions->next;
+    LSAN_REMOVE(regions, REGION_BYTES);
+    isola__plat_unmap(regions, REGION_BYTES);
+    regions = next;
   }
+  slab_next = slab_end = NULL;
   pthread_mutex_unlock(&slabs_lock);
 }
