@@ -121,13 +121,18 @@ static isola__isolate *runq_steal(isola__worker *w, isola__worker *victim) {
   }
 }
 
+static void wakep(isola__sched *s);
+
 /* Takes up to max isolates off the global queue: returns one, puts the rest
- * on w's ring. */
+ * on w's ring.  The list is intrusive, so finding where our share ends
+ * means a cache miss per isolate: that walk is done outside the lock (all
+ * is taken, and what is beyond our share goes back to the front), so the
+ * lock is held for a few stores and other threads do not sleep on it. */
 static isola__isolate *gq_get(isola__sched *s, isola__worker *w, size_t max) {
   if (atomic_load_explicit(&s->gq_len, memory_order_acquire) == 0)
     return NULL;
   pthread_mutex_lock(&s->gq_lock);
-  isola__isolate *first = s->gq_head;
+  isola__isolate *first = s->gq_head, *tail = s->gq_tail;
   if (!first) {
     pthread_mutex_unlock(&s->gq_lock);
     return NULL;
@@ -136,12 +141,26 @@ static isola__isolate *gq_get(isola__sched *s, isola__worker *w, size_t max) {
   size_t n = len / s->nworkers + 1;
   if (n > max) n = max;
   if (n > len) n = len;
+  /* gq_len stays the list's length: another taker computes its share
+   * from it while our remainder is out. */
+  s->gq_head = s->gq_tail = NULL;
+  atomic_fetch_sub_explicit(&s->gq_len, len, memory_order_relaxed);
+  pthread_mutex_unlock(&s->gq_lock);
+
   isola__isolate *last = first;
   for (size_t i = 1; i < n; i++) last = last->rq_next;
-  s->gq_head = last->rq_next;
-  if (!s->gq_head) s->gq_tail = NULL;
-  atomic_fetch_sub_explicit(&s->gq_len, n, memory_order_relaxed);
-  pthread_mutex_unlock(&s->gq_lock);
+  isola__isolate *beyond = last->rq_next;
+  if (beyond) {
+    /* Not ours: back in front of whatever came meanwhile. */
+    pthread_mutex_lock(&s->gq_lock);
+    tail->rq_next = s->gq_head;
+    s->gq_head = beyond;
+    if (!s->gq_tail) s->gq_tail = tail;
+    atomic_fetch_add_explicit(&s->gq_len, len - n, memory_order_seq_cst);
+    pthread_mutex_unlock(&s->gq_lock);
+    /* A thread that found the queue empty meanwhile may be parking. */
+    wakep(s);
+  }
   last->rq_next = NULL;
   isola__isolate *rest = first == last ? NULL : first->rq_next;
   while (rest) {
