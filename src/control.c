@@ -26,11 +26,6 @@
 #include "value.h"
 #include "vm.h"
 
-typedef struct listener {
-  isola_port port;
-  isola__msg *msg; /* the response, addressed to port */
-} listener;
-
 typedef struct run_waiter {
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -52,8 +47,6 @@ struct isola__run {
 struct isola__control {
   isola_capability *pauses; /* a set: Dart's pause capabilities */
   uint32_t npauses, pauses_cap;
-  listener *exits;
-  uint32_t nexits, exits_cap;
   isola_port *errors;
   uint32_t nerrors, errors_cap;
   isola__msg **pings; /* ISOLA_BEFORE_NEXT_EVENT pings, addressed */
@@ -109,37 +102,44 @@ static void pause_remove(isola__isolate *iso, isola_capability cap) {
   }
 }
 
+/* Exit listeners live in the isolate itself, not in its control record:
+ * each is just its prebuilt response (addressed to the listener's port),
+ * linked through the message's queue node, which is unused until the
+ * message is posted, in the order they were added.  So an isolate spawned
+ * with on_exit costs one message, not a record and an array besides. */
+static isola__msg *exit_next(isola__msg *m) {
+  return (isola__msg *)atomic_load_explicit(&m->node.next,
+                                            memory_order_relaxed);
+}
+
+static void exit_link(isola__msg *m, isola__msg *next) {
+  atomic_store_explicit(&m->node.next, next ? &next->node : NULL,
+                        memory_order_relaxed);
+}
+
 /* Adds or replaces port's exit response (m addressed to port). */
 static void exit_add(isola__isolate *iso, isola__msg *m) {
-  struct isola__control *c = ctl_of(iso);
-  if (!c) {
-    isola__msg_free(m);
-    return;
+  isola__msg *prev = NULL, *x = iso->exits;
+  for (; x && x->dest != m->dest; prev = x, x = exit_next(x)) {
   }
-  for (uint32_t i = 0; i < c->nexits; i++) {
-    if (c->exits[i].port != m->dest) continue;
-    isola__msg_free(c->exits[i].msg);
-    c->exits[i].msg = m;
-    return;
-  }
-  if (!grow((void **)&c->exits, &c->exits_cap, c->nexits, sizeof *c->exits)) {
-    isola__msg_free(m);
-    return;
-  }
-  c->exits[c->nexits].port = m->dest;
-  c->exits[c->nexits++].msg = m;
+  /* Replaced in place (the order stays), or appended. */
+  exit_link(m, x ? exit_next(x) : NULL);
+  if (prev)
+    exit_link(prev, m);
+  else
+    iso->exits = m;
+  if (x) isola__msg_free(x);
 }
 
 static void exit_remove(isola__isolate *iso, isola_port port) {
-  struct isola__control *c = iso->ctl;
-  if (!c) return;
-  for (uint32_t i = 0; i < c->nexits; i++) {
-    if (c->exits[i].port != port) continue;
-    isola__msg_free(c->exits[i].msg);
-    /* Keep the order: listeners are told in the order they were added. */
-    memmove(&c->exits[i], &c->exits[i + 1],
-            (c->nexits - i - 1) * sizeof *c->exits);
-    c->nexits--;
+  isola__msg *prev = NULL;
+  for (isola__msg *x = iso->exits; x; prev = x, x = exit_next(x)) {
+    if (x->dest != port) continue;
+    if (prev)
+      exit_link(prev, exit_next(x));
+    else
+      iso->exits = exit_next(x);
+    isola__msg_free(x);
     return;
   }
 }
@@ -184,20 +184,20 @@ int isola__control_init(isola__vm *vm, isola__isolate *iso,
   iso->hold = 0;
   iso->ctl = NULL;
   iso->unwind = NULL;
-  bool need = run || vm->config.pause_on_start ||
-              (opts && (opts->on_exit || opts->on_error || opts->paused));
-  if (!need) return ISOLA_OK;
-  struct isola__control *c = ctl_of(iso);
-  if (!c) return ISOLA_ENOMEM;
-  c->run = run;
+  iso->exits = NULL;
   if (opts && opts->on_exit != ISOLA_PORT_NONE) {
     isola__msg *m;
     int rc = isola__msg_new(opts->on_exit_message, &m);
     if (rc != ISOLA_OK) return rc;
     m->dest = opts->on_exit;
     exit_add(iso, m);
-    if (c->nexits == 0) return ISOLA_ENOMEM;
   }
+  bool need = run || vm->config.pause_on_start ||
+              (opts && (opts->on_error || opts->paused));
+  if (!need) return ISOLA_OK;
+  struct isola__control *c = ctl_of(iso);
+  if (!c) return ISOLA_ENOMEM;
+  c->run = run;
   if (opts && opts->on_error != ISOLA_PORT_NONE) {
     error_add(iso, opts->on_error);
     if (c->nerrors == 0) return ISOLA_ENOMEM;
@@ -218,11 +218,14 @@ static void run_free(struct isola__run *r) {
 }
 
 void isola__control_free(isola__isolate *iso) {
+  for (isola__msg *x = iso->exits, *next; x; x = next) {
+    next = exit_next(x);
+    isola__msg_free(x);
+  }
+  iso->exits = NULL;
   struct isola__control *c = iso->ctl;
   if (!c) return;
-  for (uint32_t i = 0; i < c->nexits; i++) isola__msg_free(c->exits[i].msg);
   for (uint32_t i = 0; i < c->npings; i++) isola__msg_free(c->pings[i]);
-  free(c->exits);
   free(c->pings);
   free(c->pauses);
   free(c->errors);
@@ -520,14 +523,18 @@ static void run_deliver(isola__vm *vm, struct isola__run *r) {
 
 void isola__control_finish(isola__vm *vm, isola__isolate *iso) {
   struct isola__control *c = iso->ctl;
-  if (!c) return;
-  if (c->run) {
+  if (c && c->run) {
     run_deliver(vm, c->run);
     run_free(c->run);
     c->run = NULL;
   }
-  for (uint32_t i = 0; i < c->nexits; i++) isola__post(vm, c->exits[i].msg);
-  c->nexits = 0;
+  isola__msg *x = iso->exits;
+  iso->exits = NULL;
+  while (x) {
+    isola__msg *next = exit_next(x);
+    isola__post(vm, x); /* its node is the queue's from here */
+    x = next;
+  }
   isola__control_free(iso);
 }
 

@@ -279,6 +279,23 @@ static void group_release(isola__vm *vm, isola__group *g) {
   free(g);
 }
 
+int isola__isolate_set_name(isola__isolate *iso, const char *name) {
+  size_t n = name ? strlen(name) : 0;
+  if (n > ISOLA__NAME_MAX) n = ISOLA__NAME_MAX;
+  if (n < sizeof iso->name) {
+    memcpy(iso->name, name ? name : "", n);
+    memset(iso->name + n, 0, sizeof iso->name - n);
+    return ISOLA_OK;
+  }
+  char *p = malloc(n + 1);
+  if (!p) return ISOLA_ENOMEM;
+  memcpy(p, name, n);
+  p[n] = '\0';
+  memcpy(iso->name, &p, sizeof p);
+  iso->name[15] = 1;
+  return ISOLA_OK;
+}
+
 /* Builds an isolate that is not yet runnable: its control port is open and
  * its START message built.  On error nothing is left behind. */
 static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
@@ -311,14 +328,7 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   iso->pinned = pinned;
   atomic_init(&iso->pin_wake, 0);
   atomic_init(&iso->pin_sleeping, 0);
-  if (name && *name) {
-    size_t n = strlen(name);
-    if (n > ISOLA__NAME_MAX) n = ISOLA__NAME_MAX;
-    iso->name = n < sizeof iso->name_buf ? iso->name_buf : malloc(n + 1);
-    if (!iso->name) goto fail;
-    memcpy(iso->name, name, n);
-    iso->name[n] = '\0';
-  }
+  if ((rc = isola__isolate_set_name(iso, name)) != ISOLA_OK) goto fail;
   if ((rc = isola__msg_new(message, &start)) != ISOLA_OK) goto fail;
   start->type = ISOLA__MSG_START;
   isola__tls *t = &isola__t;
@@ -373,7 +383,7 @@ fail:
   if (iso) {
     isola__control_discard(iso);
     isola__ext_free(iso);
-    if (iso->name != iso->name_buf) free(iso->name);
+    isola__isolate_name_free(iso);
     isola__pool_free(iso, iso->pool_class);
   }
   atomic_fetch_sub_explicit(&vm->live, 1, memory_order_relaxed);

@@ -2,6 +2,9 @@
 #ifndef ISOLA_ISOLATE_H
 #define ISOLA_ISOLATE_H
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
 
 /* Ends the running isolate iso on its own thread: hooks, ports closed, exit
@@ -10,7 +13,25 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso);
 
 /* The isolate's name for humans. */
 static inline const char *isola__isolate_name(const isola__isolate *iso) {
-  return iso->name ? iso->name : (iso->pinned ? "main" : "isolate");
+  if (iso->name[15]) { /* long: malloc'ed */
+    const char *p;
+    memcpy(&p, iso->name, sizeof p);
+    return p;
+  }
+  return iso->name[0] ? iso->name : (iso->pinned ? "main" : "isolate");
+}
+
+/* Sets a new isolate's name (NULL or empty: the default); ISOLA_ENOMEM. */
+int isola__isolate_set_name(isola__isolate *iso, const char *name);
+
+/* Frees what the name holds. */
+static inline void isola__isolate_name_free(isola__isolate *iso) {
+  if (iso->name[15]) {
+    char *p;
+    memcpy(&p, iso->name, sizeof p);
+    free(p);
+    iso->name[15] = 0;
+  }
 }
 
 /* Posts a built message to its destination; takes ownership of m.  The

@@ -58,7 +58,7 @@ void isola__mh_free_isolate(isola__isolate *iso) {
   drain(iso, iso->tail);
   drain(iso, iso->oob_tail);
   isola__control_free(iso);
-  if (iso->name != iso->name_buf) free(iso->name);
+  isola__isolate_name_free(iso);
   isola__pool_free(iso, iso->pool_class);
 }
 

@@ -521,6 +521,49 @@ Test(control, exit_listeners_each_get_their_response_once) {
   sink_free();
 }
 
+/* Listeners are told in the order they were added; replacing one's
+ * response keeps its place.  Three ports of one sink isolate, so their
+ * messages arrive in the order they were sent. */
+static _Atomic isola_port trio[3];
+static th_counter trio_ready = TH_COUNTER_INIT;
+
+static void trio_entry(isola_value msg) {
+  (void)msg;
+  for (int i = 0; i < 3; i++) {
+    isola_port p;
+    TH_CHECK_OK(isola_port_open(sink_handler, NULL, &p));
+    atomic_store(&trio[i], p);
+  }
+  th_counter_add(&trio_ready, 1);
+}
+
+Test(control, exit_listeners_are_told_in_the_order_they_were_added) {
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_spawn(trio_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&trio_ready, 1);
+  isola_port p[3];
+  for (int i = 0; i < 3; i++) p[i] = atomic_load(&trio[i]);
+  isola_spawn_options o = {.on_exit = p[0], .on_exit_message = isola_int(-1)};
+  isola_isolate h = worker_spawn(0, &o);
+  isola_port wp = worker_port(0, 1);
+  TH_ASSERT_OK(isola_add_exit_listener(&h, p[1], isola_int(-2)));
+  TH_ASSERT_OK(isola_add_exit_listener(&h, wp, isola_int(-5)));
+  TH_ASSERT_OK(isola_add_exit_listener(&h, p[2], isola_int(-3)));
+  TH_ASSERT_OK(isola_add_exit_listener(&h, p[0], isola_int(-4)));
+  TH_ASSERT_OK(isola_remove_exit_listener(&h, wp)); /* from the middle */
+  TH_ASSERT_OK(isola_send(wp, isola_int(CMD_CLOSE)));
+  TH_WAIT_GE(&sink_got, 3);
+  th_vm_shutdown_ok();
+  cr_assert(sink.n == 3, "%d responses", sink.n);
+  const int64_t want[3] = {-4, -2, -3};
+  for (int i = 0; i < 3; i++)
+    cr_assert(sink.v[i].kind == ISOLA_INT && sink.v[i].as.i == want[i],
+              "response %d: kind %u value %lld, want %lld", i,
+              (unsigned)sink.v[i].kind, (long long)sink.v[i].as.i,
+              (long long)want[i]);
+  sink_free();
+}
+
 Test(control, exit_listener_with_null_response) {
   th_vm_init(NULL);
   isola_port s = sink_start();

@@ -145,6 +145,16 @@ Test(spawn, current_info_gives_the_name_default_isolate_and_root_origin) {
                 strncmp(reports[3].name, longname, 63) == 0,
             "a 100-byte name keeps 63 bytes, got %zu: \"%s\"",
             strlen(reports[3].name), reports[3].name);
+  /* The two sides of the inline / allocated boundary (15 and 16 bytes). */
+  const char *edge[2] = {"fifteen-bytes-x", "sixteen-bytes-xy"};
+  for (int i = 0; i < 2; i++) {
+    isola_spawn_options e = {.name = edge[i]};
+    TH_ASSERT_OK(isola_spawn(self_entry, isola_int(4 + i), &e, NULL));
+  }
+  TH_WAIT_GE(&reported, 6);
+  for (int i = 0; i < 2; i++)
+    cr_assert(strcmp(reports[4 + i].name, edge[i]) == 0, "name \"%s\"",
+              reports[4 + i].name);
   for (int i = 0; i < 4; i++) {
     cr_assert(reports[i].info.control_port == h[i].control_port,
               "isolate %d: control port differs from its handle", i);
