@@ -8,7 +8,8 @@
  * "conn" isolate with the connection's fd as its spawn message.  A conn
  * isolate watches its fd: when readable, it reads what is there and writes
  * it back; at end of file it closes its watch and the fd, and, having no
- * watch and no port left, ends.  Nothing is shared between the isolates
+ * watch and no port left, ends.  Its state is an isolate-local value whose
+ * destructor closes the fd if the isolate is killed first (at shutdown).  Nothing is shared between the isolates
  * but the fd number each was given.
  *
  *   echo_server [--port P]      serve until interrupted (P = 0: any port)
@@ -26,6 +27,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,10 +36,22 @@
 
 /* ---- one connection, one isolate ----------------------------------------- */
 
+/* The connection lives in an isolate-local value: when the isolate ends,
+ * at end of file or killed at shutdown while the client is still
+ * connected, conn_end closes what is still open; nothing is leaked either
+ * way. */
 typedef struct conn {
   int fd;
+  bool open;
   isola_watch watch;
 } conn;
+
+static void conn_end(void *value) {
+  conn *c = value;
+  if (c->open) close(c->fd); /* the runtime closes the watch itself */
+}
+
+static ISOLA_LOCAL_INIT(conn, the_conn, NULL, conn_end);
 
 static void conn_readable(int fd, uint32_t events, void *arg) {
   conn *c = arg;
@@ -61,20 +75,25 @@ static void conn_readable(int fd, uint32_t events, void *arg) {
     /* End of file or an error: this connection is over, so is the isolate. */
     isola_watch_close(c->watch);
     close(fd);
-    free(c);
+    c->open = false;
     return;
   }
 }
 
 static void conn_entry(isola_value msg) {
-  conn *c = malloc(sizeof *c);
-  if (!c) return;
-  c->fd = (int)msg.as.i;
-  fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-  if (isola_watch_open(c->fd, ISOLA_READABLE, conn_readable, c, &c->watch) !=
+  conn *c = isola_local_get(&the_conn);
+  int fd = (int)msg.as.i;
+  if (!c) {
+    close(fd);
+    return;
+  }
+  c->fd = fd;
+  c->open = true;
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  if (isola_watch_open(fd, ISOLA_READABLE, conn_readable, c, &c->watch) !=
       ISOLA_OK) {
-    close(c->fd);
-    free(c);
+    close(fd);
+    c->open = false;
   }
 }
 

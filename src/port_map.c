@@ -24,9 +24,9 @@ int isola__port_map_init(isola__port_map *m) {
   m->dir = calloc(ISOLA__DIR_SIZE, sizeof *m->dir);
   if (!m->dir) return ISOLA_ENOMEM;
   atomic_init(&m->high, 1); /* index 0 is never used: no id is 0 */
-  pthread_mutex_init(&m->lock, NULL);
+  m->lock = (isola__lock)ISOLA__LOCK_INIT;
   m->free_head = 0;
-  m->nfree = 0;
+  atomic_init(&m->nfree, 0);
   if (isola__plat_random(m->key, sizeof m->key) != 0) {
     free(m->dir);
     return ISOLA_ESYS;
@@ -39,7 +39,6 @@ void isola__port_map_destroy(isola__port_map *m) {
   for (uint32_t i = 0; i < ISOLA__DIR_SIZE; i++)
     free(atomic_load_explicit(&m->dir[i], memory_order_relaxed));
   free(m->dir);
-  pthread_mutex_destroy(&m->lock);
 }
 
 static isola__port_slot *slot_at(isola__port_map *m, uint32_t index) {
@@ -48,13 +47,19 @@ static isola__port_slot *slot_at(isola__port_map *m, uint32_t index) {
 
 static void free_list_push(isola__port_map *m, const uint32_t *idx,
                            unsigned n) {
-  pthread_mutex_lock(&m->lock);
-  for (unsigned i = 0; i < n; i++) {
-    isola__st32(&slot_at(m, idx[i])->next, m->free_head);
-    m->free_head = idx[i];
-  }
-  m->nfree += n;
-  pthread_mutex_unlock(&m->lock);
+  if (n == 0) return;
+  /* Linked among themselves before the lock: a miss per slot. */
+  for (unsigned i = 0; i + 1 < n; i++)
+    isola__st32(&slot_at(m, idx[i])->next, idx[i + 1]);
+  isola__port_slot *last = slot_at(m, idx[n - 1]);
+  isola__lock_acquire(&m->lock);
+  isola__st32(&last->next, m->free_head);
+  m->free_head = idx[0];
+  atomic_store_explicit(&m->nfree,
+                        atomic_load_explicit(&m->nfree, memory_order_relaxed) +
+                            n,
+                        memory_order_relaxed);
+  isola__lock_release(&m->lock);
 }
 
 void isola__port_map_flush_cache(isola__port_map *m) {
@@ -70,15 +75,20 @@ static uint32_t alloc_index(isola__port_map *m) {
     cache.n = 0;
   }
   if (cache.n > 0) return cache.slots[--cache.n];
-  pthread_mutex_lock(&m->lock);
-  while (m->free_head && cache.n < CACHE_BATCH) {
-    uint32_t i = m->free_head;
-    m->free_head = isola__ld32(&slot_at(m, i)->next);
-    m->nfree--;
-    cache.slots[cache.n++] = i;
+  /* Nothing freed yet (a growing program): no lock, a new index. */
+  if (atomic_load_explicit(&m->nfree, memory_order_relaxed) != 0) {
+    isola__lock_acquire(&m->lock);
+    size_t nfree = atomic_load_explicit(&m->nfree, memory_order_relaxed);
+    while (m->free_head && cache.n < CACHE_BATCH) {
+      uint32_t i = m->free_head;
+      m->free_head = isola__ld32(&slot_at(m, i)->next);
+      nfree--;
+      cache.slots[cache.n++] = i;
+    }
+    atomic_store_explicit(&m->nfree, nfree, memory_order_relaxed);
+    isola__lock_release(&m->lock);
+    if (cache.n > 0) return cache.slots[--cache.n];
   }
-  pthread_mutex_unlock(&m->lock);
-  if (cache.n > 0) return cache.slots[--cache.n];
 
   uint32_t index = atomic_fetch_add_explicit(&m->high, 1,
                                              memory_order_relaxed);

@@ -16,6 +16,7 @@
 #define ISOLA_PORT_MAP_H
 
 #include "internal.h"
+#include "lock.h"
 
 #define ISOLA__PORT_INDEX_BITS 28
 #define ISOLA__PORT_TAG_BITS 36
@@ -49,9 +50,9 @@ typedef struct isola__port_slot {
 typedef struct isola__port_map {
   _Atomic(isola__port_slot *) *dir; /* ISOLA__DIR_SIZE chunk pointers */
   _Atomic uint32_t high;            /* first index never handed out */
-  pthread_mutex_t lock;             /* protects free_head, nfree */
+  isola__lock lock;                 /* protects free_head, nfree */
   uint32_t free_head;
-  size_t nfree;
+  _Atomic size_t nfree; /* written under lock; read unlocked as a hint */
   uint64_t key[2]; /* the tag permutation's key */
 } isola__port_map;
 
