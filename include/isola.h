@@ -690,7 +690,8 @@ ISOLA_EXPORT int isola_value_take_buffer(isola_value v, isola_buffer **out);
 /* Limits for isola_wire_decode().  A zero field takes its default. */
 typedef struct isola_wire_limits {
   /* Nesting of arrays, maps and tags (default 256; values above 4096 are
-   * taken as 4096, since decoding recurses).  Exceeded: ISOLA_EDEPTH. */
+   * taken as 4096).  Decoding keeps its own stack on the heap, so a deep
+   * input costs no C stack on the calling thread.  Exceeded: ISOLA_EDEPTH. */
   uint32_t max_depth;
   /* Data items decoded, every scalar, string, array, map and element
    * counted (default 1 << 20).  Exceeded: ISOLA_ECOUNT. */

@@ -11,8 +11,9 @@
  * and measures the one block the value will live in, counting items
  * against the limits before anything is allocated; the second, over input
  * now known good, writes the block.  Both passes run the same code, so
- * they cannot disagree.  Recursion is bounded by the depth limit, itself
- * capped at ISOLA_WIRE_MAX_DEPTH.
+ * they cannot disagree.  Nesting is followed on a stack of the decoder's
+ * own, bounded by the depth limit (itself capped at ISOLA_WIRE_MAX_DEPTH),
+ * so deep input costs no C stack.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -298,9 +299,23 @@ static int check_size(dec *d) {
   return ISOLA_OK;
 }
 
-/* Decodes one item at nesting depth into *out.  share: the tag-28 index
- * this item is the content of, or SIZE_MAX. */
-static int item(dec *d, isola_value *out, uint32_t depth, size_t share) {
+/* An array or map being filled: its elements are read at depth. */
+typedef struct dframe {
+  isola_value *items; /* second pass: where its elements go */
+  size_t i, n;        /* the element being read, how many */
+  uint32_t depth;
+} dframe;
+
+/* What one head (and, for tags, its content) came to. */
+enum { ITEM_DONE, ITEM_OPEN, ITEM_TAGGED };
+
+/* Reads one head into *out at depth.  share: the tag-28 index this item is
+ * the content of, or SIZE_MAX.  Returns ITEM_DONE (a whole item: *out is
+ * final), ITEM_OPEN (an array or map with elements: *f is filled in for
+ * them, *out is final too), ITEM_TAGGED (a tag 28: its content follows,
+ * *share set to its index), or a negative error. */
+static int head_item(dec *d, isola_value *out, uint32_t depth, size_t *share,
+                     dframe *f) {
   unsigned major;
   uint64_t arg;
   int rc = read_head(d, &major, &arg);
@@ -312,7 +327,7 @@ static int item(dec *d, isola_value *out, uint32_t depth, size_t share) {
   case MAJOR_NINT:
     if (arg > INT64_MAX) return ISOLA_EUNSUPPORTED;
     *out = isola_int(major == MAJOR_UINT ? (int64_t)arg : -1 - (int64_t)arg);
-    return ISOLA_OK;
+    return ITEM_DONE;
   case MAJOR_BYTES:
   case MAJOR_TEXT: {
     if (arg > (uint64_t)(d->end - d->p)) return ISOLA_ETRUNCATED;
@@ -323,14 +338,15 @@ static int item(dec *d, isola_value *out, uint32_t depth, size_t share) {
     if (!d->build) {
       if (major == MAJOR_TEXT && !isola__utf8_valid(s, n)) return ISOLA_EUTF8;
       d->str_bytes += n + 1;
-      return check_size(d);
+      rc = check_size(d);
+      return rc != ISOLA_OK ? rc : ITEM_DONE;
     }
     char *dst = d->block + d->str_cursor;
     if (n) memcpy(dst, s, n);
     dst[n] = '\0';
     d->str_cursor += n + 1;
     *out = major == MAJOR_TEXT ? isola_strn(dst, n) : isola_bytes(dst, n);
-    return ISOLA_OK;
+    return ITEM_DONE;
   }
   case MAJOR_ARRAY:
   case MAJOR_MAP: {
@@ -353,26 +369,21 @@ static int item(dec *d, isola_value *out, uint32_t depth, size_t share) {
       *out = major == MAJOR_MAP ? isola_map(items, (size_t)arg)
                                 : isola_list(items, (size_t)arg);
       /* Registered before the elements, which may refer back to it. */
-      if (share != SIZE_MAX) d->shares[share] = *out;
+      if (*share != SIZE_MAX) d->shares[*share] = *out;
     }
-    for (size_t i = 0; i < nvals; i++) {
-      isola_value el = isola_null();
-      if ((rc = item(d, &el, depth + 1, SIZE_MAX)) != ISOLA_OK) return rc;
-      if (d->build) items[i] = el;
-    }
-    return ISOLA_OK;
+    if (!nvals) return ITEM_DONE;
+    *f = (dframe){items, 0, nvals, depth + 1};
+    return ITEM_OPEN;
   }
   case MAJOR_TAG: {
     if (depth >= d->max_depth) return ISOLA_EDEPTH;
     /* 28(28(x)) and 28(29(n)) mean nothing. */
-    if (share != SIZE_MAX && (arg == TAG_SHAREABLE || arg == TAG_SHARED_REF))
+    if (*share != SIZE_MAX &&
+        (arg == TAG_SHAREABLE || arg == TAG_SHARED_REF))
       return ISOLA_EBADTAG;
     if (arg == TAG_SHAREABLE) {
-      size_t index = d->nshare++;
-      if ((rc = item(d, out, depth + 1, index)) != ISOLA_OK) return rc;
-      if (d->build && out->kind != ISOLA_LIST && out->kind != ISOLA_MAP)
-        d->shares[index] = *out;
-      return ISOLA_OK;
+      *share = d->nshare++;
+      return ITEM_TAGGED;
     }
     if (arg != TAG_SHARED_REF && arg != TAG_PORT && arg != TAG_CAPABILITY)
       return ISOLA_EBADTAG;
@@ -390,32 +401,32 @@ static int item(dec *d, isola_value *out, uint32_t depth, size_t share) {
     } else {
       *out = isola_cap(carg);
     }
-    return ISOLA_OK;
+    return ITEM_DONE;
   }
   default: /* MAJOR_SIMPLE */
     switch (ai) {
     case 20:
     case 21:
       *out = isola_bool(ai == 21);
-      return ISOLA_OK;
+      return ITEM_DONE;
     case 22:
       *out = isola_null();
-      return ISOLA_OK;
+      return ITEM_DONE;
     case 25:
       *out = isola_double(half_to_double((uint16_t)arg));
-      return ISOLA_OK;
+      return ITEM_DONE;
     case 26: {
       uint32_t bits = (uint32_t)arg;
-      float f;
-      memcpy(&f, &bits, sizeof f);
-      *out = isola_double((double)f);
-      return ISOLA_OK;
+      float f32;
+      memcpy(&f32, &bits, sizeof f32);
+      *out = isola_double((double)f32);
+      return ITEM_DONE;
     }
     case 27: {
       double x;
       memcpy(&x, &arg, sizeof x);
       *out = isola_double(x);
-      return ISOLA_OK;
+      return ITEM_DONE;
     }
     default: /* undefined (23) and the unassigned simple values */
       return ISOLA_EUNSUPPORTED;
@@ -423,11 +434,70 @@ static int item(dec *d, isola_value *out, uint32_t depth, size_t share) {
   }
 }
 
+/* Decodes the item at d->p into *root.  Nesting is kept on a stack of our
+ * own (on the heap past 32 levels), not the C stack: a decode at the
+ * deepest limit costs 4096 frames of 32 bytes, whatever thread runs it. */
+static int decode_root(dec *d, isola_value *root) {
+  dframe local[32];
+  dframe *stack = local;
+  size_t top = 0, cap = sizeof local / sizeof local[0];
+  isola_value scratch; /* the first pass's elements go nowhere */
+  isola_value *out = root;
+  uint32_t depth = 0;
+  size_t share = SIZE_MAX;
+  int rc;
+  for (;;) {
+    dframe f;
+    rc = head_item(d, out, depth, &share, &f);
+    if (rc < 0) break;
+    if (rc == ITEM_TAGGED) { /* the content: same slot, one level down */
+      depth++;
+      continue;
+    }
+    if (rc == ITEM_OPEN) {
+      if (top == cap) {
+        size_t ncap = cap * 2;
+        dframe *ns = malloc(ncap * sizeof *ns);
+        if (!ns) {
+          rc = ISOLA_ENOMEM;
+          break;
+        }
+        memcpy(ns, stack, top * sizeof *ns);
+        if (stack != local) free(stack);
+        stack = ns;
+        cap = ncap;
+      }
+      stack[top++] = f;
+      out = d->build ? &f.items[0] : &scratch;
+      depth = f.depth;
+      share = SIZE_MAX;
+      continue;
+    }
+    /* A whole item.  A tag 28 on anything but a container registers it
+     * now (a container registered itself before its elements). */
+    if (share != SIZE_MAX && d->build && out->kind != ISOLA_LIST &&
+        out->kind != ISOLA_MAP)
+      d->shares[share] = *out;
+    share = SIZE_MAX;
+    /* On to the next element of the innermost unfinished container. */
+    while (top > 0 && ++stack[top - 1].i == stack[top - 1].n) top--;
+    if (top == 0) {
+      rc = ISOLA_OK;
+      break;
+    }
+    dframe *g = &stack[top - 1];
+    out = d->build ? &g->items[g->i] : &scratch;
+    depth = g->depth;
+  }
+  if (stack != local) free(stack);
+  return rc;
+}
+
 static int pass(dec *d, isola_value *out) {
   d->p = d->start;
   d->items = 0;
   d->nshare = 0;
-  int rc = item(d, out, 0, SIZE_MAX);
+  int rc = decode_root(d, out);
   if (rc == ISOLA_OK && d->p != d->end) rc = ISOLA_ETRAILING;
   return rc;
 }

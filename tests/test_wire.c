@@ -438,6 +438,49 @@ static uint8_t *nested(size_t depth, size_t *len) {
   return p;
 }
 
+/* The deepest input the limits allow decodes on a thread with a small
+ * stack: the decoder keeps its nesting on the heap.  (A recursive decoder
+ * needs about 100 bytes of C stack per level in a release build, several
+ * hundred under the sanitizers: 4096 levels overflow 128 KiB.) */
+struct deep_job {
+  int ok_rc, deeper_rc;
+  int64_t leaf;
+};
+
+static void *deep_decode(void *arg) {
+  struct deep_job *j = arg;
+  size_t len;
+  uint8_t *p = nested(ISOLA_WIRE_MAX_DEPTH, &len);
+  isola_wire_limits lim = {.max_depth = UINT32_MAX}; /* taken as the cap */
+  isola_value v;
+  j->ok_rc = isola_wire_decode(p, len, &lim, &v);
+  if (j->ok_rc == ISOLA_OK) {
+    isola_value x = v;
+    while (x.kind == ISOLA_LIST && x.len == 1) x = x.as.items[0];
+    j->leaf = x.kind == ISOLA_INT ? x.as.i : -1;
+    isola_value_free(&v);
+  }
+  free(p);
+  p = nested(ISOLA_WIRE_MAX_DEPTH + 1, &len);
+  j->deeper_rc = isola_wire_decode(p, len, &lim, &v);
+  free(p);
+  return NULL;
+}
+
+Test(wire, the_deepest_input_decodes_on_a_small_stack) {
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setstacksize(&a, 128 * 1024);
+  pthread_t t;
+  struct deep_job j = {0, 0, 0};
+  cr_assert(pthread_create(&t, &a, deep_decode, &j) == 0, "pthread_create");
+  pthread_join(t, NULL);
+  pthread_attr_destroy(&a);
+  TH_ASSERT_RC(j.ok_rc, ISOLA_OK);
+  cr_assert(j.leaf == 1, "the innermost value is %lld", (long long)j.leaf);
+  TH_ASSERT_RC(j.deeper_rc, ISOLA_EDEPTH);
+}
+
 Test(wire, limits_on_depth_items_and_size_are_each_their_own_error) {
   size_t len;
   uint8_t *p = nested(100, &len);
