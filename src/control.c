@@ -560,13 +560,19 @@ isola_capability isola_capability_new(void) {
 static int request(const isola_isolate *h, uint32_t type, isola_value v,
                    isola_port reply_to) {
   if (!h || h->control_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
-  isola__msg *m;
-  int rc = isola__msg_new(v, &m);
+  /* Entered before the message is built (isola_send says why). */
+  isola__call e;
+  int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
-  m->type = type;
-  m->dest = h->control_port;
-  m->reply_to = reply_to;
-  return isola__post_control(m);
+  isola__msg *m;
+  if ((rc = isola__msg_new(v, &m)) == ISOLA_OK) {
+    m->type = type;
+    m->dest = h->control_port;
+    m->reply_to = reply_to;
+    rc = isola__post_control(e.vm, m);
+  }
+  isola__vm_leave(&e);
+  return rc;
 }
 
 static isola_value cap_value(isola_capability c) {

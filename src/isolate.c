@@ -123,17 +123,12 @@ int isola__post(isola__vm *vm, isola__msg *m) {
   return ISOLA_OK;
 }
 
-int isola__post_control(isola__msg *m) {
-  isola__call e;
-  int rc = isola__vm_enter(&e);
-  if (rc != ISOLA_OK) {
-    isola__msg_free(m);
-    return rc;
-  }
+int isola__post_control(isola__vm *vm, isola__msg *m) {
+  int rc = ISOLA_OK;
   /* A request goes after the normal messages sent before it. */
-  isola__outbox_flush(e.vm);
+  isola__outbox_flush(vm);
   int state = 0;
-  isola__isolate *iso = isola__port_lookup(&e.vm->ports, m->dest, &state);
+  isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
   if (!iso)
     rc = ISOLA_ECLOSED;
   else if (state != ISOLA__PORT_CONTROL)
@@ -144,11 +139,10 @@ int isola__post_control(isola__msg *m) {
      * (message_handler.c).  A dead isolate's head stays scheduled, so the
      * poke fails and the message is freed with the isolate. */
     isola__mq_push_plain(&iso->oob_head, &m->node);
-    if (isola__mq_poke(&iso->head)) isola__sched_ready(&e.vm->sched, iso);
+    if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
   } else {
     isola__msg_free(m);
   }
-  isola__vm_leave(&e);
   return rc;
 }
 
@@ -159,11 +153,17 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
   isola__isolate *self = isola__t.current;
   if (self && ISOLA__UNLIKELY(isola__control_pending(self)))
     isola_check_interrupts();
-  isola__vm *vm = isola__vm_get();
-  if (!vm) return ISOLA_ENOVM;
-  isola__msg *m;
-  int rc = msg_build(value, ISOLA__MOVE_BUFFERS, &m);
+  /* Entered before the message is built: a plain thread's pool blocks
+   * must not be taken while isola_vm_shutdown() tears the pool down, and
+   * shutdown waits for entered callers. */
+  isola__call e;
+  int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
+  isola__msg *m;
+  if ((rc = msg_build(value, ISOLA__MOVE_BUFFERS, &m)) != ISOLA_OK) {
+    isola__vm_leave(&e);
+    return rc;
+  }
   m->dest = port;
   m->reply_to = reply_to;
   /* Transfers: the sender handles to empty if the post succeeds, read now
@@ -178,20 +178,15 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
     if (!handles) {
       isola__block_disown(m + 1);
       isola__msg_free(m);
+      isola__vm_leave(&e);
       return ISOLA_ENOMEM;
     }
     memcpy(handles, isola__block_handles(m + 1), nbuf * sizeof *handles);
   }
-  isola__call e;
-  if ((rc = isola__vm_enter(&e)) != ISOLA_OK) {
-    if (nbuf) isola__block_disown(m + 1);
-    isola__msg_free(m);
-  } else {
-    if (nbuf) isola__msg_posting = m;
-    rc = isola__post(e.vm, m);
-    if (nbuf) isola__msg_posting = NULL;
-    isola__vm_leave(&e);
-  }
+  if (nbuf) isola__msg_posting = m;
+  rc = isola__post(e.vm, m);
+  if (nbuf) isola__msg_posting = NULL;
+  isola__vm_leave(&e);
   if (rc == ISOLA_OK)
     for (size_t i = 0; i < nbuf; i++) *handles[i] = NULL;
   if (handles != inline_handles) free(handles);

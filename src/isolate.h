@@ -48,10 +48,10 @@ static inline void isola__outbox_flush(isola__vm *vm) {
 }
 
 /* Posts a control message (m->dest is a control port) to the isolate's
- * OOB queue and schedules it if idle; takes ownership of m.  Enters the VM
- * itself.  ISOLA_ECLOSED, ISOLA_EINVAL (not a control port), ISOLA_ENOVM,
- * ISOLA_ESHUTDOWN, ISOLA_ENOMEM. */
-int isola__post_control(isola__msg *m);
+ * OOB queue and schedules it if idle; takes ownership of m.  The caller has
+ * entered the VM (isola__vm_enter) before building m.  ISOLA_ECLOSED,
+ * ISOLA_EINVAL (not a control port). */
+int isola__post_control(isola__vm *vm, isola__msg *m);
 
 struct isola__run;
 /* isola_spawn for isola_run: the new isolate owns run once this succeeds

@@ -735,3 +735,70 @@ Test(vm, live_isolates_counts_running_isolates) {
   th_vm_shutdown_ok();
   cr_assert(isola_live_isolates() == 0, "after shutdown");
 }
+
+/* ---------------------------------------------------------------------- */
+/* Plain threads sending and asking while the VM shuts down                */
+/* ---------------------------------------------------------------------- */
+
+/* Every call gets a result (never a crash, never a leak): sends and
+ * control requests build their messages only once inside the VM, and
+ * shutdown waits for callers inside before it frees the pool. */
+#define RACERS 3
+static _Atomic isola_port racer_target;
+static isola_isolate racer_handle;
+static th_counter racer_ready = TH_COUNTER_INIT;
+static th_counter racer_calls = TH_COUNTER_INIT;
+static _Atomic bool racers_stop;
+
+static void racer_sink(void *ctx, isola_port port, isola_value msg,
+                       isola_port reply_to) {
+  (void)ctx, (void)port, (void)msg, (void)reply_to;
+}
+
+static void racer_target_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(racer_sink, NULL, &p));
+  atomic_store(&racer_target, p);
+  th_counter_add(&racer_ready, 1);
+}
+
+static void *racer(void *arg) {
+  (void)arg;
+  static const char text[200] = "a message larger than the smallest class";
+  isola_value items[3] = {isola_int(1), isola_str(text), isola_null()};
+  isola_port to = atomic_load(&racer_target);
+  long n = 0;
+  while (!atomic_load(&racers_stop)) {
+    int rc = isola_send(to, isola_list(items, 3));
+    TH_CHECKF(rc == ISOLA_OK || rc == ISOLA_ECLOSED || rc == ISOLA_ESHUTDOWN ||
+                  rc == ISOLA_ENOVM,
+              "send: %s", isola_err_name(rc));
+    rc = isola_ping(&racer_handle, to, isola_list(items, 3),
+                    ISOLA_IMMEDIATE);
+    TH_CHECKF(rc == ISOLA_OK || rc == ISOLA_ECLOSED || rc == ISOLA_ESHUTDOWN ||
+                  rc == ISOLA_ENOVM,
+              "ping: %s", isola_err_name(rc));
+    if (++n % 64 == 0) th_counter_add(&racer_calls, 64);
+  }
+  return NULL;
+}
+
+Test(vm, plain_threads_sending_through_shutdown_get_results_not_crashes) {
+  th_vm_init(NULL);
+  TH_ASSERT_OK(
+      isola_spawn(racer_target_entry, isola_null(), NULL, &racer_handle));
+  TH_WAIT_GE(&racer_ready, 1);
+  pthread_t t[RACERS];
+  for (int i = 0; i < RACERS; i++)
+    cr_assert(pthread_create(&t[i], NULL, racer, NULL) == 0, "create");
+  TH_WAIT_GE(&racer_calls, 64L * 100);
+  isola_shutdown_report report;
+  memset(&report, 0, sizeof report);
+  int rc = isola_vm_shutdown(&report);
+  atomic_store(&racers_stop, true);
+  for (int i = 0; i < RACERS; i++) pthread_join(t[i], NULL);
+  cr_assert(rc == ISOLA_OK, "shutdown: %s (%s)", isola_err_name(rc),
+            report.text);
+  th_leak_check();
+}
