@@ -69,19 +69,17 @@ static void stamp_pending(isola__epoch *e) {
   if (!t->retire_pending) return;
   uint64_t stamp =
       atomic_fetch_add_explicit(&e->global, 1, memory_order_acq_rel);
-  /* pending is newest first; reverse it onto the stamped list's tail. */
-  isola__isolate *rev = NULL;
+  /* pending is newest first; reverse it onto the stamped list's tail,
+   * stamping as we go (one pass: each isolate is a cache miss). */
+  isola__isolate *rev = NULL, *last = t->retire_pending;
   while (t->retire_pending) {
     isola__isolate *iso = t->retire_pending;
     t->retire_pending = iso->retire_next;
     iso->retire_next = rev;
+    iso->retire_epoch = stamp;
     rev = iso;
   }
   t->npending = 0;
-  for (isola__isolate *iso = rev; iso; iso = iso->retire_next)
-    iso->retire_epoch = stamp;
-  isola__isolate *last = rev;
-  while (last->retire_next) last = last->retire_next;
   if (t->retire_tail)
     t->retire_tail->retire_next = rev;
   else

@@ -11,10 +11,17 @@
 #define CACHE_MAX 128
 #define CACHE_BATCH 64
 
+/* Never-used indices are taken from the map's high mark RANGE at a time,
+ * so threads opening ports at once do not fight over its cache line; a
+ * thread that leaves abandons what is left of its range (at most 63 of
+ * 2^28 indices). */
+#define RANGE 64
+
 static ISOLA__TLS struct {
   uint64_t vm_gen; /* the map generation these slots belong to */
   unsigned n;
   uint32_t slots[CACHE_MAX];
+  uint32_t next, end; /* never-used indices reserved by this thread */
 } cache;
 
 static _Atomic uint64_t map_gen = 1;
@@ -73,6 +80,7 @@ static uint32_t alloc_index(isola__port_map *m) {
   if (cache.vm_gen != current_gen) {
     cache.vm_gen = current_gen;
     cache.n = 0;
+    cache.next = cache.end = 0;
   }
   if (cache.n > 0) return cache.slots[--cache.n];
   /* Nothing freed yet (a growing program): no lock, a new index. */
@@ -90,12 +98,19 @@ static uint32_t alloc_index(isola__port_map *m) {
     if (cache.n > 0) return cache.slots[--cache.n];
   }
 
-  uint32_t index = atomic_fetch_add_explicit(&m->high, 1,
-                                             memory_order_relaxed);
-  if (index > ISOLA__PORT_INDEX_MASK) {
-    atomic_fetch_sub_explicit(&m->high, 1, memory_order_relaxed);
-    return 0;
+  if (cache.next == cache.end) {
+    uint32_t first = atomic_fetch_add_explicit(&m->high, RANGE,
+                                               memory_order_relaxed);
+    if (first > ISOLA__PORT_INDEX_MASK) {
+      atomic_fetch_sub_explicit(&m->high, RANGE, memory_order_relaxed);
+      return 0;
+    }
+    cache.next = first;
+    cache.end = first + RANGE > ISOLA__PORT_INDEX_MASK + 1
+                    ? ISOLA__PORT_INDEX_MASK + 1
+                    : first + RANGE;
   }
+  uint32_t index = cache.next++;
   _Atomic(isola__port_slot *) *dp = &m->dir[index >> ISOLA__CHUNK_BITS];
   if (!atomic_load_explicit(dp, memory_order_acquire)) {
     isola__port_slot *chunk = calloc(ISOLA__CHUNK_SLOTS, sizeof *chunk);
@@ -125,6 +140,7 @@ static void free_index(isola__port_map *m, uint32_t index) {
   if (cache.vm_gen != current_gen) {
     cache.vm_gen = current_gen;
     cache.n = 0;
+    cache.next = cache.end = 0;
   }
   if (cache.n == CACHE_MAX) {
     free_list_push(m, cache.slots + CACHE_MAX - CACHE_BATCH, CACHE_BATCH);
