@@ -510,7 +510,9 @@ ISOLA_EXPORT int isola_current_info(isola_isolate_info *out);
 ISOLA_EXPORT void *isola_group_data(void);
 
 /* Live isolates in the VM right now (0 when the VM is not running).  Any
- * thread; the figure may be stale by the time it is read. */
+ * thread; the figure may be stale by the time it is read.  While a handler
+ * that spawns is running it may count up to 7 isolates ahead (spawns take
+ * their counts in batches, docs/design.md); it is exact between events. */
 ISOLA_EXPORT size_t isola_live_isolates(void);
 
 /* ------------------------------------------------------------------------ */

@@ -210,6 +210,11 @@ typedef struct isola__tls {
   isola__isolate *ob_to;
   isola__node *ob_first, *ob_last;
   uint32_t ob_n;
+  /* Spawn credits (isolate.c): counts of the VM's live isolates and of
+   * sp_group's members taken ahead by the running event, returned when it
+   * ends. */
+  uint32_t sp_live, sp_members;
+  isola__group *sp_group;
 } isola__tls;
 
 extern ISOLA__TLS isola__tls isola__t;

@@ -291,6 +291,57 @@ int isola__isolate_set_name(isola__isolate *iso, const char *name) {
   return ISOLA_OK;
 }
 
+/* Spawn credits.  The VM's live count and a group's member count are
+ * shared words that every spawn and every end change; an event that
+ * spawns several isolates (a tree, a pool of workers) takes them CREDITS
+ * at a time and hands out the rest locally, and what it did not use goes
+ * back when the event ends.  The counts run ahead by at most that much
+ * while the event runs, and can reach zero only after it ended: the
+ * spawning isolate is live and a member itself.  Not with a limit on live
+ * isolates, which needs the exact count. */
+#define CREDITS 8
+
+static bool take_credits(isola__vm *vm) {
+  isola__isolate *self = isola__t.current;
+  return self && self->unwind && vm->config.max_isolates == 0;
+}
+
+void isola__spawn_credits_return(isola__vm *vm) {
+  isola__tls *t = &isola__t;
+  if (t->sp_live) {
+    atomic_fetch_sub_explicit(&vm->live, t->sp_live, memory_order_relaxed);
+    t->sp_live = 0;
+  }
+  if (t->sp_members) {
+    atomic_fetch_sub_explicit(&t->sp_group->isolates, t->sp_members,
+                              memory_order_relaxed);
+    t->sp_members = 0;
+  }
+  t->sp_group = NULL;
+}
+
+/* Counts one more member of g. */
+static void member_add(isola__group *g, bool credits) {
+  isola__tls *t = &isola__t;
+  if (!credits) {
+    atomic_fetch_add_explicit(&g->isolates, 1, memory_order_relaxed);
+    return;
+  }
+  if (t->sp_group != g) {
+    if (t->sp_members) {
+      atomic_fetch_sub_explicit(&t->sp_group->isolates, t->sp_members,
+                                memory_order_relaxed);
+      t->sp_members = 0;
+    }
+    t->sp_group = g;
+  }
+  if (t->sp_members == 0) {
+    atomic_fetch_add_explicit(&g->isolates, CREDITS, memory_order_relaxed);
+    t->sp_members = CREDITS;
+  }
+  t->sp_members--;
+}
+
 /* Builds an isolate that is not yet runnable: its control port is open and
  * its START message built.  On error nothing is left behind. */
 static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
@@ -298,10 +349,20 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
                        bool pinned, struct isola__run *run,
                        isola__module *module, isola__isolate **out) {
   size_t max = vm->config.max_isolates;
-  size_t live = atomic_fetch_add_explicit(&vm->live, 1, memory_order_relaxed);
-  if (max && live >= max) {
-    atomic_fetch_sub_explicit(&vm->live, 1, memory_order_relaxed);
-    return ISOLA_ELIMIT;
+  bool credits = take_credits(vm);
+  if (credits) {
+    if (isola__t.sp_live == 0) {
+      atomic_fetch_add_explicit(&vm->live, CREDITS, memory_order_relaxed);
+      isola__t.sp_live = CREDITS;
+    }
+    isola__t.sp_live--;
+  } else {
+    size_t live =
+        atomic_fetch_add_explicit(&vm->live, 1, memory_order_relaxed);
+    if (max && live >= max) {
+      atomic_fetch_sub_explicit(&vm->live, 1, memory_order_relaxed);
+      return ISOLA_ELIMIT;
+    }
   }
   int rc = ISOLA_ENOMEM;
   isola__msg *start = NULL;
@@ -362,7 +423,9 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
     }
     iso->origin = iso->control_port;
   }
-  atomic_fetch_add_explicit(&iso->group->isolates, 1, memory_order_relaxed);
+  /* Credits only for the spawner's own group (a module's new group is
+   * counted exactly). */
+  member_add(iso->group, credits && parent);
   /* Park the START message as the queue's first node without scheduling:
    * the caller decides when the isolate becomes runnable. */
   atomic_store_explicit(&start->node.next, NULL, memory_order_relaxed);
@@ -381,7 +444,10 @@ fail:
     isola__isolate_name_free(iso);
     isola__pool_free(iso, iso->pool_class);
   }
-  atomic_fetch_sub_explicit(&vm->live, 1, memory_order_relaxed);
+  if (credits)
+    isola__t.sp_live++; /* the credit goes back to the event */
+  else
+    atomic_fetch_sub_explicit(&vm->live, 1, memory_order_relaxed);
   return rc;
 }
 

@@ -38,6 +38,10 @@ static inline void isola__isolate_name_free(isola__isolate *iso) {
  * caller is on an isolate or has entered the VM (isola__vm_enter). */
 int isola__post(isola__vm *vm, isola__msg *m);
 
+/* Gives back the spawn credits the event running on this thread did not
+ * use (isolate.c).  Called where an event ends. */
+void isola__spawn_credits_return(isola__vm *vm);
+
 /* Pushes the calling thread's outbox (isolate.c), which is not empty. */
 void isola__outbox_push(isola__vm *vm);
 

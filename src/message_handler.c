@@ -264,6 +264,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
  * others clear it; TURN_END ends the isolate. */
 static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
   isola__outbox_flush(vm); /* what the turn sent, before its end's own */
+  if (isola__t.sp_live | isola__t.sp_members) isola__spawn_credits_return(vm);
   if (r != ISOLA__TURN_IDLE) iso->unwind = NULL;
   if (r != TURN_END) {
     isola__t.current = NULL;

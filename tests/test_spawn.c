@@ -465,3 +465,65 @@ Test(spawn, spawn_with_a_NULL_entry_or_bad_message_gives_EINVAL) {
   cr_assert(th_counter_get(&created) == 1, "%ld isolates created, expected 1",
             th_counter_get(&created));
 }
+
+/* ---------------------------------------------------------------------- */
+/* Counts stay exact around an event that spawns several isolates          */
+/* ---------------------------------------------------------------------- */
+
+/* An event that spawns takes the live and member counts ahead in batches
+ * and gives back what it did not use when it ends (isolate.c): once it has
+ * ended the counts are exact, a failed spawn returns its share, and the
+ * group's cleanup runs when its last member ends. */
+#define BROOD 3
+static _Atomic isola_port brood_port[BROOD + 1]; /* [BROOD]: the parent */
+static th_counter brood_ready = TH_COUNTER_INIT;
+static th_counter brood_groups_cleaned = TH_COUNTER_INIT;
+static _Atomic int brood_bad_rc;
+
+static void brood_handler(void *ctx, isola_port port, isola_value msg,
+                          isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  TH_CHECK_OK(isola_port_close(port)); /* "end" */
+}
+
+static void brood_child_entry(isola_value msg) {
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(brood_handler, NULL, &p));
+  atomic_store(&brood_port[th_int(msg)], p);
+  th_counter_add(&brood_ready, 1);
+}
+
+static void brood_parent_entry(isola_value msg) {
+  (void)msg;
+  for (int i = 0; i < BROOD; i++)
+    TH_CHECK_OK(isola_spawn(brood_child_entry, isola_int(i), NULL, NULL));
+  /* A spawn that fails: its share of the counts goes back. */
+  isola_value bad = isola_null();
+  bad.kind = (isola_kind)200;
+  atomic_store(&brood_bad_rc,
+               isola_spawn(brood_child_entry, bad, NULL, NULL));
+  brood_child_entry(isola_int(BROOD)); /* the parent's own port */
+}
+
+static void brood_group_cleanup(void *data, uint64_t group, void *gdata) {
+  (void)data, (void)group, (void)gdata;
+  th_counter_add(&brood_groups_cleaned, 1);
+}
+
+Test(spawn, counts_are_exact_after_an_event_that_spawns_several) {
+  isola_config c;
+  isola_config_init(&c);
+  c.hooks.group_cleanup = brood_group_cleanup;
+  th_vm_init(&c);
+  TH_ASSERT_OK(isola_spawn(brood_parent_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&brood_ready, BROOD + 1);
+  TH_ASSERT_RC(atomic_load(&brood_bad_rc), ISOLA_EINVAL);
+  th_wait_live_isolates(BROOD + 1); /* the parent and its children */
+  for (int i = 0; i <= BROOD; i++)
+    TH_ASSERT_OK(isola_send(atomic_load(&brood_port[i]), isola_str("end")));
+  TH_WAIT_GE(&brood_groups_cleaned, 1); /* one group: all four ended */
+  th_wait_live_isolates(0);
+  th_vm_shutdown_ok();
+  cr_assert(th_counter_get(&brood_groups_cleaned) == 1, "%ld group cleanups",
+            th_counter_get(&brood_groups_cleaned));
+}
