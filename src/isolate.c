@@ -73,9 +73,10 @@ int isola__msg_new(isola_value v, isola__msg **out) {
  * them, and when the event ends or may wait (isola__outbox_flush() callers:
  * the end of every turn, isola_blocking_begin, isola_check_interrupts,
  * control requests).  Between isola_blocking_begin and _end every send is
- * pushed at once: what a blocked handler sends is what it waits on.  Each send still looks its port up (so ECLOSED is
- * told at once); the receiver stays valid until the flush because this
- * thread stays online in the epoch for the whole turn. */
+ * pushed at once: what a blocked handler sends is what it waits on.  Each
+ * send still looks its port up (so ECLOSED is told at once); the receiver
+ * stays valid until the flush because this thread stays online in the
+ * epoch for the whole turn. */
 #define OUTBOX_MAX 64
 
 void isola__outbox_push(isola__vm *vm) {
