@@ -24,6 +24,10 @@ int isola__plat_random(void *buf, size_t len);
 void *isola__plat_map(size_t len);
 /* Returns memory from isola__plat_map(). */
 void isola__plat_unmap(void *p, size_t len);
+/* Asks the OS to back the pages of [p, p+len) (mapped memory) now, in one
+ * call, rather than one fault per page as each is first written.  A hint:
+ * where the OS cannot, nothing happens. */
+void isola__plat_prefault(void *p, size_t len);
 
 /* Monotonic time in nanoseconds. */
 uint64_t isola__plat_now_ns(void);

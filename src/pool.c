@@ -47,6 +47,15 @@ typedef struct region {
   struct region *next;
 } region;
 
+/* Unused space a thread left behind (the rest of its slab of one class,
+ * or of its region), kept for reuse: this header is written in its first
+ * bytes, which are free.  Threads come and go (stand-ins for blocking
+ * handlers, idle time-outs), and what they leave must not pile up. */
+typedef struct spare {
+  struct spare *next;
+  char *end;
+} spare;
+
 static const uint32_t class_size[ISOLA__POOL_CLASSES] = {
     64, 128, 192, 256, 320, 384, 512, 1024, 2048};
 
@@ -54,6 +63,11 @@ static ISOLA__TLS struct {
   bool on;
   block *head[ISOLA__POOL_CLASSES];
   uint32_t n[ISOLA__POOL_CLASSES];
+  /* A thread with a cache carves fresh blocks from slabs of its own, cut
+   * from a region of its own: threads growing at once share no lock and
+   * no page table page (whose lock every page fault takes). */
+  char *carve[ISOLA__POOL_CLASSES], *carve_end[ISOLA__POOL_CLASSES];
+  char *region_next, *region_end;
 } cache;
 
 /* Per class: full batches handed back by threads, loose blocks freed by
@@ -65,15 +79,18 @@ typedef struct shared_class {
   block **batches;
   block *loose;
   char *carve, *carve_end;
+  spare *spares; /* rests of slabs of this class that threads left */
 } shared_class;
 
-#define SHARED_INIT {ISOLA__LOCK_INIT, 0, 0, NULL, NULL, NULL, NULL}
+#define SHARED_INIT {ISOLA__LOCK_INIT, 0, 0, NULL, NULL, NULL, NULL, NULL}
 static shared_class shared[ISOLA__POOL_CLASSES] = {
     SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT,
     SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT};
 static pthread_mutex_t slabs_lock = PTHREAD_MUTEX_INITIALIZER;
 static region *regions; /* every region, unmapped by isola__pool_destroy */
-static char *slab_next, *slab_end; /* what is left of the newest region */
+static size_t nregions;  /* how many: isola__pool_regions() */
+static char *slab_next, *slab_end; /* the cache-less threads' region space */
+static spare *spare_regions;       /* rests of regions threads left */
 
 static inline uint8_t class_of(size_t size) {
   uint8_t c = 0;
@@ -81,26 +98,92 @@ static inline uint8_t class_of(size_t size) {
   return c < ISOLA__POOL_CLASSES ? c : ISOLA__POOL_NONE;
 }
 
-/* A new slab (SLAB_BYTES, cache-line aligned, zeroed), or NULL. */
+/* A new region, linked into the list of regions; NULL when out of
+ * memory. */
+static char *new_region(void) {
+  char *mem = isola__plat_map(REGION_BYTES);
+  if (!mem) return NULL;
+  LSAN_ADD(mem, REGION_BYTES);
+  pthread_mutex_lock(&slabs_lock);
+  region *r = (region *)mem;
+  r->next = regions;
+  regions = r;
+  nregions++;
+  pthread_mutex_unlock(&slabs_lock);
+  return mem;
+}
+
+/* Space for slabs in [*next, *end): what a thread left of its region,
+ * or a new region.  False when out of memory. */
+static bool region_space(char **next, char **end) {
+  pthread_mutex_lock(&slabs_lock);
+  spare *r = spare_regions;
+  if (r) {
+    spare_regions = r->next;
+    *end = r->end;
+    *next = (char *)r;
+  }
+  pthread_mutex_unlock(&slabs_lock);
+  if (r) return true;
+  char *mem = new_region();
+  if (!mem) return false;
+  *next = mem + ISOLA__CACHE_LINE;
+  *end = mem + REGION_BYTES;
+  return true;
+}
+
+/* A new slab for the threads without a cache (SLAB_BYTES, cache-line
+ * aligned, zeroed), or NULL. */
 static char *new_slab(void) {
   pthread_mutex_lock(&slabs_lock);
-  if (!slab_next || (size_t)(slab_end - slab_next) < SLAB_BYTES) {
-    char *mem = isola__plat_map(REGION_BYTES);
-    if (!mem) {
-      pthread_mutex_unlock(&slabs_lock);
-      return NULL;
+  while (!slab_next || (size_t)(slab_end - slab_next) < SLAB_BYTES) {
+    pthread_mutex_unlock(&slabs_lock);
+    char *next, *end;
+    if (!region_space(&next, &end)) return NULL;
+    pthread_mutex_lock(&slabs_lock);
+    if (slab_next && (size_t)(slab_end - slab_next) >= SLAB_BYTES) {
+      /* Another thread got there first: keep this space for later. */
+      spare *r = (spare *)next;
+      r->end = end;
+      r->next = spare_regions;
+      spare_regions = r;
+    } else {
+      slab_next = next;
+      slab_end = end;
     }
-    LSAN_ADD(mem, REGION_BYTES);
-    region *r = (region *)mem;
-    r->next = regions;
-    regions = r;
-    slab_next = mem + ISOLA__CACHE_LINE;
-    slab_end = mem + REGION_BYTES;
   }
   char *slab = slab_next;
   slab_next += SLAB_BYTES;
   pthread_mutex_unlock(&slabs_lock);
   return slab;
+}
+
+/* A new slab for the calling thread (its cache is on), from its own
+ * region, its pages backed at once (one call rather than a fault each:
+ * they are about to be written). */
+static char *thread_slab(void) {
+  if (!cache.region_next ||
+      (size_t)(cache.region_end - cache.region_next) < SLAB_BYTES) {
+    if (!region_space(&cache.region_next, &cache.region_end)) {
+      cache.region_next = cache.region_end = NULL;
+      return NULL;
+    }
+  }
+  char *slab = cache.region_next;
+  cache.region_next += SLAB_BYTES;
+  isola__plat_prefault(slab, SLAB_BYTES);
+  return slab;
+}
+
+/* Takes a slab rest of class c that a thread left, into *carve and *end;
+ * called with shared[c].lock held. */
+static bool take_spare_locked(uint8_t c, char **carve, char **end) {
+  spare *r = shared[c].spares;
+  if (!r) return false;
+  shared[c].spares = r->next;
+  *end = r->end;
+  *carve = (char *)r;
+  return true;
 }
 
 /* Reserves up to want blocks of class c from the slab being carved and
@@ -141,10 +224,40 @@ static block *refill(uint8_t c) {
     sc->batches[nb - 1] = b->next;
     if (!b->next)
       atomic_store_explicit(&sc->nbatches, nb - 1, memory_order_relaxed);
+  } else if (cache.on) {
+    /* From this thread's own slab: a rest another thread left, or a new
+     * one from its own region. */
+    size_t size = class_size[c];
+    bool have = cache.carve[c] &&
+                (size_t)(cache.carve_end[c] - cache.carve[c]) >= size;
+    if (!have)
+      have = take_spare_locked(c, &cache.carve[c], &cache.carve_end[c]);
+    isola__lock_release(&sc->lock);
+    if (!have) {
+      char *mem = thread_slab();
+      if (!mem) return NULL;
+      cache.carve[c] = mem;
+      cache.carve_end[c] = mem + SLAB_BYTES;
+    }
+    size_t left = (size_t)(cache.carve_end[c] - cache.carve[c]) / size;
+    uint32_t k = left < BATCH ? (uint32_t)left : BATCH;
+    char *run = cache.carve[c];
+    cache.carve[c] += (size_t)k * size;
+    block *head = NULL;
+    for (uint32_t i = k; i-- > 1;) {
+      block *x = (block *)(run + (size_t)i * size);
+      x->next = head;
+      head = x;
+    }
+    cache.head[c] = head;
+    cache.n[c] = k - 1;
+    return (block *)run;
   } else {
-    /* Carve a batch at once, so the lock is taken once per batch. */
-    uint32_t want = cache.on ? BATCH : 1, k = 0;
+    /* No cache: one block from the shared slab. */
+    uint32_t want = 1, k = 0;
     char *run = reserve_locked(c, want, &k);
+    if (!run && take_spare_locked(c, &sc->carve, &sc->carve_end))
+      run = reserve_locked(c, want, &k);
     isola__lock_release(&sc->lock);
     if (!run) {
       /* The slab is used up.  The new one is allocated outside the lock;
@@ -157,17 +270,6 @@ static block *refill(uint8_t c) {
       sc->carve_end = mem + SLAB_BYTES;
       run = reserve_locked(c, want, &k);
       isola__lock_release(&sc->lock);
-    }
-    size_t size = class_size[c];
-    block *head = cache.head[c]; /* empty, or NULL with the cache off */
-    for (uint32_t i = k; i-- > 1;) {
-      block *x = (block *)(run + (size_t)i * size);
-      x->next = head;
-      head = x;
-    }
-    if (cache.on) {
-      cache.head[c] = head;
-      cache.n[c] += k - 1;
     }
     return (block *)run;
   }
@@ -248,7 +350,29 @@ void isola__pool_thread_stop(void) {
     }
     cache.head[c] = NULL;
     cache.n[c] = 0;
+    /* The rest of its slab is kept for whoever carves this class next. */
+    if (cache.carve[c] &&
+        (size_t)(cache.carve_end[c] - cache.carve[c]) >= class_size[c]) {
+      spare *r = (spare *)cache.carve[c];
+      r->end = cache.carve_end[c];
+      isola__lock_acquire(&shared[c].lock);
+      r->next = shared[c].spares;
+      shared[c].spares = r;
+      isola__lock_release(&shared[c].lock);
+    }
+    cache.carve[c] = cache.carve_end[c] = NULL;
   }
+  /* And the rest of its region for the next thread that needs one. */
+  if (cache.region_next &&
+      (size_t)(cache.region_end - cache.region_next) >= SLAB_BYTES) {
+    spare *r = (spare *)cache.region_next;
+    r->end = cache.region_end;
+    pthread_mutex_lock(&slabs_lock);
+    r->next = spare_regions;
+    spare_regions = r;
+    pthread_mutex_unlock(&slabs_lock);
+  }
+  cache.region_next = cache.region_end = NULL;
   cache.on = false;
 }
 
@@ -262,6 +386,7 @@ void isola__pool_destroy(void) {
     atomic_store_explicit(&sc->nbatches, 0, memory_order_relaxed);
     sc->loose = NULL;
     sc->carve = sc->carve_end = NULL;
+    sc->spares = NULL; /* in the regions unmapped below */
     isola__lock_release(&sc->lock);
   }
   pthread_mutex_lock(&slabs_lock);
@@ -271,6 +396,15 @@ void isola__pool_destroy(void) {
     isola__plat_unmap(regions, REGION_BYTES);
     regions = next;
   }
+  nregions = 0;
   slab_next = slab_end = NULL;
+  spare_regions = NULL;
   pthread_mutex_unlock(&slabs_lock);
+}
+
+size_t isola__pool_regions(void) {
+  pthread_mutex_lock(&slabs_lock);
+  size_t n = nregions;
+  pthread_mutex_unlock(&slabs_lock);
+  return n;
 }

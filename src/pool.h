@@ -12,6 +12,13 @@
  * batch), as Pony's pool does.  Threads without a cache (plain threads that
  * send) take and give single blocks under the class's lock.
  *
+ * A thread with a cache carves fresh blocks from slabs of its own, cut
+ * from a 2 MiB region of its own (mapped from the OS, its pages backed a
+ * slab at a time): threads that grow at once share no lock and no page
+ * table page.  A thread that stops leaves the rest of its slabs and of its
+ * region for the next one that needs them, so threads that come and go do
+ * not map memory apiece.
+ *
  * Slabs are never returned while the VM runs: a burst of a million
  * isolates keeps its memory for reuse.  isola__pool_destroy() returns every
  * slab at shutdown.  Blocks larger than the largest class come from malloc.
@@ -41,5 +48,9 @@ void isola__pool_thread_stop(void);
 
 /* Returns every slab (VM shutdown: no block is in use, no cache is on). */
 void isola__pool_destroy(void);
+
+/* The 2 MiB regions mapped so far (tests: memory a thread left behind is
+ * reused, not mapped again). */
+size_t isola__pool_regions(void);
 
 #endif
