@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * isola-bench — the isola side of the benchmarks defined in BENCHMARKS.md.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_server.c — a TCP echo server on 127.0.0.1 where each connection is
  * served by an isolate of its own.

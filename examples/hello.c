@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hello.c — the showcase: isolates that share nothing and talk only through
  * ports.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pipeline.c — a producer and a slow consumer with credit-based
  * backpressure: the producer never has more than WINDOW items in flight,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * primes.c — a parallel prime sieve: counts the primes below N by splitting
  * [2, N) into slices, one isolate per slice.

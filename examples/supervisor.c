@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * supervisor.c — a supervisor that restarts crashing workers, Erlang style,
  * built from exit and error listeners.

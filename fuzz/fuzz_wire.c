@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_wire.c — libFuzzer target for the wire decoder.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gen_corpus.c — writes the seed corpus of fuzz_wire into a directory: one
  * file per value, covering every kind, sharing, cycles and the limits, plus

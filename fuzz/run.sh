@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Builds the wire decoder's fuzz target with clang (libFuzzer, ASan, UBSan)
 # and runs it for N seconds (default 60) over the seed corpus.
 #   sh fuzz/run.sh [SECONDS]

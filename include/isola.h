@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * isola — Dart-VM style isolates for C.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * control.c — isolate control (control.h): the public requests (pause,
  * resume, kill, ping, listeners, errors fatal), their handling on the

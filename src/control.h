@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * control.h — isolate control (Dart's isolate library messages, handled in
  * runtime/vm/isolate.cc): pause and resume, kill, ping, exit and error

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* error.c — names and descriptions of the error codes (ISOLA_ERRNO_MAP). */
 #include "isola.h"
 

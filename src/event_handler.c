@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* event_handler.c — the event handler thread: timers and file-descriptor
  * watches (see event_handler.h). */
 #include "event_handler.h"

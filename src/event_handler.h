@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * event_handler.h — the event handler thread (the Dart VM's "dart:io
  * EventHandler"): timers, one-shot and periodic, and file-descriptor

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* heap.c — the isolate heap (isola_alloc) and the rarely used state behind
  * iso->ext (heap.h). */
 #include "heap.h"

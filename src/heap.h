@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * heap.h — an isolate's rarely used state: its heap (isola_alloc), its
  * isolate-local values (local.c) and the tail of its microtask queue

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * internal.h — the runtime's shared types: the VM, an isolate, a message,
  * and the per-thread state.  Each component's functions are declared in the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* isolate.c — spawn, the root isolate, ports and sends: the public isolate
  * API on top of the port map, the message handler and the scheduler. */
 #include "isolate.h"

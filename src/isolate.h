@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* isolate.h — spawning, ending, ports and sends (isolate.c). */
 #ifndef ISOLA_ISOLATE_H
 #define ISOLA_ISOLATE_H

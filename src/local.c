@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* local.c — isolate-local storage (isola_local_get).
  *
  * A key gets a small id on its first use in any isolate; each isolate keeps

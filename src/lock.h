@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lock.h — a small mutex for critical sections of a few instructions: it
  * spins a little before it sleeps.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* message_handler.c — one turn of an isolate (see message_handler.h). */
 #include "message_handler.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * message_handler.h — one turn of an isolate: the Dart VM's MessageHandler.
  *

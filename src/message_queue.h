@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * message_queue.h — the mailbox: an intrusive multi-producer single-consumer
  * queue of messages (after Vyukov), with the scheduling state folded into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* module.c — modules: a shared object loaded with dlopen for an isolate
  * group (isola_spawn_uri, isola_run_main_uri).
  *

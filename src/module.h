@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* module.h — modules: shared objects loaded for a group (module.c). */
 #ifndef ISOLA_MODULE_H
 #define ISOLA_MODULE_H

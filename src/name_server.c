@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* name_server.c — names for ports (see name_server.h). */
 #include "name_server.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * name_server.h — the VM's table from names to ports (isola_name_*).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * native.c — native ports (Dart_NewNativePort): a port whose handler is a
  * plain C function run on the pool, one message at a time or concurrently.

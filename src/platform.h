@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * platform.h — everything isola needs from the operating system.  A port to
  * another OS supplies these functions; platform_linux.c is the Linux one.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* platform_linux.c — the Linux implementation of platform.h. */
 #include "platform.h"
 

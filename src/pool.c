@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool.c — per-thread caches of fixed-size blocks carved from slabs (see
  * pool.h). */
 #include "pool.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pool.h — fixed-size blocks for the objects made by the million: messages
  * and isolates.

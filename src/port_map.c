@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* port_map.c — port ids and their slots (see port_map.h). */
 #include "port_map.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * port_map.h — the global table from port id to the isolate that owns it.
  *

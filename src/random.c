@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* random.c — the CSPRNG and the keyed permutation of random.h. */
 #include "random.h"
 

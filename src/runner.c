@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * runner.c — the `isola` command: runs a module as the root isolate of a
  * fresh VM, as `dart run` runs a script.

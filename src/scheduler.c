@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* scheduler.c — workers, threads, run queues, stealing, parking (see
  * scheduler.h). */
 #include "scheduler.h"

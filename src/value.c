@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* value.c — values: typed reads, buffers, validation, deep copy, equality. */
 #include "value.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vm.c — the VM's life: init, shutdown, configuration, tracing, and the
  * list of live isolates. */
 #include "vm.h"

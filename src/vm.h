@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vm.h — the one VM of the process: its parts and its live isolates. */
 #ifndef ISOLA_VM_H
 #define ISOLA_VM_H

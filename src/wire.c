@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wire.c — values as CBOR (RFC 8949); the format is docs/wire-format.md.
  *

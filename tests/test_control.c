@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Isolate control (issue 6): capabilities, pause/resume, kill, ping, exit
  * and error listeners, uncaught errors, isola_exit, isola_run, pause on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Error codes: isola_strerror() and isola_err_name() over the one table. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

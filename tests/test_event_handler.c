@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_event_handler.c — the event handler: timers (one-shot and periodic,
  * order, cancellation, keeping the isolate alive, pause and kill) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The isolate heap (issue 7 item 6): isola_alloc / isola_realloc /
  * isola_free, the heap limit and its out-of-memory error, the heap

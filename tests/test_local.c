@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Isolate-local storage (issue 7 item 5): ISOLA_LOCAL values are per
  * isolate whichever pool thread runs it, initialised on first use, and

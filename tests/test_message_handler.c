@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The message handler: per-sender FIFO into one port and across the ports
  * of one isolate, nothing lost or duplicated, posts from plain threads,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Microtasks (issue 7 item 4): isola_microtask() work runs right after the
  * event that scheduled it, before the next event, in FIFO order, those

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Modules and the runner: isola_spawn_uri's errors (bad path, not a shared
  * object, an unresolved symbol, no entry point, no or another ABI stamp),

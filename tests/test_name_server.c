@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The name server: register, look up and remove; a taken name is refused
  * and kept; a name used across isolates and from plain threads; names

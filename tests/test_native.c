@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_native.c — native ports: a plain C handler on the pool, one message
  * at a time or concurrently; posting from plain threads; close waits for

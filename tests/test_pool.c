@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The block pool (white box, src/pool.h): blocks are distinct, aligned and
  * reused; threads with a cache carve from slabs and regions of their own,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Ports: open and close, errors for closed, unknown and foreign ports,
  * reply_to, send ports inside messages, keep-alive, the end of an isolate

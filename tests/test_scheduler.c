@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The scheduler: an isolate never runs on two threads at once, a busy pair
  * does not starve a third isolate, isola_blocking_begin/end lets a stand-in

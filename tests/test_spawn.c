@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Spawning: the entry and its message, isola_current / isola_current_info,
  * names, origins and groups, the end of an isolate without ports and its

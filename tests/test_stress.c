@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Randomized stress: conservation of messages among 64 isolates forwarding
  * tokens to random peers, and a random tree of spawns.  Seeds are printed;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Values: constructors, typed getters, isola_value_copy (sharing, cycles,
  * UTF-8 checks), isola_value_equal, isola_value_free.  No VM needed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The VM: init and shutdown, errors without a VM, embedder hooks, the live
  * isolate limit, shutdown with messages in flight and with a stuck isolate,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The wire format (CBOR) and whole-graph round trips: encode/decode of
  * every kind, random graphs with sharing and cycles through copy, wire and

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages isola's build and tests need, when missing.
 # Usage: tools/deps.sh [extra-package ...]
 set -eu

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Builds isola and runs the showcase: the hello example (examples/hello.c)
 # as a module, run by the `isola` runner.
 set -eu

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Builds isola and runs the whole test suite.  Optional argument: a sanitizer
 # list for -fsanitize ("address,undefined" or "thread"); the build then goes
 # to build/<name>.

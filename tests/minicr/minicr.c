@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * minicr: a fork-per-test runner for the Criterion subset declared in
  * minicr/criterion/criterion.h (ThreadSanitizer builds only; see there).

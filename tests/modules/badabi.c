@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A test module stamped with an ABI this runtime does not accept, as one
  * built against a future header would be; its isola_main must never run. */
 #include <isola.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A test module, built twice (tm_echo_a, tm_echo_b) with a different
  * MOD_TAG: both copies define the same exported names (module_tag,
  * module_bump, module_calls), so a group binding to the other group's copy

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A test module for the runner's exit status.  args[0] says what to do:
  *   "ok"          return: exit 0
  *   "code" N      isola_set_exit_code(N) from a spawned isolate of the

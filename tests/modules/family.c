@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A test module whose first isolate spawns a child with isola_spawn (so
  * the child joins the module's group and runs the module's code), then
  * ends.  message is the test's report port:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A test module with an isola_main but no ABI stamp (not built with
  * ISOLA_MODULE()); its isola_main must never run. */
 #include <isola.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A test module with the ABI stamp but no isola_main. */
 #include <isola.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A test module that needs a symbol nothing defines: with RTLD_NOW the
  * load fails at once instead of at the first call. */
 #include <isola.h>

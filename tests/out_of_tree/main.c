@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * A program built outside the isola tree against an installed isola (see
  * run.sh): starts the VM, spawns an isolate that finds the main isolate by

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Proves that an installed isola can be used from outside the tree:
 #   1. configures, builds and installs isola (Release; no tests, benchmarks
 #      or examples) into a fresh temporary prefix with `cmake --install
@@ -37,8 +38,14 @@ pc=$(find "$prefix" -name isola.pc | head -n 1)
 [ -n "$pc" ] || fail "no isola.pc under $prefix"
 [ -f "$prefix/include/isola.h" ] || fail "no include/isola.h under $prefix"
 libdir=$(dirname "$(dirname "$pc")")
-for f in "$libdir/libisola.so" "$libdir/libisola.a"; do
+for f in "$libdir/libisola.so" "$libdir/libisola.a" "$libdir/libisola.so.0.1"; do
   [ -e "$f" ] || fail "$f is not installed"
+done
+# The soname follows the version rule: 0.x carries the minor.
+soname=$(objdump -p "$libdir/libisola.so" | awk '/SONAME/ {print $2}')
+[ "$soname" = "libisola.so.0.1" ] || fail "soname is '$soname', not libisola.so.0.1"
+for f in LICENSE README.md CHANGELOG.md; do
+  [ -f "$prefix/share/doc/isola/$f" ] || fail "share/doc/isola/$f is not installed"
 done
 [ -f "$libdir/cmake/isola/isolaConfig.cmake" ] ||
   fail "no isolaConfig.cmake in $libdir/cmake/isola"

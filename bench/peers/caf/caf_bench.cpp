@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // CAF 0.17 peer for the isola benchmarks (see bench/README.md).
 //
 // Actors are event-based CAF actors (function-based, some with state) run

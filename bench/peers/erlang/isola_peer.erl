@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: MIT
 %% Erlang/OTP peer for the isola benchmarks (see bench/README.md).
 %%
 %% Actors are Erlang processes and messages are ordinary sends. Each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Go peer for the isola benchmarks (see bench/README.md and BENCHMARKS.md).
 //
 // Actors are goroutines; an actor's mailbox is a buffered channel. Every

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 'use strict';
 // Node.js peer for the isola benchmarks (see bench/README.md).
 //

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * minicr: the small subset of Criterion's API that the isola tests use,
  * for ThreadSanitizer builds only.

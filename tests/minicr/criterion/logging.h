@@ -1,2 +1,3 @@
+/* SPDX-License-Identifier: MIT */
 /* minicr: logging lives in criterion.h (see there). */
 #include "criterion.h"
