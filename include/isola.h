@@ -559,8 +559,10 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * isola_check_interrupts() or isola_blocking_begin(), or sends to another
  * isolate (sends inside a blocking section go at once).  A handler that
  * waits for what it sent must do so inside isola_blocking_begin/end.
- * Errors: ISOLA_ECLOSED (the port is closed or unknown: the message is
- * dropped), ISOLA_EINVAL (port NONE, a malformed value), ISOLA_ETRANSFER
+ * Errors: ISOLA_ECLOSED (the port is closed, unknown or a control port:
+ * every id that names no open port taking messages answers alike, so the
+ * answer tells a guesser nothing; the message is dropped), ISOLA_EINVAL
+ * (port NONE, a malformed value), ISOLA_ETRANSFER
  * (an empty buffer handle, or one buffer twice), ISOLA_ENOMEM,
  * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is sent on error, and no handle
  * is emptied.  Any thread.
@@ -753,7 +755,9 @@ typedef enum isola_priority {
   ISOLA_BEFORE_NEXT_EVENT = 1
 } isola_priority;
 
-/* A restricted handle on the isolate whose control port is control_port:
+/* A restricted handle on the isolate whose control port is control_port
+ * (not checked: a request through a handle whose port is not an open
+ * control port fails with ISOLA_ECLOSED, as for an isolate that ended):
  * both capabilities are 0, so it can ping and add or remove listeners but
  * isola_pause(), isola_resume(), isola_kill() and isola_set_errors_fatal()
  * refuse it with ISOLA_EPERM.  Errors: ISOLA_EINVAL (port NONE, out NULL).

@@ -56,21 +56,14 @@ uint64_t isola__rng_next(isola__rng *r) {
   }
 }
 
-uint64_t isola__prp(const uint64_t key[2], uint64_t tweak, uint64_t x,
-                    int bits) {
-  /* A balanced Feistel network on two halves of bits/2 bits.  With a
-   * pseudo-random round function, three rounds give a pseudo-random
-   * permutation (Luby and Rackoff), which is what unpredictable ids need:
-   * nobody can ask us to invert it. */
-  const int half = bits / 2;
-  const uint64_t mask = ((uint64_t)1 << half) - 1;
-  uint64_t l = (x >> half) & mask, r = x & mask;
-  for (uint64_t round = 0; round < 3; round++) {
-    uint64_t in = (tweak << 24) ^ (round << 62) ^ r;
-    uint64_t f = isola__siphash(key, in, 1, 3) & mask;
-    uint64_t nl = r;
-    r = l ^ f;
-    l = nl;
+int isola__idc_init(isola__idc *c) {
+  uint64_t w[2 + ISOLA__IDC_ROUNDS];
+  if (isola__plat_random(w, sizeof w) != 0) return -1;
+  c->in = w[0];
+  c->out = w[1];
+  for (int i = 0; i < ISOLA__IDC_ROUNDS; i++) {
+    c->a[i] = (uint32_t)w[2 + i];
+    c->c[i] = (uint32_t)(w[2 + i] >> 32);
   }
-  return (l << half) | r;
+  return 0;
 }
