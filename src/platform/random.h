@@ -12,21 +12,31 @@
 #define ISOLA_RANDOM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct isola__rng {
   uint64_t key[2];
   uint64_t counter;
+  unsigned forks; /* the process's fork count when seeded */
   bool seeded;
 } isola__rng;
 
 /* SipHash-c-d of one 64-bit word under key. */
 uint64_t isola__siphash(const uint64_t key[2], uint64_t word, int c, int d);
 
+/* SipHash-c-d of len bytes at data under key (the reference algorithm). */
+uint64_t isola__siphash_bytes(const uint64_t key[2], const void *data,
+                              size_t len, int c, int d);
+
 /* Seeds r from the kernel.  Returns 0, or -1 if the kernel refused. */
 int isola__rng_seed(isola__rng *r);
 
-/* The next 64 unpredictable bits; r must be seeded.  Never returns 0. */
+/* The next 64 unpredictable bits; r must be seeded.  Never returns 0.
+ * In a child of fork(), the first call re-seeds r (a pthread_atfork
+ * handler counts forks), so parent and child never share a stream; should
+ * the kernel refuse the new seed, the key is changed by the child's pid
+ * and the clock instead: another stream, though not a secret one. */
 uint64_t isola__rng_next(isola__rng *r);
 
 /* The port id cipher: a keyed permutation of all 2^64 words.  A balanced
