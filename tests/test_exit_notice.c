@@ -251,8 +251,8 @@ Test(exit_notice, error_carries_its_message_and_error_notices_name_the_isolate) 
   check_notice(wait_for(h.control_port, 4), ISOLA_EXIT_ERROR,
                "entry failed with a reason", 31);
   isola_value e = wait_for(h.control_port, 3);
-  cr_assert(strstr(th_item_str(e, 0), "entry failed with a reason"));
-  cr_assert(th_item_port(e, 2) == h.control_port);
+  cr_assert(strstr(th_item_str(e, 0), "entry failed with a reason"), "strstr(th_item_str(e, 0), 'entry failed with a reason')");
+  cr_assert(th_item_port(e, 2) == h.control_port, "th_item_port(e, 2) == h.control_port");
 
   /* An error in a handler, too; a plain error listener (the second port)
    * keeps getting [message, stack], an added notice one names it. */
@@ -267,7 +267,7 @@ Test(exit_notice, error_carries_its_message_and_error_notices_name_the_isolate) 
   check_notice(wait_for(h.control_port, 4), ISOLA_EXIT_ERROR,
                "handler failed 7", 32);
   e = wait_for(h.control_port, 3);
-  cr_assert(strstr(th_item_str(e, 0), "handler failed 7"));
+  cr_assert(strstr(th_item_str(e, 0), "handler failed 7"), "strstr(th_item_str(e, 0), 'handler failed 7')");
   int plain = 0;
   pthread_mutex_lock(&sink.mu);
   for (int i = 0; i < sink.n; i++)
@@ -320,7 +320,7 @@ Test(exit_notice, heap_limit) {
   check_notice(wait_for(h.control_port, 4), ISOLA_EXIT_HEAP_LIMIT,
                "heap limit", 51);
   isola_value e = wait_for(h.control_port, 3);
-  cr_assert(strstr(th_item_str(e, 0), "out of memory"));
+  cr_assert(strstr(th_item_str(e, 0), "out of memory"), "strstr(th_item_str(e, 0), 'out of memory')");
   th_vm_shutdown_ok();
   sink_free();
 }
@@ -352,10 +352,10 @@ Test(exit_notice, shutdown_and_the_hooks_see_the_reason) {
   (void)spawn_victim(V_SERVE, &o);
   TH_WAIT_GE(&victim_ready, 1);
   th_vm_shutdown_ok();
-  cr_assert(th_counter_get(&shut_seen) == 1);
+  cr_assert(th_counter_get(&shut_seen) == 1, "th_counter_get(&shut_seen) == 1");
   cr_assert(atomic_load(&shut_reason) == ISOLA_EXIT_SHUTDOWN, "reason %d",
             atomic_load(&shut_reason));
-  cr_assert(atomic_load(&shut_reason_cleanup) == ISOLA_EXIT_SHUTDOWN);
+  cr_assert(atomic_load(&shut_reason_cleanup) == ISOLA_EXIT_SHUTDOWN, "atomic_load(&shut_reason_cleanup) == ISOLA_EXIT_SHUTDOWN");
 
   /* And a kill, through the same hooks. */
   th_vm_init(&cfg);
@@ -363,7 +363,7 @@ Test(exit_notice, shutdown_and_the_hooks_see_the_reason) {
   TH_WAIT_GE(&victim_ready, 2);
   TH_ASSERT_OK(isola_kill(&h, ISOLA_IMMEDIATE));
   TH_WAIT_GE(&shut_seen, 2);
-  cr_assert(atomic_load(&shut_reason_cleanup) == ISOLA_EXIT_KILLED);
+  cr_assert(atomic_load(&shut_reason_cleanup) == ISOLA_EXIT_KILLED, "atomic_load(&shut_reason_cleanup) == ISOLA_EXIT_KILLED");
   th_vm_shutdown_ok();
 }
 
@@ -391,7 +391,7 @@ Test(exit_notice, added_listeners_and_plain_ones_side_by_side) {
   TH_ASSERT_OK(isola_kill(&h, ISOLA_IMMEDIATE));
   check_notice(wait_for(h.control_port, 4), ISOLA_EXIT_KILLED, NULL, 62);
   wait_int(61);
-  cr_assert(sink_count_int(61) == 1);
+  cr_assert(sink_count_int(61) == 1, "sink_count_int(61) == 1");
   TH_ASSERT_RC(isola_add_exit_notice_listener(&weak, s2, isola_null()),
                ISOLA_ECLOSED);
   th_vm_shutdown_ok();
@@ -420,21 +420,21 @@ Test(exit_notice, adding_a_port_again_replaces_its_kind) {
                th_item_port(sink.v[i], 1) == h.control_port;
   pthread_mutex_unlock(&sink.mu);
   cr_assert(notices == 0, "a notice for a replaced listener");
-  cr_assert(sink_count_int(72) == 1);
+  cr_assert(sink_count_int(72) == 1, "sink_count_int(72) == 1");
   th_vm_shutdown_ok();
   sink_free();
 }
 
 Test(exit_notice, reason_names) {
-  cr_assert(strcmp(isola_exit_reason_name(ISOLA_EXIT_NORMAL), "normal") == 0);
-  cr_assert(strcmp(isola_exit_reason_name(ISOLA_EXIT_KILLED), "killed") == 0);
-  cr_assert(strcmp(isola_exit_reason_name(ISOLA_EXIT_ERROR), "error") == 0);
+  cr_assert(strcmp(isola_exit_reason_name(ISOLA_EXIT_NORMAL), "normal") == 0, "strcmp(isola_exit_reason_name(ISOLA_EXIT_NORMAL), 'normal') ");
+  cr_assert(strcmp(isola_exit_reason_name(ISOLA_EXIT_KILLED), "killed") == 0, "strcmp(isola_exit_reason_name(ISOLA_EXIT_KILLED), 'killed') ");
+  cr_assert(strcmp(isola_exit_reason_name(ISOLA_EXIT_ERROR), "error") == 0, "strcmp(isola_exit_reason_name(ISOLA_EXIT_ERROR), 'error') ==");
   cr_assert(strcmp(isola_exit_reason_name(ISOLA_EXIT_HEAP_LIMIT),
-                   "heap limit") == 0);
+                   "heap limit") == 0, "strcmp(isola_exit_reason_name(ISOLA_EXIT_HEAP_LIMIT), 'heap ");
   cr_assert(strcmp(isola_exit_reason_name(ISOLA_EXIT_SHUTDOWN),
-                   "shutdown") == 0);
+                   "shutdown") == 0, "strcmp(isola_exit_reason_name(ISOLA_EXIT_SHUTDOWN), 'shutdow");
   cr_assert(strcmp(isola_exit_reason_name(ISOLA_EXIT_NODE_LOST),
-                   "node lost") == 0);
-  cr_assert(strcmp(isola_exit_reason_name(99), "unknown") == 0);
-  cr_assert(strcmp(isola_exit_reason_name(-1), "unknown") == 0);
+                   "node lost") == 0, "strcmp(isola_exit_reason_name(ISOLA_EXIT_NODE_LOST), 'node l");
+  cr_assert(strcmp(isola_exit_reason_name(99), "unknown") == 0, "strcmp(isola_exit_reason_name(99), 'unknown') == 0");
+  cr_assert(strcmp(isola_exit_reason_name(-1), "unknown") == 0, "strcmp(isola_exit_reason_name(-1), 'unknown') == 0");
 }
