@@ -61,7 +61,7 @@ Test(security, port_ids_show_neither_slot_nor_generation) {
    * consecutive ports counted up, and a reused slot kept them. */
   th_vm_init(NULL);
   TH_ASSERT_OK(isola_run_main(ids_entry, isola_null(), NULL));
-  cr_assert(atomic_load(&ids_ok));
+  cr_assert(atomic_load(&ids_ok), "atomic_load(&ids_ok)");
   cr_assert(every_bit_varies(open_ids, NIDS),
             "a bit is the same in the ids of %d consecutive ports", NIDS);
   cr_assert(every_bit_varies(reopen_ids, NIDS),
@@ -116,7 +116,7 @@ Test(security, wrong_ids_all_answer_ECLOSED) {
    * and an unknown id ISOLA_ECLOSED: an oracle for control ports. */
   th_vm_init(NULL);
   TH_ASSERT_OK(isola_run_main(oracle_entry, isola_null(), NULL));
-  cr_assert(atomic_load(&oracle_ok));
+  cr_assert(atomic_load(&oracle_ok), "atomic_load(&oracle_ok)");
   th_vm_shutdown_ok();
 }
 
@@ -209,7 +209,7 @@ Test(security, a_capability_chosen_by_the_owner_removes_a_name) {
   TH_ASSERT_OK(isola_spawn(holder_entry, isola_null(), NULL, NULL));
   TH_WAIT_GE(&owner_ready, 1);
   isola_capability cap = isola_capability_new();
-  cr_assert(cap != 0);
+  cr_assert(cap != 0, "cap != 0");
   atomic_store(&the_cap, cap);
   TH_ASSERT_OK(isola_name_register_cap("capped", atomic_load(&owner_port),
                                        cap));
@@ -290,9 +290,10 @@ Test(security, crafted_names_do_not_share_a_chain) {
 Test(security, a_forked_child_draws_fresh_capabilities) {
   /* Before issue 12 the child went on with a copy of the parent's CSPRNG:
    * its next capability was the parent's next one. */
-  cr_assert(isola_capability_new() != 0); /* seeds this thread */
+  /* Seeds this thread's generator. */
+  cr_assert(isola_capability_new() != 0, "no capability");
   int fds[2];
-  cr_assert(pipe(fds) == 0);
+  cr_assert(pipe(fds) == 0, "pipe(fds) == 0");
   pid_t pid = fork();
   cr_assert(pid >= 0, "fork failed");
   if (pid == 0) {
@@ -305,11 +306,12 @@ Test(security, a_forked_child_draws_fresh_capabilities) {
   ssize_t r = read(fds[0], child, sizeof child);
   close(fds[0]);
   int status = 0;
-  cr_assert(waitpid(pid, &status, 0) == pid);
-  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  cr_assert(waitpid(pid, &status, 0) == pid, "waitpid failed");
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "the child failed");
   cr_assert(r == (ssize_t)sizeof child, "the child wrote %zd bytes", r);
   isola_capability mine[2] = {isola_capability_new(), isola_capability_new()};
-  cr_assert(child[0] != 0 && child[1] != 0);
+  cr_assert(child[0] != 0 && child[1] != 0, "the child drew 0");
   for (int i = 0; i < 2; i++)
     for (int j = 0; j < 2; j++)
       cr_assert(child[i] != mine[j], "the child repeated the parent's "
