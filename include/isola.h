@@ -1234,7 +1234,11 @@ typedef void (*isola_module_main)(isola_value args, isola_value message);
  * unresolved symbol), ISOLA_EABI (no ABI stamp, or another ABI),
  * ISOLA_ENOENTRY (no isola_main), and those of isola_spawn().  After
  * ISOLA_EMODULE, ISOLA_EABI or ISOLA_ENOENTRY, isola_module_error() says
- * why.  Any thread.
+ * why.  Loading a module runs its code: the loader runs its constructors
+ * (and those of the libraries it needs) before the ABI stamp can be read,
+ * so the stamp is a compatibility check, not a trust boundary, and a
+ * module has every power of the process.  Load only modules you trust
+ * (docs/security.md).  Any thread.
  */
 ISOLA_EXPORT int isola_spawn_uri(const char *path, isola_value args,
                                  isola_value message,
