@@ -205,7 +205,7 @@ typedef struct isola__tls {
   isola__isolate *retire_pending;
   size_t npending;
   isola__isolate *retire_head, *retire_tail;
-  /* The outbox (isolate.c): messages this thread's current event sent in
+  /* The outbox (send.c): messages this thread's current event sent in
    * a row to one other isolate, not yet pushed.  ob_to is NULL when empty;
    * only ever non-empty inside an event. */
   isola__isolate *ob_to;

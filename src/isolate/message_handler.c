@@ -16,25 +16,6 @@
 #include "value.h"
 #include "vm.h"
 
-/* The message isola_send_reply() is posting on this thread (value.h). */
-_Thread_local const isola__msg *isola__msg_posting;
-
-void isola__msg_free(isola__msg *m) {
-  /* isola_exit_owned (control.c): the header stands alone and the value is
-   * an isola_value_copy() block the message adopted. */
-  if (m->type == ISOLA__MSG_EXTERNAL) {
-    isola_value_free(&m->value);
-    isola__pool_free(m, (uint8_t)m->pool_class);
-    return;
-  }
-  /* A value with a block holds it right after the header, and the block's
-   * slots own the buffers moved or copied into the message, except while a
-   * failing post hands them back to their sender (value.h). */
-  if (isola__value_has_block(m->value) && m != isola__msg_posting)
-    isola__block_release(m + 1);
-  isola__pool_free(m, (uint8_t)m->pool_class);
-}
-
 /* Releases a node that stopped being a queue's tail. */
 static inline void release_node(isola__isolate *iso, isola__node *n) {
   if (n == &iso->stub || n == &iso->oob_stub) return;

@@ -13,6 +13,7 @@
 #include <setjmp.h>
 
 #include "internal.h"
+#include "message.h"
 
 #define ISOLA__BATCH 64
 
@@ -32,9 +33,6 @@ isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb);
 /* Finishes the turn of the running isolate (isola__t.current) after a
  * jump with code to jb; the result is that of the turn. */
 isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb);
-
-/* Frees a message and what it owns. */
-void isola__msg_free(isola__msg *m);
 
 /* Frees an ended isolate once no sender can see it (epoch.c calls this):
  * drains both queues, then the struct. */
