@@ -309,6 +309,24 @@ int isola__spawn_run(isola_entry entry, isola_value message,
   return spawn(entry, message, opts, run, NULL, NULL);
 }
 
+/* A root thread's source of turns for the unwind driver: its one isolate,
+ * again after each turn until it is dead, sleeping while it is idle. */
+typedef struct root_drive {
+  isola__vm *vm;
+  isola__thread *t;
+  isola__isolate *iso;
+} root_drive;
+
+static isola__isolate *root_next(void *arg, isola__isolate *prev,
+                                 isola__turn r) {
+  root_drive *d = arg;
+  if (!prev) return d->iso;
+  if (r == ISOLA__TURN_DEAD) return NULL;
+  if (r == ISOLA__TURN_IDLE)
+    isola__sched_wait_pinned(&d->vm->sched, d->t, d->iso);
+  return d->iso;
+}
+
 /* isola_run_main, and isola_run_main_uri with a module: then the module is
  * the new group's once this succeeds (on error it stays the caller's) and
  * *exit_code gets the group's exit code. */
@@ -352,24 +370,9 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
    * which for a root isolate only sets pin_wake: the loop runs it either
    * way. */
   isola__mq_poke(&iso->head);
-  /* The unwind point of this isolate's turns (message_handler.h). */
-  jmp_buf jb;
-  isola__turn r;
-  switch (setjmp(jb)) {
-  case 0:
-    r = isola__mh_run(vm, iso, &jb);
-    break;
-  case ISOLA__UNWIND_ERROR:
-    r = isola__mh_unwound(vm, ISOLA__UNWIND_ERROR, &jb);
-    break;
-  default: /* a kill or isola_exit: the isolate ends */
-    r = isola__mh_unwound(vm, ISOLA__UNWIND_KILL, &jb);
-    break;
-  }
-  while (r != ISOLA__TURN_DEAD) {
-    if (r == ISOLA__TURN_IDLE) isola__sched_wait_pinned(&vm->sched, t, iso);
-    r = isola__mh_run(vm, iso, &jb);
-  }
+  /* Its turns, under the unwind driver (message_handler.h). */
+  root_drive d = {vm, t, iso};
+  isola__mh_drive(vm, root_next, &d);
   isola__epoch_thread_exit(&vm->epoch);
   isola__epoch_offline(t->rec);
   isola__port_map_flush_cache(&vm->ports);

@@ -275,10 +275,12 @@ isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
   return finish(vm, iso, loop(vm, iso, jb));
 }
 
-isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb) {
+/* Finishes the turn of iso after a jump with code to jb; the result is
+ * that of the turn. */
+static isola__turn unwound(isola__vm *vm, isola__isolate *iso, int code,
+                           jmp_buf *jb) {
   /* The message being handled stays the queue's tail until the next pop,
    * so nothing is lost or leaked by leaving its handler. */
-  isola__isolate *iso = isola__t.current;
   iso->unwind = NULL;
   isola__control_unwound(vm, iso);
   if (code == ISOLA__UNWIND_ERROR) {
@@ -291,6 +293,22 @@ isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb) {
   }
   /* Killed at an interrupt point, isola_exit, or a fatal error. */
   return finish(vm, iso, TURN_END);
+}
+
+void isola__mh_drive(isola__vm *vm, isola__mh_next_fn next, void *arg) {
+  jmp_buf jb;
+  int code = setjmp(jb);
+  /* Nothing set before the setjmp changes after it; what the loop changes
+   * is set again here after a jump. */
+  isola__isolate *iso = NULL;
+  isola__turn r = ISOLA__TURN_IDLE;
+  if (code != 0) {
+    /* The jump left a handler of the isolate still current: take it
+     * before the turn's end clears isola__t.current. */
+    iso = isola__t.current;
+    r = unwound(vm, iso, code, &jb);
+  }
+  while ((iso = next(arg, iso, r))) r = isola__mh_run(vm, iso, &jb);
 }
 
 int isola_check_interrupts(void) {
