@@ -63,6 +63,7 @@ extern "C" {
   X(EBUSY, -12, "not allowed from this thread or in this state")               \
   X(ESYS, -13, "an operating system call failed")                              \
   X(ESHUTDOWN, -14, "the VM is shutting down")                                 \
+  X(EENDING, -15, "the calling isolate is ending")                             \
   X(EPERM, -17, "the handle lacks the capability")                            \
   X(EFAILED, -18, "the computation failed")                                   \
   X(ENAMETAKEN, -20, "the name is already registered")                         \

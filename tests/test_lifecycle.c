@@ -12,6 +12,8 @@
 
 #include "helpers.h"
 
+#include <unistd.h>
+
 TestSuite(lifecycle, .timeout = TH_TEST_TIMEOUT_S);
 
 /* An uncaught-error hook that keeps expected errors off stderr. */
@@ -91,3 +93,164 @@ Test(lifecycle, nonfatal_error_then_yield_in_the_same_turn_is_not_lost) {
   atomic_store(&spin_stop, true);
   th_vm_shutdown_ok();
 }
+
+/* ---------------------------------------------------------------------- */
+/* 11.3: nothing is opened once the isolate is ending                      */
+/* ---------------------------------------------------------------------- */
+
+static void noop_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx, (void)port, (void)msg, (void)reply_to;
+}
+static void noop_task(void *arg) { (void)arg; }
+static void noop_timer(void *arg) { (void)arg; }
+static void noop_watch(int fd, uint32_t events, void *arg) {
+  (void)fd, (void)events, (void)arg;
+}
+
+/* What each open returned from the end of the isolate. */
+static struct {
+  int port_in_hook, timer_in_hook, watch_in_hook, task_in_hook;
+  int port_in_dtor;
+  void *local_in_hook;
+  _Atomic isola_port late_port;
+} late;
+static th_counter late_done = TH_COUNTER_INIT;
+static int late_pipe[2];
+static ISOLA_LOCAL(int, other_local);
+
+static void late_dtor(void *v) {
+  (void)v;
+  isola_port p = ISOLA_PORT_NONE;
+  late.port_in_dtor = isola_port_open(noop_handler, NULL, &p);
+  if (late.port_in_dtor == ISOLA_OK) atomic_store(&late.late_port, p);
+}
+static ISOLA_LOCAL_INIT(int, dtor_local, NULL, late_dtor);
+
+static void late_cleanup(void *data, const isola_isolate_info *info) {
+  (void)data;
+  if (strcmp(info->name, "ender") != 0) return;
+  isola_port p = ISOLA_PORT_NONE;
+  late.port_in_hook = isola_port_open(noop_handler, NULL, &p);
+  if (late.port_in_hook == ISOLA_OK) atomic_store(&late.late_port, p);
+  isola_timer t;
+  late.timer_in_hook = isola_timer_start(1, 0, noop_timer, NULL, &t);
+  isola_watch w;
+  late.watch_in_hook =
+      isola_watch_open(late_pipe[0], ISOLA_READABLE, noop_watch, NULL, &w);
+  late.task_in_hook = isola_microtask(noop_task, NULL);
+  late.local_in_hook = isola_local_get(&other_local);
+  th_counter_add(&late_done, 1);
+}
+
+static void ender_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK(isola_local_get(&dtor_local) != NULL);
+  /* No port: the isolate ends after this event. */
+}
+
+Test(lifecycle, nothing_opens_after_the_isolate_started_ending) {
+  TH_ASSERT_OK(pipe(late_pipe) == 0 ? ISOLA_OK : ISOLA_ESYS);
+  isola_config cfg;
+  isola_config_init(&cfg);
+  cfg.hooks.isolate_cleanup = late_cleanup;
+  th_vm_init(&cfg);
+  isola_spawn_options o = {.name = "ender"};
+  TH_ASSERT_OK(isola_spawn(ender_entry, isola_null(), &o, NULL));
+  TH_WAIT_GE(&late_done, 1);
+  cr_assert(late.port_in_dtor == ISOLA_EENDING, "port from a destructor: %s",
+            isola_err_name(late.port_in_dtor));
+  cr_assert(late.port_in_hook == ISOLA_EENDING, "port from the hook: %s",
+            isola_err_name(late.port_in_hook));
+  cr_assert(late.timer_in_hook == ISOLA_EENDING, "timer: %s",
+            isola_err_name(late.timer_in_hook));
+  cr_assert(late.watch_in_hook == ISOLA_EENDING, "watch: %s",
+            isola_err_name(late.watch_in_hook));
+  cr_assert(late.task_in_hook == ISOLA_EENDING, "microtask: %s",
+            isola_err_name(late.task_in_hook));
+  cr_assert(late.local_in_hook == NULL, "a local was created at the end");
+  /* A port that opened anyway would accept sends for a freed isolate. */
+  isola_port p = atomic_load(&late.late_port);
+  if (p != ISOLA_PORT_NONE)
+    cr_assert(isola_send(p, isola_int(1)) == ISOLA_ECLOSED,
+              "a send to a port opened at the end succeeded");
+  th_vm_shutdown_ok();
+  close(late_pipe[0]);
+  close(late_pipe[1]);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 11.4: shutdown racing a spawn never sees a half-built isolate           */
+/* ---------------------------------------------------------------------- */
+
+#ifdef ISOLA_TEST_HOOKS
+extern void (*_Atomic isola__test_hook)(int where);
+
+/* Which hook points stop the calling thread (thread-local: only the test's
+ * spawner stops), and the counters the test waits on. */
+static _Thread_local int stop_at;
+static th_counter at_stop = TH_COUNTER_INIT;
+static th_counter scans = TH_COUNTER_INIT;
+enum { HOOK_SPAWN_ENTERED = 1, HOOK_SPAWN_VISIBLE, HOOK_SHUTDOWN_SCANNED };
+
+static void race_hook(int where) {
+  if (where == HOOK_SHUTDOWN_SCANNED) {
+    th_counter_add(&scans, 1);
+    return;
+  }
+  if (where != stop_at) return;
+  stop_at = 0;
+  th_counter_add(&at_stop, 1);
+  /* Held here until shutdown has scanned for isolates to kill at least
+   * once: the scan runs while this isolate is half built. */
+  TH_CHECK_WAIT_GE(&scans, 1);
+}
+
+static void forever_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(noop_handler, NULL, &p)); /* stays open */
+}
+
+static int spawner_rc = 1;
+static void *spawner(void *arg) {
+  stop_at = (int)(intptr_t)arg;
+  spawner_rc = isola_spawn(forever_entry, isola_null(), NULL, NULL);
+  return NULL;
+}
+static void *root_runner(void *arg) {
+  stop_at = (int)(intptr_t)arg;
+  spawner_rc = isola_run_main(forever_entry, isola_null(), "root");
+  return NULL;
+}
+
+static void shutdown_races(void *(*fn)(void *), int where) {
+  th_vm_init(NULL);
+  atomic_store(&isola__test_hook, race_hook);
+  pthread_t th;
+  cr_assert(pthread_create(&th, NULL, fn, (void *)(intptr_t)where) == 0);
+  TH_WAIT_GE(&at_stop, 1);
+  /* The spawner is stopped: inside its call, the isolate not complete. */
+  th_vm_shutdown_ok();
+  pthread_join(th, NULL);
+  atomic_store(&isola__test_hook, NULL);
+  cr_assert(spawner_rc == ISOLA_OK, "the racing spawn returned %s",
+            isola_err_name(spawner_rc));
+}
+
+Test(lifecycle, shutdown_scanning_a_half_built_spawn_does_not_run_it) {
+  shutdown_races(spawner, HOOK_SPAWN_VISIBLE);
+}
+
+Test(lifecycle, shutdown_scanning_a_half_built_root_does_not_run_it) {
+  shutdown_races(root_runner, HOOK_SPAWN_VISIBLE);
+}
+
+Test(lifecycle, shutdown_waits_for_a_spawn_that_entered_before_it) {
+  shutdown_races(spawner, HOOK_SPAWN_ENTERED);
+}
+
+Test(lifecycle, shutdown_waits_for_a_root_that_entered_before_it) {
+  shutdown_races(root_runner, HOOK_SPAWN_ENTERED);
+}
+#endif

@@ -9,6 +9,7 @@
 #include "control.h"
 #include "epoch.h"
 #include "heap.h"
+#include "lifecycle.h"
 #include "message_handler.h"
 #include "message_queue.h"
 #include "module.h"
@@ -23,8 +24,9 @@
 
 int isola_port_open(isola_handler handler, void *ctx, isola_port *out) {
   if (!handler || !out) return ISOLA_EINVAL;
-  isola__isolate *iso = isola__t.current;
-  if (!iso) return ISOLA_ENOTISOLATE;
+  isola__isolate *iso;
+  int rc = isola__life_opening(&iso);
+  if (rc != ISOLA_OK) return rc;
   isola__vm *vm = isola__vm_get();
   return isola__port_open(&vm->ports, iso, ISOLA__PORT_LIVE, handler, ctx,
                           out);
@@ -83,6 +85,16 @@ static isola__group *group_new(isola__vm *vm, isola__module *module) {
   if (vm->config.hooks.group_created)
     g->data = vm->config.hooks.group_created(vm->config.hooks.data, g->id);
   return g;
+}
+
+static void group_release(isola__vm *vm, isola__group *g);
+
+/* A new group whose isolate could not be built: cleaned up as usual, but
+ * its module stays the caller's. */
+static void group_discard(isola__vm *vm, isola__group *g) {
+  g->module = NULL;
+  atomic_store_explicit(&g->isolates, 1, memory_order_relaxed);
+  group_release(vm, g);
 }
 
 static void group_release(isola__vm *vm, isola__group *g) {
@@ -170,6 +182,7 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
                        const isola_spawn_options *opts, const char *name,
                        bool pinned, struct isola__run *run,
                        isola__module *module, isola__isolate **out) {
+  ISOLA__TEST_HOOK(ISOLA__HOOK_SPAWN_ENTERED);
   size_t max = vm->config.max_isolates;
   bool credits = take_credits(vm);
   if (credits) {
@@ -195,14 +208,17 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   iso->pool_class = cls;
   atomic_init(&iso->stub.next, NULL);
   atomic_init(&iso->oob_stub.next, NULL);
-  /* Unscheduled, and empty: the START message's push schedules it. */
-  atomic_init(&iso->head, (uintptr_t)&iso->stub | ISOLA__UNSCHEDULED);
+  /* Claimed by its builder (the scheduling bit clear) from the start:
+   * once its control port is open a kill or a request finds it, but only
+   * queues; nothing can schedule it before the spawn completes it
+   * (isola__life_publish). */
+  atomic_init(&iso->head, (uintptr_t)&iso->stub);
   atomic_init(&iso->oob_head, &iso->oob_stub);
   atomic_init(&iso->kill_requested, false);
   iso->tail = &iso->stub;
   iso->oob_tail = &iso->oob_stub;
   iso->entry = entry;
-  iso->state = ISOLA__ISO_STARTING;
+  iso->state = ISOLA__ISO_NEW;
   iso->pinned = pinned;
   atomic_init(&iso->pin_wake, 0);
   atomic_init(&iso->pin_sleeping, 0);
@@ -221,11 +237,6 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   while (iso->terminate_cap == 0 || iso->terminate_cap == iso->pause_cap);
   if ((rc = isola__heap_init(vm, iso, opts)) != ISOLA_OK) goto fail;
   if ((rc = isola__control_init(vm, iso, opts, run)) != ISOLA_OK) goto fail;
-  rc = isola__port_open(&vm->ports, iso, ISOLA__PORT_CONTROL, NULL, NULL,
-                        &iso->control_port);
-  if (rc != ISOLA_OK) goto fail;
-  start->dest = iso->control_port;
-
   /* isola__t directly, not through t: gcc's UBSan null check of a TLS
    * address computed with "add x@gottpoff(%rip)" tests flags that the
    * linker's relaxation of that add into lea no longer sets, and aborts
@@ -233,28 +244,32 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   /* A module starts a group of its own, even when spawned from an
    * isolate; on success the group owns it. */
   isola__isolate *parent = module ? NULL : isola__t.current;
-  if (parent) {
-    iso->group = parent->group;
-    iso->origin = parent->origin;
-  } else {
-    if (!(iso->group = group_new(vm, module))) {
-      isola__port_close(&vm->ports,
-                        isola__port_slot_of(&vm->ports, iso->control_port));
-      rc = ISOLA_ENOMEM;
-      goto fail;
-    }
-    iso->origin = iso->control_port;
+  isola__group *g = parent ? parent->group : group_new(vm, module);
+  if (!g) {
+    rc = ISOLA_ENOMEM;
+    goto fail;
   }
+  /* The control port last: once it is open, shutdown's scan and control
+   * requests find the isolate (they only queue: its builder holds the
+   * claim), so nothing may fail after it. */
+  rc = isola__port_open(&vm->ports, iso, ISOLA__PORT_CONTROL, NULL, NULL,
+                        &iso->control_port);
+  if (rc != ISOLA_OK) {
+    if (!parent) group_discard(vm, g);
+    goto fail;
+  }
+  ISOLA__TEST_HOOK(ISOLA__HOOK_SPAWN_VISIBLE);
+  start->dest = iso->control_port;
+  iso->group = g;
+  iso->origin = parent ? parent->origin : iso->control_port;
   /* Credits only for the spawner's own group (a module's new group is
    * counted exactly). */
   member_add(iso->group, credits && parent);
-  /* Park the START message as the queue's first node without scheduling:
-   * the caller decides when the isolate becomes runnable. */
+  /* Queue the START message (the normal queue is empty: only the control
+   * port is open), still claimed: the caller decides when the isolate
+   * becomes runnable (isola__life_publish). */
   atomic_store_explicit(&start->node.next, NULL, memory_order_relaxed);
-  atomic_store_explicit(&iso->stub.next, &start->node, memory_order_relaxed);
-  atomic_store_explicit(&iso->head,
-                        (uintptr_t)&start->node | ISOLA__UNSCHEDULED,
-                        memory_order_relaxed);
+  isola__mq_push(&iso->head, &start->node);
   *out = iso;
   return ISOLA_OK;
 
@@ -291,8 +306,9 @@ static int spawn(isola_entry entry, isola_value message,
                    run, module, &iso);
   if (rc == ISOLA_OK) {
     if (out) handle_of(iso, out);
-    /* Claim and schedule: the isolate was built unscheduled. */
-    if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
+    /* Complete: schedule it (its builder holds the claim). */
+    isola__life_publish(iso);
+    isola__sched_ready(&vm->sched, iso);
   }
   isola__vm_leave(&e);
   return rc;
@@ -366,10 +382,8 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
    * frees nothing this thread still touches after its isolate ended. */
   e.online = false;
 
-  /* Claim the isolate; if shutdown got there first it has readied it,
-   * which for a root isolate only sets pin_wake: the loop runs it either
-   * way. */
-  isola__mq_poke(&iso->head);
+  /* Complete: this thread holds its claim and runs its first turn. */
+  isola__life_publish(iso);
   /* Its turns, under the unwind driver (message_handler.h). */
   root_drive d = {vm, t, iso};
   isola__mh_drive(vm, root_next, &d);
@@ -439,6 +453,8 @@ int isola_exit_code(void) {
 /* ---- ending ------------------------------------------------------------ */
 
 void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
+  /* From here nothing new is opened (lifecycle.h). */
+  isola__life_move(iso, ISOLA__ISO_ENDING);
   isola_isolate_info info = {isola__isolate_name(iso), iso->control_port,
                              iso->origin, iso->group->id};
   if (vm->config.hooks.isolate_shutdown)
@@ -453,7 +469,6 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   uint32_t p;
   while ((p = isola__ld32(&iso->ports)))
     isola__port_close(&vm->ports, isola__port_at(&vm->ports, p));
-  iso->state = ISOLA__ISO_DEAD;
   /* The isola_run outcome, then each exit listener, exactly once: the
    * control port is closed, so no request is handled after this. */
   isola__control_finish(vm, iso);
@@ -463,6 +478,7 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   if (vm->config.hooks.isolate_cleanup)
     vm->config.hooks.isolate_cleanup(vm->config.hooks.data, &info);
   isola__group *g = iso->group;
+  isola__life_move(iso, ISOLA__ISO_ENDED);
   isola__t.current = NULL;
   group_release(vm, g);
   /* The head keeps its scheduled bit clear for good, so no sender ever

@@ -8,6 +8,7 @@
 #include "control.h"
 #include "heap.h"
 #include "isolate.h"
+#include "lifecycle.h"
 #include "message_queue.h"
 #include "pool.h"
 #include "port_map.h"
@@ -41,11 +42,11 @@ void isola__mh_free_isolate(isola__isolate *iso) {
   drain(iso, iso->oob_tail);
   isola__control_free(iso);
   isola__isolate_name_free(iso);
+  isola__life_move(iso, ISOLA__ISO_RECLAIMED);
   isola__pool_free(iso, iso->pool_class);
 }
 
 static void handle_start(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
-  iso->state = ISOLA__ISO_RUNNING;
   if (vm->config.hooks.isolate_created) {
     isola_isolate_info info = {isola__isolate_name(iso), iso->control_port,
                                iso->origin, iso->group->id};
@@ -62,8 +63,9 @@ static void handle_start(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
 
 int isola_microtask(void (*fn)(void *), void *arg) {
   if (!fn) return ISOLA_EINVAL;
-  isola__isolate *iso = isola__t.current;
-  if (!iso) return ISOLA_ENOTISOLATE;
+  isola__isolate *iso;
+  int rc = isola__life_opening(&iso);
+  if (rc != ISOLA_OK) return rc;
   struct isola__ext *x = isola__ext_get(iso);
   if (!x) return ISOLA_ENOMEM;
   uint8_t cls;
