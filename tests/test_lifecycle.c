@@ -228,7 +228,8 @@ static void shutdown_races(void *(*fn)(void *), int where) {
   th_vm_init(NULL);
   atomic_store(&isola__test_hook, race_hook);
   pthread_t th;
-  cr_assert(pthread_create(&th, NULL, fn, (void *)(intptr_t)where) == 0);
+  cr_assert(pthread_create(&th, NULL, fn, (void *)(intptr_t)where) == 0,
+            "pthread_create failed");
   TH_WAIT_GE(&at_stop, 1);
   /* The spawner is stopped: inside its call, the isolate not complete. */
   th_vm_shutdown_ok();

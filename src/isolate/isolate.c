@@ -22,6 +22,13 @@
 
 /* ---- ports ------------------------------------------------------------- */
 
+void isola__port_close(isola__vm *vm, isola__port_slot *s) {
+  isola_port id = isola__port_unpublish(&vm->ports, s);
+  if (ISOLA__UNLIKELY(atomic_load_explicit(&s->named, memory_order_relaxed)))
+    isola__names_port_closed(&vm->names, s, id);
+  isola__port_release(&vm->ports, s, id);
+}
+
 int isola_port_open(isola_handler handler, void *ctx, isola_port *out) {
   if (!handler || !out) return ISOLA_EINVAL;
   isola__isolate *iso;
@@ -52,7 +59,7 @@ int isola_port_close(isola_port port) {
   isola__port_slot *s;
   int rc = own_slot(port, &s);
   if (rc != ISOLA_OK) return rc;
-  isola__port_close(&isola__vm_get()->ports, s);
+  isola__port_close(isola__vm_get(), s);
   return ISOLA_OK;
 }
 
@@ -468,7 +475,7 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   /* Close every port: from now on no sender finds the isolate. */
   uint32_t p;
   while ((p = isola__ld32(&iso->ports)))
-    isola__port_close(&vm->ports, isola__port_at(&vm->ports, p));
+    isola__port_close(vm, isola__port_at(&vm->ports, p));
   /* The isola_run outcome, then each exit listener, exactly once: the
    * control port is closed, so no request is handled after this. */
   isola__control_finish(vm, iso);

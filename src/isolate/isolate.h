@@ -7,12 +7,19 @@
 #include <string.h>
 
 #include "internal.h"
+#include "port_map.h"
 #include "message.h"
 #include "send.h"
 
 /* Ends the running isolate iso on its own thread: hooks, ports closed, exit
  * message sent, group released, retired.  iso must not be touched after. */
 void isola__isolate_end(isola__vm *vm, isola__isolate *iso);
+
+/* Closes an open port of the running isolate (slot s): unpublishes it,
+ * drops its names if it has any (name_server.h says why a relaxed read of
+ * the bit is enough; unnamed ports pay one predictable branch), then frees
+ * the slot. */
+void isola__port_close(isola__vm *vm, isola__port_slot *s);
 
 /* The isolate's name for humans. */
 static inline const char *isola__isolate_name(const isola__isolate *iso) {

@@ -229,11 +229,8 @@ int isola_name_remove(const char *name) { return find_or_remove(name, NULL); }
 
 /* ---- the close hook ------------------------------------------------------ */
 
-void isola__names_port_closed(struct isola__port_map *m,
-                              struct isola__port_slot *s, isola_port id) {
-  /* The map is the VM's (there is no other), so the VM is around it. */
-  isola__vm *vm = (isola__vm *)(void *)((char *)m - offsetof(isola__vm, ports));
-  isola__names *n = &vm->names;
+void isola__names_port_closed(isola__names *n, struct isola__port_slot *s,
+                              isola_port id) {
   pthread_mutex_lock(&n->lock);
   if (n->nbuckets) {
     isola__name *e = n->by_port[port_bucket(n, id)];
