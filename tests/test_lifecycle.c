@@ -255,3 +255,210 @@ Test(lifecycle, shutdown_waits_for_a_root_that_entered_before_it) {
   shutdown_races(root_runner, HOOK_SPAWN_ENTERED);
 }
 #endif
+
+/* ---------------------------------------------------------------------- */
+/* 11.6: what an event sent goes out when the event ends                   */
+/* ---------------------------------------------------------------------- */
+
+/* The receiver: records the ints it gets, in order. */
+static struct {
+  pthread_mutex_t mu;
+  int64_t v[64];
+  int n;
+  _Atomic isola_port port;
+} rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
+static th_counter rec_got = TH_COUNTER_INIT;
+static th_counter rec_ready = TH_COUNTER_INIT;
+static void rec_handler(void *ctx, isola_port port, isola_value msg,
+                        isola_port reply_to) {
+  (void)ctx, (void)reply_to;
+  int64_t i = th_int(msg);
+  if (i < 0) {
+    TH_CHECK_OK(isola_port_close(port));
+    return;
+  }
+  pthread_mutex_lock(&rec.mu);
+  if (rec.n < 64) rec.v[rec.n++] = i;
+  pthread_mutex_unlock(&rec.mu);
+  th_counter_add(&rec_got, 1);
+}
+static void rec_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(rec_handler, NULL, &p));
+  atomic_store(&rec.port, p);
+  th_counter_add(&rec_ready, 1);
+}
+static isola_port rec_start(void) {
+  TH_ASSERT_OK(isola_spawn(rec_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&rec_ready, 1);
+  return atomic_load(&rec.port);
+}
+static int64_t rec_at(int i) {
+  pthread_mutex_lock(&rec.mu);
+  int64_t v = i < rec.n ? rec.v[i] : -1;
+  pthread_mutex_unlock(&rec.mu);
+  return v;
+}
+
+/* A root isolate (its own thread, not the pool's) drives each scenario:
+ * what it spawns or readies runs on the pool at once, in parallel. */
+static th_counter root_done = TH_COUNTER_INIT;
+static _Atomic bool root_waited; /* the in-event wait saw its event */
+
+static void m2_entry(isola_value msg) {
+  TH_CHECK_OK(isola_send(th_port(msg), isola_int(2)));
+}
+
+/* One event: m1 to the receiver, then a spawn whose child sends m2 there
+ * at once.  The spawn happens after the send, so m1 is handled first. */
+static void root_send_then_spawn(void *ctx, isola_port port, isola_value msg,
+                                 isola_port reply_to) {
+  (void)ctx, (void)reply_to, (void)msg;
+  isola_port r = atomic_load(&rec.port);
+  TH_CHECK_OK(isola_send(r, isola_int(1)));
+  TH_CHECK_OK(isola_spawn(m2_entry, isola_sendport(r), NULL, NULL));
+  /* Still in the event: wait until the receiver got one of them. */
+  atomic_store(&root_waited, th_counter_wait_ge(&rec_got, 1, TH_WAIT_MS));
+  TH_CHECK_OK(isola_port_close(port));
+  th_counter_add(&root_done, 1);
+}
+
+/* Two events in one turn: the first sends m1, the second waits for it. */
+static void root_two_events(void *ctx, isola_port port, isola_value msg,
+                            isola_port reply_to) {
+  (void)ctx, (void)reply_to;
+  if (th_int(msg) == 1) {
+    TH_CHECK_OK(isola_send(atomic_load(&rec.port), isola_int(1)));
+    return;
+  }
+  atomic_store(&root_waited, th_counter_wait_ge(&rec_got, 1, TH_WAIT_MS));
+  TH_CHECK_OK(isola_port_close(port));
+  th_counter_add(&root_done, 1);
+}
+
+static isola_handler root_handler;
+static void root_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(root_handler, NULL, &p));
+  /* Both queued before the first is handled: one turn handles both. */
+  TH_CHECK_OK(isola_send(p, isola_int(1)));
+  TH_CHECK_OK(isola_send(p, isola_int(2)));
+}
+static void *root_thread(void *arg) {
+  (void)arg;
+  TH_CHECK_OK(isola_run_main(root_entry, isola_null(), "driver"));
+  return NULL;
+}
+static void run_root(isola_handler h) {
+  root_handler = h;
+  pthread_t th;
+  cr_assert(pthread_create(&th, NULL, root_thread, NULL) == 0,
+            "pthread_create failed");
+  TH_WAIT_GE(&root_done, 1);
+  pthread_join(th, NULL);
+}
+
+Test(lifecycle, a_send_is_handled_before_what_a_later_spawn_sends) {
+  th_vm_init(NULL);
+  isola_port r = rec_start();
+  run_root(root_send_then_spawn);
+  TH_WAIT_GE(&rec_got, 2);
+  cr_assert(atomic_load(&root_waited), "the receiver got nothing");
+  cr_assert(rec_at(0) == 1 && rec_at(1) == 2,
+            "the receiver saw %lld then %lld", (long long)rec_at(0),
+            (long long)rec_at(1));
+  TH_ASSERT_OK(isola_send(r, isola_int(-1)));
+  th_vm_shutdown_ok();
+}
+
+Test(lifecycle, a_send_is_not_held_past_the_end_of_its_event) {
+  th_vm_init(NULL);
+  isola_port r = rec_start();
+  run_root(root_two_events);
+  cr_assert(atomic_load(&root_waited),
+            "a later event of the same turn waited in vain for m1");
+  TH_ASSERT_OK(isola_send(r, isola_int(-1)));
+  th_vm_shutdown_ok();
+}
+
+/* ---------------------------------------------------------------------- */
+/* 18.1: a turn's sends are out before its isolate can be claimed again    */
+/* ---------------------------------------------------------------------- */
+
+#ifdef ISOLA_TEST_HOOKS
+enum { HOOK_TURN_IDLE = 4 };
+static _Atomic bool idle_armed;
+static th_counter idle_hits = TH_COUNTER_INIT;
+static void idle_hook(int where) {
+  if (where != HOOK_TURN_IDLE) return;
+  /* Only the relay's turn (its name is immutable: readable even now). */
+  isola_isolate_info info;
+  if (isola_current_info(&info) != ISOLA_OK ||
+      strcmp(info.name, "relay") != 0 || !atomic_exchange(&idle_armed, false))
+    return;
+  th_counter_add(&idle_hits, 1);
+  /* The turn has marked its isolate idle: hold this thread until the
+   * receiver got something, so a second turn of the same isolate runs on
+   * another thread meanwhile. */
+  TH_CHECK_WAIT_GE(&rec_got, 1);
+}
+
+static void relay_handler(void *ctx, isola_port port, isola_value msg,
+                          isola_port reply_to) {
+  (void)ctx, (void)reply_to;
+  int64_t i = th_int(msg);
+  if (i < 0) {
+    TH_CHECK_OK(isola_port_close(port));
+    return;
+  }
+  TH_CHECK_OK(isola_send(atomic_load(&rec.port), isola_int(i)));
+  /* The hook holds the end of this turn (the one that sent 1). */
+  if (i == 1) atomic_store(&idle_armed, true);
+}
+static _Atomic isola_port relay_port;
+static th_counter relay_ready = TH_COUNTER_INIT;
+static void relay_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(relay_handler, NULL, &p));
+  atomic_store(&relay_port, p);
+  th_counter_add(&relay_ready, 1);
+}
+static void *rec_root_thread(void *arg) {
+  (void)arg;
+  TH_CHECK_OK(isola_run_main(rec_entry, isola_null(), "receiver"));
+  return NULL;
+}
+
+Test(lifecycle, two_turns_of_one_sender_keep_their_order) {
+  isola_config cfg;
+  isola_config_init(&cfg);
+  cfg.workers = 2;
+  th_vm_init(&cfg);
+  /* The receiver is a root isolate: it runs on its own thread, whatever
+   * the pool threads do. */
+  pthread_t th;
+  cr_assert(pthread_create(&th, NULL, rec_root_thread, NULL) == 0,
+            "pthread_create failed");
+  TH_WAIT_GE(&rec_ready, 1);
+  isola_spawn_options o = {.name = "relay"};
+  TH_ASSERT_OK(isola_spawn(relay_entry, isola_null(), &o, NULL));
+  TH_WAIT_GE(&relay_ready, 1);
+  isola_port relay = atomic_load(&relay_port);
+  atomic_store(&isola__test_hook, idle_hook);
+  TH_ASSERT_OK(isola_send(relay, isola_int(1)));
+  /* The relay's first turn has sent 1 and marked itself idle. */
+  TH_WAIT_GE(&idle_hits, 1);
+  TH_ASSERT_OK(isola_send(relay, isola_int(2)));
+  TH_WAIT_GE(&rec_got, 2);
+  atomic_store(&isola__test_hook, NULL);
+  cr_assert(rec_at(0) == 1 && rec_at(1) == 2, "the receiver saw %lld then %lld",
+            (long long)rec_at(0), (long long)rec_at(1));
+  TH_ASSERT_OK(isola_send(relay, isola_int(-1)));
+  TH_ASSERT_OK(isola_send(atomic_load(&rec.port), isola_int(-1)));
+  pthread_join(th, NULL);
+  th_vm_shutdown_ok();
+}
+#endif

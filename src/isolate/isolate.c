@@ -309,6 +309,8 @@ static int spawn(isola_entry entry, isola_value message,
   if (rc != ISOLA_OK) return rc;
   isola__vm *vm = e.vm;
   isola__isolate *iso = NULL;
+  /* What the spawning event sent goes before anything the child sends. */
+  isola__outbox_flush(vm);
   rc = isolate_new(vm, entry, message, opts, opts ? opts->name : NULL, false,
                    run, module, &iso);
   if (rc == ISOLA_OK) {

@@ -48,6 +48,18 @@ static inline void isola__isolate_name_free(isola__isolate *iso) {
  * use (isolate.c).  Called where an event ends. */
 void isola__spawn_credits_return(isola__vm *vm);
 
+/* The end of an event, however it ends (returned, thrown, killed, exit):
+ * what it sent and still holds back goes out (the outbox) and the spawn
+ * credits it did not use go back, before anything else can happen: the
+ * next event, a control request, the turn marking the isolate idle (after
+ * which another thread may claim it).  Two thread-local loads when there
+ * is nothing to do. */
+static inline void isola__event_end(isola__vm *vm) {
+  isola__outbox_flush(vm);
+  if (ISOLA__UNLIKELY(isola__t.sp_live | isola__t.sp_members))
+    isola__spawn_credits_return(vm);
+}
+
 struct isola__run;
 /* isola_spawn for isola_run: the new isolate owns run once this succeeds
  * (on error it stays the caller's). */

@@ -196,6 +196,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         /* The event's microtasks, before anything else: one test of a word
          * on a line the turn already holds (hold) when there are none. */
         if (ISOLA__UNLIKELY(iso->mt_head != NULL)) run_microtasks(iso);
+        isola__event_end(vm);
         if (isola__ld32(&iso->live_ports) == 0) {
           if (isola__control_pause_on_exit(vm, iso)) continue;
           return TURN_END;
@@ -226,7 +227,9 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
     }
     isola__node *oob_tail = iso->oob_tail;
     /* Once marked idle another thread may own the isolate: nothing of this
-     * turn may stay in it. */
+     * turn may stay in it, and what it sent (a control request's answer
+     * too) is pushed, and its spawn credits are back, before. */
+    isola__event_end(vm);
     iso->unwind = NULL;
     /* Paused: idle whatever is queued.  The resume comes out of band; a
      * new normal message only schedules a turn that idles again. */
@@ -238,6 +241,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         iso->unwind = jb;
         continue;
       }
+      ISOLA__TEST_HOOK(ISOLA__HOOK_TURN_IDLE);
       return ISOLA__TURN_IDLE;
     }
     iso->unwind = jb;
@@ -247,9 +251,12 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
 /* After loop(): IDLE keeps unwind cleared (loop() let the isolate go), the
  * others clear it; TURN_END ends the isolate. */
 static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
-  isola__outbox_flush(vm); /* what the turn sent, before its end's own */
-  if (isola__t.sp_live | isola__t.sp_members) isola__spawn_credits_return(vm);
-  if (r != ISOLA__TURN_IDLE) iso->unwind = NULL;
+  /* Yielded or ending: what the turn sent goes before the end's own, and
+   * before the scheduler requeues it (idle: done before the mark). */
+  if (r != ISOLA__TURN_IDLE) {
+    isola__event_end(vm);
+    iso->unwind = NULL;
+  }
   if (r != TURN_END) {
     isola__t.current = NULL;
     return r;
@@ -267,6 +274,7 @@ isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
      * queue still runs before the next event (Dart reschedules its
      * microtask loop the same way). */
     run_microtasks(iso);
+    isola__event_end(vm);
     /* Then the end check an event gets, unless already paused on exit
      * (the hold ends it once resumed). */
     if (isola__ld32(&iso->live_ports) == 0 &&
@@ -285,6 +293,7 @@ static isola__turn unwound(isola__vm *vm, isola__isolate *iso, int code,
    * so nothing is lost or leaked by leaving its handler. */
   iso->unwind = NULL;
   isola__control_unwound(vm, iso);
+  isola__event_end(vm); /* the jump ended the event */
   if (code == ISOLA__UNWIND_ERROR) {
     /* Not fatal: on with the next event, unless the error left the
      * isolate without a live port. */

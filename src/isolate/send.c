@@ -18,13 +18,16 @@
 /* The outbox.  Messages an event sends in a row to one other isolate are
  * linked on this thread and pushed as one chain, with one exchange on the
  * receiver's head, when the event sends elsewhere, after OUTBOX_MAX of
- * them, and when the event ends or may wait (isola__outbox_flush() callers:
- * the end of every turn, isola_blocking_begin, isola_check_interrupts,
- * control requests).  Between isola_blocking_begin and _end every send is
+ * them, and when the event ends or may wait, or does anything that may make
+ * another isolate send to the same receiver (isola__outbox_flush() callers:
+ * the end of every event, however it ends, before the turn marks its
+ * isolate idle (isola__event_end), isola_blocking_begin,
+ * isola_check_interrupts, control requests, spawns, name registration; the
+ * causality rule in isola.h).  Between isola_blocking_begin and _end every send is
  * pushed at once: what a blocked handler sends is what it waits on.  Each
  * send still looks its port up (so ECLOSED is told at once); the receiver
  * stays valid until the flush because this thread stays online in the
- * epoch for the whole turn. */
+ * epoch for the whole event. */
 #define OUTBOX_MAX 64
 
 void isola__outbox_push(isola__vm *vm) {

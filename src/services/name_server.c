@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "port_map.h"
+#include "send.h"
 #include "vm.h"
 
 #define MIN_BUCKETS 16
@@ -155,6 +156,9 @@ int isola_name_register(const char *name, isola_port port) {
   int rc = isola__vm_enter(&c);
   if (rc != ISOLA_OK) return rc;
   isola__vm *vm = c.vm;
+  /* What the registering event sent goes before anything sent to a port
+   * found by this name (the causality rule, isola.h). */
+  isola__outbox_flush(vm);
   /* Allocated before the lock, so the lock is never held across malloc
    * but for the rare table growth. */
   isola__name *e = malloc(sizeof *e + len + 1);
