@@ -577,7 +577,8 @@ static void sc_heap(void) {
 /* The name server. */
 static void sc_names(void) {
   if (!sink_open()) return;
-  int rc = EXPECT(isola_name_register("fault.sink", sink), ISOLA_ENOMEM);
+  int rc = EXPECT(isola_name_register("fault.sink", sink), ISOLA_ENOMEM,
+                  ISOLA_ESYS);
   isola_port p;
   int lk = EXPECT(isola_name_lookup("fault.sink", &p), ISOLA_ENOTFOUND);
   if (rc == ISOLA_OK) {
