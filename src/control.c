@@ -744,3 +744,7 @@ int isola_run_async(isola_run_fn fn, isola_value argument,
   if (rc != ISOLA_OK) free(r);
   return rc;
 }
+
+uint32_t isola__control_pauses(const isola__isolate *iso) {
+  return iso->ctl ? iso->ctl->npauses : 0;
+}

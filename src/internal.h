@@ -125,9 +125,13 @@ struct isola__isolate {
    * they live here, not in the thread, because a sender that readies the
    * isolate may touch them after the thread has left. */
   _Atomic uint32_t pin_wake;
-  _Atomic uint32_t pin_sleeping;
+  _Atomic uint8_t pin_sleeping; /* not a futex word: a byte is enough */
   _Atomic bool kill_requested; /* set by shutdown; checked between events */
   bool pinned; /* a root isolate: runs on its caller's thread */
+  /* Counters for snapshots (stats.h), NULL unless config.isolate_stats:
+   * set at spawn, freed with the isolate.  Here, on the line senders
+   * already write, so a sender tests it without another miss. */
+  struct isola__istats *stats;
   /* Fixed at spawn and read rarely (control requests, reports): the rest
    * of the senders' line, where they cost the owner nothing. */
   isola_port control_port;
@@ -216,6 +220,9 @@ typedef struct isola__tls {
    * ends. */
   uint32_t sp_live, sp_members;
   isola__group *sp_group;
+  /* How the isolate this thread is ending ends (an isola_end_reason), set
+   * by the turn's unwinding (message_handler.c), read by isolate_end. */
+  uint8_t end_reason;
 } isola__tls;
 
 extern ISOLA__TLS isola__tls isola__t;

@@ -12,9 +12,11 @@
 #include "message_handler.h"
 #include "message_queue.h"
 #include "module.h"
+#include "platform.h"
 #include "pool.h"
 #include "port_map.h"
 #include "scheduler.h"
+#include "stats.h"
 #include "event_handler.h"
 #include "value.h"
 #include "vm.h"
@@ -92,13 +94,16 @@ int isola__post(isola__vm *vm, isola__msg *m) {
   isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
   if (!iso) {
     isola__msg_free(m);
+    ISOLA__STATS_COUNT(vm, refused);
     return ISOLA_ECLOSED;
   }
   if (state == ISOLA__PORT_CONTROL &&
       (m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL)) {
     isola__msg_free(m);
+    ISOLA__STATS_COUNT(vm, refused);
     return ISOLA_EINVAL;
   }
+  ISOLA__STATS_SENT(vm, iso, m); /* before the push: m is then the receiver's */
   isola__isolate *to = isola__t.ob_to;
   if (to) {
     if (to == iso && m->type == ISOLA__MSG_USER) {
@@ -140,6 +145,12 @@ int isola__post_control(isola__vm *vm, isola__msg *m) {
      * Dekker pair with the turn's mark-idle and wanted() re-check
      * (message_handler.c).  A dead isolate's head stays scheduled, so the
      * poke fails and the message is freed with the isolate. */
+    if (ISOLA__UNLIKELY(iso->stats != NULL)) {
+      atomic_fetch_add_explicit(&iso->stats->oob_enq, 1,
+                                memory_order_relaxed);
+      atomic_fetch_add_explicit(&iso->stats->oob_enq_bytes, m->bytes,
+                                memory_order_relaxed);
+    }
     isola__mq_push_plain(&iso->oob_head, &m->node);
     if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
   } else {
@@ -400,6 +411,11 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   do iso->terminate_cap = isola__rng_next(&t->rng);
   while (iso->terminate_cap == 0 || iso->terminate_cap == iso->pause_cap);
   if ((rc = isola__heap_init(vm, iso, opts)) != ISOLA_OK) goto fail;
+  /* Before the control port publishes the isolate to snapshots. */
+  if (vm->config.isolate_stats && !(iso->stats = isola__istats_new())) {
+    rc = ISOLA_ENOMEM;
+    goto fail;
+  }
   if ((rc = isola__control_init(vm, iso, opts, run)) != ISOLA_OK) goto fail;
   rc = isola__port_open(&vm->ports, iso, ISOLA__PORT_CONTROL, NULL, NULL,
                         &iso->control_port);
@@ -428,6 +444,10 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   /* Credits only for the spawner's own group (a module's new group is
    * counted exactly). */
   member_add(iso->group, credits && parent);
+  if (iso->stats)
+    atomic_store_explicit(&iso->stats->group, iso->group->id,
+                          memory_order_relaxed);
+  ISOLA__STATS_COUNT(vm, spawned);
   /* Park the START message as the queue's first node without scheduling:
    * the caller decides when the isolate becomes runnable. */
   atomic_store_explicit(&start->node.next, NULL, memory_order_relaxed);
@@ -443,6 +463,7 @@ fail:
   if (iso) {
     isola__control_discard(iso);
     isola__ext_free(iso);
+    isola__istats_free(iso->stats);
     isola__isolate_name_free(iso);
     isola__pool_free(iso, iso->pool_class);
   }
@@ -620,9 +641,20 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
                              iso->origin, iso->group->id};
   if (vm->config.hooks.isolate_shutdown)
     vm->config.hooks.isolate_shutdown(vm->config.hooks.data, &info);
+  /* Why it ends: shutdown sets the kill flag; the turn's unwinding set
+   * isola__t.end_reason for an error or a kill (message_handler.c). */
+  int reason =
+      atomic_load_explicit(&iso->kill_requested, memory_order_relaxed)
+          ? ISOLA_END_SHUTDOWN
+          : isola__t.end_reason;
+  isola__t.end_reason = ISOLA_END_NORMAL;
+  ISOLA__STATS_COUNT(vm, ended[reason]);
+  if (iso->stats) isola__istats_turn_end(iso, ISOLA_STATE_ENDING);
   isola__trace(vm, ISOLA_TRACE_ISOLATES,
-               "isola: isolate '%s' (%016llx) ended\n", info.name,
-               (unsigned long long)iso->control_port);
+               "isola: %.6f isolate '%s' (%016llx) ended: %s\n",
+               (double)isola__plat_now_ns() / 1e9, info.name,
+               (unsigned long long)iso->control_port,
+               isola_end_reason_name(reason));
   /* Its timers and watches go first: a tick or fd event already queued
    * finds none and is dropped. */
   isola__timers_cancel_all(vm, iso);

@@ -9,9 +9,11 @@
 #include "heap.h"
 #include "isolate.h"
 #include "message_queue.h"
+#include "platform.h"
 #include "pool.h"
 #include "port_map.h"
 #include "scheduler.h"
+#include "stats.h"
 #include "event_handler.h"
 #include "value.h"
 #include "vm.h"
@@ -52,7 +54,24 @@ static void drain(isola__isolate *iso, isola__node *tail) {
   }
 }
 
+/* Messages still queued behind tail: what an ended isolate drops. */
+static uint64_t count_queued(isola__isolate *iso, isola__node *tail) {
+  uint64_t n = 0;
+  for (isola__node *p = atomic_load_explicit(&tail->next,
+                                             memory_order_acquire);
+       p; p = atomic_load_explicit(&p->next, memory_order_acquire))
+    if (p != &iso->stub) n++;
+  return n;
+}
+
 void isola__mh_free_isolate(isola__isolate *iso) {
+  /* Counted by the reclaiming thread; not once the VM is torn down. */
+  isola__vm *vm = isola__vm_get();
+  isola__tstats *ts = vm ? ISOLA__TSTATS(vm) : NULL;
+  if (ts)
+    isola__cnt_add(&ts->dropped[ISOLA_DROP_ENDED],
+                   count_queued(iso, iso->tail));
+  isola__istats_free(iso->stats);
   /* Normally released at its end (isola__ext_end); a hook at the very end
    * may have made some again. */
   isola__ext_free(iso);
@@ -71,8 +90,8 @@ static void handle_start(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
     vm->config.hooks.isolate_created(vm->config.hooks.data, &info);
   }
   isola__trace(vm, ISOLA_TRACE_ISOLATES,
-               "isola: isolate '%s' (%016llx) started\n",
-               isola__isolate_name(iso),
+               "isola: %.6f isolate '%s' (%016llx) started\n",
+               (double)isola__plat_now_ns() / 1e9, isola__isolate_name(iso),
                (unsigned long long)iso->control_port);
   iso->entry(m->value);
 }
@@ -130,7 +149,11 @@ void isola__mt_drop(isola__isolate *iso) {
 static void handle_user(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
   isola__port_slot *s = isola__port_slot_of(&vm->ports, m->dest);
   /* A port closed after the message was queued: drop it. */
-  if (!s || !s->handler) return;
+  if (!s || !s->handler) {
+    ISOLA__STATS_COUNT(vm, dropped[ISOLA_DROP_CLOSED]);
+    return;
+  }
+  if (ISOLA__UNLIKELY(iso->stats != NULL)) isola__cnt_add(&iso->stats->handled, 1);
   isola__trace(vm, ISOLA_TRACE_MESSAGES,
                "isola: isolate '%s' handles a message on port %016llx\n",
                isola__isolate_name(iso), (unsigned long long)m->dest);
@@ -161,9 +184,13 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
     isola__node *old, *n = isola__mq_pop(&iso->oob_tail, &old);
     if (n) {
       release_node(iso, old);
-      if (n != &iso->oob_stub &&
-          isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END)
+      if (n == &iso->oob_stub) continue;
+      if (ISOLA__UNLIKELY(iso->stats != NULL))
+        isola__istats_deq(iso->stats, true, ((isola__msg *)n)->bytes);
+      if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END) {
+        isola__t.end_reason = ISOLA_END_KILLED;
         return TURN_END;
+      }
       continue;
     }
 
@@ -199,6 +226,9 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         release_node(iso, old);
         if (n == &iso->stub) continue;
         isola__msg *m = (isola__msg *)n;
+        if (ISOLA__UNLIKELY(iso->stats != NULL) &&
+            m->type != ISOLA__MSG_START)
+          isola__istats_deq(iso->stats, false, m->bytes);
         /* The message is in the isolate's heap while it is handled (may
          * raise out-of-memory instead: heap.h). */
         isola__heap_charge_msg(vm, iso, m);
@@ -245,6 +275,9 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
     /* Once marked idle another thread may own the isolate: nothing of this
      * turn may stay in it. */
     iso->unwind = NULL;
+    if (ISOLA__UNLIKELY(iso->stats != NULL))
+      isola__istats_turn_end(iso, paused ? ISOLA_STATE_PAUSED
+                                         : ISOLA_STATE_IDLE);
     /* Paused: idle whatever is queued.  The resume comes out of band; a
      * new normal message only schedules a turn that idles again. */
     if (isola__mq_mark_idle(&iso->head, iso->tail, !paused)) {
@@ -253,11 +286,13 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
        * us) or is seen here. */
       if (wanted(iso, oob_tail) && isola__mq_poke(&iso->head)) {
         iso->unwind = jb;
+        if (ISOLA__UNLIKELY(iso->stats != NULL)) isola__istats_turn_begin(iso);
         continue;
       }
       return ISOLA__TURN_IDLE;
     }
     iso->unwind = jb;
+    if (ISOLA__UNLIKELY(iso->stats != NULL)) isola__istats_turn_begin(iso);
   }
 }
 
@@ -266,7 +301,11 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
 static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
   isola__outbox_flush(vm); /* what the turn sent, before its end's own */
   if (isola__t.sp_live | isola__t.sp_members) isola__spawn_credits_return(vm);
-  if (r != ISOLA__TURN_IDLE) iso->unwind = NULL;
+  if (r != ISOLA__TURN_IDLE) {
+    iso->unwind = NULL;
+    if (r != TURN_END && ISOLA__UNLIKELY(iso->stats != NULL))
+      isola__istats_turn_end(iso, ISOLA_STATE_READY);
+  }
   if (r != TURN_END) {
     isola__t.current = NULL;
     return r;
@@ -279,6 +318,7 @@ static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
 isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
   isola__t.current = iso;
   iso->unwind = jb;
+  if (ISOLA__UNLIKELY(iso->stats != NULL)) isola__istats_turn_begin(iso);
   if (ISOLA__UNLIKELY(iso->mt_head != NULL)) {
     /* An uncaught error in a microtask unwound its event: the rest of the
      * queue still runs before the next event (Dart reschedules its
@@ -300,6 +340,8 @@ isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb) {
   isola__isolate *iso = isola__t.current;
   iso->unwind = NULL;
   isola__control_unwound(vm, iso);
+  if (code == ISOLA__UNWIND_ERROR && ISOLA__UNLIKELY(iso->stats != NULL))
+    isola__cnt_add(&iso->stats->errors, 1);
   if (code == ISOLA__UNWIND_ERROR) {
     /* Not fatal: on with the next event, unless the error left the
      * isolate without a live port. */
@@ -309,6 +351,8 @@ isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb) {
       return isola__mh_run(vm, iso, jb);
   }
   /* Killed at an interrupt point, isola_exit, or a fatal error. */
+  isola__t.end_reason =
+      code == ISOLA__UNWIND_ERROR ? ISOLA_END_ERROR : ISOLA_END_KILLED;
   return finish(vm, iso, TURN_END);
 }
 
@@ -324,8 +368,10 @@ int isola_check_interrupts(void) {
   isola__node *old, *n;
   while ((n = isola__mq_pop(&iso->oob_tail, &old))) {
     release_node(iso, old);
-    if (n != &iso->oob_stub &&
-        isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END)
+    if (n == &iso->oob_stub) continue;
+    if (ISOLA__UNLIKELY(iso->stats != NULL))
+      isola__istats_deq(iso->stats, true, ((isola__msg *)n)->bytes);
+    if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END)
       longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_KILL);
   }
   return ISOLA_OK;

@@ -317,7 +317,9 @@ int isola_vm_shutdown(isola_shutdown_report *report) {
   }
 
   /* Threads that are not isolates finish the call they are in (they see
-   * the state and fail fast); root isolates' threads leave run_main. */
+   * the state and fail fast); root isolates' threads leave run_main.
+   * seq_cst pairs with isola_vm_snapshot()'s count then state check. */
+  atomic_store_explicit(&vm->state, ISOLA__VM_TEARDOWN, memory_order_seq_cst);
   while (atomic_load_explicit(&isola__outside_callers, memory_order_seq_cst))
     isola__plat_yield();
   isola__native_destroy_all();

@@ -10,7 +10,13 @@
 #include "scheduler.h"
 #include "event_handler.h"
 
-enum { ISOLA__VM_RUNNING = 1, ISOLA__VM_SHUTTING_DOWN = 2 };
+/* TEARDOWN: shutdown found no isolate left and frees the VM once the
+ * outside callers have left (a snapshot may enter until then). */
+enum {
+  ISOLA__VM_RUNNING = 1,
+  ISOLA__VM_SHUTTING_DOWN = 2,
+  ISOLA__VM_TEARDOWN = 3
+};
 
 struct isola__vm {
   isola_config config;

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stats.h — counters for snapshots (isola_vm_snapshot, snapshot.c).
+ *
+ * Every counter has one owner, the only thread that writes it, and is read
+ * by snapshots with relaxed loads; an owner adds with a relaxed load and a
+ * relaxed store (a plain add, no locked instruction).
+ *
+ *   isola__tstats  per thread, in the thread's epoch record (epoch.h): what
+ *                  the VM totals add up (sends, spawns, ends, drops).  A
+ *                  record outlives its thread and is reused by the next, so
+ *                  the sums never lose a count.  The send path writes only
+ *                  the sender's own record.
+ *   isola__istats  per isolate, only with config.isolate_stats: one block
+ *                  of two cache lines behind iso->stats.  Senders add to
+ *                  the first (queued messages and bytes), the thread running
+ *                  the isolate writes the second.
+ *   workers        in isola__worker (scheduler.h), written by the thread
+ *                  holding the worker or under the scheduler lock.
+ */
+#ifndef ISOLA_STATS_H
+#define ISOLA_STATS_H
+
+#include "internal.h"
+
+/* Adds n to a counter only the calling thread writes. */
+static inline void isola__cnt_add(_Atomic uint64_t *c, uint64_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+static inline void isola__cnt_set(_Atomic uint64_t *c, uint64_t v) {
+  atomic_store_explicit(c, v, memory_order_relaxed);
+}
+static inline uint64_t isola__cnt(_Atomic uint64_t *c) {
+  return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+typedef struct isola__tstats {
+  _Atomic uint64_t sent, sent_bytes, refused, spawned;
+  _Atomic uint64_t ended[ISOLA_END_REASONS];
+  _Atomic uint64_t dropped[ISOLA_DROP_REASONS];
+} isola__tstats;
+
+struct isola__istats {
+  /* Senders' line: atomic adds by whoever queues a message. */
+  alignas(ISOLA__CACHE_LINE) _Atomic uint64_t enq, enq_bytes;
+  _Atomic uint64_t oob_enq, oob_enq_bytes;
+  /* The running thread's line. */
+  alignas(ISOLA__CACHE_LINE) _Atomic uint64_t deq, deq_bytes;
+  _Atomic uint64_t oob_deq, oob_deq_bytes;
+  _Atomic uint64_t handled, errors, run_ns, last_run_ns, since_ns;
+  _Atomic uint64_t heap_used, heap_peak, heap_limit;
+  _Atomic uint32_t state, pauses, timers, watches;
+  _Atomic int32_t worker;
+  _Atomic uint64_t group; /* set at spawn: the group may be freed first */
+};
+
+/* The calling thread's counters, or NULL (a thread with no record of this
+ * VM: the timer thread).  Use where epoch.h is included. */
+#define ISOLA__TSTATS(vm)                                                      \
+  (isola__t.rec && isola__t.rec_vm_gen == (vm)->gen ? &isola__t.rec->stats    \
+                                                    : NULL)
+
+/* A message is queued for iso: the sender's totals, and with isolate
+ * stats the receiver's senders' line.  Called before the push (the
+ * receiver may free m as soon as it is queued). */
+#define ISOLA__STATS_SENT(vm, iso, m)                                          \
+  do {                                                                         \
+    isola__tstats *ts_ = ISOLA__TSTATS(vm);                                    \
+    if (ts_) {                                                                 \
+      isola__cnt_add(&ts_->sent, 1);                                           \
+      isola__cnt_add(&ts_->sent_bytes, (m)->bytes);                            \
+    }                                                                          \
+    if (ISOLA__UNLIKELY((iso)->stats != NULL))                                 \
+      isola__istats_enq((iso)->stats, (m)->bytes);                             \
+  } while (0)
+
+/* Counts one event of the calling thread: field is a member of
+ * isola__tstats (e.g. refused, dropped[ISOLA_DROP_CLOSED]). */
+#define ISOLA__STATS_COUNT(vm, field)                                          \
+  do {                                                                         \
+    isola__tstats *ts_ = ISOLA__TSTATS(vm);                                    \
+    if (ts_) isola__cnt_add(&ts_->field, 1);                                   \
+  } while (0)
+
+static inline void isola__istats_enq(struct isola__istats *st, uint32_t n) {
+  atomic_fetch_add_explicit(&st->enq, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&st->enq_bytes, n, memory_order_relaxed);
+}
+
+/* snapshot.c: the isolate's stats block (config.isolate_stats) is made at
+ * spawn and freed with the isolate; a turn begins and ends (the running
+ * thread; state is an isola_isolate_state). */
+struct isola__istats *isola__istats_new(void);
+void isola__istats_free(struct isola__istats *st);
+void isola__istats_turn_begin(isola__isolate *iso);
+void isola__istats_turn_end(isola__isolate *iso, uint32_t state);
+/* A message was taken off a queue by its isolate (oob: the control
+ * queue); a handler is about to get one. */
+static inline void isola__istats_deq(struct isola__istats *st, bool oob,
+                                     uint32_t bytes) {
+  if (oob) {
+    isola__cnt_add(&st->oob_deq, 1);
+    isola__cnt_add(&st->oob_deq_bytes, bytes);
+  } else {
+    isola__cnt_add(&st->deq, 1);
+    isola__cnt_add(&st->deq_bytes, bytes);
+  }
+}
+
+#endif
