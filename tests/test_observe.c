@@ -33,17 +33,17 @@ typedef struct resp {
 static resp http(uint16_t port, const char *method, const char *path,
                  const char *extra_headers) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  cr_assert(fd >= 0);
+  cr_assert(fd >= 0, "%s", "check failed");
   struct sockaddr_in a = {0};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  cr_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+  cr_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "%s", "check failed");
   char req[512];
   int n = snprintf(req, sizeof req,
                    "%s %s HTTP/1.0\r\nHost: 127.0.0.1:%u\r\n%s\r\n", method,
                    path, (unsigned)port, extra_headers ? extra_headers : "");
-  cr_assert(write(fd, req, (size_t)n) == n);
+  cr_assert(write(fd, req, (size_t)n) == n, "%s", "check failed");
   size_t cap = 1 << 16, len = 0;
   char *buf = malloc(cap);
   for (;;) {
@@ -131,10 +131,10 @@ Test(observe, endpoints_serve_the_snapshot) {
   isola_observe *o;
   TH_ASSERT_OK(isola_observe_start(NULL, &o));
   uint16_t port = isola_observe_port(o);
-  cr_assert(port != 0);
+  cr_assert(port != 0, "%s", "check failed");
 
   resp r = http(port, "GET", "/api/isolates", NULL);
-  cr_assert_eq(r.status, 200);
+  cr_assert((r.status) == (200), "%s", "r.status == 200");
   cr_assert(strstr(r.body, "\"name\":\"watched \\\"quoted\\\" one\""),
             "body: %s", r.body);
   char id[32];
@@ -143,7 +143,7 @@ Test(observe, endpoints_serve_the_snapshot) {
   cr_assert(strstr(r.body, id), "no %s in %s", id, r.body);
   free(r.body);
   r = http(port, "GET", "/api/workers", NULL);
-  cr_assert(r.status == 200 && strstr(r.body, "\"workers\":[{\"id\":0"));
+  cr_assert(r.status == 200 && strstr(r.body, "\"workers\":[{\"id\":0"), "%s", "check failed");
   free(r.body);
   r = http(port, "GET", "/api/vm", NULL);
   cr_assert(r.status == 200 && strstr(r.body, "\"control\":false") &&
@@ -157,17 +157,17 @@ Test(observe, endpoints_serve_the_snapshot) {
             "the page is not served whole");
   free(r.body);
   r = http(port, "GET", "/nothing", NULL);
-  cr_assert_eq(r.status, 404);
+  cr_assert((r.status) == (404), "%s", "r.status == 404");
   free(r.body);
 
   r = http(port, "GET", "/metrics", NULL);
-  cr_assert_eq(r.status, 200);
+  cr_assert((r.status) == (200), "%s", "r.status == 200");
   parse_metrics(r.body);
-  cr_assert(strstr(r.body, "isola_isolates_spawned_total 1\n"));
-  cr_assert(strstr(r.body, "isola_isolate_queued_messages{id="));
+  cr_assert(strstr(r.body, "isola_isolates_spawned_total 1\n"), "%s", "check failed");
+  cr_assert(strstr(r.body, "isola_isolate_queued_messages{id="), "%s", "check failed");
 #ifdef PROMTOOL
   FILE *f = popen(PROMTOOL " check metrics > promtool.out 2>&1", "w");
-  cr_assert(f);
+  cr_assert(f, "%s", "check failed");
   fputs(r.body, f);
   int st = pclose(f);
   cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
@@ -181,11 +181,11 @@ Test(observe, endpoints_serve_the_snapshot) {
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  cr_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+  cr_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "%s", "check failed");
   const char bad[] = "GET /api/isolates HTTP/1.0\r\nHost: evil.example\r\n\r\n";
-  cr_assert(write(fd, bad, sizeof bad - 1) == (ssize_t)(sizeof bad - 1));
+  cr_assert(write(fd, bad, sizeof bad - 1) == (ssize_t)(sizeof bad - 1), "%s", "check failed");
   char buf[256] = {0};
-  cr_assert(read(fd, buf, sizeof buf - 1) > 0);
+  cr_assert(read(fd, buf, sizeof buf - 1) > 0, "%s", "check failed");
   close(fd);
   cr_assert(strstr(buf, " 403 "), "a foreign Host got: %s", buf);
 
@@ -194,7 +194,7 @@ Test(observe, endpoints_serve_the_snapshot) {
   snprintf(path, sizeof path, "/api/isolates/%016llx/kill",
            (unsigned long long)h.control_port);
   r = http(port, "POST", path, "X-Isola-Control: 1\r\n");
-  cr_assert_eq(r.status, 403);
+  cr_assert((r.status) == (403), "%s", "r.status == 403");
   free(r.body);
   isola_observe_stop(o);
   th_vm_shutdown_ok();
@@ -218,20 +218,20 @@ Test(observe, control_needs_permission_and_the_header) {
   TH_ASSERT_OK(isola_observe_start(&opts, &o));
   uint16_t port = isola_observe_port(o);
   resp r = http(port, "GET", "/api/vm", NULL);
-  cr_assert(strstr(r.body, "\"control\":true"));
+  cr_assert(strstr(r.body, "\"control\":true"), "%s", "check failed");
   free(r.body);
   char path[64];
   snprintf(path, sizeof path, "/api/isolates/%016llx/kill",
            (unsigned long long)h.control_port);
   r = http(port, "POST", path, NULL);
-  cr_assert_eq(r.status, 403); /* no X-Isola-Control header */
+  cr_assert((r.status) == (403), "%s", "r.status == 403"); /* no X-Isola-Control header */
   free(r.body);
   r = http(port, "POST", "/api/isolates/0000000000000001/kill",
            "X-Isola-Control: 1\r\n");
-  cr_assert_eq(r.status, 404);
+  cr_assert((r.status) == (404), "%s", "r.status == 404");
   free(r.body);
   r = http(port, "POST", path, "X-Isola-Control: 1\r\n");
-  cr_assert_eq(r.status, 200);
+  cr_assert((r.status) == (200), "%s", "r.status == 200");
   free(r.body);
   long deadline = TH_WAIT_MS;
   for (long spins = 0; !killed(); spins++) {
@@ -248,7 +248,7 @@ Test(observe, bad_arguments) {
   opts.address = "not-an-address";
   isola_observe *o = (isola_observe *)&o;
   TH_ASSERT_RC(isola_observe_start(&opts, &o), ISOLA_EINVAL);
-  cr_assert(o == NULL);
+  cr_assert(o == NULL, "%s", "check failed");
   TH_ASSERT_RC(isola_observe_start(NULL, NULL), ISOLA_EINVAL);
   char *out;
   TH_ASSERT_RC(isola_observe_render(NULL, ISOLA_OBSERVE_METRICS, false, &out,
@@ -258,7 +258,7 @@ Test(observe, bad_arguments) {
   /* Without a VM the server answers 503. */
   TH_ASSERT_OK(isola_observe_start(NULL, &o));
   resp r = http(isola_observe_port(o), "GET", "/api/vm", NULL);
-  cr_assert_eq(r.status, 503);
+  cr_assert((r.status) == (503), "%s", "r.status == 503");
   free(r.body);
   isola_observe_stop(o);
 }

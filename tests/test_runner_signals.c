@@ -32,10 +32,10 @@ typedef struct child {
 
 static void start(child *c, const char *const *args) {
   int o[2], e[2];
-  cr_assert(pipe(o) == 0 && pipe(e) == 0);
+  cr_assert(pipe(o) == 0 && pipe(e) == 0, "%s", "check failed");
   memset(c, 0, sizeof *c);
   c->pid = fork();
-  cr_assert(c->pid >= 0);
+  cr_assert(c->pid >= 0, "%s", "check failed");
   if (c->pid == 0) {
     dup2(o[1], 1);
     dup2(e[1], 2);
@@ -86,7 +86,7 @@ static int finish(child *c) {
   cr_assert(pump(c, deadline, NULL), "the runner did not exit; stdout:\n%s\n"
             "stderr:\n%s", c->obuf, c->ebuf);
   int st;
-  cr_assert(waitpid(c->pid, &st, 0) == c->pid);
+  cr_assert(waitpid(c->pid, &st, 0) == c->pid, "%s", "check failed");
   close(c->out);
   close(c->err);
   cr_log_info("stdout:\n%s\nstderr:\n%s", c->obuf, c->ebuf);
@@ -117,11 +117,11 @@ Test(runner_signals, sigint_ends_every_isolate_and_exits_130) {
   const char *const args[] = {"isola", "run", TM_OBSERVED, NULL};
   child c;
   run_until_ready(&c, args);
-  cr_assert(kill(c.pid, SIGINT) == 0);
-  cr_assert_eq(finish(&c), 130);
+  cr_assert(kill(c.pid, SIGINT) == 0, "%s", "check failed");
+  cr_assert((finish(&c)) == (130), "%s", "finish(&c) == 130");
   every_isolate_ended(&c);
-  cr_assert(strstr(c.ebuf, "SIGINT: ending every isolate"));
-  cr_assert(!strstr(c.ebuf, "did not end"));
+  cr_assert(strstr(c.ebuf, "SIGINT: ending every isolate"), "%s", "check failed");
+  cr_assert(!strstr(c.ebuf, "did not end"), "%s", "check failed");
 }
 
 Test(runner_signals, sigterm_exits_143) {
@@ -129,8 +129,8 @@ Test(runner_signals, sigterm_exits_143) {
                               NULL};
   child c;
   run_until_ready(&c, args);
-  cr_assert(kill(c.pid, SIGTERM) == 0);
-  cr_assert_eq(finish(&c), 143);
+  cr_assert(kill(c.pid, SIGTERM) == 0, "%s", "check failed");
+  cr_assert((finish(&c)) == (143), "%s", "finish(&c) == 143");
   every_isolate_ended(&c);
 }
 
@@ -140,15 +140,15 @@ Test(runner_signals, a_stuck_isolate_is_named_with_a_snapshot_line) {
                               "stuck", NULL};
   child c;
   run_until_ready(&c, args);
-  cr_assert(kill(c.pid, SIGINT) == 0);
-  cr_assert_eq(finish(&c), 130);
+  cr_assert(kill(c.pid, SIGINT) == 0, "%s", "check failed");
+  cr_assert((finish(&c)) == (130), "%s", "finish(&c) == 130");
   every_isolate_ended(&c);
   cr_assert(strstr(c.ebuf, "1 isolate(s) did not end"), "stderr:\n%s",
             c.ebuf);
   cr_assert(strstr(c.ebuf, "isola: stuck: 'blocker'"), "stderr:\n%s", c.ebuf);
   /* With isolate stats, the line says it is in a turn, and for how long. */
   cr_assert(strstr(c.ebuf, "running for "), "stderr:\n%s", c.ebuf);
-  cr_assert(!strstr(c.obuf, "ended: blocker"));
+  cr_assert(!strstr(c.obuf, "ended: blocker"), "%s", "check failed");
 }
 
 Test(runner_signals, bad_shutdown_grace_is_a_usage_error) {
@@ -156,5 +156,5 @@ Test(runner_signals, bad_shutdown_grace_is_a_usage_error) {
                               TM_OBSERVED, NULL};
   child c;
   start(&c, args);
-  cr_assert_eq(finish(&c), 64);
+  cr_assert((finish(&c)) == (64), "%s", "finish(&c) == 64");
 }
