@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control.h"
 #include "message_queue.h"
 #include "stats.h"
 #include "vm.h"
@@ -90,9 +91,10 @@ static void *out_of_memory(isola__isolate *iso, struct isola__ext *x,
   if (!can_raise(iso))
     return NULL;
   if (x && x->limit)
-    isola_throw("out of memory: an allocation of %zu bytes would pass the "
-                "isolate heap limit of %zu bytes (%zu in use)",
-                size, x->limit, x->in_use);
+    isola__throw_heap_limit("out of memory: an allocation of %zu bytes "
+                            "would pass the isolate heap limit of %zu "
+                            "bytes (%zu in use)",
+                            size, x->limit, x->in_use);
   isola_throw("out of memory: an allocation of %zu bytes failed", size);
 }
 
@@ -251,9 +253,10 @@ void isola__heap_charge_msg(isola__vm *vm, isola__isolate *iso,
   if (x->limit && (n > x->limit || held > x->limit - n)) {
     ISOLA__STATS_COUNT(vm, dropped[ISOLA_DROP_HEAP]);
     if (can_raise(iso))
-      isola_throw("out of memory: a message of %zu bytes would pass the "
-                  "isolate heap limit of %zu bytes (%zu in use)",
-                  n, x->limit, held);
+      isola__throw_heap_limit("out of memory: a message of %zu bytes "
+                              "would pass the isolate heap limit of %zu "
+                              "bytes (%zu in use)",
+                              n, x->limit, held);
     return;
   }
   x->msg_bytes += n;
