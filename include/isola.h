@@ -594,7 +594,8 @@ typedef struct isola_isolate_snapshot {
   uint64_t heap_used;   /* isolate-heap bytes in use (stats) */
   uint64_t heap_peak;   /* the most heap_used has been (stats) */
   uint64_t heap_limit;  /* its limit; 0: none (stats) */
-  uint64_t handled;     /* messages passed to its handlers (stats) */
+  uint64_t handled;     /* messages passed to its handlers, timer ticks
+                           and fd events run (stats) */
   uint64_t errors;      /* uncaught errors raised in it (stats) */
   uint64_t run_ns;      /* time spent in its turns (stats) */
   uint64_t last_run_ns; /* when its last turn began; 0: never (stats) */

@@ -261,7 +261,10 @@ static int run(int argc, char **argv) {
 #ifdef ISOLA_HAVE_OBSERVE
     } else if (strcmp(a, "--observe") == 0) {
       if (++i == argc) return bad_usage("%s needs ADDR:PORT", a);
-      if (!parse_hostport(argv[i], &observe_addr, &observe_port))
+      /* A copy: parsing cuts it, and ps should show the argument whole. */
+      static char hostport[300];
+      snprintf(hostport, sizeof hostport, "%s", argv[i]);
+      if (!parse_hostport(hostport, &observe_addr, &observe_port))
         return bad_usage("--observe: '%s' is not ADDR:PORT", argv[i]);
       cfg.isolate_stats = true;
     } else if (strcmp(a, "--observe-control") == 0) {

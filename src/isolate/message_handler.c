@@ -236,10 +236,13 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         isola__heap_charge_msg(vm, iso, m);
         if (m->type == ISOLA__MSG_START)
           handle_start(vm, iso, m);
-        else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_TIMER))
+        else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_TIMER)) {
+          if (iso->stats) isola__cnt_add(&iso->stats->handled, 1);
           isola__timer_fire(vm, iso, m);
-        else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_FD))
+        } else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_FD)) {
+          if (iso->stats) isola__cnt_add(&iso->stats->handled, 1);
           isola__watch_fire(vm, iso, m);
+        }
         else
           handle_user(vm, iso, m);
         /* The event's microtasks, before anything else: one test of a word

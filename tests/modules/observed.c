@@ -5,7 +5,8 @@
  *   "slow-consumer"  paused by main, so its queue grows on purpose
  *   "producer"       sends 50 messages every 20 ms to slow-consumer (at
  *                    most 100 000 in all)
- *   "echo-N"         three isolates that bounce a counter around a ring
+ *   "echo-N"         three isolates that pass a counter around a ring for
+ *                    30 hops, a new one every 10 ms (a main timer)
  * then prints "ready" on stdout.  Each isolate's end runs an isolate-local
  * destructor that prints "ended: NAME" on stdout.
  * args[0] == "stuck": also a "blocker" isolate whose handler blocks in C
@@ -68,7 +69,7 @@ static void on_echo(void *ctx, isola_port port, isola_value msg,
                     isola_port reply_to) {
   (void)port, (void)reply_to;
   isola_port *next = ctx;
-  if (*next) isola_send(*next, isola_int(msg.as.i + 1));
+  if (*next && msg.as.i < 30) isola_send(*next, isola_int(msg.as.i + 1));
 }
 
 static isola_port echo_next[3];
@@ -112,6 +113,11 @@ static isola_isolate consumer;
 static int echoes, waiting;
 static isola_port echo_ports[3];
 
+static void inject(void *arg) {
+  (void)arg;
+  isola_send(echo_ports[0], isola_int(0));
+}
+
 static void ready_if_done(void) {
   if (--waiting == 0) {
     printf("ready\n");
@@ -141,7 +147,8 @@ static void on_main(void *ctx, isola_port port, isola_value msg,
     echo_ports[i] = v.as.port;
     if (++echoes == 3) {
       for (int k = 0; k < 3; k++) echo_next[k] = echo_ports[(k + 1) % 3];
-      isola_send(echo_ports[0], isola_int(0));
+      isola_timer t;
+      isola_timer_start(0, 10, inject, NULL, &t);
       ready_if_done();
     }
   } else {
