@@ -410,6 +410,17 @@ typedef struct isola_config {
    * receiver's counter line.  false: snapshots still list every isolate
    * and worker and the VM's totals, which are always counted. */
   bool isolate_stats;
+  /* Record scheduling and message events (docs/observability.md, "Trace
+   * export") and write them as Chrome trace-event JSON, which Perfetto
+   * and chrome://tracing open, to this file at isola_vm_shutdown() (and
+   * on demand, isola_trace_write()).  Per thread: the turns of each
+   * isolate, spawns, sends with flow arrows to the turn that handles
+   * them, pauses and ends with their reason.  NULL: nothing is recorded
+   * (each of those points then costs one test of a flag). */
+  const char *trace_events_path;
+  /* Events each thread keeps at most (64 bytes each); later ones are
+   * counted and dropped.  0: 65 536. */
+  size_t trace_events_per_thread;
 } isola_config;
 
 /* Fills *config with the defaults (every field 0 or NULL). */
@@ -677,6 +688,13 @@ ISOLA_EXPORT int isola_vm_snapshot(unsigned flags, isola_snapshot **out);
 
 /* Frees a snapshot (NULL: nothing).  Any thread. */
 ISOLA_EXPORT void isola_snapshot_free(isola_snapshot *snapshot);
+
+/* Writes the trace events recorded so far (config.trace_events_path set)
+ * as Chrome trace-event JSON to path (NULL: config.trace_events_path),
+ * replacing the file; recording goes on.  Errors: ISOLA_ENOVM,
+ * ISOLA_EINVAL (the VM records no events), ISOLA_ESYS (the file could not
+ * be written), ISOLA_ENOMEM.  Any thread that is not an isolate. */
+ISOLA_EXPORT int isola_trace_write(const char *path);
 
 /* Names of the reasons and states above ("normal", "heap", "paused" ...),
  * for reports; "?" for an unknown value.  Any thread; static strings. */

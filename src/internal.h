@@ -231,6 +231,11 @@ typedef struct isola__tls {
   /* How the isolate this thread is ending ends (an isola_end_reason), set
    * by the turn's unwinding (message_handler.c), read by isolate_end. */
   uint8_t end_reason;
+  /* Trace events (trace.c): this thread's buffer, the VM generation it
+   * belongs to, and whether a turn's begin was recorded. */
+  struct isola__tbuf *tbuf;
+  uint64_t tbuf_gen;
+  bool turn_open;
 } isola__tls;
 
 extern ISOLA__TLS isola__tls isola__t;

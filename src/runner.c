@@ -73,6 +73,9 @@ static const char usage[] =
     "                            paused, as Dart's without a debugger)\n"
     "  --pause-isolates-on-exit  every isolate pauses before it ends until\n"
     "                            resumed\n"
+    "  --trace-file FILE         write scheduling and message events to FILE\n"
+    "                            as Chrome trace-event JSON (Perfetto,\n"
+    "                            chrome://tracing) when the run ends\n"
     "  --isolate-stats           count per-isolate figures (queues, time\n"
     "                            running) for snapshots and --observe\n"
     "  --shutdown-grace MS       how long the end of the run waits for\n"
@@ -247,6 +250,9 @@ static int run(int argc, char **argv) {
       cfg.pause_on_start = true;
     } else if (strcmp(a, "--pause-isolates-on-exit") == 0) {
       cfg.pause_on_exit = true;
+    } else if (strcmp(a, "--trace-file") == 0) {
+      if (++i == argc) return bad_usage("%s needs a file", a);
+      cfg.trace_events_path = argv[i];
     } else if (strcmp(a, "--isolate-stats") == 0) {
       cfg.isolate_stats = true;
     } else if (strcmp(a, "--shutdown-grace") == 0) {

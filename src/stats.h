@@ -22,6 +22,7 @@
 #define ISOLA_STATS_H
 
 #include "internal.h"
+#include "trace.h"
 
 /* Adds n to a counter only the calling thread writes. */
 static inline void isola__cnt_add(_Atomic uint64_t *c, uint64_t n) {
@@ -73,6 +74,8 @@ struct isola__istats {
     }                                                                          \
     if (ISOLA__UNLIKELY((iso)->stats != NULL))                                 \
       isola__istats_enq((iso)->stats, (m)->bytes);                             \
+    if (ISOLA__UNLIKELY((vm)->tracing) && (m)->type == ISOLA__MSG_USER)       \
+      isola__trace_event((vm), ISOLA__TEV_FLOW_OUT, NULL, (uintptr_t)(m), 0);  \
   } while (0)
 
 /* Counts one event of the calling thread: field is a member of
@@ -87,6 +90,23 @@ static inline void isola__istats_enq(struct isola__istats *st, uint32_t n) {
   atomic_fetch_add_explicit(&st->enq, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&st->enq_bytes, n, memory_order_relaxed);
 }
+
+/* A turn of iso begins or ends (state: an isola_isolate_state): its
+ * counters (isolate stats) and trace events (trace.h).  Use where vm.h is
+ * included; each costs two tests when both are off. */
+#define ISOLA__TURN_BEGIN(vm, iso)                                             \
+  do {                                                                         \
+    if (ISOLA__UNLIKELY((iso)->stats != NULL)) isola__istats_turn_begin(iso);  \
+    if (ISOLA__UNLIKELY((vm)->tracing))                                        \
+      isola__trace_turn((vm), (iso), true, 0);                                 \
+  } while (0)
+#define ISOLA__TURN_END(vm, iso, state)                                        \
+  do {                                                                         \
+    if (ISOLA__UNLIKELY((iso)->stats != NULL))                                 \
+      isola__istats_turn_end((iso), (state));                                  \
+    if (ISOLA__UNLIKELY((vm)->tracing))                                        \
+      isola__trace_turn((vm), (iso), false, (state));                          \
+  } while (0)
 
 /* snapshot.c: the isolate's stats block (config.isolate_stats) is made at
  * spawn and freed with the isolate; a turn begins and ends (the running

@@ -9,6 +9,7 @@
 #include "port_map.h"
 #include "scheduler.h"
 #include "event_handler.h"
+#include "trace.h"
 
 /* TEARDOWN: shutdown found no isolate left and frees the VM once the
  * outside callers have left (a snapshot may enter until then). */
@@ -35,6 +36,8 @@ struct isola__vm {
   isola__names names;        /* the name server (name_server.h) */
   isola__timers timers;      /* timers, fd watches, their thread
                                 (event_handler.h) */
+  bool tracing;              /* config.trace_events_path: record events */
+  isola__tracer tracer;      /* their buffers (trace.h) */
 };
 
 static inline isola__vm *isola__vm_get(void) {

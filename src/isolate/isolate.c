@@ -449,6 +449,8 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
     atomic_store_explicit(&iso->stats->group, iso->group->id,
                           memory_order_relaxed);
   ISOLA__STATS_COUNT(vm, spawned);
+  if (ISOLA__UNLIKELY(vm->tracing))
+    isola__trace_event(vm, ISOLA__TEV_SPAWN, iso, 0, 0);
   /* Park the START message as the queue's first node without scheduling:
    * the caller decides when the isolate becomes runnable. */
   atomic_store_explicit(&start->node.next, NULL, memory_order_relaxed);
@@ -650,7 +652,9 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
           : isola__t.end_reason;
   isola__t.end_reason = ISOLA_END_NORMAL;
   ISOLA__STATS_COUNT(vm, ended[reason]);
-  if (iso->stats) isola__istats_turn_end(iso, ISOLA_STATE_ENDING);
+  if (ISOLA__UNLIKELY(vm->tracing))
+    isola__trace_event(vm, ISOLA__TEV_END, iso, 0, (uint32_t)reason);
+  ISOLA__TURN_END(vm, iso, ISOLA_STATE_ENDING);
   isola__trace(vm, ISOLA_TRACE_ISOLATES,
                "isola: %.6f isolate '%s' (%016llx) ended: %s\n",
                (double)isola__plat_now_ns() / 1e9, info.name,

@@ -231,6 +231,8 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         if (ISOLA__UNLIKELY(iso->stats != NULL) &&
             m->type != ISOLA__MSG_START)
           isola__istats_deq(iso->stats, false, m->bytes);
+        if (ISOLA__UNLIKELY(vm->tracing) && m->type == ISOLA__MSG_USER)
+          isola__trace_event(vm, ISOLA__TEV_FLOW_IN, NULL, (uintptr_t)m, 0);
         /* The message is in the isolate's heap while it is handled (may
          * raise out-of-memory instead: heap.h). */
         isola__heap_charge_msg(vm, iso, m);
@@ -280,9 +282,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
     /* Once marked idle another thread may own the isolate: nothing of this
      * turn may stay in it. */
     iso->unwind = NULL;
-    if (ISOLA__UNLIKELY(iso->stats != NULL))
-      isola__istats_turn_end(iso, paused ? ISOLA_STATE_PAUSED
-                                         : ISOLA_STATE_IDLE);
+    ISOLA__TURN_END(vm, iso, paused ? ISOLA_STATE_PAUSED : ISOLA_STATE_IDLE);
     /* Paused: idle whatever is queued.  The resume comes out of band; a
      * new normal message only schedules a turn that idles again. */
     if (isola__mq_mark_idle(&iso->head, iso->tail, !paused)) {
@@ -291,13 +291,13 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
        * us) or is seen here. */
       if (wanted(iso, oob_tail) && isola__mq_poke(&iso->head)) {
         iso->unwind = jb;
-        if (ISOLA__UNLIKELY(iso->stats != NULL)) isola__istats_turn_begin(iso);
+        ISOLA__TURN_BEGIN(vm, iso);
         continue;
       }
       return ISOLA__TURN_IDLE;
     }
     iso->unwind = jb;
-    if (ISOLA__UNLIKELY(iso->stats != NULL)) isola__istats_turn_begin(iso);
+    ISOLA__TURN_BEGIN(vm, iso);
   }
 }
 
@@ -308,8 +308,7 @@ static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
   if (isola__t.sp_live | isola__t.sp_members) isola__spawn_credits_return(vm);
   if (r != ISOLA__TURN_IDLE) {
     iso->unwind = NULL;
-    if (r != TURN_END && ISOLA__UNLIKELY(iso->stats != NULL))
-      isola__istats_turn_end(iso, ISOLA_STATE_READY);
+    if (r != TURN_END) ISOLA__TURN_END(vm, iso, ISOLA_STATE_READY);
   }
   if (r != TURN_END) {
     isola__t.current = NULL;
@@ -323,7 +322,7 @@ static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
 isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
   isola__t.current = iso;
   iso->unwind = jb;
-  if (ISOLA__UNLIKELY(iso->stats != NULL)) isola__istats_turn_begin(iso);
+  ISOLA__TURN_BEGIN(vm, iso);
   if (ISOLA__UNLIKELY(iso->mt_head != NULL)) {
     /* An uncaught error in a microtask unwound its event: the rest of the
      * queue still runs before the next event (Dart reschedules its
