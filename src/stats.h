@@ -22,6 +22,7 @@
 #define ISOLA_STATS_H
 
 #include "internal.h"
+#include "probes.h"
 #include "trace.h"
 
 /* Adds n to a counter only the calling thread writes. */
@@ -76,6 +77,7 @@ struct isola__istats {
       isola__istats_enq((iso)->stats, (m)->bytes);                             \
     if (ISOLA__UNLIKELY((vm)->tracing) && (m)->type == ISOLA__MSG_USER)       \
       isola__trace_event((vm), ISOLA__TEV_FLOW_OUT, NULL, (uintptr_t)(m), 0);  \
+    ISOLA__PROBE2(send, (iso)->control_port, (m)->bytes);                      \
   } while (0)
 
 /* Counts one event of the calling thread: field is a member of
@@ -96,12 +98,14 @@ static inline void isola__istats_enq(struct isola__istats *st, uint32_t n) {
  * included; each costs two tests when both are off. */
 #define ISOLA__TURN_BEGIN(vm, iso)                                             \
   do {                                                                         \
+    ISOLA__PROBE1(turn_start, (iso)->control_port);                            \
     if (ISOLA__UNLIKELY((iso)->stats != NULL)) isola__istats_turn_begin(iso);  \
     if (ISOLA__UNLIKELY((vm)->tracing))                                        \
       isola__trace_turn((vm), (iso), true, 0);                                 \
   } while (0)
 #define ISOLA__TURN_END(vm, iso, state)                                        \
   do {                                                                         \
+    ISOLA__PROBE2(turn_end, (iso)->control_port, (int)(state));                \
     if (ISOLA__UNLIKELY((iso)->stats != NULL))                                 \
       isola__istats_turn_end((iso), (state));                                  \
     if (ISOLA__UNLIKELY((vm)->tracing))                                        \

@@ -451,6 +451,8 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   ISOLA__STATS_COUNT(vm, spawned);
   if (ISOLA__UNLIKELY(vm->tracing))
     isola__trace_event(vm, ISOLA__TEV_SPAWN, iso, 0, 0);
+  ISOLA__PROBE3(spawn, iso->control_port, iso->origin,
+                isola__isolate_name(iso));
   /* Park the START message as the queue's first node without scheduling:
    * the caller decides when the isolate becomes runnable. */
   atomic_store_explicit(&start->node.next, NULL, memory_order_relaxed);
@@ -652,6 +654,7 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
           : isola__t.end_reason;
   isola__t.end_reason = ISOLA_END_NORMAL;
   ISOLA__STATS_COUNT(vm, ended[reason]);
+  ISOLA__PROBE2(end, iso->control_port, reason);
   if (ISOLA__UNLIKELY(vm->tracing))
     isola__trace_event(vm, ISOLA__TEV_END, iso, 0, (uint32_t)reason);
   ISOLA__TURN_END(vm, iso, ISOLA_STATE_ENDING);

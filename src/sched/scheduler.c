@@ -183,6 +183,7 @@ static isola__thread *thread_new(isola__sched *s, isola__worker *w,
 static bool start_thread_locked(isola__sched *s, isola__worker *w,
                                 bool spinning) {
   isola__cnt_add(&w->st_wakes, 1);
+  ISOLA__PROBE1(wake, (int)w->id);
   isola__thread *t = s->idle_threads;
   if (t) {
     s->idle_threads = t->idle_next;
@@ -203,6 +204,7 @@ static void push_idle_worker_locked(isola__sched *s, isola__worker *w) {
   w->idle_next = s->idle_workers;
   s->idle_workers = w;
   isola__cnt_add(&w->st_parks, 1);
+  ISOLA__PROBE1(park, (int)w->id);
   isola__cnt_set(&w->st_cur, 0);
   atomic_store_explicit(&w->st_idle, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&s->nidle_workers, 1, memory_order_seq_cst);
