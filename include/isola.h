@@ -397,6 +397,15 @@ typedef struct isola_config {
   void (*unhandled_error)(void *data, const isola_isolate_info *info,
                           const char *message, const char *stack);
   void *unhandled_error_data; /* passed to unhandled_error */
+  /* Turns the stack of an uncaught error (frames[0] the innermost of n
+   * return addresses) into the text that error listeners, exit notices and
+   * unhandled_error get: a malloc'ed NUL-terminated string the runtime
+   * frees, or NULL for the default.  Called on the failing isolate's
+   * thread.  NULL, or when it returns NULL: backtrace_symbols(), one line
+   * a frame (module, exported symbol or offset, raw address).
+   * isola_symbolize() (include/isola_symbolize.h, libisola_symbolize on
+   * libdw) gives function names and file:line where debug info exists. */
+  char *(*stack_symbolizer)(void *const *frames, int n);
   /* For debuggers: every isolate starts paused under its pause capability
    * (its entry waits for isola_resume()), and / or pauses before it ends
    * normally or by an error (not when killed) until resumed. */

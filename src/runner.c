@@ -41,6 +41,9 @@
 #ifdef ISOLA_HAVE_OBSERVE
 #include "isola_observe.h"
 #endif
+#ifdef ISOLA_HAVE_SYMBOLIZE
+#include "isola_symbolize.h"
+#endif
 
 enum {
   EXIT_USAGE = 64,
@@ -300,6 +303,10 @@ static int run(int argc, char **argv) {
   for (int k = 0; k < nargs; k++) items[k] = isola_str(argv[i + k]);
 
   cfg.unhandled_error = on_uncaught;
+#ifdef ISOLA_HAVE_SYMBOLIZE
+  /* Function names and file:line in the stack traces it prints. */
+  cfg.stack_symbolizer = isola_symbolize;
+#endif
   /* Before any thread starts, so that every thread inherits the mask and
    * only signal_thread takes these two. */
   sigemptyset(&end_signals);

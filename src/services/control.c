@@ -357,10 +357,15 @@ static char *capture_stack(void) {
   void *frames[64];
   int n = backtrace(frames, 64);
   if (n <= 0) return NULL;
-  char **syms = backtrace_symbols(frames, n);
-  if (!syms) return NULL;
   /* Frame 0 is this function and frame 1 the raise: skip both. */
   int first = n > 2 ? 2 : 0;
+  isola__vm *vm = isola__vm_get();
+  if (vm && vm->config.stack_symbolizer) {
+    char *sym = vm->config.stack_symbolizer(frames + first, n - first);
+    if (sym) return sym;
+  }
+  char **syms = backtrace_symbols(frames, n);
+  if (!syms) return NULL;
   size_t len = 1;
   for (int i = first; i < n; i++) len += strlen(syms[i]) + 1;
   char *s = malloc(len);
