@@ -63,6 +63,7 @@ extern "C" {
   X(EBUSY, -12, "not allowed from this thread or in this state")               \
   X(ESYS, -13, "an operating system call failed")                              \
   X(ESHUTDOWN, -14, "the VM is shutting down")                                 \
+  X(EENDING, -15, "the calling isolate is ending")                             \
   X(EPERM, -17, "the handle lacks the capability")                            \
   X(EFAILED, -18, "the computation failed")                                   \
   X(ENAMETAKEN, -20, "the name is already registered")                         \
@@ -566,14 +567,10 @@ ISOLA_EXPORT size_t isola_live_isolates(void);
 /* Snapshots: what every isolate and worker is doing (docs/observability.md) */
 /* ------------------------------------------------------------------------ */
 
-/* How an isolate ended, for the VM's totals. */
-typedef enum isola_end_reason {
-  ISOLA_END_NORMAL = 0, /* no live port, timer or watch was left */
-  ISOLA_END_ERROR,      /* an uncaught error with errors fatal */
-  ISOLA_END_KILLED,     /* isola_kill(), isola_exit() or an isola_run end */
-  ISOLA_END_SHUTDOWN,   /* ended by isola_vm_shutdown() */
-  ISOLA_END_REASONS     /* the number of reasons */
-} isola_end_reason;
+/* How many isola_exit_reason values there are (ISOLA_EXIT_NORMAL ..
+ * ISOLA_EXIT_NODE_LOST, "Exit notices" below): the VM's totals count ended
+ * isolates by reason. */
+#define ISOLA_EXIT_REASONS 6
 
 /* Why a message that was sent was never handled. */
 typedef enum isola_drop_reason {
@@ -655,7 +652,7 @@ typedef struct isola_worker_snapshot {
 typedef struct isola_vm_totals {
   uint64_t live;        /* isola_live_isolates() */
   uint64_t spawned;     /* isolates spawned, root isolates included */
-  uint64_t ended[ISOLA_END_REASONS]; /* by isola_end_reason */
+  uint64_t ended[ISOLA_EXIT_REASONS]; /* by isola_exit_reason */
   uint64_t sent;        /* messages queued by isola_send() and the
                            runtime's own notices (exit, error, ping) */
   uint64_t sent_bytes;  /* their bytes (header and copied value) */
@@ -709,9 +706,9 @@ ISOLA_EXPORT void isola_snapshot_free(isola_snapshot *snapshot);
  * be written), ISOLA_ENOMEM.  Any thread that is not an isolate. */
 ISOLA_EXPORT int isola_trace_write(const char *path);
 
-/* Names of the reasons and states above ("normal", "heap", "paused" ...),
- * for reports; "?" for an unknown value.  Any thread; static strings. */
-ISOLA_EXPORT const char *isola_end_reason_name(int reason);
+/* Names of the drop reasons and states above ("heap", "paused" ...), for
+ * reports (isola_exit_reason_name() names exit reasons); "?" for an
+ * unknown value.  Any thread; static strings. */
 ISOLA_EXPORT const char *isola_drop_reason_name(int reason);
 ISOLA_EXPORT const char *isola_isolate_state_name(int state);
 ISOLA_EXPORT const char *isola_worker_state_name(int state);
@@ -755,10 +752,18 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * (isola_transfer()) are moved, not copied, and their handles set to NULL
  * once the send has succeeded.
  * From a handler, sends in a row to one isolate are queued together: they
- * reach it no later than when the sending event ends, calls
- * isola_check_interrupts() or isola_blocking_begin(), or sends to another
- * isolate (sends inside a blocking section go at once).  A handler that
- * waits for what it sent must do so inside isola_blocking_begin/end.
+ * reach its queue no later than when the sending event ends (however it
+ * ends), calls isola_check_interrupts() or isola_blocking_begin(), sends
+ * to another isolate, spawns (isola_spawn, isola_spawn_uri,
+ * isola_run_async), sends a control request (pause, kill, ping, listeners)
+ * or registers a name (sends inside a blocking section go at once).  So
+ * causality holds through the runtime: if the send of m1 to an isolate
+ * happens before anything the runtime carries (a message, a spawn, a
+ * control request, a name, the end of the event) that leads to m2 being
+ * sent to the same isolate, m1 is handled first.  Causality through memory
+ * the handler shares by other means (an atomic, a lock) is not covered
+ * until the event ends: call isola_check_interrupts() first.  A handler
+ * that waits for what it sent must do so inside isola_blocking_begin/end.
  * Errors: ISOLA_ECLOSED (the port is closed, unknown or a control port:
  * every id that names no open port taking messages answers alike, so the
  * answer tells a guesser nothing; the message is dropped), ISOLA_EINVAL

@@ -13,7 +13,7 @@
  *
  *   probe           arguments
  *   spawn           u64 isolate, u64 origin, char *name
- *   end             u64 isolate, int reason (an isola_end_reason)
+ *   end             u64 isolate, int reason (an isola_exit_reason)
  *   send            u64 to, u32 bytes (the sender is the isolate whose
  *                   turn_start came last on the same thread, if any)
  *   turn_start      u64 isolate

@@ -116,8 +116,8 @@ static void vm_json(FILE *f, const isola_snapshot *s, bool control) {
           s->isolate_stats ? "true" : "false",
           s->shutting_down ? "true" : "false", v->live, v->spawned, v->sent,
           v->sent_bytes, v->refused, v->global_queue);
-  for (int k = 0; k < ISOLA_END_REASONS; k++)
-    fprintf(f, "%s\"%s\":%" PRIu64, k ? "," : "", isola_end_reason_name(k),
+  for (int k = 0; k < ISOLA_EXIT_REASONS; k++)
+    fprintf(f, "%s\"%s\":%" PRIu64, k ? "," : "", isola_exit_reason_name(k),
             v->ended[k]);
   fputs("},\"dropped\":{", f);
   for (int k = 0; k < ISOLA_DROP_REASONS; k++)
@@ -151,9 +151,9 @@ static int metrics(FILE *f, const isola_snapshot *s) {
   fprintf(f, "isola_isolates_spawned_total %" PRIu64 "\n", v->spawned);
   prom_head(f, "isola_isolates_ended_total", "counter",
             "Isolates ended, by reason.");
-  for (int k = 0; k < ISOLA_END_REASONS; k++)
+  for (int k = 0; k < ISOLA_EXIT_REASONS; k++)
     fprintf(f, "isola_isolates_ended_total{reason=\"%s\"} %" PRIu64 "\n",
-            isola_end_reason_name(k), v->ended[k]);
+            isola_exit_reason_name(k), v->ended[k]);
   prom_head(f, "isola_messages_sent_total", "counter", "Messages queued.");
   fprintf(f, "isola_messages_sent_total %" PRIu64 "\n", v->sent);
   prom_head(f, "isola_message_bytes_sent_total", "counter",

@@ -72,12 +72,6 @@ void isola__istats_turn_end(isola__isolate *iso, uint32_t state) {
 
 /* ---- names ------------------------------------------------------------- */
 
-const char *isola_end_reason_name(int reason) {
-  static const char *const names[] = {"normal", "error", "killed",
-                                      "shutdown"};
-  return reason >= 0 && reason < ISOLA_END_REASONS ? names[reason] : "?";
-}
-
 const char *isola_drop_reason_name(int reason) {
   static const char *const names[] = {"closed", "heap", "ended"};
   return reason >= 0 && reason < ISOLA_DROP_REASONS ? names[reason] : "?";
@@ -240,7 +234,7 @@ int isola_vm_snapshot(unsigned flags, isola_snapshot **out) {
         v->sent += isola__cnt(&ts->sent);
         v->sent_bytes += isola__cnt(&ts->sent_bytes);
         v->refused += isola__cnt(&ts->refused);
-        for (int k = 0; k < ISOLA_END_REASONS; k++)
+        for (int k = 0; k < ISOLA_EXIT_REASONS; k++)
           v->ended[k] += isola__cnt(&ts->ended[k]);
         for (int k = 0; k < ISOLA_DROP_REASONS; k++)
           v->dropped[k] += isola__cnt(&ts->dropped[k]);
@@ -257,3 +251,6 @@ int isola_vm_snapshot(unsigned flags, isola_snapshot **out) {
 }
 
 void isola_snapshot_free(isola_snapshot *snapshot) { free(snapshot); }
+
+_Static_assert(ISOLA_EXIT_NODE_LOST + 1 == ISOLA_EXIT_REASONS,
+               "ISOLA_EXIT_REASONS counts every isola_exit_reason");

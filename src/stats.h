@@ -39,7 +39,7 @@ static inline uint64_t isola__cnt(_Atomic uint64_t *c) {
 
 typedef struct isola__tstats {
   _Atomic uint64_t sent, sent_bytes, refused, spawned;
-  _Atomic uint64_t ended[ISOLA_END_REASONS];
+  _Atomic uint64_t ended[ISOLA_EXIT_REASONS];
   _Atomic uint64_t dropped[ISOLA_DROP_REASONS];
 } isola__tstats;
 

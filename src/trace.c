@@ -168,8 +168,8 @@ static int write_locked(isola__tracer *tr, const char *path) {
                 "\"ph\":\"i\",\"s\":\"t\",\"cat\":\"isolate\",\"name\":"
                 "\"end: %s\",\"args\":{\"isolate\":\"%016" PRIx64
                 "\",\"reason\":\"%s\",\"name\":",
-                isola_end_reason_name((int)e->arg), e->iso,
-                isola_end_reason_name((int)e->arg));
+                isola_exit_reason_name((int)e->arg), e->iso,
+                isola_exit_reason_name((int)e->arg));
         json_str(f, e->name);
         fputs("}}", f);
         break;

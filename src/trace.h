@@ -17,7 +17,7 @@ enum {
   ISOLA__TEV_FLOW_OUT,       /* id: the message (a send) */
   ISOLA__TEV_FLOW_IN,        /* id: the message (its handling) */
   ISOLA__TEV_PAUSE,          /* iso paused (its turn ends paused) */
-  ISOLA__TEV_END,            /* iso ended; arg: an isola_end_reason */
+  ISOLA__TEV_END,            /* iso ended; arg: an isola_exit_reason */
 };
 
 /* One event: 64 bytes. */

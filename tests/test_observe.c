@@ -203,7 +203,7 @@ Test(observe, endpoints_serve_the_snapshot) {
 static bool killed(void) {
   isola_snapshot *s;
   if (isola_vm_snapshot(0, &s) != ISOLA_OK) return false;
-  bool k = s->vm.ended[ISOLA_END_KILLED] == 1;
+  bool k = s->vm.ended[ISOLA_EXIT_KILLED] == 1;
   isola_snapshot_free(s);
   return k;
 }

@@ -8,6 +8,7 @@
 #include "control.h"
 #include "heap.h"
 #include "isolate.h"
+#include "lifecycle.h"
 #include "message_queue.h"
 #include "platform.h"
 #include "pool.h"
@@ -17,25 +18,6 @@
 #include "event_handler.h"
 #include "value.h"
 #include "vm.h"
-
-/* The message isola_send_reply() is posting on this thread (value.h). */
-_Thread_local const isola__msg *isola__msg_posting;
-
-void isola__msg_free(isola__msg *m) {
-  /* isola_exit_owned (control.c): the header stands alone and the value is
-   * an isola_value_copy() block the message adopted. */
-  if (m->type == ISOLA__MSG_EXTERNAL) {
-    isola_value_free(&m->value);
-    isola__pool_free(m, (uint8_t)m->pool_class);
-    return;
-  }
-  /* A value with a block holds it right after the header, and the block's
-   * slots own the buffers moved or copied into the message, except while a
-   * failing post hands them back to their sender (value.h). */
-  if (isola__value_has_block(m->value) && m != isola__msg_posting)
-    isola__block_release(m + 1);
-  isola__pool_free(m, (uint8_t)m->pool_class);
-}
 
 /* Releases a node that stopped being a queue's tail. */
 static inline void release_node(isola__isolate *iso, isola__node *n) {
@@ -79,11 +61,11 @@ void isola__mh_free_isolate(isola__isolate *iso) {
   drain(iso, iso->oob_tail);
   isola__control_free(iso);
   isola__isolate_name_free(iso);
+  isola__life_move(iso, ISOLA__ISO_RECLAIMED);
   isola__pool_free(iso, iso->pool_class);
 }
 
 static void handle_start(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
-  iso->state = ISOLA__ISO_RUNNING;
   if (vm->config.hooks.isolate_created) {
     isola_isolate_info info = {isola__isolate_name(iso), iso->control_port,
                                iso->origin, iso->group->id, 0};
@@ -100,8 +82,9 @@ static void handle_start(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
 
 int isola_microtask(void (*fn)(void *), void *arg) {
   if (!fn) return ISOLA_EINVAL;
-  isola__isolate *iso = isola__t.current;
-  if (!iso) return ISOLA_ENOTISOLATE;
+  isola__isolate *iso;
+  int rc = isola__life_opening(&iso);
+  if (rc != ISOLA_OK) return rc;
   struct isola__ext *x = isola__ext_get(iso);
   if (!x) return ISOLA_ENOMEM;
   uint8_t cls;
@@ -190,7 +173,6 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
       if (ISOLA__UNLIKELY(iso->stats != NULL))
         isola__istats_deq(iso->stats, true, ((isola__msg *)n)->bytes);
       if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END) {
-        isola__t.end_reason = ISOLA_END_KILLED;
         return TURN_END;
       }
       continue;
@@ -250,6 +232,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         /* The event's microtasks, before anything else: one test of a word
          * on a line the turn already holds (hold) when there are none. */
         if (ISOLA__UNLIKELY(iso->mt_head != NULL)) run_microtasks(iso);
+        isola__event_end(vm);
         if (isola__ld32(&iso->live_ports) == 0) {
           if (isola__control_pause_on_exit(vm, iso)) continue;
           return TURN_END;
@@ -280,7 +263,9 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
     }
     isola__node *oob_tail = iso->oob_tail;
     /* Once marked idle another thread may own the isolate: nothing of this
-     * turn may stay in it. */
+     * turn may stay in it, and what it sent (a control request's answer
+     * too) is pushed, and its spawn credits are back, before. */
+    isola__event_end(vm);
     iso->unwind = NULL;
     ISOLA__TURN_END(vm, iso, paused ? ISOLA_STATE_PAUSED : ISOLA_STATE_IDLE);
     /* Paused: idle whatever is queued.  The resume comes out of band; a
@@ -294,6 +279,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         ISOLA__TURN_BEGIN(vm, iso);
         continue;
       }
+      ISOLA__TEST_HOOK(ISOLA__HOOK_TURN_IDLE);
       return ISOLA__TURN_IDLE;
     }
     iso->unwind = jb;
@@ -304,9 +290,10 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
 /* After loop(): IDLE keeps unwind cleared (loop() let the isolate go), the
  * others clear it; TURN_END ends the isolate. */
 static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
-  isola__outbox_flush(vm); /* what the turn sent, before its end's own */
-  if (isola__t.sp_live | isola__t.sp_members) isola__spawn_credits_return(vm);
+  /* Yielded or ending: what the turn sent goes before the end's own, and
+   * before the scheduler requeues it (idle: done before the mark). */
   if (r != ISOLA__TURN_IDLE) {
+    isola__event_end(vm);
     iso->unwind = NULL;
     if (r != TURN_END) ISOLA__TURN_END(vm, iso, ISOLA_STATE_READY);
   }
@@ -328,6 +315,7 @@ isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
      * queue still runs before the next event (Dart reschedules its
      * microtask loop the same way). */
     run_microtasks(iso);
+    isola__event_end(vm);
     /* Then the end check an event gets, unless already paused on exit
      * (the hold ends it once resumed). */
     if (isola__ld32(&iso->live_ports) == 0 &&
@@ -338,12 +326,15 @@ isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
   return finish(vm, iso, loop(vm, iso, jb));
 }
 
-isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb) {
+/* Finishes the turn of iso after a jump with code to jb; the result is
+ * that of the turn. */
+static isola__turn unwound(isola__vm *vm, isola__isolate *iso, int code,
+                           jmp_buf *jb) {
   /* The message being handled stays the queue's tail until the next pop,
    * so nothing is lost or leaked by leaving its handler. */
-  isola__isolate *iso = isola__t.current;
   iso->unwind = NULL;
   isola__control_unwound(vm, iso);
+  isola__event_end(vm); /* the jump ended the event */
   if (code == ISOLA__UNWIND_ERROR && ISOLA__UNLIKELY(iso->stats != NULL))
     isola__cnt_add(&iso->stats->errors, 1);
   if (code == ISOLA__UNWIND_ERROR) {
@@ -358,9 +349,23 @@ isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb) {
       return isola__mh_run(vm, iso, jb);
   }
   /* Killed at an interrupt point, isola_exit, or a fatal error. */
-  isola__t.end_reason =
-      code == ISOLA__UNWIND_ERROR ? ISOLA_END_ERROR : ISOLA_END_KILLED;
   return finish(vm, iso, TURN_END);
+}
+
+void isola__mh_drive(isola__vm *vm, isola__mh_next_fn next, void *arg) {
+  jmp_buf jb;
+  int code = setjmp(jb);
+  /* Nothing set before the setjmp changes after it; what the loop changes
+   * is set again here after a jump. */
+  isola__isolate *iso = NULL;
+  isola__turn r = ISOLA__TURN_IDLE;
+  if (code != 0) {
+    /* The jump left a handler of the isolate still current: take it
+     * before the turn's end clears isola__t.current. */
+    iso = isola__t.current;
+    r = unwound(vm, iso, code, &jb);
+  }
+  while ((iso = next(arg, iso, r))) r = isola__mh_run(vm, iso, &jb);
 }
 
 int isola_check_interrupts(void) {
