@@ -94,6 +94,16 @@ static void main_entry(isola_value msg) {
   TH_CHECK_OK(isola_spawn(idle_entry, isola_null(), &v, &victim));
 }
 
+/* The ends of the victim and the echo, which the test waits for: a
+ * shutdown that came first would end them with reason shutdown. */
+static th_counter victim_gone = TH_COUNTER_INIT;
+static void on_cleanup(void *data, const isola_isolate_info *info) {
+  (void)data;
+  if (strcmp(info->name, "traced-victim") == 0 ||
+      strcmp(info->name, "traced-echo") == 0)
+    th_counter_add(&victim_gone, 1);
+}
+
 Test(trace, the_file_holds_turns_spawns_flows_pauses_and_ends) {
   char path[] = "/tmp/isola-trace-XXXXXX";
   int fd = mkstemp(path);
@@ -108,9 +118,11 @@ Test(trace, the_file_holds_turns_spawns_flows_pauses_and_ends) {
   c.trace_events_path = path;
   c.trace = ISOLA_TRACE_ISOLATES;
   c.trace_file = lines;
+  c.hooks.isolate_cleanup = on_cleanup;
   th_vm_init(&c);
   TH_ASSERT_OK(isola_run_main(main_entry, isola_null(), "traced-main"));
   TH_WAIT_GE(&done, 1);
+  TH_WAIT_GE(&victim_gone, 2);
   /* On demand, while running: a file that already names the main. */
   char now[] = "/tmp/isola-trace-now-XXXXXX";
   fd = mkstemp(now);
