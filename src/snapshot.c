@@ -17,20 +17,15 @@
 
 /* ---- the isolate's counters (its own thread) ----------------------------- */
 
-struct isola__istats *isola__istats_new(void) {
-  struct isola__istats *st = aligned_alloc(ISOLA__CACHE_LINE, sizeof *st);
-  if (!st) return NULL;
+void isola__istats_init(struct isola__istats *st) {
   memset(st, 0, sizeof *st);
   atomic_store_explicit(&st->worker, -1, memory_order_relaxed);
   atomic_store_explicit(&st->state, ISOLA_STATE_STARTING,
                         memory_order_relaxed);
-  return st;
 }
 
-void isola__istats_free(struct isola__istats *st) { free(st); }
-
 void isola__istats_turn_begin(isola__isolate *iso) {
-  struct isola__istats *st = iso->stats;
+  struct isola__istats *st = isola__iso_stats(iso);
   uint64_t now = isola__plat_now_ns();
   /* A turn resumed after an uncaught error did not end: count it so far. */
   uint64_t since = isola__cnt(&st->since_ns);
@@ -47,7 +42,7 @@ void isola__istats_turn_begin(isola__isolate *iso) {
 }
 
 void isola__istats_turn_end(isola__isolate *iso, uint32_t state) {
-  struct isola__istats *st = iso->stats;
+  struct isola__istats *st = isola__iso_stats(iso);
   uint64_t now = isola__plat_now_ns();
   uint64_t since = isola__cnt(&st->since_ns);
   if (since) isola__cnt_add(&st->run_ns, now - since);
@@ -132,7 +127,7 @@ static void one(isola__isolate *iso, void *arg) {
     o->pause_capability = iso->pause_cap;
     o->terminate_capability = iso->terminate_cap;
   }
-  struct isola__istats *st = iso->stats;
+  struct isola__istats *st = isola__iso_stats(iso);
   if (!st) return;
   o->group = isola__cnt(&st->group);
   o->state = atomic_load_explicit(&st->state, memory_order_relaxed);

@@ -11,10 +11,11 @@
  *                  record outlives its thread and is reused by the next, so
  *                  the sums never lose a count.  The send path writes only
  *                  the sender's own record.
- *   isola__istats  per isolate, only with config.isolate_stats: one block
- *                  of two cache lines behind iso->stats.  Senders add to
- *                  the first (queued messages and bytes), the thread running
- *                  the isolate writes the second.
+ *   isola__istats  per isolate, only with config.isolate_stats: three cache
+ *                  lines right after the isolate in its pool block
+ *                  (isola__iso_stats()).  Senders add to the first (queued
+ *                  messages and bytes), the thread running the isolate
+ *                  writes the others.
  *   workers        in isola__worker (scheduler.h), written by the thread
  *                  holding the worker or under the scheduler lock.
  */
@@ -73,8 +74,8 @@ struct isola__istats {
       isola__cnt_add(&ts_->sent, 1);                                           \
       isola__cnt_add(&ts_->sent_bytes, (m)->bytes);                            \
     }                                                                          \
-    if (ISOLA__UNLIKELY((iso)->stats != NULL))                                 \
-      isola__istats_enq((iso)->stats, (m)->bytes);                             \
+    if (ISOLA__UNLIKELY((iso)->has_stats))                                 \
+      isola__istats_enq(isola__iso_stats(iso), (m)->bytes);                             \
     if (ISOLA__UNLIKELY((vm)->tracing) && (m)->type == ISOLA__MSG_USER)       \
       isola__trace_event((vm), ISOLA__TEV_FLOW_OUT, NULL, (uintptr_t)(m), 0);  \
     ISOLA__PROBE2(send, (iso)->control_port, (m)->bytes);                      \
@@ -99,24 +100,31 @@ static inline void isola__istats_enq(struct isola__istats *st, uint32_t n) {
 #define ISOLA__TURN_BEGIN(vm, iso)                                             \
   do {                                                                         \
     ISOLA__PROBE1(turn_start, (iso)->control_port);                            \
-    if (ISOLA__UNLIKELY((iso)->stats != NULL)) isola__istats_turn_begin(iso);  \
+    if (ISOLA__UNLIKELY((iso)->has_stats)) isola__istats_turn_begin(iso);  \
     if (ISOLA__UNLIKELY((vm)->tracing))                                        \
       isola__trace_turn((vm), (iso), true, 0);                                 \
   } while (0)
 #define ISOLA__TURN_END(vm, iso, state)                                        \
   do {                                                                         \
     ISOLA__PROBE2(turn_end, (iso)->control_port, (int)(state));                \
-    if (ISOLA__UNLIKELY((iso)->stats != NULL))                                 \
+    if (ISOLA__UNLIKELY((iso)->has_stats))                                 \
       isola__istats_turn_end((iso), (state));                                  \
     if (ISOLA__UNLIKELY((vm)->tracing))                                        \
       isola__trace_turn((vm), (iso), false, (state));                          \
   } while (0)
 
-/* snapshot.c: the isolate's stats block (config.isolate_stats) is made at
- * spawn and freed with the isolate; a turn begins and ends (the running
- * thread; state is an isola_isolate_state). */
-struct isola__istats *isola__istats_new(void);
-void isola__istats_free(struct isola__istats *st);
+/* The isolate's counters: with config.isolate_stats its pool block holds
+ * them right after the isolate (a 384-byte block instead of 192), so they
+ * are made and freed with it. */
+static inline struct isola__istats *isola__iso_stats(isola__isolate *iso) {
+  return iso->has_stats ? (struct isola__istats *)(void *)(iso + 1) : NULL;
+}
+_Static_assert(sizeof(struct isola__isolate) % ISOLA__CACHE_LINE == 0,
+               "the counters after an isolate start on a cache line");
+
+/* snapshot.c: sets up a new isolate's counters; a turn begins and ends
+ * (the running thread; state is an isola_isolate_state). */
+void isola__istats_init(struct isola__istats *st);
 void isola__istats_turn_begin(isola__isolate *iso);
 void isola__istats_turn_end(isola__isolate *iso, uint32_t state);
 /* A message was taken off a queue by its isolate (oob: the control

@@ -211,10 +211,17 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   int rc = ISOLA_ENOMEM;
   isola__msg *start = NULL;
   uint8_t cls;
-  isola__isolate *iso = isola__pool_alloc(sizeof *iso, &cls);
+  /* With isolate stats, its counters follow it in the same block. */
+  bool stats = vm->config.isolate_stats;
+  isola__isolate *iso = isola__pool_alloc(
+      sizeof *iso + (stats ? sizeof(struct isola__istats) : 0), &cls);
   if (!iso) goto fail;
   memset(iso, 0, sizeof *iso);
   iso->pool_class = cls;
+  if (stats) {
+    iso->has_stats = true;
+    isola__istats_init(isola__iso_stats(iso));
+  }
   atomic_init(&iso->stub.next, NULL);
   atomic_init(&iso->oob_stub.next, NULL);
   /* Claimed by its builder (the scheduling bit clear) from the start:
@@ -245,11 +252,6 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   do iso->terminate_cap = isola__rng_next(&t->rng);
   while (iso->terminate_cap == 0 || iso->terminate_cap == iso->pause_cap);
   if ((rc = isola__heap_init(vm, iso, opts)) != ISOLA_OK) goto fail;
-  /* Before the control port publishes the isolate to snapshots. */
-  if (vm->config.isolate_stats && !(iso->stats = isola__istats_new())) {
-    rc = ISOLA_ENOMEM;
-    goto fail;
-  }
   if ((rc = isola__control_init(vm, iso, opts, run)) != ISOLA_OK) goto fail;
   /* isola__t directly, not through t: gcc's UBSan null check of a TLS
    * address computed with "add x@gottpoff(%rip)" tests flags that the
@@ -279,8 +281,8 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   /* Credits only for the spawner's own group (a module's new group is
    * counted exactly). */
   member_add(iso->group, credits && parent);
-  if (iso->stats)
-    atomic_store_explicit(&iso->stats->group, iso->group->id,
+  if (iso->has_stats)
+    atomic_store_explicit(&isola__iso_stats(iso)->group, iso->group->id,
                           memory_order_relaxed);
   ISOLA__STATS_COUNT(vm, spawned);
   if (ISOLA__UNLIKELY(vm->tracing))
@@ -300,7 +302,6 @@ fail:
   if (iso) {
     isola__control_discard(iso);
     isola__ext_free(iso);
-    isola__istats_free(iso->stats);
     isola__isolate_name_free(iso);
     isola__pool_free(iso, iso->pool_class);
   }

@@ -53,7 +53,6 @@ void isola__mh_free_isolate(isola__isolate *iso) {
   if (ts)
     isola__cnt_add(&ts->dropped[ISOLA_DROP_ENDED],
                    count_queued(iso, iso->tail));
-  isola__istats_free(iso->stats);
   /* Normally released at its end (isola__ext_end); a hook at the very end
    * may have made some again. */
   isola__ext_free(iso);
@@ -136,7 +135,7 @@ static void handle_user(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
     ISOLA__STATS_COUNT(vm, dropped[ISOLA_DROP_CLOSED]);
     return;
   }
-  if (ISOLA__UNLIKELY(iso->stats != NULL)) isola__cnt_add(&iso->stats->handled, 1);
+  if (ISOLA__UNLIKELY(iso->has_stats)) isola__cnt_add(&isola__iso_stats(iso)->handled, 1);
   isola__trace(vm, ISOLA_TRACE_MESSAGES,
                "isola: isolate '%s' handles a message on port %016llx\n",
                isola__isolate_name(iso), (unsigned long long)m->dest);
@@ -170,8 +169,8 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
     if (n) {
       release_node(iso, old);
       if (n == &iso->oob_stub) continue;
-      if (ISOLA__UNLIKELY(iso->stats != NULL))
-        isola__istats_deq(iso->stats, true, ((isola__msg *)n)->bytes);
+      if (ISOLA__UNLIKELY(iso->has_stats))
+        isola__istats_deq(isola__iso_stats(iso), true, ((isola__msg *)n)->bytes);
       if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END) {
         return TURN_END;
       }
@@ -210,9 +209,11 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         release_node(iso, old);
         if (n == &iso->stub) continue;
         isola__msg *m = (isola__msg *)n;
-        if (ISOLA__UNLIKELY(iso->stats != NULL) &&
+        /* Out of the queue: its room back, its heap charge next. */
+        isola__room_give(iso, m);
+        if (ISOLA__UNLIKELY(iso->has_stats) &&
             m->type != ISOLA__MSG_START)
-          isola__istats_deq(iso->stats, false, m->bytes);
+          isola__istats_deq(isola__iso_stats(iso), false, m->bytes);
         if (ISOLA__UNLIKELY(vm->tracing) && m->type == ISOLA__MSG_USER)
           isola__trace_event(vm, ISOLA__TEV_FLOW_IN, NULL, (uintptr_t)m, 0);
         /* The message is in the isolate's heap while it is handled (may
@@ -221,10 +222,10 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         if (m->type == ISOLA__MSG_START)
           handle_start(vm, iso, m);
         else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_TIMER)) {
-          if (iso->stats) isola__cnt_add(&iso->stats->handled, 1);
+          if (iso->has_stats) isola__cnt_add(&isola__iso_stats(iso)->handled, 1);
           isola__timer_fire(vm, iso, m);
         } else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_FD)) {
-          if (iso->stats) isola__cnt_add(&iso->stats->handled, 1);
+          if (iso->has_stats) isola__cnt_add(&isola__iso_stats(iso)->handled, 1);
           isola__watch_fire(vm, iso, m);
         }
         else
@@ -335,8 +336,8 @@ static isola__turn unwound(isola__vm *vm, isola__isolate *iso, int code,
   iso->unwind = NULL;
   isola__control_unwound(vm, iso);
   isola__event_end(vm); /* the jump ended the event */
-  if (code == ISOLA__UNWIND_ERROR && ISOLA__UNLIKELY(iso->stats != NULL))
-    isola__cnt_add(&iso->stats->errors, 1);
+  if (code == ISOLA__UNWIND_ERROR && ISOLA__UNLIKELY(iso->has_stats))
+    isola__cnt_add(&isola__iso_stats(iso)->errors, 1);
   if (code == ISOLA__UNWIND_ERROR) {
     /* Not fatal: on with the next event, unless the error left the
      * isolate without a live port. */
@@ -383,8 +384,8 @@ int isola_check_interrupts(void) {
   while ((n = isola__mq_pop(&iso->oob_tail, &old))) {
     release_node(iso, old);
     if (n == &iso->oob_stub) continue;
-    if (ISOLA__UNLIKELY(iso->stats != NULL))
-      isola__istats_deq(iso->stats, true, ((isola__msg *)n)->bytes);
+    if (ISOLA__UNLIKELY(iso->has_stats))
+      isola__istats_deq(isola__iso_stats(iso), true, ((isola__msg *)n)->bytes);
     if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END)
       longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_KILL);
   }
