@@ -1039,6 +1039,129 @@ ISOLA_EXPORT int isola_run_async(isola_run_fn fn, isola_value argument,
                                  isola_port completion_port);
 
 /* ------------------------------------------------------------------------ */
+/* Supervisors (docs/supervisors.md)                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A supervisor starts child isolates from specs, restarts them when they
+ * end (Erlang/OTP's strategies and restart policies), gives up when they
+ * fail too often, and stops them in order.  It lives in the isolate that
+ * starts it (its owner): it opens a port there for its children's exit
+ * notices (so it keeps the owner alive while it runs), uses the owner's
+ * timers, and calls the owner's callbacks as events of the owner.  Every
+ * child is spawned with its exit listener in its spawn options, so no end
+ * is ever missed.  An isolate may own any number of supervisors; a child
+ * may itself start one (a supervision tree: a supervisor that gives up
+ * ends its owner with an error, which its own supervisor sees).
+ *
+ * Children do not outlive their supervisor's owner: if the owner ends
+ * while a supervisor runs (killed, an error), every running child is
+ * killed (ISOLA_IMMEDIATE) and the supervisor is freed.
+ */
+typedef struct isola_supervisor isola_supervisor;
+
+/* What the supervisor does when a child ends. */
+typedef enum isola_restart {
+  ISOLA_RESTART_PERMANENT = 0, /* always restarted */
+  ISOLA_RESTART_TRANSIENT = 1, /* restarted unless it ended normally
+                                  (ISOLA_EXIT_NORMAL) */
+  ISOLA_RESTART_TEMPORARY = 2  /* never restarted */
+} isola_restart;
+
+/* Which children a restart takes along. */
+typedef enum isola_strategy {
+  ISOLA_ONE_FOR_ONE = 0,  /* only the child that ended */
+  ISOLA_ONE_FOR_ALL = 1,  /* every child: the others are stopped (reverse
+                             start order), then all started again */
+  ISOLA_REST_FOR_ONE = 2  /* the child and those started after it */
+} isola_strategy;
+
+typedef struct isola_child_spec {
+  const char *name;  /* the child's debug name (copied); NULL: "child" */
+  isola_entry entry; /* its entry; must not be NULL */
+  isola_value arg;   /* its spawn message, copied at isola_supervisor_start
+                        and given to every start of the child */
+  isola_restart restart;
+  /* How long a child being stopped may take: it is first asked with
+   * isola_kill(ISOLA_BEFORE_NEXT_EVENT) (its current event finishes),
+   * after shutdown_ms killed at ISOLA_IMMEDIATE, and if it has still not
+   * ended shutdown_ms later (stuck in C code, which no kill interrupts)
+   * the supervisor stops waiting: it reports the child with
+   * ISOLA_SUPERVISOR_ABANDONED and goes on.  0: 5000 ms. */
+  uint32_t shutdown_ms;
+  size_t heap_limit; /* as isola_spawn_options.heap_limit */
+} isola_child_spec;
+
+/* The reason on_child_exit gets for a child abandoned as above (it may
+ * still be running). */
+#define ISOLA_SUPERVISOR_ABANDONED (-1)
+
+typedef struct isola_supervisor_spec {
+  isola_strategy strategy;
+  /* Restart intensity: more than max_restarts restarts within period_ms
+   * and the supervisor gives up: it stops every child and ends with
+   * ISOLA_EXIT_ERROR.  A restart of several children by one failure
+   * (one-for-all, rest-for-one) counts once.  0 allows none. */
+  uint32_t max_restarts;
+  uint32_t period_ms; /* 0: 5000 */
+  const isola_child_spec *children; /* started in this order */
+  size_t nchildren;                 /* at most 1024 */
+  void *ctx; /* passed to the callbacks; the runtime never touches it */
+  /* Each callback may be NULL; each runs in the owner isolate, as an
+   * event of it (or inside isola_supervisor_start()).  None may free the
+   * supervisor.  A child started (the first time or again): */
+  void (*on_child_start)(void *ctx, size_t index,
+                         const isola_isolate *child);
+  /* A child ended (reason an isola_exit_reason, detail the error message
+   * or NULL), or was abandoned (ISOLA_SUPERVISOR_ABANDONED), whether or
+   * not it will be restarted. */
+  void (*on_child_exit)(void *ctx, size_t index, isola_port child,
+                        int reason, const char *detail);
+  /* The supervisor has ended: all its children are gone (or abandoned).
+   * reason: ISOLA_EXIT_NORMAL after isola_supervisor_stop(),
+   * ISOLA_EXIT_ERROR when it gave up (detail says why: the intensity
+   * passed, or a child that could not be spawned again).  The supervisor
+   * is freed when this returns.  NULL: on ISOLA_EXIT_ERROR the owner
+   * raises the error (isola_throw(), so with errors fatal the owner ends
+   * with ISOLA_EXIT_ERROR and that detail); on ISOLA_EXIT_NORMAL nothing. */
+  void (*on_end)(void *ctx, int reason, const char *detail);
+} isola_supervisor_spec;
+
+/*
+ * Starts a supervisor in the calling isolate: copies spec (names, args;
+ * the spec need not outlive the call), opens its port and starts every
+ * child in order (on_child_start runs for each before this returns).
+ * *out receives the supervisor, owned by the calling isolate until it
+ * ends (on_end) or the isolate does.
+ * Errors: ISOLA_EINVAL (spec or out NULL, no children or more than 1024,
+ * an entry NULL, a bad strategy or restart, a malformed arg),
+ * ISOLA_ENOMEM, ISOLA_ENOTISOLATE, and those of isola_spawn() for a child
+ * that could not start (the children already started are then killed and
+ * nothing is left running).  Isolate only.
+ */
+ISOLA_EXPORT int isola_supervisor_start(const isola_supervisor_spec *spec,
+                                        isola_supervisor **out);
+
+/* Stops the supervisor: no more restarts; its children are stopped one
+ * at a time in reverse start order (each as shutdown_ms says), then
+ * on_end(ISOLA_EXIT_NORMAL) runs.  Asynchronous: returns at once.
+ * Calling it again, or while it is giving up, does nothing.  Errors:
+ * ISOLA_EINVAL (sup NULL), ISOLA_ENOTOWNER (sup belongs to another
+ * isolate), ISOLA_ENOTISOLATE.  Isolate only, the owner. */
+ISOLA_EXPORT int isola_supervisor_stop(isola_supervisor *sup);
+
+/* The handle of child index as it runs now.  Errors: ISOLA_EINVAL (sup
+ * or out NULL), ISOLA_ERANGE (no such child), ISOLA_ECLOSED (not running
+ * now: being restarted, stopped, or a temporary child that ended),
+ * ISOLA_ENOTOWNER, ISOLA_ENOTISOLATE.  Isolate only, the owner. */
+ISOLA_EXPORT int isola_supervisor_child(isola_supervisor *sup, size_t index,
+                                        isola_isolate *out);
+
+/* Restarts counted since the supervisor started (each failure that led to
+ * a restart counts one).  0 for NULL.  Isolate only, the owner. */
+ISOLA_EXPORT uint64_t isola_supervisor_restarts(const isola_supervisor *sup);
+
+/* ------------------------------------------------------------------------ */
 /* The event loop's extras: microtasks, isolate-local storage, the isolate  */
 /* heap and its figures (docs/eventloop.md)                                  */
 /* ------------------------------------------------------------------------ */
