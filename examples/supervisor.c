@@ -160,7 +160,7 @@ void isola_main(isola_value args, isola_value message) {
   isola_child_spec kids[MAX_WORKERS];
   isola_value arg[MAX_WORKERS][2];
   for (int64_t s = 0; s < b.workers; s++) {
-    static char names[MAX_WORKERS][16];
+    static char names[MAX_WORKERS][32];
     snprintf(names[s], sizeof names[s], "worker-%lld", (long long)s);
     arg[s][0] = isola_int(s);
     arg[s][1] = isola_sendport(b.boss);
