@@ -153,19 +153,20 @@ static void finish(isola_supervisor *s) {
 
 static void end_now(void *arg) {
   isola_supervisor *s = arg;
-  unlink_sup(s);
   if (s->timer) isola_timer_cancel(s->timer);
+  s->timer = 0;
   isola_port_close(s->port);
   int reason = s->end_reason;
   char text[512];
   snprintf(text, sizeof text, "%s", s->end_detail ? s->end_detail : "");
-  void (*on_end)(void *, int, const char *) = s->on_end;
-  void *ctx = s->ctx;
+  /* s stays valid (and listed) during on_end: should on_end throw, the
+   * owner's end frees it. */
+  if (s->on_end)
+    s->on_end(s->ctx, reason, reason == ISOLA_EXIT_NORMAL ? NULL : text);
+  bool raise = !s->on_end && reason != ISOLA_EXIT_NORMAL;
+  unlink_sup(s);
   sup_free(s);
-  if (on_end)
-    on_end(ctx, reason, reason == ISOLA_EXIT_NORMAL ? NULL : text);
-  else if (reason != ISOLA_EXIT_NORMAL)
-    isola_throw("%s", text);
+  if (raise) isola_throw("%s", text);
 }
 
 /* Gives up or stops: stops every child, then ends with reason. */
