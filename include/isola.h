@@ -1633,10 +1633,11 @@ ISOLA_EXPORT int isola_stream_listen(const char *ip, uint16_t port,
 ISOLA_EXPORT uint16_t isola_stream_listener_port(
     const isola_stream_listener *l);
 
-/* Closes the listener and its socket; l is freed.  Connections accepted
- * before are not affected.  Errors: ISOLA_EINVAL, ISOLA_ENOTOWNER,
- * ISOLA_ENOTISOLATE.  Isolate only (the owner; not from its own
- * on_accept: close it after, e.g. from a microtask). */
+/* Closes the listener and its socket (also from inside its own
+ * on_accept: no more on_accept runs); l is freed after the current
+ * event.  Connections accepted before are not affected.  Errors:
+ * ISOLA_EINVAL, ISOLA_ECLOSED (closed already), ISOLA_ENOTOWNER,
+ * ISOLA_ENOTISOLATE.  Isolate only, the owner. */
 ISOLA_EXPORT int isola_stream_listener_close(isola_stream_listener *l);
 
 /* ------------------------------------------------------------------------ */
