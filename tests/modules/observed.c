@@ -7,7 +7,7 @@
  *                    most 100 000 in all)
  *   "echo-N"         three isolates that pass a counter around a ring for
  *                    30 hops, a new one every 10 ms (a main timer)
- * then prints "ready" on stdout.  Each isolate's end runs an isolate-local
+ * then prints "ready" on stdout once each has run its entry.  Each isolate's end runs an isolate-local
  * destructor that prints "ended: NAME" on stdout.
  * args[0] == "stuck": also a "blocker" isolate whose handler blocks in C
  * (read() on a pipe nobody writes, inside isola_blocking_begin()), so
@@ -58,11 +58,15 @@ static void produce(void *arg) {
     isola_send(target, isola_str(text));
 }
 
-static void producer_entry(isola_value port) {
+static void producer_entry(isola_value ports) {
   mark("producer");
-  target = port.as.port;
+  isola_value v;
+  isola_list_get(ports, 0, &v);
+  target = v.as.port;
   isola_timer t;
   isola_timer_start(0, 20, produce, NULL, &t);
+  isola_list_get(ports, 1, &v); /* main: "started" */
+  isola_send(v.as.port, isola_list((isola_value[]){isola_str("producer")}, 1));
 }
 
 static void on_echo(void *ctx, isola_port port, isola_value msg,
@@ -137,7 +141,10 @@ static void on_main(void *ctx, isola_port port, isola_value msg,
     /* Paused: whatever the producer sends waits in its queue. */
     isola_pause(&consumer, 0);
     isola_spawn_options o = {.name = "producer"};
-    isola_spawn(producer_entry, v, &o, NULL);
+    isola_spawn(producer_entry,
+                isola_list((isola_value[]){v, isola_sendport(main_port)}, 2),
+                &o, NULL);
+  } else if (strcmp(what, "producer") == 0) {
     ready_if_done();
   } else if (strcmp(what, "echo") == 0) {
     int64_t i = 0;
