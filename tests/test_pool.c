@@ -138,11 +138,13 @@ static size_t rss_now(void) {
 }
 
 /* A burst of 24 MiB of 128-byte blocks, all freed by the thread that made
- * them: once 2 MiB of them are free on the shared stack the pool gives the
- * slabs that hold only free blocks back to the OS, so at most ~2 MiB (and
- * the thread's cache) stays backed, and the RSS falls by what went back.
- * A second burst reuses those slabs before it maps anything new.  Before
- * this change no slab went back while the pool lived. */
+ * them: the frees only mark the class (no walk on the freeing thread's
+ * path); when a pool thread then runs out of work (isola__pool_idle, as
+ * the scheduler calls it before parking) the slabs that hold only free
+ * blocks go back to the OS, 512 KiB of free blocks and the thread's cache
+ * stay, and the RSS falls by what went back.  A second burst reuses those
+ * slabs before it maps anything new.  Before this change no slab went
+ * back while the pool lived. */
 Test(pool, a_drained_burst_gives_its_slabs_back) {
   enum { N = 24 * 8192, SIZE = 128 };
   void **p = malloc(N * sizeof *p);
@@ -158,10 +160,13 @@ Test(pool, a_drained_burst_gives_its_slabs_back) {
   size_t rss_full = rss_now();
   size_t regions = isola__pool_regions();
   for (int i = 0; i < N; i++) isola__pool_free(p[i], c);
+  cr_assert(isola__pool_slabs_returned() == returned0,
+            "the freeing thread gave slabs back itself");
+  isola__pool_idle();
   size_t returned = isola__pool_slabs_returned() - returned0;
   size_t rss_drained = rss_now();
   size_t burst = (size_t)N * SIZE;
-  /* Kept: up to 2 MiB on the shared stack, a batch or two in this thread's
+  /* Kept: 512 KiB on the shared stack, a batch or two in this thread's
    * cache, and slabs that hold one of those: 4 MiB is a loose bound. */
   size_t want = (burst - ((size_t)4 << 20)) / (64 * 1024);
   cr_log_info("%zu slabs returned; RSS %zu -> %zu KiB", returned,
@@ -190,8 +195,9 @@ Test(pool, a_drained_burst_gives_its_slabs_back) {
 }
 
 /* Traffic that frees as much as it allocates, 1 MiB live at a time, never
- * sets off a trim: the free blocks it hands back stay under 2 MiB, so no
- * slab is given back and faulted in again. */
+ * marks the class for a trim, even with the thread going idle after every
+ * round: the free blocks it hands back stay under 2 MiB, so no slab is
+ * given back and faulted in again. */
 Test(pool, steady_traffic_keeps_its_slabs) {
   enum { N = 8192, SIZE = 128, ROUNDS = 50 };
   static void *p[N];
@@ -205,6 +211,7 @@ Test(pool, steady_traffic_keeps_its_slabs) {
       memset(p[i], 1, SIZE);
     }
     for (int i = 0; i < N; i++) isola__pool_free(p[i], c);
+    isola__pool_idle();
   }
   cr_assert(isola__pool_slabs_returned() == returned0,
             "%zu slabs given back under steady traffic",

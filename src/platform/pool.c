@@ -60,17 +60,22 @@ typedef struct region {
 _Static_assert(sizeof(region) <= REGION_HEAD, "region header fits its page");
 
 /* Giving empty slabs back (a trim).  When a class's free blocks handed to
- * the shared stack reach TRIM_HIGH bytes, the thread that hands the batch
- * over takes every free block of the class off the shared lists, counts
+ * the shared stack reach TRIM_HIGH bytes, the class is marked (trim_mask);
+ * the next pool thread that runs out of work (isola__pool_idle, before it
+ * parks) takes every free block of the class off the shared lists, counts
  * them per slab, and gives back to the OS the slabs whose every block is
  * free, keeping at least TRIM_LOW bytes of free blocks for the traffic
- * that goes on.  Steady traffic hands batches back as fast as it takes
- * them and never gets there; a drained burst does, once per TRIM_HIGH -
- * TRIM_LOW bytes freed.  Where free blocks are scattered over slabs that
- * are still in use, nothing can go back: the next trim then waits until
- * that much more is free (trim_at), so a trim's walk is paid for by at
- * least as many frees.  Blocks in thread caches are not counted; a slab
- * that holds one stays. */
+ * that goes on.  The trim walks every free block twice (~50-100 ns a
+ * block), so it is kept off the path of the thread that frees: done while
+ * draining, it made a drained fan-in several times slower.  Steady traffic
+ * hands batches back as fast as it takes them and never gets to the mark.
+ * Where free blocks are scattered over slabs that are still in use,
+ * nothing can go back: the next mark then waits until that much more is
+ * free (trim_at), so a walk is paid for by at least as many frees, or
+ * until nearly every block carved for the class (7/8) is free, which is
+ * how a drained burst looks, and some frees came since (a trim in the
+ * middle of a drain finds the queue's slabs still half used).  Blocks in
+ * thread caches are not counted; a slab that holds one stays. */
 #define TRIM_HIGH ((size_t)2 << 20)
 #define TRIM_LOW ((size_t)512 << 10)
 
@@ -108,9 +113,11 @@ typedef struct shared_class {
   char *carve, *carve_end;
   spare *spares; /* rests of slabs of this class that threads left */
   uint32_t trim_at; /* batches that set off a trim; 0: trim_high() */
+  uint32_t pushed;  /* batches handed over since the last trim */
+  _Atomic size_t slabs; /* slabs carved for this class, not given back */
 } shared_class;
 
-#define SHARED_INIT {ISOLA__LOCK_INIT, 0, 0, NULL, NULL, NULL, NULL, NULL, 0}
+#define SHARED_INIT {ISOLA__LOCK_INIT, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, 0, 0}
 static shared_class shared[ISOLA__POOL_CLASSES] = {
     SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT,
     SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT};
@@ -124,6 +131,7 @@ static char **idle_slabs;
 static size_t nidle, idle_cap;
 static size_t slabs_returned; /* given back so far */
 static pthread_mutex_t trim_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint32_t trim_mask; /* bit c: class c has reached its mark */
 
 static inline uint8_t class_of(size_t size) {
   uint8_t c = 0;
@@ -297,6 +305,7 @@ static block *refill(uint8_t c) {
     if (!have) {
       char *mem = thread_slab();
       if (!mem) return NULL;
+      atomic_fetch_add_explicit(&sc->slabs, 1, memory_order_relaxed);
       cache.carve[c] = mem;
       cache.carve_end[c] = mem + SLAB_BYTES;
     }
@@ -326,6 +335,7 @@ static block *refill(uint8_t c) {
        * left uncarved (it is still freed with the pool). */
       char *mem = new_slab();
       if (!mem) return NULL;
+      atomic_fetch_add_explicit(&sc->slabs, 1, memory_order_relaxed);
       isola__lock_acquire(&sc->lock);
       sc->carve = mem;
       sc->carve_end = mem + SLAB_BYTES;
@@ -367,7 +377,11 @@ static inline size_t slab_index(const void *p) {
  * lists (see TRIM_HIGH); returns how many.  Any thread; one trim at a
  * time (another thread's trim makes this one return 0 at once). */
 static size_t trim_class(uint8_t c) {
-  if (pthread_mutex_trylock(&trim_lock) != 0) return 0;
+  if (pthread_mutex_trylock(&trim_lock) != 0) {
+    /* Another thread trims: this class waits for the next idle thread. */
+    atomic_fetch_or_explicit(&trim_mask, 1u << c, memory_order_relaxed);
+    return 0;
+  }
   shared_class *sc = &shared[c];
   const size_t size = class_size[c];
   const uint32_t per = (uint32_t)(SLAB_BYTES / size); /* blocks a slab */
@@ -443,13 +457,24 @@ static size_t trim_class(uint8_t c) {
     }
     rest = cur;
     if (!rest) rest_tail = NULL;
-    /* Nothing links into the chosen slabs any more: give them back. */
+    /* Nothing links into the chosen slabs any more: give them back, a run
+     * of neighbours in one call (each call costs the other cores a TLB
+     * flush: one per slab made the trims of a drained fan-in cost a fifth
+     * of its run). */
+    for (region *r = first_region; r; r = r->next)
+      for (size_t k = 0; k < REGION_SLABS;) {
+        size_t end = k;
+        while (end < REGION_SLABS && r->release[end]) end++;
+        if (end > k)
+          isola__plat_release((char *)r + REGION_HEAD + k * SLAB_BYTES,
+                              (end - k) * SLAB_BYTES);
+        k = end + 1;
+      }
     pthread_mutex_lock(&slabs_lock);
     for (region *r = first_region; r; r = r->next)
       for (size_t k = 0; k < REGION_SLABS; k++) {
         if (!r->release[k]) continue;
         char *slab = (char *)r + REGION_HEAD + k * SLAB_BYTES;
-        isola__plat_release(slab, SLAB_BYTES);
         if (nidle == idle_cap) {
           size_t cap = idle_cap ? idle_cap * 2 : 64;
           char **v = realloc(idle_slabs, cap * sizeof *v);
@@ -496,6 +521,8 @@ static size_t trim_class(uint8_t c) {
   uint32_t step = trim_high(c) - trim_low(c);
   uint32_t now = atomic_load_explicit(&sc->nbatches, memory_order_relaxed);
   sc->trim_at = now + step > trim_high(c) ? now + step : 0;
+  sc->pushed = 0;
+  atomic_fetch_sub_explicit(&sc->slabs, released, memory_order_relaxed);
   isola__lock_release(&sc->lock);
   free(kept);
   free(bv);
@@ -557,9 +584,27 @@ void isola__pool_free(void *p, uint8_t cls) {
   }
   sc->batches[nb] = first;
   atomic_store_explicit(&sc->nbatches, nb + 1, memory_order_relaxed);
-  bool trim = nb + 1 >= (sc->trim_at ? sc->trim_at : trim_high(cls));
+  /* The mark: as much free as trim_at says, or nearly all that was carved
+   * free after enough frees since the last trim (see TRIM_HIGH). */
+  uint32_t high = trim_high(cls);
+  sc->pushed++;
+  bool trim = nb + 1 >= (sc->trim_at ? sc->trim_at : high) ||
+              (nb + 1 >= high && sc->pushed >= (high - trim_low(cls)) / 4 &&
+               (size_t)(nb + 1) * BATCH * 8 >=
+                   atomic_load_explicit(&sc->slabs, memory_order_relaxed) *
+                       (SLAB_BYTES / class_size[cls]) * 7);
   isola__lock_release(&sc->lock);
-  if (ISOLA__UNLIKELY(trim)) trim_class(cls);
+  if (ISOLA__UNLIKELY(trim) &&
+      !(atomic_load_explicit(&trim_mask, memory_order_relaxed) & (1u << cls)))
+    atomic_fetch_or_explicit(&trim_mask, 1u << cls, memory_order_relaxed);
+}
+
+void isola__pool_idle(void) {
+  if (ISOLA__LIKELY(!atomic_load_explicit(&trim_mask, memory_order_relaxed)))
+    return;
+  uint32_t m = atomic_exchange_explicit(&trim_mask, 0, memory_order_relaxed);
+  for (uint8_t c = 0; c < ISOLA__POOL_CLASSES; c++)
+    if (m & (1u << c)) trim_class(c);
 }
 
 void isola__pool_thread_start(void) { cache.on = true; }
@@ -616,6 +661,8 @@ void isola__pool_destroy(void) {
     sc->carve = sc->carve_end = NULL;
     sc->spares = NULL; /* in the regions unmapped below */
     sc->trim_at = 0;
+    sc->pushed = 0;
+    atomic_store_explicit(&sc->slabs, 0, memory_order_relaxed);
     isola__lock_release(&sc->lock);
   }
   pthread_mutex_lock(&slabs_lock);
@@ -629,6 +676,7 @@ void isola__pool_destroy(void) {
   slab_next = slab_end = NULL;
   spare_regions = NULL;
   free(idle_slabs);
+  atomic_store_explicit(&trim_mask, 0, memory_order_relaxed);
   idle_slabs = NULL;
   nidle = idle_cap = 0;
   slabs_returned = 0;

@@ -21,9 +21,10 @@
  * not map memory apiece.
  *
  * Memory comes back after a burst: when a class's free blocks on the
- * shared stack reach 2 MiB, the thread handing a batch over gives back to
- * the OS (isola__plat_release) the slabs whose every block is free there,
- * keeping 512 KiB free for the traffic that goes on (pool.c, TRIM_HIGH).
+ * shared stack reach 2 MiB, the next pool thread that runs out of work
+ * (isola__pool_idle) gives back to the OS (isola__plat_release) the slabs
+ * whose every block is free there, keeping 512 KiB free for the traffic
+ * that goes on (pool.c, TRIM_HIGH).
  * A slab given back stays mapped and is reused before any new space.
  * isola__pool_destroy() unmaps everything at shutdown.  Blocks larger than
  * the largest class come from malloc.
@@ -58,9 +59,14 @@ void isola__pool_destroy(void);
  * reused, not mapped again). */
 size_t isola__pool_regions(void);
 
+/* Called by a pool thread that has run out of work, before it parks: gives
+ * back the empty slabs of the classes whose free blocks reached the mark
+ * since (a walk of their free blocks; nothing when none did).  Any thread. */
+void isola__pool_idle(void);
+
 /* Gives back every slab whose blocks are all free on the shared lists, as
- * a trim does, keeping 512 KiB free per class; returns how many slabs
- * went back.  Any thread (tests; the pool trims by itself). */
+ * a trim does, keeping 512 KiB free per class, whether or not the mark was
+ * reached; returns how many slabs went back.  Any thread (tests). */
 size_t isola__pool_trim(void);
 
 /* Slabs given back to the OS since the pool started (tests). */

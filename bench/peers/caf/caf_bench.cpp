@@ -26,6 +26,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace caf;
@@ -74,6 +75,20 @@ int64_t status_kb(const char* field) {
     if (line.compare(0, 6, field) == 0)
       return std::strtoll(line.c_str() + 6, nullptr, 10);
   fail(std::string("no ") + field + " in /proc/self/status");
+}
+
+// rss_after_drain_kb, the same rule in every system: VmRSS (KiB) once it
+// has not changed for 500 ms, read every 10 ms from the end of the drain, at
+// most 5 s.
+int64_t settled_rss_kb() {
+  int64_t last = status_kb("VmRSS:");
+  for (int i = 0, same = 0; i < 500 && same < 50; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    int64_t now = status_kb("VmRSS:");
+    same = now == last ? same + 1 : 0;
+    last = now;
+  }
+  return last;
 }
 
 // VmRSS of this process, in bytes.
@@ -267,7 +282,7 @@ void bench_fanin(actor_system& sys, int64_t p, int64_t m) {
     auto ns = ns_since(t0);
     check(count == p * m && sum == p * (m * (m + 1) / 2), "fanin: count/sum");
     report("fanin", "msgs_per_s", double(p * m) / (ns / 1e9), "msg/s");
-    report("fanin", "rss_after_drain_kb", double(status_kb("VmRSS:")), "kB");
+    report("fanin", "rss_after_drain_kb", double(settled_rss_kb()), "kB");
   });
 }
 

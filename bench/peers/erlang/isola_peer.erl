@@ -193,7 +193,20 @@ fanin(P, M) ->
     check(Count =:= Total andalso Sum =:= P * M * (M + 1) div 2,
           "fanin: count ~p sum ~p", [Count, Sum]),
     report("fanin", "msgs_per_s", Total / (Elapsed / 1.0e9), "msg/s"),
-    report("fanin", "rss_after_drain_kb", status_kb(<<"VmRSS:">>), "kB").
+    report("fanin", "rss_after_drain_kb", settled_rss_kb(), "kB").
+
+%% rss_after_drain_kb, the same rule in every system: VmRSS (KiB) once it
+%% has not changed for 500 ms, read every 10 ms from the end of the drain,
+%% at most 5 s.
+settled_rss_kb() -> settle(status_kb(<<"VmRSS:">>), 0, 0).
+
+settle(Last, Same, I) when Same >= 50; I >= 500 -> Last;
+settle(Last, Same, I) ->
+    timer:sleep(10),
+    case status_kb(<<"VmRSS:">>) of
+        Last -> settle(Last, Same + 1, I + 1);
+        Now -> settle(Now, 0, I + 1)
+    end.
 
 %% ----------------------------------------------------------------- skynet
 

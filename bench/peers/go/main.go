@@ -58,6 +58,24 @@ func statusKB(field string) int64 {
 	return 0
 }
 
+// settledRSSKB is rss_after_drain_kb, the same rule in every system: VmRSS
+// (KiB) once it has not changed for 500 ms, read every 10 ms from the end of
+// the drain, at most 5 s.
+func settledRSSKB() int64 {
+	last, same := statusKB("VmRSS"), 0
+	for i := 0; i < 500 && same < 50; i++ {
+		time.Sleep(10 * time.Millisecond)
+		now := statusKB("VmRSS")
+		if now == last {
+			same++
+		} else {
+			same = 0
+		}
+		last = now
+	}
+	return last
+}
+
 // rssBytes returns VmRSS of this process, in bytes.
 func rssBytes() int64 { return statusKB("VmRSS") * 1024 }
 
@@ -232,7 +250,7 @@ func fanin(name string, p, m, capacity int) {
 		fail("fanin: count %d sum %d, want %d and %d", res[0], res[1], total, p*m*(m+1)/2)
 	}
 	report(name, "msgs_per_s", float64(total)/elapsed.Seconds(), "msg/s")
-	report(name, "rss_after_drain_kb", float64(statusKB("VmRSS")), "kB")
+	report(name, "rss_after_drain_kb", float64(settledRSSKB()), "kB")
 }
 
 // ------------------------------------------------------------------ skynet

@@ -48,6 +48,20 @@ function statusKB(field) {
   return Number(m[1]);
 }
 
+// rss_after_drain_kb, the same rule in every system: VmRSS (KiB) once it
+// has not changed for 500 ms, read every 10 ms from the end of the drain, at
+// most 5 s.
+async function settledRssKB() {
+  let last = statusKB('VmRSS');
+  for (let i = 0, same = 0; i < 500 && same < 50; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const now = statusKB('VmRSS');
+    same = now === last ? same + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
 // VmRSS of this process, in bytes.
 function rssBytes() { return statusKB('VmRSS') * 1024; }
 
@@ -359,7 +373,7 @@ async function fanin(p, m) {
   const ns = nsSince(t0);
   check(r.count === p * m && r.sum === p * m * (m + 1) / 2, `fanin: count ${r.count} sum ${r.sum}`);
   report('fanin', 'msgs_per_s', (p * m) / (ns / 1e9), 'msg/s');
-  report('fanin', 'rss_after_drain_kb', statusKB('VmRSS'), 'kB');
+  report('fanin', 'rss_after_drain_kb', await settledRssKB(), 'kB');
 }
 
 async function skynet(size, div) {
