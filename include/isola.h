@@ -66,6 +66,7 @@ extern "C" {
   X(EENDING, -15, "the calling isolate is ending")                             \
   X(EPERM, -17, "the handle lacks the capability")                            \
   X(EFAILED, -18, "the computation failed")                                   \
+  X(EFULL, -19, "the receiving isolate's limit leaves no room for it")         \
   X(ENAMETAKEN, -20, "the name is already registered")                         \
   X(ENOTFOUND, -21, "no port is registered under the name")                    \
   X(ETRANSFER, -30, "a buffer is already transferred or appears twice")        \
@@ -83,7 +84,8 @@ extern "C" {
   X(ETOOBIG, -42, "the decoded value would need more memory than the limit") \
   X(EMODULE, -50, "the module could not be loaded")                           \
   X(EABI, -51, "the module is not built for this isola module ABI")          \
-  X(ENOENTRY, -52, "the module has no isola_main entry point")
+  X(ENOENTRY, -52, "the module has no isola_main entry point")           \
+  X(EWOULDBLOCK, -60, "the buffer is full: wait until it drains")
 
 typedef enum isola_err {
 #define ISOLA_ERR_ENUM_(name, value, text) ISOLA_##name = (value),
@@ -398,6 +400,15 @@ typedef struct isola_config {
   void (*unhandled_error)(void *data, const isola_isolate_info *info,
                           const char *message, const char *stack);
   void *unhandled_error_data; /* passed to unhandled_error */
+  /* Turns the stack of an uncaught error (frames[0] the innermost of n
+   * return addresses) into the text that error listeners, exit notices and
+   * unhandled_error get: a malloc'ed NUL-terminated string the runtime
+   * frees, or NULL for the default.  Called on the failing isolate's
+   * thread.  NULL, or when it returns NULL: backtrace_symbols(), one line
+   * a frame (module, exported symbol or offset, raw address).
+   * isola_symbolize() (include/isola_symbolize.h, libisola_symbolize on
+   * libdw) gives function names and file:line where debug info exists. */
+  char *(*stack_symbolizer)(void *const *frames, int n);
   /* For debuggers: every isolate starts paused under its pause capability
    * (its entry waits for isola_resume()), and / or pauses before it ends
    * normally or by an error (not when killed) until resumed. */
@@ -406,6 +417,24 @@ typedef struct isola_config {
   /* The isolate heap limit of every isolate that does not name its own
    * (isola_alloc()), in bytes.  0: no limit. */
   size_t heap_limit;
+  /* Count per-isolate figures for isola_vm_snapshot(): queue lengths,
+   * messages handled, errors, time running, the worker of the last turn
+   * (docs/observability.md).  Makes each isolate a 384-byte block instead
+   * of 192 (its counters follow it), costs each turn two clock reads, and
+   * each send two atomic adds on the receiver's counter line.  false: snapshots still list every isolate
+   * and worker and the VM's totals, which are always counted. */
+  bool isolate_stats;
+  /* Record scheduling and message events (docs/observability.md, "Trace
+   * export") and write them as Chrome trace-event JSON, which Perfetto
+   * and chrome://tracing open, to this file at isola_vm_shutdown() (and
+   * on demand, isola_trace_write()).  Per thread: the turns of each
+   * isolate, spawns, sends with flow arrows to the turn that handles
+   * them, pauses and ends with their reason.  NULL: nothing is recorded
+   * (each of those points then costs one test of a flag). */
+  const char *trace_events_path;
+  /* Events each thread keeps at most (64 bytes each); later ones are
+   * counted and dropped.  0: 65 536. */
+  size_t trace_events_per_thread;
 } isola_config;
 
 /* Fills *config with the defaults (every field 0 or NULL). */
@@ -413,6 +442,11 @@ ISOLA_EXPORT void isola_config_init(isola_config *config);
 
 /* Starts the VM: the worker threads and the port map.  config may be NULL
  * for the defaults; it is copied.  One VM per process at a time.
+ * After fork(), the child of a process whose VM is running (or shutting
+ * down) must not use that VM (its threads did not survive the fork): it
+ * may exec, _exit, or use the calls that need no VM (values, the wire
+ * format, isola_capability_new(), which re-seeds in the child so that it
+ * never repeats the parent's capabilities), nor start a VM of its own.
  * Errors: ISOLA_EEXIST (a VM is running or shutting down), ISOLA_EINVAL,
  * ISOLA_ENOMEM, ISOLA_ESYS (a thread could not be started).  Any thread that
  * is not an isolate. */
@@ -537,6 +571,156 @@ ISOLA_EXPORT void *isola_group_data(void);
 ISOLA_EXPORT size_t isola_live_isolates(void);
 
 /* ------------------------------------------------------------------------ */
+/* Snapshots: what every isolate and worker is doing (docs/observability.md) */
+/* ------------------------------------------------------------------------ */
+
+/* How many isola_exit_reason values there are (ISOLA_EXIT_NORMAL ..
+ * ISOLA_EXIT_NODE_LOST, "Exit notices" below): the VM's totals count ended
+ * isolates by reason. */
+#define ISOLA_EXIT_REASONS 6
+
+/* Why a message that was sent was never handled. */
+typedef enum isola_drop_reason {
+  ISOLA_DROP_CLOSED = 0, /* its port closed after it was queued */
+  ISOLA_DROP_HEAP,       /* it did not fit under its receiver's heap limit */
+  ISOLA_DROP_ENDED,      /* its receiver ended with it still queued */
+  ISOLA_DROP_REASONS
+} isola_drop_reason;
+
+/* What an isolate is doing when the snapshot looks at it. */
+typedef enum isola_isolate_state {
+  ISOLA_STATE_STARTING = 0, /* spawned, entry not run yet */
+  ISOLA_STATE_RUNNING,      /* in a turn on some thread right now */
+  ISOLA_STATE_READY,        /* has work, waits in a run queue */
+  ISOLA_STATE_IDLE,         /* waiting for a message */
+  ISOLA_STATE_PAUSED,       /* paused (pauses says by how many) */
+  ISOLA_STATE_ENDING,       /* ending: ports being closed, hooks running */
+  ISOLA_STATE_UNKNOWN       /* counters are off (config.isolate_stats) */
+} isola_isolate_state;
+
+/* One isolate.  Fields marked (stats) are counted only when the VM runs
+ * with config.isolate_stats; otherwise they are 0 and state is
+ * ISOLA_STATE_UNKNOWN.  Queue and heap figures are as of the end of the
+ * isolate's last turn (queues: as of now); times are CLOCK_MONOTONIC
+ * nanoseconds (isola_snapshot.now_ns is the snapshot's own). */
+typedef struct isola_isolate_snapshot {
+  isola_port id;        /* its control port */
+  uint64_t origin;      /* control port of the isolate it descends from */
+  uint64_t group;       /* its group's id */
+  char name[64];        /* its debug name, NUL-terminated */
+  uint32_t live_ports;  /* open ports, timers and watches that keep it alive */
+  uint32_t state;       /* an isola_isolate_state (stats) */
+  uint32_t pauses;      /* pause capabilities holding it (stats) */
+  uint32_t timers;      /* its live timers (stats) */
+  uint32_t watches;     /* its fd watches (stats) */
+  int32_t worker;       /* the worker that ran its last turn; -1: a root
+                           isolate's own thread, or never ran (stats) */
+  uint64_t queued;      /* normal messages waiting (stats) */
+  uint64_t queued_bytes;     /* their bytes (stats) */
+  uint64_t oob_queued;       /* control requests waiting (stats) */
+  uint64_t oob_queued_bytes; /* their bytes (stats) */
+  uint64_t heap_used;   /* isolate-heap bytes in use (stats) */
+  uint64_t heap_peak;   /* the most heap_used has been (stats) */
+  uint64_t heap_limit;  /* its limit; 0: none (stats) */
+  uint64_t handled;     /* messages passed to its handlers, timer ticks
+                           and fd events run (stats) */
+  uint64_t errors;      /* uncaught errors raised in it (stats) */
+  uint64_t run_ns;      /* time spent in its turns (stats) */
+  uint64_t last_run_ns; /* when its last turn began; 0: never (stats) */
+  uint64_t running_since_ns; /* when the turn it is in began; 0: not in
+                                one (stats) */
+  /* Only with ISOLA_SNAPSHOT_CAPABILITIES: a full handle (pause, kill). */
+  isola_capability pause_capability;
+  isola_capability terminate_capability;
+} isola_isolate_snapshot;
+
+/* What a worker (the right to run isolates, scheduler) is doing. */
+typedef enum isola_worker_state {
+  ISOLA_WORKER_IDLE = 0,  /* no thread holds it: its thread parked */
+  ISOLA_WORKER_SEARCHING, /* a thread holds it, looking for work */
+  ISOLA_WORKER_RUNNING    /* a thread holds it and runs an isolate */
+} isola_worker_state;
+
+typedef struct isola_worker_snapshot {
+  uint32_t id;
+  uint32_t state;       /* an isola_worker_state */
+  isola_port current;   /* the isolate it runs; 0: none (RUNNING needs
+                           config.isolate_stats to name it) */
+  uint64_t current_since_ns; /* when that turn began (isolate_stats) */
+  uint32_t runq;        /* isolates waiting in its own run queue */
+  uint32_t runnext;     /* 1 when an isolate waits in its runnext slot */
+  uint64_t turns;       /* isolate turns run on it */
+  uint64_t steals;      /* isolates taken from another worker's queue */
+  uint64_t parks;       /* times it went idle (its thread parked) */
+  uint64_t wakes;       /* times a thread was woken or started for it */
+} isola_worker_snapshot;
+
+/* Totals since the VM started. */
+typedef struct isola_vm_totals {
+  uint64_t live;        /* isola_live_isolates() */
+  uint64_t spawned;     /* isolates spawned, root isolates included */
+  uint64_t ended[ISOLA_EXIT_REASONS]; /* by isola_exit_reason */
+  uint64_t sent;        /* messages queued by isola_send() and the
+                           runtime's own notices (exit, error, ping) */
+  uint64_t sent_bytes;  /* their bytes (header and copied value) */
+  uint64_t refused;     /* sends that failed: closed port, wrong port */
+  uint64_t dropped[ISOLA_DROP_REASONS]; /* by isola_drop_reason */
+  uint64_t global_queue; /* isolates waiting in the global run queue */
+} isola_vm_totals;
+
+/* A snapshot: one block the caller owns and frees with
+ * isola_snapshot_free(); isolates and workers point into it. */
+typedef struct isola_snapshot {
+  uint64_t now_ns;       /* CLOCK_MONOTONIC when it was taken */
+  bool isolate_stats;    /* config.isolate_stats: the (stats) fields count */
+  bool shutting_down;    /* taken while isola_vm_shutdown() runs */
+  isola_vm_totals vm;
+  size_t nworkers;
+  isola_worker_snapshot *workers;
+  size_t nisolates;
+  isola_isolate_snapshot *isolates; /* in no particular order */
+} isola_snapshot;
+
+/* isola_vm_snapshot() flags. */
+#define ISOLA_SNAPSHOT_CAPABILITIES 0x1u /* fill in the capabilities */
+
+/*
+ * Takes a snapshot of the running VM: every live isolate, every worker and
+ * the VM's totals.  Nothing is stopped: each figure is read on its own
+ * (relaxed) while the VM runs, so figures of one isolate may be a turn
+ * apart, and an isolate spawned or ended meanwhile may be in it or not.
+ * Costs a walk of the port map and one allocation.  Counters belong to
+ * their owners (docs/observability.md): the send path writes only lines
+ * it writes anyway, or, with config.isolate_stats, also the receiver's
+ * counter line.  Also works while isola_vm_shutdown() waits or after it
+ * timed out (shutting_down is then true), to name stuck isolates.
+ * With ISOLA_SNAPSHOT_CAPABILITIES in flags each isolate comes with its
+ * capabilities, a full handle: for trusted in-process code only (an
+ * observer that may pause and kill).  *out receives the snapshot, which
+ * the caller frees with isola_snapshot_free().
+ * Errors: ISOLA_EINVAL (out NULL, unknown flags), ISOLA_ENOVM,
+ * ISOLA_ENOMEM.  Any thread, isolates included.
+ */
+ISOLA_EXPORT int isola_vm_snapshot(unsigned flags, isola_snapshot **out);
+
+/* Frees a snapshot (NULL: nothing).  Any thread. */
+ISOLA_EXPORT void isola_snapshot_free(isola_snapshot *snapshot);
+
+/* Writes the trace events recorded so far (config.trace_events_path set)
+ * as Chrome trace-event JSON to path (NULL: config.trace_events_path),
+ * replacing the file; recording goes on.  Errors: ISOLA_ENOVM,
+ * ISOLA_EINVAL (the VM records no events), ISOLA_ESYS (the file could not
+ * be written), ISOLA_ENOMEM.  Any thread that is not an isolate. */
+ISOLA_EXPORT int isola_trace_write(const char *path);
+
+/* Names of the drop reasons and states above ("heap", "paused" ...), for
+ * reports (isola_exit_reason_name() names exit reasons); "?" for an
+ * unknown value.  Any thread; static strings. */
+ISOLA_EXPORT const char *isola_drop_reason_name(int reason);
+ISOLA_EXPORT const char *isola_isolate_state_name(int state);
+ISOLA_EXPORT const char *isola_worker_state_name(int state);
+
+/* ------------------------------------------------------------------------ */
 /* Ports and messages                                                        */
 /* ------------------------------------------------------------------------ */
 
@@ -589,8 +773,10 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * that waits for what it sent must do so inside isola_blocking_begin/end.
  * Errors: ISOLA_ECLOSED (the port is closed, unknown or a control port:
  * every id that names no open port taking messages answers alike, so the
- * answer tells a guesser nothing; the message is dropped), ISOLA_EINVAL
- * (port NONE, a malformed value), ISOLA_ETRANSFER
+ * answer tells a guesser nothing; the message is dropped), ISOLA_EFULL
+ * (the receiver has a heap limit and its room, see the isolate heap at
+ * isola_alloc(), cannot take the message now: a message over 2 KiB is refused before it is
+ * built), ISOLA_EINVAL (port NONE, a malformed value), ISOLA_ETRANSFER
  * (an empty buffer handle, or one buffer twice), ISOLA_ENOMEM,
  * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is sent on error, and no handle
  * is emptied.  Any thread.
@@ -862,7 +1048,10 @@ ISOLA_EXPORT int isola_kill(const isola_isolate *isolate,
  * (Dart's Isolate.ping).  At ISOLA_IMMEDIATE it is answered even while the
  * isolate is paused.  Needs no capability.  Errors: ISOLA_EINVAL (isolate
  * NULL, response_port NONE, a malformed response), ISOLA_ECLOSED,
- * ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
+ * ISOLA_EFULL (the request and its response do not fit the isolate's room,
+ * see isola_alloc(); the response may also be dropped later if
+ * response_port's isolate has no room for it), ISOLA_ENOMEM, ISOLA_ENOVM,
+ * ISOLA_ESHUTDOWN.  Any thread. */
 ISOLA_EXPORT int isola_ping(const isola_isolate *isolate,
                             isola_port response_port, isola_value response,
                             isola_priority priority);
@@ -872,8 +1061,10 @@ ISOLA_EXPORT int isola_ping(const isola_isolate *isolate,
  * is sent to port, exactly once.  Adding a port already listening replaces
  * its response.  Handled out of band; a request that reaches an isolate
  * already ending is dropped with it (no message).  Needs no capability.
- * Errors: ISOLA_EINVAL (isolate NULL, port NONE, a malformed response),
- * ISOLA_ECLOSED, ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
+ * The isolate holds response until it ends, in its room (see the isolate
+ * heap, isola_alloc()).  Errors: ISOLA_EINVAL (isolate NULL, port NONE, a malformed
+ * response), ISOLA_ECLOSED, ISOLA_EFULL (no room for the request),
+ * ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
 ISOLA_EXPORT int isola_add_exit_listener(const isola_isolate *isolate,
                                          isola_port port,
                                          isola_value response);
@@ -1012,8 +1203,9 @@ ISOLA_EXPORT ISOLA_NORETURN_ void isola__assert_fail(const char *expr,
  * last port had closed (exit listeners are told; pause_on_exit does not
  * apply).  value is copied, as isola_send() does; see isola_exit_owned()
  * to hand over a block without a copy.  The current event is abandoned as
- * by isola_throw().  On success it does not return.  A closed port loses
- * the message, the isolate still ends.  Errors (the isolate carries on):
+ * by isola_throw().  On success it does not return.  A closed port, or
+ * one whose isolate has no room for it (ISOLA_EFULL for a send), loses
+ * the message; the isolate still ends.  Errors (the isolate carries on):
  * ISOLA_ENOTISOLATE, ISOLA_EINVAL (port NONE, a malformed value),
  * ISOLA_ENOMEM.  Isolate only, from an event.
  */
@@ -1054,6 +1246,130 @@ ISOLA_EXPORT int isola_run(isola_run_fn fn, isola_value argument,
  * thread. */
 ISOLA_EXPORT int isola_run_async(isola_run_fn fn, isola_value argument,
                                  isola_port completion_port);
+
+/* ------------------------------------------------------------------------ */
+/* Supervisors (docs/supervisors.md)                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A supervisor starts child isolates from specs, restarts them when they
+ * end (Erlang/OTP's strategies and restart policies), gives up when they
+ * fail too often, and stops them in order.  It lives in the isolate that
+ * starts it (its owner): it opens a port there for its children's exit
+ * notices (so it keeps the owner alive while it runs), uses the owner's
+ * timers, and calls the owner's callbacks as events of the owner.  Every
+ * child is spawned with its exit listener in its spawn options, so no end
+ * is ever missed.  An isolate may own any number of supervisors; a child
+ * may itself start one (a supervision tree: a supervisor that gives up
+ * ends its owner with an error, which its own supervisor sees).
+ *
+ * Children do not outlive their supervisor's owner: if the owner ends
+ * while a supervisor runs (killed, an error), every running child is
+ * killed (ISOLA_IMMEDIATE) and the supervisor is freed.
+ */
+typedef struct isola_supervisor isola_supervisor;
+
+/* What the supervisor does when a child ends. */
+typedef enum isola_restart {
+  ISOLA_RESTART_PERMANENT = 0, /* always restarted */
+  ISOLA_RESTART_TRANSIENT = 1, /* restarted unless it ended normally
+                                  (ISOLA_EXIT_NORMAL) */
+  ISOLA_RESTART_TEMPORARY = 2  /* never restarted */
+} isola_restart;
+
+/* Which children a restart takes along. */
+typedef enum isola_strategy {
+  ISOLA_ONE_FOR_ONE = 0,  /* only the child that ended */
+  ISOLA_ONE_FOR_ALL = 1,  /* every child: the others are stopped (reverse
+                             start order), then all started again */
+  ISOLA_REST_FOR_ONE = 2  /* the child and those started after it */
+} isola_strategy;
+
+typedef struct isola_child_spec {
+  const char *name;  /* the child's debug name (copied); NULL: "child" */
+  isola_entry entry; /* its entry; must not be NULL */
+  isola_value arg;   /* its spawn message, copied at isola_supervisor_start
+                        and given to every start of the child */
+  isola_restart restart;
+  /* How long a child being stopped may take: it is first asked with
+   * isola_kill(ISOLA_BEFORE_NEXT_EVENT) (its current event finishes),
+   * after shutdown_ms killed at ISOLA_IMMEDIATE, and if it has still not
+   * ended shutdown_ms later (stuck in C code, which no kill interrupts)
+   * the supervisor stops waiting: it reports the child with
+   * ISOLA_SUPERVISOR_ABANDONED and goes on.  0: 5000 ms. */
+  uint32_t shutdown_ms;
+  size_t heap_limit; /* as isola_spawn_options.heap_limit */
+} isola_child_spec;
+
+/* The reason on_child_exit gets for a child abandoned as above (it may
+ * still be running). */
+#define ISOLA_SUPERVISOR_ABANDONED (-1)
+
+typedef struct isola_supervisor_spec {
+  isola_strategy strategy;
+  /* Restart intensity: more than max_restarts restarts within period_ms
+   * and the supervisor gives up: it stops every child and ends with
+   * ISOLA_EXIT_ERROR.  A restart of several children by one failure
+   * (one-for-all, rest-for-one) counts once.  0 allows none. */
+  uint32_t max_restarts;
+  uint32_t period_ms; /* 0: 5000 */
+  const isola_child_spec *children; /* started in this order */
+  size_t nchildren;                 /* at most 1024 */
+  void *ctx; /* passed to the callbacks; the runtime never touches it */
+  /* Each callback may be NULL; each runs in the owner isolate, as an
+   * event of it (or inside isola_supervisor_start()).  None may free the
+   * supervisor.  A child started (the first time or again): */
+  void (*on_child_start)(void *ctx, size_t index,
+                         const isola_isolate *child);
+  /* A child ended (reason an isola_exit_reason, detail the error message
+   * or NULL), or was abandoned (ISOLA_SUPERVISOR_ABANDONED), whether or
+   * not it will be restarted. */
+  void (*on_child_exit)(void *ctx, size_t index, isola_port child,
+                        int reason, const char *detail);
+  /* The supervisor has ended: all its children are gone (or abandoned).
+   * reason: ISOLA_EXIT_NORMAL after isola_supervisor_stop(),
+   * ISOLA_EXIT_ERROR when it gave up (detail says why: the intensity
+   * passed, or a child that could not be spawned again).  The supervisor
+   * is still valid here (e.g. for isola_supervisor_restarts()) and is
+   * freed when this returns.  NULL: on ISOLA_EXIT_ERROR the owner
+   * raises the error (isola_throw(), so with errors fatal the owner ends
+   * with ISOLA_EXIT_ERROR and that detail); on ISOLA_EXIT_NORMAL nothing. */
+  void (*on_end)(void *ctx, int reason, const char *detail);
+} isola_supervisor_spec;
+
+/*
+ * Starts a supervisor in the calling isolate: copies spec (names, args;
+ * the spec need not outlive the call), opens its port and starts every
+ * child in order (on_child_start runs for each before this returns).
+ * *out receives the supervisor, owned by the calling isolate until it
+ * ends (on_end) or the isolate does.
+ * Errors: ISOLA_EINVAL (spec or out NULL, no children or more than 1024,
+ * an entry NULL, a bad strategy or restart, a malformed arg),
+ * ISOLA_ENOMEM, ISOLA_ENOTISOLATE, and those of isola_spawn() for a child
+ * that could not start (the children already started are then killed and
+ * nothing is left running).  Isolate only.
+ */
+ISOLA_EXPORT int isola_supervisor_start(const isola_supervisor_spec *spec,
+                                        isola_supervisor **out);
+
+/* Stops the supervisor: no more restarts; its children are stopped one
+ * at a time in reverse start order (each as shutdown_ms says), then
+ * on_end(ISOLA_EXIT_NORMAL) runs.  Asynchronous: returns at once.
+ * Calling it again, or while it is giving up, does nothing.  Errors:
+ * ISOLA_EINVAL (sup NULL), ISOLA_ENOTOWNER (sup belongs to another
+ * isolate), ISOLA_ENOTISOLATE.  Isolate only, the owner. */
+ISOLA_EXPORT int isola_supervisor_stop(isola_supervisor *sup);
+
+/* The handle of child index as it runs now.  Errors: ISOLA_EINVAL (sup
+ * or out NULL), ISOLA_ERANGE (no such child), ISOLA_ECLOSED (not running
+ * now: being restarted, stopped, or a temporary child that ended),
+ * ISOLA_ENOTOWNER, ISOLA_ENOTISOLATE.  Isolate only, the owner. */
+ISOLA_EXPORT int isola_supervisor_child(isola_supervisor *sup, size_t index,
+                                        isola_isolate *out);
+
+/* Restarts counted since the supervisor started (each failure that led to
+ * a restart counts one).  0 for NULL.  Isolate only, the owner. */
+ISOLA_EXPORT uint64_t isola_supervisor_restarts(const isola_supervisor *sup);
 
 /* ------------------------------------------------------------------------ */
 /* The event loop's extras: microtasks, isolate-local storage, the isolate  */
@@ -1129,8 +1445,19 @@ ISOLA_EXPORT void *isola_local_get(isola_local_key *key);
  * unwind: they return NULL instead.  From a thread that is not running an
  * isolate there is no heap: they return NULL.
  *
- * Messages an isolate receives are not allocated in its heap and do not
- * count toward its limit (isola_current_stats() counts them apart).
+ * The message being handled is charged to the heap (isola_isolate_stats,
+ * message_bytes).  What others make an isolate hold besides, messages
+ * queued for it, control requests waiting for it, and what it keeps for
+ * requesters (exit listener responses, pings waiting for its next event,
+ * error listener entries), together take at most its heap limit again,
+ * its room: a send or request that would pass it fails with ISOLA_EFULL
+ * and is not kept, and the room comes back as the isolate takes messages
+ * off its queue and drops what it kept.  A send or request value over
+ * 2 KiB is refused before it is copied.  Not counted: requests with the
+ * isolate's right pause or terminate capability (a full isolate can still
+ * be paused and killed), the runtime's own messages (timers, fd events,
+ * exit notices and responses it is owed), and isolates whose limit is 0,
+ * SIZE_MAX or 4 GiB and more (docs/security.md).
  */
 
 /* A block of size bytes (size 0: a unique block of no bytes) in the
@@ -1353,6 +1680,188 @@ ISOLA_EXPORT int isola_watch_open(int fd, uint32_t events, isola_watch_fn fn,
  * an event already queued.  Errors: ISOLA_ECLOSED (not a live watch of this
  * isolate), ISOLA_ENOTISOLATE.  Isolate only. */
 ISOLA_EXPORT int isola_watch_close(isola_watch watch);
+
+/* Changes the events a watch of the running isolate waits for
+ * (ISOLA_READABLE and/or ISOLA_WRITABLE, e.g. ISOLA_WRITABLE only while
+ * output waits to be written; 0: nothing for now, the watch stays open
+ * and keeps the isolate alive, and at most one error or hang-up is
+ * reported until events are set again).  Takes effect for the next
+ * readiness: an event already reported is delivered as it was, so the
+ * callback may see one readiness it no longer asked for (non-blocking
+ * I/O takes that in its stride).  Errors: ISOLA_EINVAL (unknown events),
+ * ISOLA_ECLOSED (not a live watch of this isolate), ISOLA_ESYS (the OS
+ * refused), ISOLA_ENOTISOLATE.  Isolate only. */
+ISOLA_EXPORT int isola_watch_set_events(isola_watch watch, uint32_t events);
+
+/* ------------------------------------------------------------------------ */
+/* Streams: buffered sockets over fd watches (docs/streams.md)               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A stream is a connected socket owned by one isolate: it reads with an fd
+ * watch, cuts what it reads into chunks, lines or length-prefixed frames
+ * (each handed to on_data), and writes through a bounded buffer that
+ * pushes back on the isolate.  Its struct and both buffers are allocated
+ * in the owner's isolate heap (isola_alloc), so the owner's heap limit
+ * covers them: a buffer that would pass it raises the out-of-memory error
+ * in the owner, as any allocation does.  Every function is isolate only,
+ * from the owner (ISOLA_ENOTOWNER from another isolate); callbacks run as
+ * events of the owner.  The stream owns its fd: it is closed with the
+ * stream, and when the owner ends every stream and listener it still has
+ * is closed (no callback runs then).
+ */
+typedef struct isola_stream isola_stream;
+
+/* How a stream cuts what it reads. */
+typedef enum isola_stream_framing {
+  /* Chunks as they are read (at most max_frame bytes each). */
+  ISOLA_STREAM_RAW = 0,
+  /* Lines ending in '\n'; on_data gets a line without its '\n' (nor a
+   * '\r' before it).  A line longer than max_frame closes the stream
+   * (ISOLA_STREAM_OVERSIZE); at end of input a last line without '\n' is
+   * still delivered.  Writes append the '\n'. */
+  ISOLA_STREAM_LINES = 1,
+  /* Frames: a 4-byte big-endian length, then that many bytes; on_data gets
+   * the bytes.  A length over max_frame closes the stream at once
+   * (ISOLA_STREAM_OVERSIZE), before its bytes are read; input that ends
+   * inside a frame closes it with ISOLA_STREAM_MALFORMED.  Writes add the
+   * prefix. */
+  ISOLA_STREAM_FRAMES = 2
+} isola_stream_framing;
+
+/* Why a stream closed (on_close's reason). */
+typedef enum isola_stream_reason {
+  ISOLA_STREAM_CLOSED = 0,    /* this side: isola_stream_close() or _abort() */
+  ISOLA_STREAM_EOF = 1,       /* the peer closed its side; all it sent was
+                                 delivered */
+  ISOLA_STREAM_ERROR = 2,     /* an OS error (err: the errno), e.g.
+                                 ECONNRESET, EPIPE, ECONNREFUSED */
+  ISOLA_STREAM_OVERSIZE = 3,  /* a line or frame over max_frame */
+  ISOLA_STREAM_MALFORMED = 4  /* a line that is not UTF-8 (text), or input
+                                 that ended inside a frame */
+} isola_stream_reason;
+
+/* The name of a reason ("closed", "eof", ...; "unknown").  Any thread. */
+ISOLA_EXPORT const char *isola_stream_reason_name(int reason);
+
+typedef struct isola_stream_options {
+  isola_stream_framing framing;
+  /* The largest chunk, line or frame read, in bytes (not counting the
+   * '\n' or the prefix).  0: 65536.  At most 1 GiB. */
+  size_t max_frame;
+  /* The most bytes the write buffer holds (prefixes and '\n' included).
+   * A write that would pass it is refused whole (ISOLA_EWOULDBLOCK).
+   * 0: 262144. */
+  size_t write_limit;
+  /* ISOLA_STREAM_LINES only: every line must be valid UTF-8, or the stream
+   * closes with ISOLA_STREAM_MALFORMED. */
+  bool text;
+  void *ctx; /* passed to the callbacks; never touched by the runtime */
+  /* A chunk, line or frame: data is valid until the callback returns.
+   * May write, close, pause reading. */
+  void (*on_data)(isola_stream *s, const uint8_t *data, size_t len,
+                  void *ctx);
+  /* The write buffer is empty again after a write was refused with
+   * ISOLA_EWOULDBLOCK, or after it had filled past half of write_limit
+   * (so a writer may pause its source early).  May be NULL. */
+  void (*on_drain)(isola_stream *s, void *ctx);
+  /* Once, when the stream has closed (reason an isola_stream_reason, err
+   * the errno for ISOLA_STREAM_ERROR, else 0).  The fd is closed already;
+   * s is freed when this returns.  Runs after the event that closed it.
+   * May be NULL. */
+  void (*on_close)(isola_stream *s, int reason, int err, void *ctx);
+} isola_stream_options;
+
+/*
+ * Makes a stream of fd, a connected stream socket (e.g. from a listener's
+ * on_accept, or passed from another isolate), which it owns from now on
+ * (made non-blocking here; closed with the stream, also on error).
+ * opts is copied.  Reading starts at once.  *out receives the stream.
+ * Errors: ISOLA_EINVAL (fd < 0, opts or out NULL, on_data NULL, a bad
+ * framing or max_frame), ISOLA_ESYS (the fd cannot be watched),
+ * ISOLA_ENOMEM, ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
+ */
+ISOLA_EXPORT int isola_stream_open(int fd, const isola_stream_options *opts,
+                                   isola_stream **out);
+
+/* Connects to ip:port (a numeric IPv4 or IPv6 address: no name lookup,
+ * which would block) without blocking: the stream exists at once, writes
+ * queue until it is connected, and a failed connection closes it with
+ * ISOLA_STREAM_ERROR (err ECONNREFUSED, ...).  Errors: those of
+ * isola_stream_open(), ISOLA_EINVAL (ip not a numeric address), ISOLA_ESYS
+ * (no socket).  Isolate only. */
+ISOLA_EXPORT int isola_stream_connect(const char *ip, uint16_t port,
+                                      const isola_stream_options *opts,
+                                      isola_stream **out);
+
+/*
+ * Writes len bytes (one frame or line: the prefix or '\n' is added) with
+ * all-or-nothing semantics: as much as the socket takes now is written,
+ * the rest is kept in the write buffer and written as the socket drains.
+ * If the buffer cannot take it all (it would pass write_limit), nothing is
+ * written and ISOLA_EWOULDBLOCK is returned: wait for on_drain.  data may
+ * be reused when the call returns.  Errors: ISOLA_EWOULDBLOCK, ISOLA_EINVAL
+ * (s NULL, data NULL with len > 0, a line holding '\n', a frame over 4 GiB
+ * or more than write_limit with its prefix), ISOLA_ECLOSED (closed or
+ * closing), ISOLA_ENOTOWNER, ISOLA_ENOTISOLATE.  A broken connection is
+ * reported through on_close, not here.  Isolate only.
+ */
+ISOLA_EXPORT int isola_stream_write(isola_stream *s, const void *data,
+                                    size_t len);
+
+/* Bytes waiting in the write buffer (0 for NULL).  Isolate only. */
+ISOLA_EXPORT size_t isola_stream_buffered(const isola_stream *s);
+
+/* Stops (false) or resumes (true) reading: while stopped no on_data runs
+ * and the peer's sends back up in the kernel, then in the peer (TCP flow
+ * control).  Errors: ISOLA_EINVAL, ISOLA_ECLOSED, ISOLA_ENOTOWNER,
+ * ISOLA_ENOTISOLATE.  Isolate only. */
+ISOLA_EXPORT int isola_stream_set_reading(isola_stream *s, bool reading);
+
+/* Closes the stream after what is buffered has been written: no more
+ * on_data; on_close(ISOLA_STREAM_CLOSED) once the buffer is written (or
+ * with the error that stops it).  Errors: ISOLA_EINVAL, ISOLA_ECLOSED
+ * (already closed or closing), ISOLA_ENOTOWNER, ISOLA_ENOTISOLATE.
+ * Isolate only. */
+ISOLA_EXPORT int isola_stream_close(isola_stream *s);
+
+/* Closes the stream now, dropping what is buffered: on_close
+ * (ISOLA_STREAM_CLOSED) after the current event.  Errors as
+ * isola_stream_close(), except that a closing stream may be aborted.
+ * Isolate only. */
+ISOLA_EXPORT int isola_stream_abort(isola_stream *s);
+
+/* A listening socket of the running isolate. */
+typedef struct isola_stream_listener isola_stream_listener;
+
+/* Receives each accepted connection: fd is connected, non-blocking and
+ * close-on-exec, and the callee owns it (isola_stream_open() it here, or
+ * send the number to another isolate that will). */
+typedef void (*isola_stream_accept_fn)(isola_stream_listener *l, int fd,
+                                       void *ctx);
+
+/* Listens on ip:port (numeric; port 0: any free port, see
+ * isola_stream_listener_port()) with a backlog of 128, and calls
+ * on_accept for every connection, as an event of the calling isolate.
+ * The listener keeps the isolate alive until closed.  Errors:
+ * ISOLA_EINVAL (ip, on_accept or out NULL, ip not numeric), ISOLA_ESYS
+ * (socket, bind or listen failed: errno says why), ISOLA_ENOMEM,
+ * ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only. */
+ISOLA_EXPORT int isola_stream_listen(const char *ip, uint16_t port,
+                                     isola_stream_accept_fn on_accept,
+                                     void *ctx,
+                                     isola_stream_listener **out);
+
+/* The port the listener is bound to (0 for NULL).  Isolate only. */
+ISOLA_EXPORT uint16_t isola_stream_listener_port(
+    const isola_stream_listener *l);
+
+/* Closes the listener and its socket (also from inside its own
+ * on_accept: no more on_accept runs); l is freed after the current
+ * event.  Connections accepted before are not affected.  Errors:
+ * ISOLA_EINVAL, ISOLA_ECLOSED (closed already), ISOLA_ENOTOWNER,
+ * ISOLA_ENOTISOLATE.  Isolate only, the owner. */
+ISOLA_EXPORT int isola_stream_listener_close(isola_stream_listener *l);
 
 /* ------------------------------------------------------------------------ */
 /* Native ports                                                              */

@@ -62,6 +62,13 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
  * pings, and says whether the isolate is paused or must end. */
 isola__ctl_action isola__control_hold(isola__vm *vm, isola__isolate *iso);
 
+/* For the sender of control request m to iso (any thread, online): false
+ * if iso would ignore it (a capability that is not iso's), so it need not
+ * be sent; a request with the right capability is marked exempt from
+ * iso's room (internal.h), so that a full isolate can still be paused or
+ * killed. */
+bool isola__control_admit(isola__isolate *iso, isola__msg *m);
+
 /* After an ISOLA__UNWIND_ERROR: tells the error listeners (or the hook).
  * Returns true when the error is fatal. */
 bool isola__control_raise(isola__vm *vm, isola__isolate *iso);
@@ -92,5 +99,8 @@ void isola__control_free(isola__isolate *iso);
 /* A spawn that failed: frees the state, leaving the isola_run state to
  * the caller. */
 void isola__control_discard(isola__isolate *iso);
+
+/* Pause capabilities holding the isolate (snapshots).  Its thread only. */
+uint32_t isola__control_pauses(const isola__isolate *iso);
 
 #endif
