@@ -588,3 +588,108 @@ Test(stream, bad_arguments) {
   cr_assert(strcmp(isola_stream_reason_name(42), "unknown") == 0, "name");
   th_vm_shutdown_ok();
 }
+
+/* ---- pausing, and watches that change their events --------------------- */
+
+static int pause_fd = -1;           /* the raw end of a socketpair */
+static isola_stream *paused_stream;  /* owned by the pause isolate */
+static _Atomic long count_at_check = -1;
+
+static void pause_data(isola_stream *s, const uint8_t *d, size_t n,
+                       void *ctx) {
+  (void)ctx;
+  record(d, n);
+  if (th_counter_get(&items) == 1)
+    TH_CHECK_OK(isola_stream_set_reading(s, false));
+}
+
+static void pause_cmd(void *ctx, isola_port port, isola_value msg,
+                      isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  atomic_store(&count_at_check, th_counter_get(&items));
+  TH_CHECK_OK(isola_stream_set_reading(paused_stream, true));
+  TH_CHECK_OK(isola_port_close(port));
+}
+
+static _Atomic isola_port pause_port;
+static th_counter pause_ready = TH_COUNTER_INIT;
+
+static void pause_entry(isola_value msg) {
+  (void)msg;
+  int sv[2];
+  TH_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  isola_stream_options o = {.framing = ISOLA_STREAM_LINES,
+                            .on_data = pause_data, .on_close = on_close};
+  TH_CHECK_OK(isola_stream_open(sv[0], &o, &paused_stream));
+  pause_fd = sv[1];
+  /* Three lines in one write: one read takes them all. */
+  TH_CHECK(write(pause_fd, "a\nb\nc\n", 6) == 6);
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(pause_cmd, NULL, &p));
+  atomic_store(&pause_port, p);
+  th_counter_add(&pause_ready, 1);
+}
+
+Test(stream, paused_reading_delivers_nothing_until_resumed) {
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_spawn(pause_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&pause_ready, 1);
+  TH_WAIT_GE(&items, 1);
+  /* Handled after the event that delivered "a" (and paused). */
+  TH_ASSERT_OK(isola_send(atomic_load(&pause_port), isola_null()));
+  TH_WAIT_GE(&items, 3);
+  cr_assert(atomic_load(&count_at_check) == 1, "%ld lines while paused",
+            atomic_load(&count_at_check));
+  cr_assert(seen_is("a|b|c|"), "lines");
+  th_vm_shutdown_ok(); /* the stream is still open: closed with its owner */
+  close(pause_fd);
+}
+
+static th_counter watch_events = TH_COUNTER_INIT;
+static th_counter watch_done = TH_COUNTER_INIT;
+static _Atomic uint32_t watch_seen;
+static isola_watch the_watch;
+static int wsv[2];
+
+static void watch_fn(int fd, uint32_t events, void *arg) {
+  (void)fd, (void)arg;
+  atomic_fetch_or(&watch_seen, events);
+  long n = th_counter_get(&watch_events);
+  th_counter_add(&watch_events, 1);
+  if (n == 0) { /* first: writable, as asked; now wait for input */
+    TH_CHECK(events & ISOLA_WRITABLE);
+    TH_CHECK_OK(isola_watch_set_events(the_watch, ISOLA_READABLE));
+    TH_CHECK(write(wsv[1], "x", 1) == 1);
+  } else if (events & ISOLA_READABLE) {
+    char c;
+    TH_CHECK(read(wsv[0], &c, 1) == 1 && c == 'x');
+    TH_CHECK_OK(isola_watch_close(the_watch));
+    close(wsv[0]);
+    close(wsv[1]);
+    th_counter_add(&watch_done, 1);
+  }
+}
+
+static void watch_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0,
+                      wsv) == 0);
+  /* Nothing to read: only the change to WRITABLE makes it fire. */
+  TH_CHECK_OK(isola_watch_open(wsv[0], ISOLA_READABLE, watch_fn, NULL,
+                               &the_watch));
+  TH_CHECK_RC(isola_watch_set_events(the_watch, 0x80), ISOLA_EINVAL);
+  TH_CHECK_RC(isola_watch_set_events(the_watch + 1000, ISOLA_WRITABLE),
+              ISOLA_ECLOSED);
+  TH_CHECK_OK(isola_watch_set_events(the_watch, ISOLA_WRITABLE));
+}
+
+Test(stream, a_watch_changes_its_events) {
+  th_vm_init(NULL);
+  TH_ASSERT_RC(isola_watch_set_events(1, ISOLA_READABLE), ISOLA_ENOTISOLATE);
+  TH_ASSERT_OK(isola_spawn(watch_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&watch_done, 1);
+  cr_assert((atomic_load(&watch_seen) & (ISOLA_READABLE | ISOLA_WRITABLE)) ==
+                (ISOLA_READABLE | ISOLA_WRITABLE),
+            "events seen %x", atomic_load(&watch_seen));
+  th_vm_shutdown_ok();
+}
