@@ -1241,9 +1241,23 @@ typedef void (*isola_native_handler)(void *ctx, isola_port port,
  * in the order a sender sent them.  concurrent true: up to one handler per
  * pool worker at once, so handler must be thread-safe and messages from one
  * sender may be handled out of order.  The port is served by hidden
- * isolates named name (NULL: "native"), which the VM's hooks see.  *out
- * receives the port.  Errors: ISOLA_EINVAL (handler or out NULL),
- * ISOLA_ENOMEM, ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread.
+ * isolates named name (NULL: "native"), which the VM's hooks see; from an
+ * isolate they join its group.
+ * What applies to a handler: its hidden isolate has errors non-fatal and
+ * no heap limit (isola_config.heap_limit does not apply), so a handler that
+ * throws, or a message of any size, does not end the port; an uncaught
+ * error is reported as for any isolate (the unhandled_error hook), and the
+ * message counts as handled.  Every send that returned ISOLA_OK is handled
+ * (a concurrent port that cannot hand a message to a worker, for lack of
+ * memory, runs the handler on the dispatcher itself), except when the VM
+ * shuts down first, or when a handler ends its own hidden isolate with
+ * isola_exit() or closes the port with isola_port_close(): then a serial
+ * port is closed and what was queued is dropped (a concurrent port goes on
+ * with its other workers).  A handler must do neither.
+ * *out receives the port.  Errors: ISOLA_EINVAL (handler or out NULL),
+ * ISOLA_ENOMEM, ISOLA_ELIMIT (the hidden isolates exceed
+ * isola_config.max_isolates; nothing is left running), ISOLA_ENOVM,
+ * ISOLA_ESHUTDOWN.  Any thread.
  */
 ISOLA_EXPORT int isola_native_port_new(const char *name,
                                        isola_native_handler handler,
@@ -1253,10 +1267,15 @@ ISOLA_EXPORT int isola_native_port_new(const char *name,
 /* Closes a native port and waits until no handler of it runs: messages
  * sent to it before, by the calling thread, are handled first; later sends
  * fail with ISOLA_ECLOSED.  From an isolate, the wait hands the worker to
- * a stand-in (isola_blocking_begin).  A handler must not close its own
- * port.  VM shutdown closes the native ports left open.  Errors:
- * ISOLA_ECLOSED (not an open native port), ISOLA_ENOVM, ISOLA_ESHUTDOWN.
- * Any thread. */
+ * a stand-in (isola_blocking_begin).  The wait ends when every hidden
+ * isolate of the port has ended, however it ended, so it needs no memory
+ * and does not depend on a handler returning normally; it lasts as long
+ * as a handler of the port runs.  VM shutdown closes the native ports left
+ * open.  Errors: ISOLA_ECLOSED (not an open native port), ISOLA_EBUSY
+ * (called from a handler of this port: it would wait for itself; the port
+ * stays open), ISOLA_ENOVM, ISOLA_ESHUTDOWN (the VM is shutting down: the
+ * port is closed and no handler of it runs any more, but messages still
+ * queued were dropped).  Any thread. */
 ISOLA_EXPORT int isola_native_port_close(isola_port port);
 
 #ifdef __cplusplus
