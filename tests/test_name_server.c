@@ -324,7 +324,7 @@ Test(name_server, names_are_removed_when_their_isolate_ends) {
   th_vm_shutdown_ok();
 }
 
-/* White box: the table's entry count (src/name_server.h), read under its
+/* White box: the table's entry count (src/services/name_server.h), read under its
  * lock.  Lookups drop entries of closed ports on their own, so only the
  * count shows that closing a port freed its names at once. */
 static size_t table_count(void) {

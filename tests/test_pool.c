@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The block pool (white box, src/pool.h): blocks are distinct, aligned and
+ * The block pool (white box, src/platform/pool.h): blocks are distinct, aligned and
  * reused; threads with a cache carve from slabs and regions of their own,
  * and what a stopping thread leaves is reused by the next, so threads that
  * come and go do not map memory apiece.
  */
 #include "helpers.h"
 
-#include "../src/pool.h"
+#include "../src/platform/pool.h"
 
 TestSuite(pool, .timeout = TH_TEST_TIMEOUT_S);
 
