@@ -1201,8 +1201,10 @@ typedef void (*isola_timer_fn)(void *arg);
  * same time run in the order they were started.  A live timer keeps its
  * isolate alive, as an open port does; a one-shot stops doing so when it
  * has fired.  A paused isolate's due timers wait until it resumes; an
- * isolate that ends cancels its timers.  arg is the caller's: the runtime
- * never touches it.  *out receives the timer.
+ * isolate that ends cancels its timers.  When memory is short the runtime
+ * delays a tick or an fd event (and tries again every millisecond) rather
+ * than drop it.  arg is the caller's: the runtime never touches it.  *out
+ * receives the timer.
  * Errors: ISOLA_EINVAL (fn or out NULL, a delay or period over about 290
  * years), ISOLA_ENOMEM, ISOLA_ESYS (the timer thread could not start),
  * ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
@@ -1233,8 +1235,8 @@ typedef void (*isola_watch_fn)(int fd, uint32_t events, void *arg);
  * Watches fd for events (ISOLA_READABLE and/or ISOLA_WRITABLE): fn(fd,
  * ready, arg) runs as an event of this isolate whenever fd is ready, until
  * the watch is closed.  The next readiness is reported only after fn
- * returned (the runtime re-arms the watch then), so a busy fd cannot flood
- * the isolate; make fd non-blocking and read or write until it would
+ * returned (the runtime re-arms the watch then, also when fn threw and the
+ * isolate's errors are non-fatal), so a busy fd cannot flood the isolate; make fd non-blocking and read or write until it would
  * block.  A watch keeps its isolate alive, as an open port does; an
  * isolate that ends closes its watches.  The caller keeps owning fd: close
  * the watch before closing fd.  arg is the caller's.
