@@ -599,7 +599,9 @@ ISOLA_EXPORT int isola_send_reply(isola_port port, isola_value value,
  * This matters for the isolates the handler has just sent messages to:
  * the last one readied runs next on this worker, after the handler's event
  * ends (that is what keeps two talking isolates on one core), so a handler
- * that goes on for long without isola_blocking_begin() holds it back.  It
+ * that goes on for long without isola_blocking_begin() holds it back until
+ * another thread notices the worker stuck in one turn and takes it (about
+ * a millisecond; at once from isola_check_interrupts()).  It
  * also hands over the messages the event sent and still holds (see
  * isola_send()), and sends until isola_blocking_end() go out at once.
  * Calls nest.  Errors: ISOLA_ENOTISOLATE; isola_blocking_end() without a
@@ -951,7 +953,11 @@ ISOLA_EXPORT int isola_set_errors_fatal(const isola_isolate *isolate,
  * shutting down) this call does not return: the handler is abandoned as by
  * isola_throw() and the isolate ends.  isola_send() and
  * isola_send_reply() from a handler do the same before they send.  Messages
- * the event sent and still holds (see isola_send()) go out here.
+ * the event sent and still holds (see isola_send()) go out here, and the
+ * isolates they (or a ping's answer) readied run on other threads rather
+ * than wait for the event to end; memory the runtime holds for isolates
+ * that ended meanwhile can be freed (a handler that computes for long
+ * without calling this holds that memory back until it returns).
  * Returns ISOLA_OK, or ISOLA_ENOTISOLATE.  Isolate only. */
 ISOLA_EXPORT int isola_check_interrupts(void);
 

@@ -517,7 +517,7 @@ Test(timer, a_periodic_timer_ticks_again_after_failed_posts) {
   isola__test_fail(ISOLA__FAIL_EVENT_MSG, 3);
   pthread_t th = start(periodic5_entry, 0);
   TH_WAIT_GE(&ended, 1); /* ends after its fifth tick cancels it */
-  cr_assert(th_counter_get(&nticks) == 5);
+  cr_assert(th_counter_get(&nticks) == 5, "th_counter_get(&nticks) == 5");
   pthread_join(th, NULL);
   th_vm_shutdown_ok();
 }
@@ -528,7 +528,7 @@ Test(timer, a_one_shot_fires_after_failed_posts) {
   isola__test_fail(ISOLA__FAIL_EVENT_MSG, 3);
   pthread_t th = start(one_shot_entry, 1);
   TH_WAIT_GE(&ended, 1);
-  cr_assert(th_counter_get(&fired) == 1);
+  cr_assert(th_counter_get(&fired) == 1, "th_counter_get(&fired) == 1");
   pthread_join(th, NULL);
   th_vm_shutdown_ok();
 }
@@ -540,7 +540,7 @@ Test(timer, a_timer_fires_after_the_event_thread_failed_to_get_a_record) {
   isola__test_fail(ISOLA__FAIL_EVENT_REC, 3);
   pthread_t th = start(one_shot_entry, 1);
   TH_WAIT_GE(&ended, 1);
-  cr_assert(th_counter_get(&fired) == 1);
+  cr_assert(th_counter_get(&fired) == 1, "th_counter_get(&fired) == 1");
   pthread_join(th, NULL);
   th_vm_shutdown_ok();
 }

@@ -190,7 +190,7 @@ static void throwing_port(bool concurrent) {
   TH_ASSERT_OK(isola_native_port_close(p));
   cr_assert(atomic_load(&handled) == 100, "handled %ld of 100",
             atomic_load(&handled));
-  cr_assert(atomic_load(&thrown) == 10);
+  cr_assert(atomic_load(&thrown) == 10, "atomic_load(&thrown) == 10");
   th_vm_shutdown_ok();
 }
 
@@ -307,8 +307,8 @@ Test(native, close_racing_shutdown_returns_and_leaks_nothing) {
   TH_ASSERT_OK(isola_send(p, isola_int(1)));
   TH_WAIT_GE(&blocked_in, 1);
   pthread_t ct, st;
-  cr_assert(pthread_create(&ct, NULL, closer, &p) == 0);
-  cr_assert(pthread_create(&st, NULL, shutter, NULL) == 0);
+  cr_assert(pthread_create(&ct, NULL, closer, &p) == 0, "pthread_create");
+  cr_assert(pthread_create(&st, NULL, shutter, NULL) == 0, "pthread_create");
   /* Shutdown has begun once a send is refused. */
   while (isola_send(p, isola_int(2)) == ISOLA_OK) sched_yield();
   th_counter_add(&release_handler, 1);

@@ -5,6 +5,8 @@
 #ifdef ISOLA_TEST_HOOKS
 #include <stdatomic.h>
 
+#include "vm.h"
+
 static _Atomic unsigned armed[ISOLA__FAIL_SITES];
 
 void isola__test_fail(int site, unsigned n) {
@@ -16,6 +18,11 @@ bool isola__test_failing(int site) {
   while (n > 0)
     if (atomic_compare_exchange_weak(&armed[site], &n, n - 1)) return true;
   return false;
+}
+
+size_t isola__test_isolates_freed(void) {
+  isola__vm *vm = isola__vm_get();
+  return vm ? atomic_load(&vm->epoch.nfreed) : 0;
 }
 #else
 /* ISO C wants a translation unit to declare something. */

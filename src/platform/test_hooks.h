@@ -10,6 +10,7 @@
 #define ISOLA_TEST_HOOKS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum {
   ISOLA__FAIL_EVENT_MSG, /* the event thread builds a timer or fd message */
@@ -22,6 +23,8 @@ enum {
 void isola__test_fail(int site, unsigned n);
 /* Whether this check of site fails (consumes one armed failure). */
 bool isola__test_failing(int site);
+/* Isolates the running VM's reclaimer has freed so far. */
+size_t isola__test_isolates_freed(void);
 #else
 static inline bool isola__test_failing(int site) {
   (void)site;
