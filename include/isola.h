@@ -326,7 +326,9 @@ ISOLA_EXPORT void isola_value_free(isola_value *v);
 /* Structural equality: same kinds, same contents, same shape (shared lists
  * and maps compare by content; a cycle compares equal to the same cycle;
  * maps compare pair by pair, in order; buffers by their bytes, two empty
- * handles being equal).  Any thread. */
+ * handles being equal).  Comparing lists or maps takes memory for the
+ * pairs being compared: when none is left the answer is false.  Any
+ * thread. */
 ISOLA_EXPORT bool isola_value_equal(isola_value a, isola_value b);
 
 /* ------------------------------------------------------------------------ */
@@ -493,7 +495,9 @@ typedef struct isola_spawn_options {
  * The isolate lives while it has live ports: if it has none when entry
  * returns, it ends.
  * Errors: ISOLA_EINVAL (entry NULL, a malformed message), ISOLA_ENOMEM,
- * ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is started on error.
+ * ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN, ISOLA_ESYS (the OS random
+ * source failed, so no capabilities could be made for the isolate).
+ * Nothing is started on error.
  * Any thread.
  */
 ISOLA_EXPORT int isola_spawn(isola_entry entry, isola_value message,
@@ -725,9 +729,12 @@ ISOLA_EXPORT int isola_value_take_buffer(isola_value v, isola_buffer **out);
 /*
  * Values as bytes, for other processes, other machines and files: CBOR
  * (RFC 8949), described in docs/wire-format.md.  Sharing and cycles are
- * kept (tags 28 and 29); ports and capabilities have tags of their own.
- * Decoding is safe on untrusted bytes: it never reads outside the input,
- * and the limits below bound what it allocates.
+ * kept (tags 28 and 29, on lists and maps only); ports and capabilities
+ * have tags of their own.  Decoding is safe on untrusted bytes: it never
+ * reads outside the input, and the limits below bound what it allocates,
+ * and also what the value costs afterwards: a copy or send of a decoded
+ * value needs no more than max_size bytes, and its encoding is at most
+ * three times the input's length (and decodes under the same limits).
  */
 
 /* Limits for isola_wire_decode().  A zero field takes its default. */
@@ -768,7 +775,8 @@ ISOLA_EXPORT int isola_wire_encode_to(isola_value v, uint8_t *buf, size_t cap,
  * ISOLA_EMALFORMED (reserved or stray bytes), ISOLA_EUNSUPPORTED (valid
  * CBOR with no isola value: undefined, other simple values, integers
  * outside int64_t, indefinite lengths, lengths above 2^32 - 1),
- * ISOLA_EBADTAG, ISOLA_EUTF8, ISOLA_EDANGLING, ISOLA_ETRAILING,
+ * ISOLA_EBADTAG (also tag 28 on anything but an array or a map),
+ * ISOLA_EUTF8, ISOLA_EDANGLING, ISOLA_ETRAILING,
  * ISOLA_EDEPTH, ISOLA_ECOUNT, ISOLA_ETOOBIG, ISOLA_ENOMEM, ISOLA_EINVAL
  * (bytes NULL with len > 0, or out NULL).  On error *out is null and
  * nothing is allocated.  Any thread. */
@@ -1232,7 +1240,11 @@ typedef void (*isola_module_main)(isola_value args, isola_value message);
  * unresolved symbol), ISOLA_EABI (no ABI stamp, or another ABI),
  * ISOLA_ENOENTRY (no isola_main), and those of isola_spawn().  After
  * ISOLA_EMODULE, ISOLA_EABI or ISOLA_ENOENTRY, isola_module_error() says
- * why.  Any thread.
+ * why.  Loading a module runs its code: the loader runs its constructors
+ * (and those of the libraries it needs) before the ABI stamp can be read,
+ * so the stamp is a compatibility check, not a trust boundary, and a
+ * module has every power of the process.  Load only modules you trust
+ * (docs/security.md).  Any thread.
  */
 ISOLA_EXPORT int isola_spawn_uri(const char *path, isola_value args,
                                  isola_value message,
@@ -1373,7 +1385,7 @@ typedef void (*isola_native_handler)(void *ctx, isola_port port,
  * *out receives the port.  Errors: ISOLA_EINVAL (handler or out NULL),
  * ISOLA_ENOMEM, ISOLA_ELIMIT (the hidden isolates exceed
  * isola_config.max_isolates; nothing is left running), ISOLA_ENOVM,
- * ISOLA_ESHUTDOWN.  Any thread.
+ * ISOLA_ESHUTDOWN, ISOLA_ESYS (as for isola_spawn()).  Any thread.
  */
 ISOLA_EXPORT int isola_native_port_new(const char *name,
                                        isola_native_handler handler,
