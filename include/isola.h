@@ -609,7 +609,11 @@ ISOLA_EXPORT int isola_send_reply(isola_port port, isola_value value,
  * also hands over the messages the event sent and still holds (see
  * isola_send()), and sends until isola_blocking_end() go out at once.
  * Calls nest.  Errors: ISOLA_ENOTISOLATE; isola_blocking_end() without a
- * begin gives ISOLA_EINVAL.  Isolate only. */
+ * begin gives ISOLA_EINVAL; isola_blocking_begin() gives ISOLA_ESYS when
+ * no stand-in thread could be started (the section has begun all the
+ * same: call isola_blocking_end(); the worker's queue waits until another
+ * thread takes it, about a millisecond, instead of running at once).
+ * Isolate only. */
 ISOLA_EXPORT int isola_blocking_begin(void);
 ISOLA_EXPORT int isola_blocking_end(void);
 
@@ -853,7 +857,11 @@ ISOLA_EXPORT int isola_kill(const isola_isolate *isolate,
 
 /* Asks the isolate to send a copy of response (made now) to response_port
  * (Dart's Isolate.ping).  At ISOLA_IMMEDIATE it is answered even while the
- * isolate is paused.  Needs no capability.  Errors: ISOLA_EINVAL (isolate
+ * isolate is paused.  Needs no capability.  The isolate makes one more
+ * copy when it answers; if its thread is out of memory then, the ping goes
+ * unanswered although this call returned ISOLA_OK (a caller that must
+ * know waits with a timeout, as for an isolate that ended meanwhile).
+ * Errors: ISOLA_EINVAL (isolate
  * NULL, response_port NONE, a malformed response), ISOLA_ECLOSED,
  * ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
 ISOLA_EXPORT int isola_ping(const isola_isolate *isolate,
@@ -864,7 +872,10 @@ ISOLA_EXPORT int isola_ping(const isola_isolate *isolate,
  * killed, a fatal error, isola_exit), a copy of response (null for none)
  * is sent to port, exactly once.  Adding a port already listening replaces
  * its response.  Handled out of band; a request that reaches an isolate
- * already ending is dropped with it (no message).  Needs no capability.
+ * already ending is dropped with it (no message).  The isolate copies the
+ * response again when it records the listener; if it is out of memory
+ * then, the listener is not added although this call returned ISOLA_OK.
+ * Needs no capability.
  * Errors: ISOLA_EINVAL (isolate NULL, port NONE, a malformed response),
  * ISOLA_ECLOSED, ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
 ISOLA_EXPORT int isola_add_exit_listener(const isola_isolate *isolate,

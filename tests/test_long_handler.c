@@ -190,7 +190,7 @@ Test(long_handler, pairs_queued_behind_it_are_taken_by_another_worker) {
  * the other worker without end.  The children must be freed meanwhile. */
 
 #ifdef ISOLA_TEST_HOOKS
-size_t isola__test_isolates_freed(void);
+#include "../src/platform/test_hooks.h"
 
 #define CHILDREN 32
 static isola_port spawner_port;
@@ -275,5 +275,38 @@ Test(long_handler, ended_isolates_are_freed_while_it_calls_check_interrupts) {
 
 Test(long_handler, ended_isolates_are_freed_while_one_sends_itself_messages) {
   children_are_freed_during(self_sender_entry);
+}
+
+/* ---- isola_blocking_begin without a stand-in (11.13) -------------------
+ * One worker; the handler readies Y, then blocks with no stand-in thread
+ * to be had: it is told (ESYS), and Y still runs, on a thread the monitor
+ * wakes for the idle worker. */
+
+static th_counter y_ran = TH_COUNTER_INIT;
+static th_counter bb_done = TH_COUNTER_INIT;
+
+static void y_entry(isola_value msg) {
+  (void)msg;
+  th_counter_add(&y_ran, 1);
+}
+
+static void blocker_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK_OK(isola_spawn(y_entry, isola_null(), NULL, NULL));
+  isola__test_fail(ISOLA__FAIL_STAND_IN, 1);
+  TH_CHECK_RC(isola_blocking_begin(), ISOLA_ESYS);
+  TH_CHECK_WAIT_GE(&y_ran, 1);
+  TH_CHECK_OK(isola_blocking_end());
+  th_counter_add(&bb_done, 1);
+}
+
+Test(long_handler, blocking_begin_without_a_stand_in_is_reported) {
+  isola_config c;
+  isola_config_init(&c);
+  c.workers = 1;
+  th_vm_init(&c);
+  TH_ASSERT_OK(isola_spawn(blocker_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&bb_done, 1);
+  th_vm_shutdown_ok();
 }
 #endif

@@ -12,6 +12,7 @@
 #include "message_handler.h"
 #include "platform.h"
 #include "pool.h"
+#include "test_hooks.h"
 #include "vm.h"
 
 /* How long an idle thread spins before parking.  A futex wake-up costs
@@ -619,8 +620,9 @@ static void *monitor_main(void *arg) {
   while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
     bool busy = atomic_load_explicit(&s->nidle_workers,
                                      memory_order_relaxed) < s->nworkers;
+    /* Idle workers are looked at too: one left without a thread (no
+     * stand-in could be started) may hold work. */
     isola__plat_wait(&s->monitor_wake, 0, busy ? STUCK_NS : 10000000u);
-    if (!busy) continue;
     uint64_t now = isola__plat_now_ns();
     for (unsigned i = 0; i < s->nworkers; i++) {
       isola__worker *v = &s->workers[i];
@@ -783,8 +785,9 @@ void isola__sched_interrupt_point(isola__vm *vm) {
   if (t->online) isola__epoch_refresh(&vm->epoch, t->rec);
 }
 
-void isola__sched_blocking_begin(isola__sched *s, isola__thread *t) {
-  if (t->blocking++ > 0) return;
+int isola__sched_blocking_begin(isola__sched *s, isola__thread *t) {
+  if (t->blocking++ > 0) return ISOLA_OK;
+  int rc = ISOLA_OK;
   isola__worker *w = t->w;
   if (w && !t->pinned) {
     t->w = NULL;
@@ -793,13 +796,22 @@ void isola__sched_blocking_begin(isola__sched *s, isola__thread *t) {
     if (rn) runq_put(s, w, rn);
     /* Hand the worker, with its queue, to another thread (a stand-in). */
     pthread_mutex_lock(&s->lock);
-    if (!start_thread_locked(s, w, false)) push_idle_worker_locked(s, w);
+    if (isola__test_failing(ISOLA__FAIL_STAND_IN) ||
+        !start_thread_locked(s, w, false)) {
+      /* None could be had: the worker waits idle.  What waits on it is
+       * not lost: it counts as stuck, so the monitor wakes a thread for
+       * it and busy workers steal from it; a thread back from blocking
+       * takes the worker.  The caller is told. */
+      push_idle_worker_locked(s, w);
+      rc = ISOLA_ESYS;
+    }
     pthread_mutex_unlock(&s->lock);
   }
   /* While blocked this thread holds no runtime pointer but its own isolate
    * (never freed while it runs): let reclamation go on without it.  A send
    * made meanwhile comes online for its own duration. */
   go_offline(t);
+  return rc;
 }
 
 void isola__sched_blocking_end(isola__sched *s, isola__thread *t) {

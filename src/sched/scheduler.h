@@ -127,7 +127,9 @@ void isola__sched_wait_pinned(isola__sched *s, isola__thread *t,
 void isola__sched_interrupt_point(isola__vm *vm);
 
 /* isola_blocking_begin/end for the calling thread. */
-void isola__sched_blocking_begin(isola__sched *s, isola__thread *t);
+/* begin: ISOLA_OK, or ISOLA_ESYS when no stand-in thread could take the
+ * worker (the section has begun all the same). */
+int isola__sched_blocking_begin(isola__sched *s, isola__thread *t);
 void isola__sched_blocking_end(isola__sched *s, isola__thread *t);
 
 #endif
