@@ -542,6 +542,26 @@ static void watch_drop(isola__vm *vm, isola__isolate *iso, size_t i) {
   pthread_mutex_unlock(&ts->lock);
 }
 
+int isola_watch_set_events(isola_watch watch, uint32_t events) {
+  if (events & ~(uint32_t)(ISOLA_READABLE | ISOLA_WRITABLE))
+    return ISOLA_EINVAL;
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  isola__iso_timers *own = own_of(iso);
+  size_t i = find_watch(own, watch);
+  if (i == SIZE_MAX) return ISOLA_ECLOSED;
+  isola__watch *w = own->watches[i];
+  w->events = events;
+  /* Armed now (one-shot, as ever).  An event already posted is delivered
+   * as it was, and its fire re-arms with the new events; so the callback
+   * may see one readiness it no longer asked for. */
+  if (isola__plat_poller_arm(isola__vm_get()->timers.poller, w->fd,
+                             poll_bits(events), (uint64_t)(uintptr_t)w,
+                             false) != 0)
+    return ISOLA_ESYS;
+  return ISOLA_OK;
+}
+
 int isola_watch_close(isola_watch watch) {
   isola__isolate *iso = isola__t.current;
   if (!iso) return ISOLA_ENOTISOLATE;
@@ -552,11 +572,14 @@ int isola_watch_close(isola_watch watch) {
 }
 
 /* Re-arms the one-shot watch id after its event, unless it was closed
- * meanwhile; a watch whose fd went away is closed. */
+ * meanwhile or waits for nothing (isola_watch_set_events(0): a hang-up
+ * would be reported again and again); a watch whose fd went away is
+ * closed. */
 static void watch_rearm(isola__vm *vm, isola__isolate *iso, uint64_t id) {
   size_t i = find_watch(own_of(iso), id);
   if (i == SIZE_MAX) return;
   isola__watch *w = own_of(iso)->watches[i];
+  if (!w->events) return;
   if (isola__plat_poller_arm(vm->timers.poller, w->fd, poll_bits(w->events),
                              (uint64_t)(uintptr_t)w, false) != 0)
     watch_drop(vm, iso, i);
