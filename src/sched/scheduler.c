@@ -12,6 +12,7 @@
 #include "message_handler.h"
 #include "platform.h"
 #include "pool.h"
+#include "stats.h"
 #include "test_hooks.h"
 #include "vm.h"
 
@@ -155,7 +156,7 @@ static isola__isolate *runq_take(isola__worker *victim) {
  * tell: 0 the first time a turn is seen, then the time since.  A worker
  * nobody runs (idle) looks stuck too, but holds no work. */
 static uint64_t stuck_for(isola__worker *v, uint64_t now) {
-  uint32_t turns = atomic_load_explicit(&v->turns, memory_order_relaxed);
+  uint64_t turns = isola__cnt(&v->st_turns);
   if (turns != atomic_load_explicit(&v->seen_turns, memory_order_relaxed)) {
     atomic_store_explicit(&v->seen_at, now, memory_order_relaxed);
     atomic_store_explicit(&v->seen_turns, turns, memory_order_relaxed);
@@ -260,6 +261,8 @@ static isola__thread *thread_new(isola__sched *s, isola__worker *w,
  * held.  Returns false when no thread could be had: w is then left idle. */
 static bool start_thread_locked(isola__sched *s, isola__worker *w,
                                 bool spinning) {
+  isola__cnt_add(&w->st_wakes, 1);
+  ISOLA__PROBE1(wake, (int)w->id);
   isola__thread *t = s->idle_threads;
   if (t) {
     s->idle_threads = t->idle_next;
@@ -279,6 +282,10 @@ static bool start_thread_locked(isola__sched *s, isola__worker *w,
 static void push_idle_worker_locked(isola__sched *s, isola__worker *w) {
   w->idle_next = s->idle_workers;
   s->idle_workers = w;
+  isola__cnt_add(&w->st_parks, 1);
+  ISOLA__PROBE1(park, (int)w->id);
+  isola__cnt_set(&w->st_cur, 0);
+  atomic_store_explicit(&w->st_idle, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&s->nidle_workers, 1, memory_order_seq_cst);
 }
 
@@ -286,6 +293,7 @@ static isola__worker *pop_idle_worker_locked(isola__sched *s) {
   isola__worker *w = s->idle_workers;
   if (w) {
     s->idle_workers = w->idle_next;
+    atomic_store_explicit(&w->st_idle, 0, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->nidle_workers, 1, memory_order_seq_cst);
   }
   return w;
@@ -488,14 +496,19 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
   uint32_t seed = w->id + 1;
   for (unsigned round = 0;; round++) {
     if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) break;
-    if ((iso = steal_any(s, w, seed++))) return iso;
+    if ((iso = steal_any(s, w, seed++))) {
+      isola__cnt_add(&w->st_steals, 1);
+      return iso;
+    }
     if ((round & 15) == 15) {
       /* A runnext held by a worker that stays in one turn. */
       uint64_t now = isola__plat_now_ns();
       for (unsigned i = 0; i < s->nworkers; i++)
         if (&s->workers[i] != w &&
-            (iso = steal_runnext(&s->workers[i], now, RUNNEXT_STEAL_NS)))
+            (iso = steal_runnext(&s->workers[i], now, RUNNEXT_STEAL_NS))) {
+          isola__cnt_add(&w->st_steals, 1);
           return iso;
+        }
       if (now - start > SPIN_NS) break;
     }
     for (int i = 0; i < 32; i++) isola__plat_relax();
@@ -509,7 +522,12 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
 }
 
 static isola__isolate *find_runnable(isola__vm *vm, isola__thread *t) {
+  isola__cnt_set(&t->w->st_cur, 0);
   isola__isolate *iso = find_runnable_inner(vm, t);
+  if (iso && t->w) {
+    isola__cnt_add(&t->w->st_turns, 1); /* stuck_for() sees it move */
+    isola__cnt_set(&t->w->st_cur, iso->control_port);
+  }
   /* A thread woken to look for work counts as spinning until it finds
    * some. */
   if (iso) stop_spinning(&vm->sched, t);
@@ -557,11 +575,6 @@ static isola__isolate *pool_next(void *arg, isola__isolate *prev,
     }
     isola__isolate *iso = find_runnable(vm, t);
     if (iso) {
-      /* A new turn: stuck_for() sees the worker move. */
-      atomic_store_explicit(
-          &t->w->turns,
-          atomic_load_explicit(&t->w->turns, memory_order_relaxed) + 1,
-          memory_order_relaxed);
       isola__epoch_refresh(&vm->epoch, t->rec);
       return iso;
     }

@@ -21,7 +21,7 @@
  * thread is spinning, so a burst of messages costs at most one wake-up.
  *
  * A handler that runs for long must not strand what waits on its worker.
- * Each worker counts its turns (turns, a relaxed store per turn); a worker
+ * Each worker counts its turns (st_turns, for snapshots too); a worker
  * whose count has not moved for STUCK_NS is in one long turn.  Then a
  * spinning thread takes its runnext (after RUNNEXT_STEAL_NS), a busy worker
  * looks at the others every 61st turn and steals from a stuck one, and a
@@ -42,17 +42,24 @@ struct isola__worker {
   _Atomic(isola__isolate *) rq[ISOLA__RUNQ_SIZE];
   /* The owner exchanges it; a thief takes it with a CAS (scheduler.c). */
   _Atomic(isola__isolate *) runnext;
-  _Atomic uint32_t turns; /* turns begun; written by the owner only */
   /* The fields below belong to the thread holding the worker. */
   unsigned streak;  /* isolates in a row taken from runnext */
   uint32_t tick;    /* turns run; every 61st looks at the global queue */
   uint32_t id;
   isola__worker *idle_next; /* idle list, under sched lock */
-  /* What other threads last saw of turns, and when (scheduler.c's
-   * stuck_since); any thread writes them, relaxed: a lost update only
+  /* What other threads last saw of st_turns, and when (scheduler.c's
+   * stuck_for); any thread writes them, relaxed: a lost update only
    * delays a steal. */
-  alignas(ISOLA__CACHE_LINE) _Atomic uint32_t seen_turns;
+  alignas(ISOLA__CACHE_LINE) _Atomic uint64_t seen_turns;
   _Atomic uint64_t seen_at;
+  /* Counters for snapshots (stats.h), on a line of their own: turns,
+   * steals and cur by the thread holding the worker; parks, wakes and
+   * idle under the sched lock.  cur is the control port of the isolate
+   * whose turn it runs (0: none), since when it began (isolate stats). */
+  alignas(ISOLA__CACHE_LINE) _Atomic uint64_t st_turns;
+  _Atomic uint64_t st_steals, st_parks, st_wakes;
+  _Atomic uint64_t st_cur, st_since;
+  _Atomic uint32_t st_idle;
 };
 
 struct isola__thread {

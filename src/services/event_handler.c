@@ -613,3 +613,10 @@ void isola__watch_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
   if (code == ISOLA__UNWIND_ERROR) watch_rearm(vm, iso, id);
   longjmp(*(jmp_buf *)turn, code);
 }
+
+void isola__timers_count(const isola__isolate *iso, uint32_t *timers,
+                         uint32_t *watches) {
+  const isola__iso_timers *own = iso->ext ? iso->ext->timers : NULL;
+  *timers = own ? (uint32_t)own->n : 0;
+  *watches = own ? (uint32_t)own->nw : 0;
+}
