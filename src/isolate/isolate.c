@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "control.h"
+#include "detail.h"
 #include "epoch.h"
 #include "heap.h"
 #include "message_handler.h"
@@ -149,7 +150,10 @@ int isola__post_control(isola__vm *vm, isola__msg *m) {
 }
 
 int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
-  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  if (port == ISOLA_PORT_NONE) {
+    isola__detail_set("isola_send: the port is ISOLA_PORT_NONE");
+    return ISOLA_EINVAL;
+  }
   /* A send from a handler is an interrupt point (control.h): taken before
    * anything is built, so a kill that lands here leaves nothing behind. */
   isola__isolate *self = isola__t.current;
@@ -160,7 +164,10 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
    * shutdown waits for entered callers. */
   isola__call e;
   int rc = isola__vm_enter(&e);
-  if (rc != ISOLA_OK) return rc;
+  if (rc != ISOLA_OK) {
+    isola__detail_set("isola_send: %s", isola_strerror(rc));
+    return rc;
+  }
   isola__msg *m;
   if ((rc = msg_build(value, ISOLA__MOVE_BUFFERS, &m)) != ISOLA_OK) {
     isola__vm_leave(&e);
@@ -191,6 +198,12 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
   isola__vm_leave(&e);
   if (rc == ISOLA_OK)
     for (size_t i = 0; i < nbuf; i++) *handles[i] = NULL;
+  else
+    isola__detail_set(rc == ISOLA_ECLOSED
+                          ? "isola_send: port %016llx is closed or unknown"
+                          : "isola_send: port %016llx is a control port "
+                            "(use the isola_pause/kill/ping calls)",
+                      (unsigned long long)port);
   if (handles != inline_handles) free(handles);
   return rc;
 }
@@ -349,7 +362,8 @@ static void member_add(isola__group *g, bool credits) {
 static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
                        const isola_spawn_options *opts, const char *name,
                        bool pinned, struct isola__run *run,
-                       isola__module *module, isola__isolate **out) {
+                       isola__module *module, const isola__first_port *fp,
+                       isola__isolate **out) {
   size_t max = vm->config.max_isolates;
   bool credits = take_credits(vm);
   if (credits) {
@@ -405,6 +419,18 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
                         &iso->control_port);
   if (rc != ISOLA_OK) goto fail;
   start->dest = iso->control_port;
+  /* A receive port opened for the isolate before it first runs
+   * (isola_spawn_port): messages sent to it queue behind START. */
+  isola_port first = ISOLA_PORT_NONE;
+  if (fp) {
+    rc = isola__port_open(&vm->ports, iso, ISOLA__PORT_LIVE, fp->handler,
+                          fp->ctx, &first);
+    if (rc != ISOLA_OK) {
+      isola__port_close(&vm->ports,
+                        isola__port_slot_of(&vm->ports, iso->control_port));
+      goto fail;
+    }
+  }
 
   /* isola__t directly, not through t: gcc's UBSan null check of a TLS
    * address computed with "add x@gottpoff(%rip)" tests flags that the
@@ -418,6 +444,8 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
     iso->origin = parent->origin;
   } else {
     if (!(iso->group = group_new(vm, module))) {
+      if (first)
+        isola__port_close(&vm->ports, isola__port_slot_of(&vm->ports, first));
       isola__port_close(&vm->ports,
                         isola__port_slot_of(&vm->ports, iso->control_port));
       rc = ISOLA_ENOMEM;
@@ -428,6 +456,7 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   /* Credits only for the spawner's own group (a module's new group is
    * counted exactly). */
   member_add(iso->group, credits && parent);
+  if (fp) *fp->out = first;
   /* Park the START message as the queue's first node without scheduling:
    * the caller decides when the isolate becomes runnable. */
   atomic_store_explicit(&start->node.next, NULL, memory_order_relaxed);
@@ -461,14 +490,24 @@ static void handle_of(const isola__isolate *iso, isola_isolate *out) {
 
 static int spawn(isola_entry entry, isola_value message,
                  const isola_spawn_options *opts, struct isola__run *run,
-                 isola__module *module, isola_isolate *out) {
+                 isola__module *module, const isola__first_port *fp,
+                 isola_isolate *out) {
   isola__call e;
   int rc = isola__vm_enter(&e);
-  if (rc != ISOLA_OK) return rc;
+  if (rc != ISOLA_OK) {
+    isola__detail_set("isola_spawn: %s", isola_strerror(rc));
+    return rc;
+  }
   isola__vm *vm = e.vm;
   isola__isolate *iso = NULL;
   rc = isolate_new(vm, entry, message, opts, opts ? opts->name : NULL, false,
-                   run, module, &iso);
+                   run, module, fp, &iso);
+  if (rc == ISOLA_ELIMIT)
+    isola__detail_set("isola_spawn: %zu isolates are live, the limit "
+                      "(isola_config.max_isolates)",
+                      vm->config.max_isolates);
+  else if (rc != ISOLA_OK && rc != ISOLA_EINVAL && rc != ISOLA_ETRANSFER)
+    isola__detail_set("isola_spawn: %s", isola_strerror(rc));
   if (rc == ISOLA_OK) {
     if (out) handle_of(iso, out);
     /* Claim and schedule: the isolate was built unscheduled. */
@@ -480,20 +519,30 @@ static int spawn(isola_entry entry, isola_value message,
 
 int isola_spawn(isola_entry entry, isola_value message,
                 const isola_spawn_options *opts, isola_isolate *out) {
-  if (!entry) return ISOLA_EINVAL;
-  return spawn(entry, message, opts, NULL, NULL, out);
+  if (!entry) {
+    isola__detail_set("isola_spawn: entry is NULL");
+    return ISOLA_EINVAL;
+  }
+  return spawn(entry, message, opts, NULL, NULL, NULL, out);
 }
 
 int isola__spawn_run(isola_entry entry, isola_value message,
                      const isola_spawn_options *opts, struct isola__run *run) {
-  return spawn(entry, message, opts, run, NULL, NULL);
+  return spawn(entry, message, opts, run, NULL, NULL, NULL);
+}
+
+int isola__spawn_ex(isola_entry entry, isola_value message,
+                    const isola_spawn_options *opts, struct isola__run *run,
+                    const isola__first_port *fp, isola_isolate *out) {
+  return spawn(entry, message, opts, run, NULL, fp, out);
 }
 
 /* isola_run_main, and isola_run_main_uri with a module: then the module is
  * the new group's once this succeeds (on error it stays the caller's) and
  * *exit_code gets the group's exit code. */
 static int run_main(isola_entry entry, isola_value message, const char *name,
-                    isola__module *module, int *exit_code) {
+                    const isola_spawn_options *ropts, isola__module *module,
+                    int *exit_code) {
   isola__call e;
   int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
@@ -503,8 +552,8 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
   if (!t) {
     rc = ISOLA_ENOMEM;
   } else {
-    rc = isolate_new(vm, entry, message, NULL, name ? name : "main", true,
-                     NULL, module, &iso);
+    rc = isolate_new(vm, entry, message, ropts, name ? name : "main", true,
+                     NULL, module, NULL, &iso);
   }
   if (rc != ISOLA_OK) {
     free(t);
@@ -566,10 +615,17 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
   return ISOLA_OK;
 }
 
+int isola__run_main_ex(isola_entry entry, isola_value message,
+                       const isola_spawn_options *opts) {
+  if (!entry) return ISOLA_EINVAL;
+  if (isola__t.current || isola__t.thread) return ISOLA_EBUSY;
+  return run_main(entry, message, opts ? opts->name : NULL, opts, NULL, NULL);
+}
+
 int isola_run_main(isola_entry entry, isola_value message, const char *name) {
   if (!entry) return ISOLA_EINVAL;
   if (isola__t.current || isola__t.thread) return ISOLA_EBUSY;
-  return run_main(entry, message, name, NULL, NULL);
+  return run_main(entry, message, name, NULL, NULL, NULL);
 }
 
 /* ---- modules ----------------------------------------------------------- */
@@ -580,7 +636,8 @@ int isola_spawn_uri(const char *path, isola_value args, isola_value message,
   int rc = isola__module_load(path, &m);
   if (rc != ISOLA_OK) return rc;
   isola_value pair[2] = {args, message};
-  rc = spawn(isola__module_entry, isola_list(pair, 2), opts, NULL, m, out);
+  rc = spawn(isola__module_entry, isola_list(pair, 2), opts, NULL, m, NULL,
+             out);
   if (rc != ISOLA_OK) isola__module_unload(m);
   return rc;
 }
@@ -594,7 +651,8 @@ int isola_run_main_uri(const char *path, isola_value args,
   int rc = isola__module_load(path, &m);
   if (rc != ISOLA_OK) return rc;
   isola_value pair[2] = {args, message};
-  rc = run_main(isola__module_entry, isola_list(pair, 2), name, m, exit_code);
+  rc = run_main(isola__module_entry, isola_list(pair, 2), name, NULL, m,
+                exit_code);
   if (rc != ISOLA_OK) isola__module_unload(m);
   return rc;
 }
