@@ -775,10 +775,12 @@ ISOLA_EXPORT int isola_receiver_wait(isola_receiver *r, uint64_t timeout_ms,
                                      isola_value *message,
                                      isola_port *reply_to);
 
-/* Closes the receiver: its port closes (later sends fail with
- * ISOLA_ECLOSED), messages not taken are freed, and r is freed.  Call it
- * once no thread waits on r; it also works after the VM has shut down.
- * NULL does nothing.  Any thread. */
+/* Closes the receiver: messages not taken are freed, its port closes and
+ * r is freed.  From a plain thread it returns once the port is closed, so
+ * later sends fail with ISOLA_ECLOSED; from an isolate it does not wait
+ * (a message sent meanwhile is dropped).  Call it once no thread waits on
+ * r; it also works after the VM has shut down.  NULL does nothing.  Any
+ * thread. */
 ISOLA_EXPORT void isola_receiver_close(isola_receiver *r);
 
 /* ------------------------------------------------------------------------ */

@@ -240,7 +240,16 @@ void isola_receiver_close(isola_receiver *r) {
   /* Ends its isolate, which closes the port: later sends to it fail with
    * ISOLA_ECLOSED.  If the VM is shutting down the isolate ends anyway;
    * either way its end releases the isolate's reference. */
-  if (!ended) isola_kill(&r->iso, ISOLA_IMMEDIATE);
+  if (!ended && isola_kill(&r->iso, ISOLA_IMMEDIATE) == ISOLA_OK &&
+      !isola__t.current) {
+    /* A plain thread waits for the end, so that a send after the close
+     * fails with ISOLA_ECLOSED.  The isolate runs no user code and is
+     * killed at ISOLA_IMMEDIATE, so the wait is short.  (An isolate must
+     * not wait: the receiver's isolate may be queued behind it.) */
+    pthread_mutex_lock(&r->mu);
+    while (!r->ended) pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+  }
   receiver_release(r);
 }
 
