@@ -660,8 +660,10 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * isola_check_interrupts() or isola_blocking_begin(), or sends to another
  * isolate (sends inside a blocking section go at once).  A handler that
  * waits for what it sent must do so inside isola_blocking_begin/end.
- * Errors: ISOLA_ECLOSED (the port is closed or unknown: the message is
- * dropped), ISOLA_EINVAL (port NONE, a malformed value), ISOLA_ETRANSFER
+ * Errors: ISOLA_ECLOSED (the port is closed, unknown or a control port:
+ * every id that names no open port taking messages answers alike, so the
+ * answer tells a guesser nothing; the message is dropped), ISOLA_EINVAL
+ * (port NONE, a malformed value), ISOLA_ETRANSFER
  * (an empty buffer handle, or one buffer twice), ISOLA_ENOMEM,
  * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is sent on error, and no handle
  * is emptied.  Any thread.
@@ -826,12 +828,24 @@ ISOLA_EXPORT int isola_blocking_end(void);
 #define ISOLA_NAME_MAX 255
 
 /* Registers port under name.  The name must be free: a taken name is never
- * overwritten.  Errors: ISOLA_EINVAL (name NULL, empty or longer than
- * ISOLA_NAME_MAX; port ISOLA_PORT_NONE), ISOLA_ENAMETAKEN (the name is
- * registered already, to this port or another), ISOLA_ECLOSED (port is
- * closed or unknown), ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing
- * is registered on error.  Any thread. */
+ * overwritten.  The caller owns the name: the isolate calling, or, from a
+ * thread that runs no isolate, the threads outside every isolate as one
+ * owner.  Only the owner may remove it (isola_name_remove()), so nobody
+ * else can take a name over by removing and registering it again.
+ * Errors: ISOLA_EINVAL (name NULL, empty or longer than ISOLA_NAME_MAX;
+ * port ISOLA_PORT_NONE), ISOLA_ENAMETAKEN (the name is registered already,
+ * to this port or another), ISOLA_ECLOSED (port is closed or unknown),
+ * ISOLA_ENOMEM, ISOLA_ESYS (the OS refused the random key of the table's
+ * hash, drawn with the first name), ISOLA_ENOVM, ISOLA_ESHUTDOWN.
+ * Nothing is registered on error.  Any thread. */
 ISOLA_EXPORT int isola_name_register(const char *name, isola_port port);
+
+/* As isola_name_register(), and a holder of remove_cap (e.g. from
+ * isola_capability_new(); 0 for none) may also remove the name, with
+ * isola_name_remove_cap(), from any thread or isolate.  Errors as
+ * isola_name_register().  Any thread. */
+ISOLA_EXPORT int isola_name_register_cap(const char *name, isola_port port,
+                                         isola_capability remove_cap);
 
 /* Stores in *out the port registered under name.  The port may close at any
  * time after the call returns (a send to it then fails with ISOLA_ECLOSED).
@@ -840,11 +854,20 @@ ISOLA_EXPORT int isola_name_register(const char *name, isola_port port);
  * error *out (if out is not NULL) is set to ISOLA_PORT_NONE.  Any thread. */
 ISOLA_EXPORT int isola_name_lookup(const char *name, isola_port *out);
 
-/* Removes the mapping of name, whoever registered it; its port stays open.
- * Errors: ISOLA_EINVAL (name as for isola_name_register()),
- * ISOLA_ENOTFOUND (no port has that name), ISOLA_ENOVM, ISOLA_ESHUTDOWN.
- * Any thread. */
+/* Removes the mapping of name, if the caller owns it (see
+ * isola_name_register()); its port stays open.  Errors: ISOLA_EINVAL (name
+ * as for isola_name_register()), ISOLA_ENOTFOUND (no port has that name),
+ * ISOLA_EPERM (the name is another's: nothing removed), ISOLA_ENOVM,
+ * ISOLA_ESHUTDOWN.  Any thread. */
 ISOLA_EXPORT int isola_name_remove(const char *name);
+
+/* Removes the mapping of name if remove_cap is the capability it was
+ * registered with (isola_name_register_cap()), whoever calls.  Errors:
+ * ISOLA_EINVAL (name as for isola_name_register(), remove_cap 0),
+ * ISOLA_ENOTFOUND, ISOLA_EPERM (another capability, or none was given),
+ * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
+ISOLA_EXPORT int isola_name_remove_cap(const char *name,
+                                       isola_capability remove_cap);
 
 /* ------------------------------------------------------------------------ */
 /* Transferable buffers                                                      */
@@ -964,7 +987,9 @@ typedef enum isola_priority {
   ISOLA_BEFORE_NEXT_EVENT = 1
 } isola_priority;
 
-/* A restricted handle on the isolate whose control port is control_port:
+/* A restricted handle on the isolate whose control port is control_port
+ * (not checked: a request through a handle whose port is not an open
+ * control port fails with ISOLA_ECLOSED, as for an isolate that ended):
  * both capabilities are 0, so it can ping and add or remove listeners but
  * isola_pause(), isola_resume(), isola_kill() and isola_set_errors_fatal()
  * refuse it with ISOLA_EPERM.  Errors: ISOLA_EINVAL (port NONE, out NULL).

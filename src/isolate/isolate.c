@@ -95,10 +95,13 @@ int isola__post(isola__vm *vm, isola__msg *m) {
     isola__msg_free(m);
     return ISOLA_ECLOSED;
   }
+  /* A control port takes no user message, and says so as an unknown id
+   * does: every id that names no open port of the kind asked for answers
+   * ISOLA_ECLOSED, so an answer tells a prober nothing (docs/security.md). */
   if (state == ISOLA__PORT_CONTROL &&
       (m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL)) {
     isola__msg_free(m);
-    return ISOLA_EINVAL;
+    return ISOLA_ECLOSED;
   }
   isola__isolate *to = isola__t.ob_to;
   if (to) {
@@ -132,10 +135,8 @@ int isola__post_control(isola__vm *vm, isola__msg *m) {
   isola__outbox_flush(vm);
   int state = 0;
   isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
-  if (!iso)
+  if (!iso || state != ISOLA__PORT_CONTROL) /* one answer: see isola__post */
     rc = ISOLA_ECLOSED;
-  else if (state != ISOLA__PORT_CONTROL)
-    rc = ISOLA_EINVAL;
   if (rc == ISOLA_OK) {
     /* Out of band, then claim scheduling if the isolate is idle: the
      * Dekker pair with the turn's mark-idle and wanted() re-check
