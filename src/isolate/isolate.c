@@ -200,11 +200,8 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
   if (rc == ISOLA_OK)
     for (size_t i = 0; i < nbuf; i++) *handles[i] = NULL;
   else
-    isola__detail_set(rc == ISOLA_ECLOSED
-                          ? "isola_send: port %016llx is closed or unknown"
-                          : "isola_send: port %016llx is a control port "
-                            "(use the isola_pause/kill/ping calls)",
-                      (unsigned long long)port);
+    isola__detail_set("isola_send: port %016llx is closed or unknown (%s)",
+                      (unsigned long long)port, isola_err_name(rc));
   if (handles != inline_handles) free(handles);
   return rc;
 }
