@@ -799,7 +799,17 @@ ISOLA_EXPORT void isola_receiver_close(isola_receiver *r);
  * also hands over the messages the event sent and still holds (see
  * isola_send()), and sends until isola_blocking_end() go out at once.
  * Calls nest.  Errors: ISOLA_ENOTISOLATE; isola_blocking_end() without a
- * begin gives ISOLA_EINVAL.  Isolate only. */
+ * begin gives ISOLA_EINVAL.  Isolate only.
+ *
+ * When not to use it: for computing, when the pool is busy anyway (a pool
+ * of CPU-bound workers, a parallel job split into as many isolates as
+ * cores).  Each blocking section hands its worker to another thread
+ * (started, or woken, for it), so N handlers computing inside blocking
+ * sections put N threads more than there are workers on the cores: they
+ * only share the cores, with more switching and cold caches, and finish no
+ * sooner.  Use it for waits that leave the core idle (I/O, a lock, a
+ * sleep); split long computations into events (or isola_run() per chunk)
+ * and call isola_check_interrupts() in long loops instead. */
 ISOLA_EXPORT int isola_blocking_begin(void);
 ISOLA_EXPORT int isola_blocking_end(void);
 
