@@ -673,7 +673,7 @@ int isola_exit_code(void) {
 
 void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   isola_isolate_info info = {isola__isolate_name(iso), iso->control_port,
-                             iso->origin, iso->group->id};
+                             iso->origin, iso->group->id, iso->exit_reason};
   if (vm->config.hooks.isolate_shutdown)
     vm->config.hooks.isolate_shutdown(vm->config.hooks.data, &info);
   isola__trace(vm, ISOLA_TRACE_ISOLATES,
@@ -723,6 +723,7 @@ int isola_current_info(isola_isolate_info *out) {
   out->control_port = iso->control_port;
   out->origin = iso->origin;
   out->group = iso->group->id;
+  out->exit_reason = 0;
   return ISOLA_OK;
 }
 
