@@ -159,7 +159,8 @@ int main(void) {
   root_state st = {0};
   isola_spawn_options o = {.name = "root"};
   int rc = isola_vm_init(NULL); /* one worker thread per core */
-  if (rc == ISOLA_OK) rc = isola_run_main_ctx(root_entry, &st, isola_null(), &o);
+  if (rc == ISOLA_OK)
+    rc = isola_run_main_ctx(root_entry, &st, isola_null(), &o);
   if (rc != ISOLA_OK) {
     fprintf(stderr, "isola: %s\n", isola_strerror(rc));
     return 1;

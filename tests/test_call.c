@@ -14,7 +14,8 @@ TestSuite(call, .timeout = TH_TEST_TIMEOUT_S);
 static void doubler(void *ctx, isola_port port, isola_value msg,
                     isola_port reply_to) {
   (void)ctx, (void)port;
-  if (!reply_to) return;
+  if (!reply_to)
+    return;
   /* ECLOSED: the caller timed out and closed its reply port. */
   int rc = isola_send(reply_to, isola_int(th_int(msg) * 2));
   TH_CHECKF(rc == ISOLA_OK || rc == ISOLA_ECLOSED, "%s", isola_err_name(rc));
@@ -32,12 +33,13 @@ Test(call, spawn_port_gives_a_port_to_send_to_at_once) {
   th_vm_init(NULL);
   isola_isolate h;
   isola_port p;
-  TH_ASSERT_OK(isola_spawn_port(NULL, isola_null(), doubler, NULL, NULL, &h,
-                                &p));
-  cr_assert(p != ISOLA_PORT_NONE && h.control_port != ISOLA_PORT_NONE);
+  TH_ASSERT_OK(
+      isola_spawn_port(NULL, isola_null(), doubler, NULL, NULL, &h, &p));
+  cr_assert(p != ISOLA_PORT_NONE && h.control_port != ISOLA_PORT_NONE, "%s",
+            "p != ISOLA_PORT_NONE && h.control_port != ISOLA_PORT_NONE");
   isola_value r;
   TH_ASSERT_OK(isola_call_wait(p, isola_int(21), TH_WAIT_MS, &r));
-  cr_assert_eq(th_int(r), 42);
+  cr_assert((th_int(r)) == (42), "%s", "th_int(r) == 42");
   isola_value_free(&r);
   TH_ASSERT_OK(isola_kill(&h, ISOLA_IMMEDIATE));
   th_vm_shutdown_ok();
@@ -70,10 +72,12 @@ Test(call, spawn_port_of_a_paused_isolate_queues_until_resumed) {
   isola_value v;
   /* Paused: the entry has not run and nothing is answered. */
   TH_ASSERT_RC(isola_receiver_wait(r, 0, &v, NULL), ISOLA_ETIMEDOUT);
-  cr_assert_eq(atomic_load(&entry_ran), 0);
+  cr_assert((atomic_load(&entry_ran)) == (0), "%s",
+            "atomic_load(&entry_ran) == 0");
   TH_ASSERT_OK(isola_resume(&h, 0));
   TH_ASSERT_OK(isola_receiver_wait(r, TH_WAIT_MS, &v, NULL));
-  cr_assert(v.kind == ISOLA_BOOL && v.as.b);
+  cr_assert(v.kind == ISOLA_BOOL && v.as.b, "%s",
+            "v.kind == ISOLA_BOOL && v.as.b");
   isola_value_free(&v);
   isola_receiver_close(r);
   TH_ASSERT_OK(isola_kill(&h, ISOLA_IMMEDIATE));
@@ -82,36 +86,36 @@ Test(call, spawn_port_of_a_paused_isolate_queues_until_resumed) {
 
 Test(call, spawn_port_rejects_bad_input) {
   isola_port p = 99;
-  TH_ASSERT_RC(isola_spawn_port(NULL, isola_null(), doubler, NULL, NULL,
-                                NULL, &p),
-               ISOLA_ENOVM);
-  cr_assert_eq(p, ISOLA_PORT_NONE);
+  TH_ASSERT_RC(
+      isola_spawn_port(NULL, isola_null(), doubler, NULL, NULL, NULL, &p),
+      ISOLA_ENOVM);
+  cr_assert((p) == (ISOLA_PORT_NONE), "%s", "p == ISOLA_PORT_NONE");
   th_vm_init(NULL);
-  TH_ASSERT_RC(isola_spawn_port(NULL, isola_null(), NULL, NULL, NULL, NULL,
-                                &p),
+  TH_ASSERT_RC(isola_spawn_port(NULL, isola_null(), NULL, NULL, NULL, NULL, &p),
                ISOLA_EINVAL);
   cr_assert(strstr(isola_error_detail(), "handler"), "%s",
             isola_error_detail());
-  TH_ASSERT_RC(isola_spawn_port(NULL, isola_null(), doubler, NULL, NULL,
-                                NULL, NULL),
-               ISOLA_EINVAL);
+  TH_ASSERT_RC(
+      isola_spawn_port(NULL, isola_null(), doubler, NULL, NULL, NULL, NULL),
+      ISOLA_EINVAL);
   const char bad[] = {'o', 'k', (char)0xff, 0};
-  TH_ASSERT_RC(isola_spawn_port(NULL, isola_str(bad), doubler, NULL, NULL,
-                                NULL, &p),
-               ISOLA_EINVAL);
-  cr_assert_eq(p, ISOLA_PORT_NONE);
-  cr_assert_eq(isola_live_isolates(), 0); /* nothing was started */
+  TH_ASSERT_RC(
+      isola_spawn_port(NULL, isola_str(bad), doubler, NULL, NULL, NULL, &p),
+      ISOLA_EINVAL);
+  cr_assert((p) == (ISOLA_PORT_NONE), "%s", "p == ISOLA_PORT_NONE");
+  cr_assert((isola_live_isolates()) == (0), "%s",
+            "isola_live_isolates() == 0"); /* nothing was started */
   th_vm_shutdown_ok();
 }
 
 /* ---- isola_call from an isolate ---------------------------------------- */
 
 typedef struct call_test {
-  isola_port server;  /* answers */
-  isola_port quiet;   /* never answers */
-  long n;             /* calls to make */
-  uint64_t timeout;   /* ms */
-  _Atomic int *seen;  /* per call: callbacks run */
+  isola_port server; /* answers */
+  isola_port quiet;  /* never answers */
+  long n;            /* calls to make */
+  uint64_t timeout;  /* ms */
+  _Atomic int *seen; /* per call: callbacks run */
   _Atomic long ok, timed_out;
 } call_test;
 
@@ -156,15 +160,18 @@ Test(call, call_gets_the_reply_or_the_timeout_once_each) {
   call_test t = {.n = 20, .timeout = 100};
   TH_ASSERT_OK(isola_spawn_port(NULL, isola_null(), doubler, NULL, NULL, NULL,
                                 &t.server));
-  TH_ASSERT_OK(isola_spawn_port(NULL, isola_null(), silent, NULL, NULL, NULL,
-                                &t.quiet));
+  TH_ASSERT_OK(
+      isola_spawn_port(NULL, isola_null(), silent, NULL, NULL, NULL, &t.quiet));
   _Atomic int seen[20] = {0};
   t.seen = seen;
   isola_spawn_options o = {.name = "caller"};
   TH_ASSERT_OK(isola_run_main_ctx(caller_main, &t, isola_null(), &o));
-  for (int i = 0; i < 20; i++) cr_assert_eq(atomic_load(&seen[i]), 1);
-  cr_assert_eq(atomic_load(&t.ok), 10);
-  cr_assert_eq(atomic_load(&t.timed_out), 10);
+  for (int i = 0; i < 20; i++)
+    cr_assert((atomic_load(&seen[i])) == (1), "%s",
+              "atomic_load(&seen[i]) == 1");
+  cr_assert((atomic_load(&t.ok)) == (10), "%s", "atomic_load(&t.ok) == 10");
+  cr_assert((atomic_load(&t.timed_out)) == (10), "%s",
+            "atomic_load(&t.timed_out) == 10");
   th_vm_shutdown_ok();
 }
 
@@ -176,9 +183,10 @@ Test(call, timeouts_racing_replies_complete_each_call_exactly_once) {
   t.seen = calloc((size_t)t.n, sizeof *t.seen);
   TH_ASSERT_OK(isola_run_main_ctx(caller_main, &t, isola_null(), NULL));
   for (long i = 0; i < t.n; i++)
-    cr_assert_eq(atomic_load(&t.seen[i]), 1, "call %ld: %d", i,
-                 atomic_load(&t.seen[i]));
-  cr_assert_eq(atomic_load(&t.ok) + atomic_load(&t.timed_out), t.n);
+    cr_assert((atomic_load(&t.seen[i])) == (1), "call %ld: %d", i,
+              atomic_load(&t.seen[i]));
+  cr_assert((atomic_load(&t.ok) + atomic_load(&t.timed_out)) == (t.n), "%s",
+            "atomic_load(&t.ok) + atomic_load(&t.timed_out) == t.n");
   cr_log_info("%ld replies, %ld timeouts", atomic_load(&t.ok),
               atomic_load(&t.timed_out));
   free(t.seen);
@@ -230,7 +238,8 @@ Test(call, a_reply_after_the_timeout_is_dropped) {
                                 NULL, &t.server));
   TH_ASSERT_OK(isola_run_main_ctx(late_main, &t, isola_null(), NULL));
   TH_WAIT_GE(&late_rc_told, 1);
-  cr_assert_eq(atomic_load(&t.done_calls), 1);
+  cr_assert((atomic_load(&t.done_calls)) == (1), "%s",
+            "atomic_load(&t.done_calls) == 1");
   TH_ASSERT_RC(atomic_load(&late_rc), ISOLA_ECLOSED);
   th_vm_shutdown_ok();
 }
@@ -248,8 +257,8 @@ static void exits_with_calls_pending(void *ctx, isola_value msg) {
   isola_port quiet = *(isola_port *)ctx;
   (void)msg;
   for (int i = 0; i < 5; i++)
-    TH_CHECK_OK(isola_call(quiet, isola_int(i), ISOLA_FOREVER, must_not_run,
-                           NULL));
+    TH_CHECK_OK(
+        isola_call(quiet, isola_int(i), ISOLA_FOREVER, must_not_run, NULL));
   TH_CHECK_OK(isola_call(quiet, isola_int(9), 10, must_not_run, NULL));
   isola_exit(quiet, isola_str("bye"));
 }
@@ -257,11 +266,12 @@ static void exits_with_calls_pending(void *ctx, isola_value msg) {
 Test(call, an_isolate_that_ends_drops_its_pending_calls) {
   th_vm_init(NULL);
   isola_port quiet;
-  TH_ASSERT_OK(isola_spawn_port(NULL, isola_null(), silent, NULL, NULL, NULL,
-                                &quiet));
-  TH_ASSERT_OK(isola_run_main_ctx(exits_with_calls_pending, &quiet,
-                                  isola_null(), NULL));
-  cr_assert_eq(atomic_load(&never_done), 0);
+  TH_ASSERT_OK(
+      isola_spawn_port(NULL, isola_null(), silent, NULL, NULL, NULL, &quiet));
+  TH_ASSERT_OK(
+      isola_run_main_ctx(exits_with_calls_pending, &quiet, isola_null(), NULL));
+  cr_assert((atomic_load(&never_done)) == (0), "%s",
+            "atomic_load(&never_done) == 0");
   th_vm_shutdown_ok();
 }
 
@@ -271,16 +281,14 @@ static void bad_calls(void *ctx, isola_value msg) {
   (void)msg;
   isola_port server = *(isola_port *)ctx;
   TH_CHECK_RC(isola_call(server, isola_null(), 10, NULL, NULL), ISOLA_EINVAL);
-  TH_CHECK_RC(isola_call(ISOLA_PORT_NONE, isola_null(), 10, must_not_run,
-                         NULL),
+  TH_CHECK_RC(isola_call(ISOLA_PORT_NONE, isola_null(), 10, must_not_run, NULL),
               ISOLA_EINVAL);
   TH_CHECK_RC(isola_call(server, isola_null(), 0, must_not_run, NULL),
               ISOLA_EINVAL);
   TH_CHECK(strstr(isola_error_detail(), "timeout"));
   const char bad[] = {(char)0xc0, (char)0x80, 0};
   isola_value items[2] = {isola_int(1), isola_str(bad)};
-  TH_CHECK_RC(isola_call(server, isola_list(items, 2), 10, must_not_run,
-                         NULL),
+  TH_CHECK_RC(isola_call(server, isola_list(items, 2), 10, must_not_run, NULL),
               ISOLA_EINVAL);
   TH_CHECKF(strstr(isola_error_detail(), "value[1]") &&
                 strstr(isola_error_detail(), "UTF-8"),
@@ -298,13 +306,14 @@ static void bad_calls(void *ctx, isola_value msg) {
 Test(call, call_rejects_bad_input_and_runs_nothing) {
   th_vm_init(NULL);
   isola_port server;
-  TH_ASSERT_OK(isola_spawn_port(NULL, isola_null(), doubler, NULL, NULL, NULL,
-                                &server));
+  TH_ASSERT_OK(
+      isola_spawn_port(NULL, isola_null(), doubler, NULL, NULL, NULL, &server));
   TH_ASSERT_RC(isola_call(server, isola_null(), 10, must_not_run, NULL),
                ISOLA_ENOTISOLATE);
   TH_ASSERT_OK(isola_run_main_ctx(bad_calls, &server, isola_null(), NULL));
   TH_WAIT_GE(&bad_calls_checked, 1);
-  cr_assert_eq(atomic_load(&never_done), 0);
+  cr_assert((atomic_load(&never_done)) == (0), "%s",
+            "atomic_load(&never_done) == 0");
   th_vm_shutdown_ok();
 }
 
@@ -317,7 +326,7 @@ Test(call, call_wait_times_out_and_a_late_reply_is_dropped) {
                                 NULL, &quiet));
   isola_value r = isola_int(5);
   TH_ASSERT_RC(isola_call_wait(quiet, isola_int(1), 20, &r), ISOLA_ETIMEDOUT);
-  cr_assert_eq(r.kind, ISOLA_NULL);
+  cr_assert((r.kind) == (ISOLA_NULL), "%s", "r.kind == ISOLA_NULL");
   TH_ASSERT_OK(isola_send(quiet, isola_str("now")));
   TH_WAIT_GE(&late_rc_told, 1);
   TH_ASSERT_RC(atomic_load(&late_rc), ISOLA_ECLOSED);
@@ -339,8 +348,8 @@ Test(call, call_wait_rejects_bad_input) {
   TH_ASSERT_RC(isola_call_wait(12345, isola_int(1), 10, &r), ISOLA_ENOVM);
   th_vm_init(NULL);
   isola_port server;
-  TH_ASSERT_OK(isola_spawn_port(NULL, isola_null(), doubler, NULL, NULL, NULL,
-                                &server));
+  TH_ASSERT_OK(
+      isola_spawn_port(NULL, isola_null(), doubler, NULL, NULL, NULL, &server));
   TH_ASSERT_RC(isola_call_wait(server, isola_int(1), 10, NULL), ISOLA_EINVAL);
   TH_ASSERT_RC(isola_call_wait(ISOLA_PORT_NONE, isola_int(1), 10, &r),
                ISOLA_EINVAL);
@@ -349,15 +358,14 @@ Test(call, call_wait_rejects_bad_input) {
   isola_port closed = isola_receiver_port(gone);
   isola_receiver_close(gone);
   TH_ASSERT_RC(isola_call_wait(closed, isola_int(1), 10, &r), ISOLA_ECLOSED);
-  cr_assert(strstr(isola_error_detail(), "closed"), "%s",
-            isola_error_detail());
-  TH_ASSERT_OK(isola_run_main_ctx(call_wait_in_isolate, &server,
-                                  isola_null(), NULL));
+  cr_assert(strstr(isola_error_detail(), "closed"), "%s", isola_error_detail());
+  TH_ASSERT_OK(
+      isola_run_main_ctx(call_wait_in_isolate, &server, isola_null(), NULL));
   TH_WAIT_GE(&bad_calls_checked, 1);
   /* Many calls in a row: each has its own reply port. */
   for (int i = 0; i < TH_SIZE(200); i++) {
     TH_ASSERT_OK(isola_call_wait(server, isola_int(i), TH_WAIT_MS, &r));
-    cr_assert_eq(th_int(r), 2 * i);
+    cr_assert((th_int(r)) == (2 * i), "%s", "th_int(r) == 2 * i");
     isola_value_free(&r);
   }
   th_vm_shutdown_ok();
@@ -383,7 +391,7 @@ Test(call, a_receiver_gets_every_message_in_order_per_sender) {
   isola_receiver *r;
   TH_ASSERT_OK(isola_receiver_new("rx", &r));
   isola_port p = isola_receiver_port(r);
-  cr_assert(p != ISOLA_PORT_NONE);
+  cr_assert(p != ISOLA_PORT_NONE, "%s", "p != ISOLA_PORT_NONE");
   isola_value v;
   isola_port rt;
   TH_ASSERT_RC(isola_receiver_wait(r, 0, &v, &rt), ISOLA_ETIMEDOUT);
@@ -393,16 +401,19 @@ Test(call, a_receiver_gets_every_message_in_order_per_sender) {
   rsend a[RSENDERS];
   for (int i = 0; i < RSENDERS; i++) {
     a[i] = (rsend){p, each, i};
-    cr_assert(pthread_create(&th[i], NULL, rsender, &a[i]) == 0);
+    cr_assert(pthread_create(&th[i], NULL, rsender, &a[i]) == 0, "%s",
+              "pthread_create(&th[i], NULL, rsender, &a[i]) == 0");
   }
   long next[RSENDERS] = {0};
   for (long k = 0; k < RSENDERS * each; k++) {
     TH_ASSERT_OK(isola_receiver_wait(r, TH_WAIT_MS, &v, &rt));
-    cr_assert(rt >= 1 && rt <= RSENDERS);
-    cr_assert_eq(th_int(v), next[rt - 1]++);
+    cr_assert(rt >= 1 && rt <= RSENDERS, "%s", "rt >= 1 && rt <= RSENDERS");
+    cr_assert((th_int(v)) == (next[rt - 1]++), "%s",
+              "th_int(v) == next[rt - 1]++");
     isola_value_free(&v);
   }
-  for (int i = 0; i < RSENDERS; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < RSENDERS; i++)
+    pthread_join(th[i], NULL);
   /* Queued messages are freed by the close; sends after it fail. */
   TH_ASSERT_OK(isola_send(p, isola_str("left behind")));
   isola_receiver_close(r);
@@ -413,11 +424,12 @@ Test(call, a_receiver_gets_every_message_in_order_per_sender) {
 Test(call, receiver_rejects_bad_input) {
   isola_receiver *r = (isola_receiver *)&r;
   TH_ASSERT_RC(isola_receiver_new(NULL, &r), ISOLA_ENOVM);
-  cr_assert_null(r);
+  cr_assert((r) == NULL, "%s", "r is NULL");
   TH_ASSERT_RC(isola_receiver_new(NULL, NULL), ISOLA_EINVAL);
   isola_value v;
   TH_ASSERT_RC(isola_receiver_wait(NULL, 0, &v, NULL), ISOLA_EINVAL);
-  cr_assert_eq(isola_receiver_port(NULL), ISOLA_PORT_NONE);
+  cr_assert((isola_receiver_port(NULL)) == (ISOLA_PORT_NONE), "%s",
+            "isola_receiver_port(NULL) == ISOLA_PORT_NONE");
   isola_receiver_close(NULL);
   th_vm_init(NULL);
   TH_ASSERT_OK(isola_receiver_new(NULL, &r));
@@ -458,8 +470,10 @@ Test(call, vm_shutdown_wakes_plain_threads_that_wait) {
   TH_ASSERT_OK(isola_spawn_port(NULL, isola_null(), silent, NULL, NULL, NULL,
                                 &a.server));
   pthread_t t1, t2;
-  cr_assert(pthread_create(&t1, NULL, waits_forever, &a) == 0);
-  cr_assert(pthread_create(&t2, NULL, calls_forever, &a) == 0);
+  cr_assert(pthread_create(&t1, NULL, waits_forever, &a) == 0, "%s",
+            "pthread_create(&t1, NULL, waits_forever, &a) == 0");
+  cr_assert(pthread_create(&t2, NULL, calls_forever, &a) == 0, "%s",
+            "pthread_create(&t2, NULL, calls_forever, &a) == 0");
   TH_WAIT_GE(&a.started, 2);
   /* Whether or not they are asleep yet, both end with ESHUTDOWN (or the
    * call with ESHUTDOWN from its send when shutdown came first). */
@@ -507,15 +521,16 @@ Test(call, run_main_ctx_passes_the_context_and_options) {
   root_io io = {.in = 6};
   isola_spawn_options o = {.name = "root-with-ctx", .heap_limit = 1 << 20};
   TH_ASSERT_OK(isola_run_main_ctx(root_with_ctx, &io, isola_int(7), &o));
-  cr_assert_eq(io.out, 42);
-  cr_assert_str_eq(io.name, "root-with-ctx");
-  cr_assert_eq(io.limit, (size_t)1 << 20);
+  cr_assert((io.out) == (42), "%s", "io.out == 42");
+  cr_assert(strcmp(io.name, "root-with-ctx") == 0, "%s vs %s", io.name,
+            "root-with-ctx");
+  cr_assert((io.limit) == ((size_t)1 << 20), "%s",
+            "io.limit == (size_t)1 << 20");
   TH_ASSERT_OK(isola_run_main_ctx(root_with_ctx, &io, isola_int(1), NULL));
-  cr_assert_str_eq(io.name, "main");
-  TH_ASSERT_RC(isola_run_main_ctx(NULL, &io, isola_null(), NULL),
-               ISOLA_EINVAL);
-  TH_ASSERT_OK(isola_run_main_ctx(run_main_ctx_in_isolate, NULL, isola_null(),
-                                  NULL));
+  cr_assert(strcmp(io.name, "main") == 0, "%s vs %s", io.name, "main");
+  TH_ASSERT_RC(isola_run_main_ctx(NULL, &io, isola_null(), NULL), ISOLA_EINVAL);
+  TH_ASSERT_OK(
+      isola_run_main_ctx(run_main_ctx_in_isolate, NULL, isola_null(), NULL));
   TH_WAIT_GE(&bad_calls_checked, 1);
   th_vm_shutdown_ok();
 }
@@ -526,9 +541,12 @@ static isola_value square_named(isola_value arg) {
   if (isola_current_info(&info) != ISOLA_OK ||
       isola_current_stats(&st) != ISOLA_OK)
     isola_throw("no isolate");
-  if (th_int(arg) < 0) isola_throw("negative: %lld", (long long)th_int(arg));
-  if (strcmp(info.name, "squarer") != 0) isola_throw("name %s", info.name);
-  if (st.heap_limit != 4096) isola_throw("limit %zu", st.heap_limit);
+  if (th_int(arg) < 0)
+    isola_throw("negative: %lld", (long long)th_int(arg));
+  if (strcmp(info.name, "squarer") != 0)
+    isola_throw("name %s", info.name);
+  if (st.heap_limit != 4096)
+    isola_throw("limit %zu", st.heap_limit);
   return isola_int(th_int(arg) * th_int(arg));
 }
 
@@ -537,7 +555,7 @@ Test(call, run_opts_names_the_isolate_and_sets_its_heap_limit) {
   isola_run_options o = {.name = "squarer", .heap_limit = 4096};
   isola_value r;
   TH_ASSERT_OK(isola_run_opts(square_named, isola_int(9), &o, &r));
-  cr_assert_eq(th_int(r), 81);
+  cr_assert((th_int(r)) == (81), "%s", "th_int(r) == 81");
   TH_ASSERT_RC(isola_run_opts(square_named, isola_int(9), NULL, &r),
                ISOLA_EFAILED); /* named "isola_run": it throws */
   cr_assert(strstr(th_item_str(r, 0), "name isola_run"), "%s",
@@ -558,9 +576,8 @@ Test(call, run_async_opts_completions_carry_their_tag) {
     snprintf(tag, sizeof tag, "job-%d", i);
     o.tag = isola_str(tag);
     /* Job 3 fails. */
-    TH_ASSERT_OK(isola_run_async_opts(square_named,
-                                      isola_int(i == 3 ? -1 : i), &o,
-                                      isola_receiver_port(rx)));
+    TH_ASSERT_OK(isola_run_async_opts(square_named, isola_int(i == 3 ? -1 : i),
+                                      &o, isola_receiver_port(rx)));
   }
   bool seen[TAGGED] = {false};
   for (int k = 0; k < TAGGED; k++) {
@@ -572,19 +589,23 @@ Test(call, run_async_opts_completions_carry_their_tag) {
     const char *err;
     if (isola_unpack(v, "[s b i]", &tag, &ok, &sq) == ISOLA_OK) {
       int i = atoi(tag + 4);
-      cr_assert(ok && i != 3 && sq == (int64_t)i * i);
+      cr_assert(ok && i != 3 && sq == (int64_t)i * i, "%s",
+                "ok && i != 3 && sq == (int64_t)i * i");
       seen[i] = true;
     } else {
       TH_ASSERT_OK(isola_unpack(v, "[s b s _]", &tag, &ok, &err));
-      cr_assert(!ok && strcmp(tag, "job-3") == 0 && strstr(err, "negative"));
+      cr_assert(
+          !ok && strcmp(tag, "job-3") == 0 && strstr(err, "negative"), "%s",
+          "!ok && strcmp(tag, \"job-3\") == 0 && strstr(err, \"negative\")");
       seen[3] = true;
     }
     isola_value_free(&v);
   }
-  for (int i = 0; i < TAGGED; i++) cr_assert(seen[i], "job %d", i);
+  for (int i = 0; i < TAGGED; i++)
+    cr_assert(seen[i], "job %d", i);
   /* Untagged forms keep their shape. */
-  TH_ASSERT_OK(isola_run_async(square_named, isola_int(2),
-                               isola_receiver_port(rx)));
+  TH_ASSERT_OK(
+      isola_run_async(square_named, isola_int(2), isola_receiver_port(rx)));
   isola_value v;
   TH_ASSERT_OK(isola_receiver_wait(rx, TH_WAIT_MS, &v, NULL));
   TH_ASSERT_OK(isola_unpack(v, "[b s s]", NULL, NULL, NULL)); /* name */

@@ -11,8 +11,8 @@ TestSuite(pack, .timeout = TH_TEST_TIMEOUT_S);
 
 static const char *detail(void) { return isola_error_detail(); }
 
-#define ASSERT_DETAIL_HAS(text)                                              \
-  cr_assert(strstr(detail(), (text)) != NULL, "detail \"%s\" lacks \"%s\"",  \
+#define ASSERT_DETAIL_HAS(text)                                                \
+  cr_assert(strstr(detail(), (text)) != NULL, "detail \"%s\" lacks \"%s\"",    \
             detail(), (text))
 
 Test(pack, unpack_reads_a_nested_shape) {
@@ -22,25 +22,26 @@ Test(pack, unpack_reads_a_nested_shape) {
   bool ok = false;
   int64_t lo = 0, n = 0;
   TH_ASSERT_OK(isola_unpack(msg, "[b [i i]]", &ok, &lo, &n));
-  cr_assert(ok && lo == 10 && n == 5);
+  cr_assert(ok && lo == 10 && n == 5, "%s", "ok && lo == 10 && n == 5");
   /* Commas and spaces are free; NULL outputs check without storing. */
   TH_ASSERT_OK(isola_unpack(msg, "[b,[i,i]]", NULL, NULL, &n));
   TH_ASSERT_OK(isola_unpack(msg, "[_ [i *]]", &lo));
   TH_ASSERT_OK(isola_unpack(msg, "[b *]", &ok));
   isola_value whole;
   TH_ASSERT_OK(isola_unpack(msg, "v", &whole));
-  cr_assert(isola_value_equal(whole, msg));
+  cr_assert(isola_value_equal(whole, msg), "%s",
+            "isola_value_equal(whole, msg)");
 }
 
 Test(pack, unpack_reads_every_kind) {
   const uint8_t raw[3] = {1, 2, 3};
   isola_value kv[4] = {isola_str("name"), isola_str("ada"), isola_str("age"),
                        isola_int(36)};
-  isola_value items[10] = {
-      isola_null(),         isola_bool(false),      isola_int(-7),
-      isola_double(2.5),    isola_str("hi"),        isola_strn("abc", 2),
-      isola_bytes(raw, 3),  isola_sendport(0x1234), isola_cap(99),
-      isola_map(kv, 2)};
+  isola_value items[10] = {isola_null(),        isola_bool(false),
+                           isola_int(-7),       isola_double(2.5),
+                           isola_str("hi"),     isola_strn("abc", 2),
+                           isola_bytes(raw, 3), isola_sendport(0x1234),
+                           isola_cap(99),       isola_map(kv, 2)};
   bool b = true;
   int64_t i = 0, age = 0;
   double d = 0;
@@ -49,14 +50,17 @@ Test(pack, unpack_reads_every_kind) {
   const uint8_t *bytes = NULL;
   isola_port p = 0;
   isola_capability c = 0;
-  TH_ASSERT_OK(isola_unpack(isola_list(items, 10),
-                            "[n b i d s S y p c {age:i name:s}]", &b, &i, &d,
-                            &s, &s2, &s2len, &bytes, &blen, &p, &c, &age,
-                            &name));
-  cr_assert(!b && i == -7 && d == 2.5 && strcmp(s, "hi") == 0);
-  cr_assert(s2len == 2 && memcmp(s2, "ab", 2) == 0);
-  cr_assert(blen == 3 && bytes == raw && p == 0x1234 && c == 99);
-  cr_assert(age == 36 && strcmp(name, "ada") == 0);
+  TH_ASSERT_OK(isola_unpack(
+      isola_list(items, 10), "[n b i d s S y p c {age:i name:s}]", &b, &i, &d,
+      &s, &s2, &s2len, &bytes, &blen, &p, &c, &age, &name));
+  cr_assert(!b && i == -7 && d == 2.5 && strcmp(s, "hi") == 0, "%s",
+            "!b && i == -7 && d == 2.5 && strcmp(s, \"hi\") == 0");
+  cr_assert(s2len == 2 && memcmp(s2, "ab", 2) == 0, "%s",
+            "s2len == 2 && memcmp(s2, \"ab\", 2) == 0");
+  cr_assert(blen == 3 && bytes == raw && p == 0x1234 && c == 99, "%s",
+            "blen == 3 && bytes == raw && p == 0x1234 && c == 99");
+  cr_assert(age == 36 && strcmp(name, "ada") == 0, "%s",
+            "age == 36 && strcmp(name, \"ada\") == 0");
 }
 
 Test(pack, optional_items_accept_null) {
@@ -64,10 +68,11 @@ Test(pack, optional_items_accept_null) {
   int64_t a = -1, b = -1;
   const char *s = "untouched";
   TH_ASSERT_OK(isola_unpack(isola_list(items, 2), "[?i ?i]", &a, &b));
-  cr_assert(a == -1 && b == 3);
+  cr_assert(a == -1 && b == 3, "%s", "a == -1 && b == 3");
   /* A skipped optional list still consumes its arguments. */
   TH_ASSERT_OK(isola_unpack(isola_list(items, 2), "[?[s i] i]", &s, &a, &b));
-  cr_assert(strcmp(s, "untouched") == 0 && a == -1 && b == 3);
+  cr_assert(strcmp(s, "untouched") == 0 && a == -1 && b == 3, "%s",
+            "strcmp(s, \"untouched\") == 0 && a == -1 && b == 3");
   TH_ASSERT_RC(isola_unpack(isola_list(items, 2), "[?{k:s} ?s]", &s, &s),
                ISOLA_ETYPE); /* ?s against an int */
   ASSERT_DETAIL_HAS("at value[1]: expected a string, got an int");
@@ -102,10 +107,10 @@ Test(pack, wrong_shapes_name_the_position) {
   ok = false;
   n = 77;
   TH_ASSERT_RC(isola_unpack(msg, "[b [i i]]", &ok, &lo, &n), ISOLA_ETYPE);
-  cr_assert(ok && n == 77);
+  cr_assert(ok && n == 77, "%s", "ok && n == 77");
   /* Every scalar kind refuses the others. */
   const char *fmts = "nbidspc";
-  isola_value vals[7] = {isola_null(), isola_bool(1), isola_int(1),
+  isola_value vals[7] = {isola_null(),    isola_bool(1),  isola_int(1),
                          isola_double(1), isola_str("x"), isola_sendport(1),
                          isola_cap(1)};
   for (int f = 0; f < 7; f++)
@@ -113,8 +118,8 @@ Test(pack, wrong_shapes_name_the_position) {
       char fmt[2] = {fmts[f], 0};
       int64_t sink[2];
       int rc = isola_unpack(vals[v], fmt, (void *)sink);
-      cr_assert_eq(rc, f == v ? ISOLA_OK : ISOLA_ETYPE, "format %s, value %d",
-                   fmt, v);
+      cr_assert((rc) == (f == v ? ISOLA_OK : ISOLA_ETYPE),
+                "format %s, value %d", fmt, v);
     }
 }
 
@@ -134,7 +139,7 @@ Test(pack, malformed_formats_are_einval) {
   TH_ASSERT_RC(isola_unpack(isola_map(kv, 1), "{:i}", &n), ISOLA_EINVAL);
   isola_value v;
   TH_ASSERT_RC(isola_pack(&v, "[i"), ISOLA_EINVAL);
-  cr_assert_eq(v.kind, ISOLA_NULL);
+  cr_assert((v.kind) == (ISOLA_NULL), "%s", "v.kind == ISOLA_NULL");
   TH_ASSERT_RC(isola_pack(&v, "q"), ISOLA_EINVAL);
   TH_ASSERT_RC(isola_pack(NULL, "i", 1), ISOLA_EINVAL);
   TH_ASSERT_RC(isola_pack(&v, NULL), ISOLA_EINVAL);
@@ -148,9 +153,9 @@ Test(pack, pack_builds_what_unpack_reads) {
   TH_ASSERT_RC(isola_pack(&v, "{op:s [i]}", "sum", 1), ISOLA_EINVAL);
   ASSERT_DETAIL_HAS("a map key expected");
   TH_ASSERT_OK(isola_pack(&v, "{op:s n:l small:i ok:b x:d rest:[p c n y S v]}",
-                          "sum", (int64_t)1 << 40, 7, 1, 0.5,
-                          (isola_port)0x55, (isola_capability)3, raw,
-                          (size_t)2, "abc", (size_t)2, extra));
+                          "sum", (int64_t)1 << 40, 7, 1, 0.5, (isola_port)0x55,
+                          (isola_capability)3, raw, (size_t)2, "abc", (size_t)2,
+                          extra));
   const char *op, *ab, *ex;
   int64_t n, small;
   bool ok;
@@ -162,20 +167,25 @@ Test(pack, pack_builds_what_unpack_reads) {
   TH_ASSERT_OK(isola_unpack(v, "{op:s n:i small:i ok:b x:d rest:[p c n y S s]}",
                             &op, &n, &small, &ok, &x, &p, &c, &bytes, &blen,
                             &ab, &ablen, &ex));
-  cr_assert(strcmp(op, "sum") == 0 && n == (int64_t)1 << 40 && small == 7);
-  cr_assert(ok && x == 0.5 && p == 0x55 && c == 3);
-  cr_assert(blen == 2 && bytes[0] == 9 && bytes != raw); /* a copy */
-  cr_assert(ablen == 2 && memcmp(ab, "ab", 2) == 0 && strcmp(ex, "extra") == 0);
+  cr_assert(strcmp(op, "sum") == 0 && n == (int64_t)1 << 40 && small == 7, "%s",
+            "strcmp(op, \"sum\") == 0 && n == (int64_t)1 << 40 && small == 7");
+  cr_assert(ok && x == 0.5 && p == 0x55 && c == 3, "%s",
+            "ok && x == 0.5 && p == 0x55 && c == 3");
+  cr_assert(blen == 2 && bytes[0] == 9 && bytes != raw, "%s",
+            "blen == 2 && bytes[0] == 9 && bytes != raw"); /* a copy */
+  cr_assert(
+      ablen == 2 && memcmp(ab, "ab", 2) == 0 && strcmp(ex, "extra") == 0, "%s",
+      "ablen == 2 && memcmp(ab, \"ab\", 2) == 0 && strcmp(ex, \"extra\") == 0");
   isola_value_free(&v);
   /* Large lists grow their arrays. */
   TH_ASSERT_OK(isola_pack(&v, "[iiiiiiiiii iiiiiiiiii [i]]", 0, 1, 2, 3, 4, 5,
                           6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
                           20));
-  cr_assert_eq(v.len, 21);
+  cr_assert((v.len) == (21), "%s", "v.len == 21");
   int64_t last;
   TH_ASSERT_OK(isola_unpack(v, "[_ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ i [i]]",
                             &n, &last));
-  cr_assert(n == 19 && last == 20);
+  cr_assert(n == 19 && last == 20, "%s", "n == 19 && last == 20");
   isola_value_free(&v);
 }
 
@@ -185,7 +195,7 @@ Test(pack, pack_refuses_invalid_strings_with_a_detail) {
   TH_ASSERT_RC(isola_pack(&v, "[i [s]]", 1, bad), ISOLA_EINVAL);
   ASSERT_DETAIL_HAS("value[1][0]");
   ASSERT_DETAIL_HAS("byte 1 (0xf8)");
-  cr_assert_eq(v.kind, ISOLA_NULL);
+  cr_assert((v.kind) == (ISOLA_NULL), "%s", "v.kind == ISOLA_NULL");
 }
 
 /* ---- the error detail (item 8) ------------------------------------------ */
@@ -200,8 +210,8 @@ static void entry_noop(isola_value m) { (void)m; }
 Test(pack, send_and_spawn_errors_say_why) {
   th_vm_init(NULL);
   isola_port p;
-  TH_ASSERT_OK(isola_spawn_port(NULL, isola_null(), sink, NULL, NULL, NULL,
-                                &p));
+  TH_ASSERT_OK(
+      isola_spawn_port(NULL, isola_null(), sink, NULL, NULL, NULL, &p));
   const char trunc[] = {'o', 'k', (char)0xe2, (char)0x82, 0};
   isola_value inner[2] = {isola_int(1), isola_str(trunc)};
   isola_value kv[2] = {isola_str("k"), isola_list(inner, 2)};
@@ -258,8 +268,7 @@ Test(pack, send_and_spawn_errors_say_why) {
   th_vm_shutdown_ok();
   TH_ASSERT_RC(isola_send(p, isola_null()), ISOLA_ENOVM);
   ASSERT_DETAIL_HAS("isola_send: the VM is not running");
-  TH_ASSERT_RC(isola_spawn(entry_noop, isola_null(), NULL, NULL),
-               ISOLA_ENOVM);
+  TH_ASSERT_RC(isola_spawn(entry_noop, isola_null(), NULL, NULL), ISOLA_ENOVM);
   ASSERT_DETAIL_HAS("isola_spawn: the VM is not running");
 }
 
@@ -271,8 +280,7 @@ Test(pack, spawn_past_the_limit_says_so) {
   isola_isolate h;
   TH_ASSERT_OK(isola_spawn_port(NULL, isola_null(), sink, NULL, NULL, &h,
                                 &(isola_port){0}));
-  TH_ASSERT_RC(isola_spawn(entry_noop, isola_null(), NULL, NULL),
-               ISOLA_ELIMIT);
+  TH_ASSERT_RC(isola_spawn(entry_noop, isola_null(), NULL, NULL), ISOLA_ELIMIT);
   ASSERT_DETAIL_HAS("max_isolates");
   TH_ASSERT_OK(isola_kill(&h, ISOLA_IMMEDIATE));
   th_vm_shutdown_ok();
