@@ -410,7 +410,9 @@ ISOLA_EXPORT void isola_value_free(isola_value *v);
 /* Structural equality: same kinds, same contents, same shape (shared lists
  * and maps compare by content; a cycle compares equal to the same cycle;
  * maps compare pair by pair, in order; buffers by their bytes, two empty
- * handles being equal).  Any thread. */
+ * handles being equal).  Comparing lists or maps takes memory for the
+ * pairs being compared: when none is left the answer is false.  Any
+ * thread. */
 ISOLA_EXPORT bool isola_value_equal(isola_value a, isola_value b);
 
 /* ------------------------------------------------------------------------ */
@@ -577,7 +579,9 @@ typedef struct isola_spawn_options {
  * The isolate lives while it has live ports: if it has none when entry
  * returns, it ends.
  * Errors: ISOLA_EINVAL (entry NULL, a malformed message), ISOLA_ENOMEM,
- * ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is started on error.
+ * ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN, ISOLA_ESYS (the OS random
+ * source failed, so no capabilities could be made for the isolate).
+ * Nothing is started on error.
  * Any thread.
  */
 ISOLA_EXPORT int isola_spawn(isola_entry entry, isola_value message,
@@ -1476,7 +1480,11 @@ typedef void (*isola_module_main)(isola_value args, isola_value message);
  * unresolved symbol), ISOLA_EABI (no ABI stamp, or another ABI),
  * ISOLA_ENOENTRY (no isola_main), and those of isola_spawn().  After
  * ISOLA_EMODULE, ISOLA_EABI or ISOLA_ENOENTRY, isola_module_error() says
- * why.  Any thread.
+ * why.  Loading a module runs its code: the loader runs its constructors
+ * (and those of the libraries it needs) before the ABI stamp can be read,
+ * so the stamp is a compatibility check, not a trust boundary, and a
+ * module has every power of the process.  Load only modules you trust
+ * (docs/security.md).  Any thread.
  */
 ISOLA_EXPORT int isola_spawn_uri(const char *path, isola_value args,
                                  isola_value message,
@@ -1601,7 +1609,8 @@ typedef void (*isola_native_handler)(void *ctx, isola_port port,
  * sender may be handled out of order.  The port is served by hidden
  * isolates named name (NULL: "native"), which the VM's hooks see.  *out
  * receives the port.  Errors: ISOLA_EINVAL (handler or out NULL),
- * ISOLA_ENOMEM, ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread.
+ * ISOLA_ENOMEM, ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN, ISOLA_ESYS (as
+ * for isola_spawn()).  Any thread.
  */
 ISOLA_EXPORT int isola_native_port_new(const char *name,
                                        isola_native_handler handler,
