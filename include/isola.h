@@ -64,6 +64,7 @@ extern "C" {
   X(EBUSY, -12, "not allowed from this thread or in this state")               \
   X(ESYS, -13, "an operating system call failed")                              \
   X(ESHUTDOWN, -14, "the VM is shutting down")                                 \
+  X(EENDING, -15, "the calling isolate is ending")                             \
   X(EPERM, -17, "the handle lacks the capability")                            \
   X(EFAILED, -18, "the computation failed")                                   \
   X(ENAMETAKEN, -20, "the name is already registered")                         \
@@ -675,10 +676,18 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * (isola_transfer()) are moved, not copied, and their handles set to NULL
  * once the send has succeeded.
  * From a handler, sends in a row to one isolate are queued together: they
- * reach it no later than when the sending event ends, calls
- * isola_check_interrupts() or isola_blocking_begin(), or sends to another
- * isolate (sends inside a blocking section go at once).  A handler that
- * waits for what it sent must do so inside isola_blocking_begin/end.
+ * reach its queue no later than when the sending event ends (however it
+ * ends), calls isola_check_interrupts() or isola_blocking_begin(), sends
+ * to another isolate, spawns (isola_spawn, isola_spawn_uri,
+ * isola_run_async), sends a control request (pause, kill, ping, listeners)
+ * or registers a name (sends inside a blocking section go at once).  So
+ * causality holds through the runtime: if the send of m1 to an isolate
+ * happens before anything the runtime carries (a message, a spawn, a
+ * control request, a name, the end of the event) that leads to m2 being
+ * sent to the same isolate, m1 is handled first.  Causality through memory
+ * the handler shares by other means (an atomic, a lock) is not covered
+ * until the event ends: call isola_check_interrupts() first.  A handler
+ * that waits for what it sent must do so inside isola_blocking_begin/end.
  * Errors: ISOLA_ECLOSED (the port is closed, unknown or a control port:
  * every id that names no open port taking messages answers alike, so the
  * answer tells a guesser nothing; the message is dropped), ISOLA_EINVAL
