@@ -127,7 +127,6 @@ struct room_check {
 };
 
 static int room_check(size_t bytes, void *arg) {
-  if (bytes <= ROOM_CHECK_MIN) return ISOLA_OK;
   struct room_check *c = arg;
   int state;
   isola__isolate *iso = isola__port_lookup(&c->vm->ports, c->port, &state);
@@ -158,8 +157,9 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
   }
   isola__msg *m;
   struct room_check rc_arg = {e.vm, port};
-  if ((rc = isola__msg_build_checked(value, ISOLA__MOVE_BUFFERS, room_check,
-                                     &rc_arg, &m)) != ISOLA_OK) {
+  if ((rc = isola__msg_build_checked(value, ISOLA__MOVE_BUFFERS,
+                                     ROOM_CHECK_MIN, room_check, &rc_arg,
+                                     &m)) != ISOLA_OK) {
     isola__vm_leave(&e);
     return rc;
   }

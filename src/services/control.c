@@ -787,7 +787,6 @@ struct ctl_check {
 };
 
 static int ctl_check(size_t bytes, void *arg) {
-  if (bytes <= 2048) return ISOLA_OK;
   struct ctl_check *c = arg;
   int state;
   isola__isolate *iso = isola__port_lookup(&c->vm->ports, c->port, &state);
@@ -806,8 +805,8 @@ static int request(const isola_isolate *h, uint32_t type, isola_value v,
   if (rc != ISOLA_OK) return rc;
   isola__msg *m;
   struct ctl_check ck = {e.vm, h->control_port};
-  if ((rc = isola__msg_build_checked(v, ISOLA__COPY_BUFFERS, ctl_check, &ck,
-                                     &m)) == ISOLA_OK) {
+  if ((rc = isola__msg_build_checked(v, ISOLA__COPY_BUFFERS, 2048, ctl_check,
+                                     &ck, &m)) == ISOLA_OK) {
     m->type = type;
     m->dest = h->control_port;
     m->reply_to = reply_to;
