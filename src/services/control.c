@@ -464,10 +464,15 @@ static char *capture_stack(void) {
   void *frames[64];
   int n = backtrace(frames, 64);
   if (n <= 0) return NULL;
-  char **syms = backtrace_symbols(frames, n);
-  if (!syms) return NULL;
   /* Frame 0 is this function and frame 1 the raise: skip both. */
   int first = n > 2 ? 2 : 0;
+  isola__vm *vm = isola__vm_get();
+  if (vm && vm->config.stack_symbolizer) {
+    char *sym = vm->config.stack_symbolizer(frames + first, n - first);
+    if (sym) return sym;
+  }
+  char **syms = backtrace_symbols(frames, n);
+  if (!syms) return NULL;
   size_t len = 1;
   for (int i = first; i < n; i++) len += strlen(syms[i]) + 1;
   char *s = malloc(len);
@@ -1029,4 +1034,8 @@ int isola_run_async(isola_run_fn fn, isola_value argument,
                     isola_port completion_port) {
   if (!fn || completion_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
   return isola_run_async_opts(fn, argument, NULL, completion_port);
+}
+
+uint32_t isola__control_pauses(const isola__isolate *iso) {
+  return iso->ctl ? iso->ctl->npauses : 0;
 }
