@@ -23,6 +23,8 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -31,6 +33,11 @@
 #include <string.h>
 
 #include "isola.h"
+#ifdef ISOLA_HAVE_CLUSTER
+#include <signal.h>
+
+#include "isola_cluster.h"
+#endif
 
 enum {
   EXIT_USAGE = 64,
@@ -40,6 +47,9 @@ enum {
 
 static const char usage[] =
     "usage: isola run [options] module.so [args...]\n"
+#ifdef ISOLA_HAVE_CLUSTER
+    "       isola node --cluster URLS --node NAME [cluster options]\n"
+#endif
     "       isola --help\n"
     "       isola --version\n"
     "\n"
@@ -63,6 +73,25 @@ static const char usage[] =
     "                            paused, as Dart's without a debugger)\n"
     "  --pause-isolates-on-exit  every isolate pauses before it ends until\n"
     "                            resumed\n"
+#ifdef ISOLA_HAVE_CLUSTER
+    "\n"
+    "cluster options (docs/cluster.md), for run and node:\n"
+    "  --cluster URLS            join the cluster at these NATS servers\n"
+    "                            (comma-separated, nats://host:port)\n"
+    "  --node NAME               this node's name (letters, digits, - and _)\n"
+    "  --nats-user USER, --nats-password PASSWORD, --nats-token TOKEN,\n"
+    "  --nats-creds FILE, --nats-nkey PUBKEY --nats-nkey-seed FILE\n"
+    "                            NATS authentication\n"
+    "  --tls-ca FILE, --tls-cert FILE, --tls-key FILE\n"
+    "                            TLS to the servers (--tls-ca alone turns\n"
+    "                            it on)\n"
+    "  --heartbeat-ms N, --node-timeout-ms N\n"
+    "                            failure detection (defaults 250, 3000)\n"
+    "  --serve-spawns            (run) serve remote spawns as a node does\n"
+    "\n"
+    "isola node joins the cluster and serves remote spawns (modules loaded\n"
+    "from this machine) until SIGINT or SIGTERM.\n"
+#endif
     "\n"
     "exit status: the module's exit code; 255 if the root isolate died of\n"
     "an uncaught error (message and stack trace on stderr); 254 if the\n"
@@ -114,12 +143,134 @@ static bool parse_size(const char *s, size_t *out) {
   return true;
 }
 
+#ifdef ISOLA_HAVE_CLUSTER
+/* A cluster option at argv[*i]: 1 taken (and *i moved past its value), 0
+ * not a cluster option, -1 a usage error (reported). */
+static int cluster_option(int argc, char **argv, int *i,
+                          isola_cluster_config *cc) {
+  static const struct {
+    const char *name;
+    size_t off;
+  } strs[] = {
+      {"--cluster", offsetof(isola_cluster_config, servers)},
+      {"--node", offsetof(isola_cluster_config, node)},
+      {"--nats-user", offsetof(isola_cluster_config, user)},
+      {"--nats-password", offsetof(isola_cluster_config, password)},
+      {"--nats-token", offsetof(isola_cluster_config, token)},
+      {"--nats-creds", offsetof(isola_cluster_config, credentials_file)},
+      {"--nats-nkey", offsetof(isola_cluster_config, nkey_public)},
+      {"--nats-nkey-seed", offsetof(isola_cluster_config, nkey_seed_file)},
+      {"--tls-ca", offsetof(isola_cluster_config, tls_ca_file)},
+      {"--tls-cert", offsetof(isola_cluster_config, tls_cert_file)},
+      {"--tls-key", offsetof(isola_cluster_config, tls_key_file)},
+  };
+  const char *a = argv[*i];
+  for (size_t k = 0; k < sizeof strs / sizeof *strs; k++) {
+    if (strcmp(a, strs[k].name) != 0) continue;
+    if (++*i == argc) {
+      bad_usage("%s needs a value", a);
+      return -1;
+    }
+    *(const char **)((char *)cc + strs[k].off) = argv[*i];
+    if (strncmp(a, "--tls", 5) == 0) cc->tls = true;
+    return 1;
+  }
+  if (strcmp(a, "--heartbeat-ms") == 0 ||
+      strcmp(a, "--node-timeout-ms") == 0) {
+    if (++*i == argc) {
+      bad_usage("%s needs a number", a);
+      return -1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(argv[*i], &end, 10);
+    if (errno || *end || end == argv[*i] || n == 0 || n > 3600000) {
+      bad_usage("'%s' is not a number of milliseconds", argv[*i]);
+      return -1;
+    }
+    if (a[2] == 'h')
+      cc->heartbeat_ms = (unsigned)n;
+    else
+      cc->node_timeout_ms = (unsigned)n;
+    return 1;
+  }
+  if (strcmp(a, "--serve-spawns") == 0) {
+    cc->allow_spawn = true;
+    return 1;
+  }
+  return 0;
+}
+
+static int join(isola_cluster_config *cc) {
+  if (!cc->servers && !cc->node) return ISOLA_OK;
+  if (!cc->servers || !cc->node) {
+    fputs("isola: --cluster and --node go together\n", stderr);
+    return ISOLA_EINVAL;
+  }
+  int rc = isola_cluster_join(cc);
+  if (rc != ISOLA_OK)
+    fprintf(stderr, "isola: cannot join the cluster at %s as %s: %s%s%s\n",
+            cc->servers, cc->node, isola_strerror(rc),
+            *isola_cluster_error() ? ": " : "", isola_cluster_error());
+  return rc;
+}
+
+/* isola node: a VM that only serves remote spawns, until a signal. */
+static int node(int argc, char **argv) {
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+  cc.allow_spawn = true;
+  isola_config cfg;
+  isola_config_init(&cfg);
+  for (int i = 0; i < argc; i++) {
+    int r = cluster_option(argc, argv, &i, &cc);
+    if (r < 0) return EXIT_USAGE;
+    if (r == 0) return bad_usage("node: unknown option '%s'", argv[i]);
+  }
+  if (!cc.servers || !cc.node)
+    return bad_usage("%s", "node: --cluster and --node are required");
+  /* The signals are taken by sigwait below, in every thread. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  cfg.unhandled_error = on_uncaught;
+  int rc = isola_vm_init(&cfg);
+  if (rc != ISOLA_OK) {
+    fprintf(stderr, "isola: cannot start the VM: %s\n", isola_strerror(rc));
+    return EXIT_LOAD;
+  }
+  if (join(&cc) != ISOLA_OK) {
+    isola_vm_shutdown(NULL);
+    return EXIT_LOAD;
+  }
+  /* Scripts and tests wait for this line. */
+  printf("isola: node %s joined the cluster\n", cc.node);
+  fflush(stdout);
+  int sig = 0;
+  sigwait(&set, &sig);
+  isola_cluster_leave();
+  isola_vm_shutdown(NULL);
+  return 0;
+}
+#endif
+
 static int run(int argc, char **argv) {
   isola_config cfg;
   isola_config_init(&cfg);
+#ifdef ISOLA_HAVE_CLUSTER
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+#endif
   int i = 0;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
     const char *a = argv[i];
+#ifdef ISOLA_HAVE_CLUSTER
+    int r = cluster_option(argc, argv, &i, &cc);
+    if (r < 0) return EXIT_USAGE;
+    if (r > 0) continue;
+#endif
     if (strcmp(a, "--") == 0) {
       i++;
       break;
@@ -173,10 +324,20 @@ static int run(int argc, char **argv) {
     free(items);
     return EXIT_LOAD;
   }
+#ifdef ISOLA_HAVE_CLUSTER
+  if (join(&cc) != ISOLA_OK) {
+    free(items);
+    isola_vm_shutdown(NULL);
+    return EXIT_LOAD;
+  }
+#endif
   int code = 0;
   rc = isola_run_main_uri(path, isola_list(items, (size_t)nargs),
                           isola_null(), "main", &code);
   free(items);
+#ifdef ISOLA_HAVE_CLUSTER
+  if (cc.servers) isola_cluster_leave();
+#endif
   int status;
   if (rc != ISOLA_OK) {
     const char *why = isola_module_error();
@@ -217,5 +378,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(cmd, "run") == 0) return run(argc - 2, argv + 2);
+#ifdef ISOLA_HAVE_CLUSTER
+  if (strcmp(cmd, "node") == 0) return node(argc - 2, argv + 2);
+#endif
   return bad_usage("unknown command '%s'", cmd);
 }

@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cluster component (isola_cluster.h) across real processes: each
+ * test starts its own nats-server on 127.0.0.1 (cluster_harness.c) and
+ * `isola node` processes, and is node "a" itself, in this process.
+ */
+#include "helpers.h"
+
+#include <isola_cluster.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "cluster_harness.h"
+
+TestSuite(cluster, .timeout = TH_TEST_TIMEOUT_S);
+
+/* ---- node a: a native port that keeps what it gets ---------------------- */
+
+typedef struct inbox {
+  pthread_mutex_t mu;
+  isola_value *v;
+  isola_port *reply;
+  size_t n, cap;
+  th_counter count;
+} inbox;
+
+static inbox in = {.mu = PTHREAD_MUTEX_INITIALIZER};
+static ch_server srv;
+static isola_port home;
+
+static void on_home(void *ctx, isola_port port, isola_value m, isola_port r) {
+  (void)ctx, (void)port;
+  pthread_mutex_lock(&in.mu);
+  if (in.n == in.cap) {
+    in.cap = in.cap ? in.cap * 2 : 64;
+    in.v = realloc(in.v, in.cap * sizeof *in.v);
+    in.reply = realloc(in.reply, in.cap * sizeof *in.reply);
+    TH_CHECK(in.v && in.reply);
+  }
+  TH_CHECK_OK(isola_value_copy(m, &in.v[in.n]));
+  in.reply[in.n] = r;
+  in.n++;
+  pthread_mutex_unlock(&in.mu);
+  th_counter_add(&in.count, 1);
+}
+
+/* The i-th message node a got (waits for it). */
+static isola_value got(size_t i) {
+  TH_WAIT_GE(&in.count, (long)i + 1);
+  pthread_mutex_lock(&in.mu);
+  isola_value v = in.v[i];
+  pthread_mutex_unlock(&in.mu);
+  return v;
+}
+
+static void join_a(const char *url, unsigned timeout_ms) {
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+  cc.servers = url;
+  cc.node = "a";
+  cc.heartbeat_ms = 100;
+  cc.node_timeout_ms = timeout_ms;
+  int rc = isola_cluster_join(&cc);
+  cr_assert(rc == ISOLA_OK, "join: %s: %s", isola_err_name(rc),
+            isola_cluster_error());
+}
+
+static void start(bool js) {
+  th_counter_init(&in.count);
+  cr_assert(ch_server_start(&srv, js), "nats-server did not start");
+  th_vm_init(NULL);
+  join_a(srv.url, 1500);
+  TH_ASSERT_OK(isola_native_port_new("home", on_home, NULL, false, &home));
+}
+
+static void finish(void) {
+  TH_ASSERT_OK(isola_native_port_close(home));
+  TH_ASSERT_OK(isola_cluster_leave());
+  th_vm_shutdown_ok();
+  ch_server_stop(&srv);
+  for (size_t i = 0; i < in.n; i++) isola_value_free(&in.v[i]);
+  free(in.v);
+  free(in.reply);
+}
+
+static pid_t node(const char *name) {
+  static const char *fast[] = {"--heartbeat-ms", "100", "--node-timeout-ms",
+                               "1500", NULL};
+  pid_t pid = ch_node_start(srv.url, name, fast);
+  cr_assert(pid > 0, "node %s did not start", name);
+  return pid;
+}
+
+/* Spawns cluster_echo on node; returns its handle and its echo port (the
+ * hello message is message number *seen, which is then advanced). */
+static isola_port spawn_echo(const char *on, const isola_spawn_options *o,
+                             isola_isolate *h, size_t *seen) {
+  TH_ASSERT_OK(isola_cluster_spawn_uri(on, TM_CLUSTER_ECHO, isola_str(on),
+                                       isola_sendport(home), o, h));
+  isola_value hello = got((*seen)++);
+  isola_port echo = th_item_port(hello, 0);
+  cr_assert(th_item_port(hello, 1) == h->control_port,
+            "the control port arrives as the handle's proxy");
+  cr_assert_str_eq(th_item_str(hello, 2), on);
+  char where[ISOLA_CLUSTER_NODE_MAX + 1];
+  TH_ASSERT_OK(isola_cluster_port_node(echo, where, sizeof where));
+  cr_assert_str_eq(where, on);
+  return echo;
+}
+
+static isola_value send3(const char *verb, isola_port to, isola_value v,
+                         isola_value *store) {
+  store[0] = isola_str(verb);
+  store[1] = isola_sendport(to);
+  store[2] = v;
+  return isola_list(store, 3);
+}
+
+/* ---- round trips, equality, errors -------------------------------------- */
+
+Test(cluster, roundtrip) {
+  start(false);
+  pid_t b = node("b");
+  size_t seen = 0;
+  isola_isolate h;
+  isola_port echo = spawn_echo("b", NULL, &h, &seen);
+
+  /* A value with a port, sharing and a cycle goes and comes back. */
+  isola_value inner[2] = {isola_int(7), isola_str("seven")};
+  isola_value shared = isola_list(inner, 2);
+  isola_value outer[4] = {shared, shared, isola_sendport(home),
+                          isola_double(0.5)};
+  TH_ASSERT_OK(isola_send_reply(echo, isola_list(outer, 4), home));
+  isola_value back = got(seen++);
+  cr_assert(isola_value_equal(back, isola_list(outer, 4)),
+            "the value comes back equal, and home comes back as itself");
+  pthread_mutex_lock(&in.mu);
+  cr_assert(in.reply[seen - 1] == ISOLA_PORT_NONE);
+  pthread_mutex_unlock(&in.mu);
+
+  /* The same remote port always arrives as the same value: ask b to send
+   * its echo port here twice. */
+  isola_value st[3];
+  TH_ASSERT_OK(isola_send(echo, send3("send", home, isola_sendport(echo), st)));
+  TH_ASSERT_OK(isola_send(echo, send3("send", home, isola_sendport(echo), st)));
+  cr_assert(th_port(got(seen++)) == echo);
+  cr_assert(th_port(got(seen++)) == echo);
+
+  /* A transferable buffer is copied and arrives as bytes. */
+  isola_buffer *buf = isola_buffer_new(3);
+  memcpy(isola_buffer_data(buf), "xyz", 3);
+  TH_ASSERT_OK(isola_send_reply(echo, isola_transfer(&buf), home));
+  cr_assert(buf == NULL);
+  isola_value bytes = got(seen++);
+  const uint8_t *p;
+  size_t len;
+  TH_ASSERT_OK(isola_value_get_bytes(bytes, &p, &len));
+  cr_assert(len == 3 && memcmp(p, "xyz", 3) == 0);
+
+  /* A module the remote node cannot load: its loader's words come back. */
+  TH_ASSERT_RC(isola_cluster_spawn_uri("b", "/nonexistent/module.so",
+                                       isola_null(), isola_null(), NULL, NULL),
+               ISOLA_EMODULE);
+  cr_assert(strstr(isola_cluster_error(), "nonexistent") != NULL, "%s",
+            isola_cluster_error());
+  TH_ASSERT_RC(isola_cluster_spawn_uri("no such", TM_CLUSTER_ECHO,
+                                       isola_null(), isola_null(), NULL, NULL),
+               ISOLA_EINVAL);
+
+  /* The port closes at home: the message after it is dropped there, and
+   * b tells a, which closes its proxy, so a later send fails as to a
+   * closed local port.  b says so before it answers the spawn below (one
+   * ordered stream from b to a), so once the spawn returned it is done. */
+  TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home, isola_str("gone")));
+  TH_ASSERT_OK(isola_send(echo, isola_str("quit")));
+  const char *s;
+  TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
+  cr_assert_str_eq(s, "gone");
+  TH_ASSERT_OK(isola_send(echo, isola_str("dropped")));
+  isola_isolate h2;
+  spawn_echo("b", NULL, &h2, &seen);
+  TH_ASSERT_RC(isola_send(echo, isola_str("probe")), ISOLA_ECLOSED);
+  cr_assert(ch_node_stop(b, SIGTERM) == 0);
+  finish();
+}
+
+/* ---- forwarding through a third node ------------------------------------ */
+
+Test(cluster, forward) {
+  start(false);
+  pid_t b = node("b"), c = node("c");
+  size_t seen = 0;
+  isola_isolate hb, hc;
+  isola_port eb = spawn_echo("b", NULL, &hb, &seen);
+  isola_port ec = spawn_echo("c", NULL, &hc, &seen);
+  /* a -> b: "send to ec: (send to home: 42)"; b -> c -> a. */
+  isola_value s1[3], s2[3];
+  isola_value to_home = send3("send", home, isola_int(42), s1);
+  TH_ASSERT_OK(isola_send(eb, send3("send", ec, to_home, s2)));
+  cr_assert(th_int(got(seen++)) == 42);
+  /* And b hands c's echo port back here: the same proxy as ours. */
+  isola_value s3[3], s4[3];
+  isola_value back = send3("send", home, isola_sendport(ec), s3);
+  TH_ASSERT_OK(isola_send(eb, send3("send", eb, back, s4)));
+  cr_assert(th_port(got(seen++)) == ec);
+  cr_assert(ch_node_stop(b, SIGTERM) == 0);
+  cr_assert(ch_node_stop(c, SIGTERM) == 0);
+  finish();
+}
+
+/* ---- FIFO under load, no duplicates -------------------------------------- */
+
+Test(cluster, fifo) {
+  start(false);
+  pid_t b = node("b");
+  size_t seen = 0;
+  isola_isolate h;
+  isola_port echo = spawn_echo("b", NULL, &h, &seen);
+  long n = TH_SIZE(20000);
+  for (long i = 0; i < n; i++)
+    TH_ASSERT_OK(isola_send_reply(echo, isola_int(i), home));
+  for (long i = 0; i < n; i++) {
+    int64_t v = th_int(got(seen + (size_t)i));
+    cr_assert(v == i, "message %ld arrived as %lld", i, (long long)v);
+  }
+  cr_assert(ch_node_stop(b, SIGTERM) == 0);
+  finish();
+}
+
+/* ---- remote spawn: listeners, ping, pause, kill, capabilities ------------ */
+
+Test(cluster, control) {
+  start(false);
+  pid_t b = node("b");
+  size_t seen = 0;
+  isola_isolate h;
+  isola_spawn_options o = {.on_exit = home,
+                           .on_exit_message = isola_str("exited"),
+                           .on_error = home,
+                           .errors_nonfatal = true};
+  isola_port echo = spawn_echo("b", &o, &h, &seen);
+  cr_assert(h.pause_capability && h.terminate_capability);
+
+  /* Ping. */
+  TH_ASSERT_OK(isola_cluster_ping(&h, home, isola_str("pong"),
+                                  ISOLA_IMMEDIATE));
+  const char *s;
+  TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
+  cr_assert_str_eq(s, "pong");
+
+  /* Paused: a message waits; an immediate ping is answered first. */
+  TH_ASSERT_OK(isola_cluster_pause(&h, 0));
+  TH_ASSERT_OK(isola_send_reply(echo, isola_int(1), home));
+  TH_ASSERT_OK(isola_cluster_ping(&h, home, isola_str("while paused"),
+                                  ISOLA_IMMEDIATE));
+  TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
+  cr_assert_str_eq(s, "while paused");
+  TH_ASSERT_OK(isola_cluster_resume(&h, 0));
+  cr_assert(th_int(got(seen++)) == 1);
+
+  /* Uncaught errors reach the remote error listener. */
+  TH_ASSERT_OK(isola_send(echo, isola_str("throw")));
+  isola_value err = got(seen++);
+  cr_assert(strstr(th_item_str(err, 0), "boom") != NULL);
+
+  /* A handle without the capability is refused here; one with a forged
+   * capability is ignored there (the ping after it is answered, the
+   * isolate still echoes). */
+  isola_isolate weak;
+  TH_ASSERT_OK(isola_isolate_from_port(h.control_port, &weak));
+  TH_ASSERT_RC(isola_cluster_kill(&weak, ISOLA_IMMEDIATE), ISOLA_EPERM);
+  weak.terminate_capability = h.terminate_capability ^ 1;
+  TH_ASSERT_OK(isola_cluster_kill(&weak, ISOLA_IMMEDIATE));
+  TH_ASSERT_OK(isola_send_reply(echo, isola_int(2), home));
+  cr_assert(th_int(got(seen++)) == 2);
+
+  /* An exit listener added on another port and the spawn's on_exit both
+   * fire on kill; adding home again replaced its response, as locally. */
+  isola_port home2;
+  TH_ASSERT_OK(isola_native_port_new("home2", on_home, NULL, false, &home2));
+  TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home2, isola_str("bye")));
+  TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home, isola_str("ended")));
+  TH_ASSERT_OK(isola_cluster_kill(&h, ISOLA_IMMEDIATE));
+  bool ended = false, bye = false;
+  for (int k = 0; k < 2; k++) {
+    TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
+    if (strcmp(s, "ended") == 0) ended = true;
+    if (strcmp(s, "bye") == 0) bye = true;
+  }
+  cr_assert(ended && bye);
+  TH_ASSERT_OK(isola_native_port_close(home2));
+  cr_assert(ch_node_stop(b, SIGTERM) == 0);
+  finish();
+}
+
+/* ---- failure detection --------------------------------------------------- */
+
+Test(cluster, node_lost) {
+  start(false);
+  pid_t b = node("b");
+  size_t seen = 0;
+  isola_isolate h;
+  isola_spawn_options o = {.on_exit = home,
+                           .on_exit_message = isola_str("on_exit")};
+  isola_port echo = spawn_echo("b", &o, &h, &seen);
+  isola_port home2;
+  TH_ASSERT_OK(isola_native_port_new("home2", on_home, NULL, false, &home2));
+  TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home2, isola_str("added")));
+  /* A round trip so the add has reached b. */
+  TH_ASSERT_OK(isola_send_reply(echo, isola_int(5), home));
+  cr_assert(th_int(got(seen++)) == 5);
+
+  ch_node_stop(b, SIGKILL);
+  /* Both fire within the bound: node_timeout 1500 ms + heartbeat 100 ms
+   * (the wait below allows 5 s, the default bound the docs promise). */
+  for (int k = 0; k < 2; k++) {
+    cr_assert(th_counter_wait_ge(&in.count, (long)seen + 1, 5000),
+              "exit listener %d did not fire within 5 s", k);
+    seen++;
+  }
+  /* The proxies of the lost node are closed. */
+  TH_ASSERT_RC(isola_send(echo, isola_int(6)), ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_cluster_spawn_uri("b", TM_CLUSTER_ECHO, isola_null(),
+                                       isola_sendport(home), NULL, NULL),
+               ISOLA_ECLOSED);
+  TH_ASSERT_OK(isola_native_port_close(home2));
+  finish();
+}
+
+/* ---- the server restarts ------------------------------------------------- */
+
+Test(cluster, server_restart) {
+  start(false);
+  pid_t b = node("b");
+  size_t seen = 0;
+  isola_isolate h;
+  isola_port echo = spawn_echo("b", NULL, &h, &seen);
+  long n = TH_SIZE(2000);
+  for (long i = 0; i < n; i++)
+    TH_ASSERT_OK(isola_send_reply(echo, isola_int(i), home));
+  for (long i = 0; i < n; i++) cr_assert(th_int(got(seen + (size_t)i)) == i);
+  seen += (size_t)n;
+
+  ch_server_kill(&srv);
+  cr_assert(ch_server_restart(&srv), "nats-server did not restart");
+  /* Sent while the clients reconnect: buffered by libnats, then sent. */
+  for (long i = n; i < 2 * n; i++)
+    TH_ASSERT_OK(isola_send_reply(echo, isola_int(i), home));
+  for (long i = n; i < 2 * n; i++) {
+    int64_t v = th_int(got(seen++));
+    cr_assert(v == i, "after the restart message %ld arrived as %lld", i,
+              (long long)v);
+  }
+  cr_assert(ch_node_stop(b, SIGTERM) == 0);
+  finish();
+}
