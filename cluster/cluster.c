@@ -46,6 +46,7 @@ enum {
   T_SPAWN = 6,    /* [6, req, path, args, message, name|null, relay|null,
                       on_error|null, paused, nonfatal, heap_limit] */
   T_REPLY = 7,    /* [7, req, rc, error text, ctl|null, pcap, tcap] */
+  T_NAMECHK = 8,  /* [8, req, name, id]: is name still registered to id? */
 };
 
 enum { K_PAUSE = 1, K_RESUME, K_KILL, K_PING, K_FATAL, K_ERR_ADD, K_ERR_DEL };
@@ -59,6 +60,7 @@ enum {
                    on_exit|null, on_exit_message, on_error|null, paused,
                    nonfatal, heap_limit] */
   OP_LEAVE,    /* [op, waiter] */
+  OP_NAME,     /* [op, waiter, node, incarnation, id, secret, name] */
 };
 
 /* ---- small tables ------------------------------------------------------ */
@@ -299,6 +301,8 @@ typedef struct pending {
   uint32_t peer;
   waiter *w;
   relay *r; /* the spawn's on_exit relay, or NULL */
+  bool name; /* a name check: on success, a proxy for (id, secret) */
+  uint64_t id, secret;
   struct pending *next;
 } pending;
 
@@ -313,6 +317,10 @@ static struct {
   uint64_t inc;
   natsConnection *nc;
   natsSubscription *sub_data, *sub_hb;
+  pthread_mutex_t kv_mu; /* opening the names bucket */
+  jsCtx *js;
+  kvStore *kv;
+  bool kv_tried;
   isola_port in_port, api_port;
   u64map by_local;  /* proxy local port -> proxy * (under mu) */
   u64map by_remote; /* remote id -> proxy * chain (under mu) */
@@ -325,7 +333,7 @@ static struct {
   uint64_t next_req;
   isola_timer timer;
   unsigned seen_epoch;
-} g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .kv_mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* Set by libnats' connection callbacks (other threads). */
 static atomic_bool g_connected;
@@ -389,13 +397,32 @@ typedef struct table {
   int rc;
 } table;
 
+/* The secret that lets other nodes reach local port p (made on first
+ * need).  0: out of memory.  Any thread (takes mu). */
 static uint64_t export_port(isola_port p) {
   uint64_t s;
-  if (map_get(&g.exports, p, &s)) return s;
-  do s = isola_capability_new();
-  while (s == 0);
-  if (map_put(&g.exports, p, s) != ISOLA_OK) return 0;
+  pthread_mutex_lock(&g.mu);
+  if (!map_get(&g.exports, p, &s)) {
+    do s = isola_capability_new();
+    while (s == 0);
+    if (map_put(&g.exports, p, s) != ISOLA_OK) s = 0;
+  }
+  pthread_mutex_unlock(&g.mu);
   return s;
+}
+
+static bool export_check(uint64_t id, uint64_t secret) {
+  uint64_t s;
+  pthread_mutex_lock(&g.mu);
+  bool ok = map_get(&g.exports, id, &s) && s == secret;
+  pthread_mutex_unlock(&g.mu);
+  return ok;
+}
+
+static void export_drop(uint64_t id) {
+  pthread_mutex_lock(&g.mu);
+  map_del(&g.exports, id);
+  pthread_mutex_unlock(&g.mu);
 }
 
 static int collect(void *ctx, isola_value *v) {
@@ -829,7 +856,13 @@ static void handle_reply(uint32_t peer_i, isola_value E) {
   pending *p = *pp;
   if (!p) return;
   *pp = p->next;
-  if (rc == ISOLA_OK && ctl) {
+  if (p->name) {
+    if (rc == ISOLA_OK) {
+      isola_port px = proxy_for(peer_i, p->id, p->secret);
+      p->w->handle.control_port = px;
+      if (!px) rc = ISOLA_ENOMEM;
+    }
+  } else if (rc == ISOLA_OK && ctl) {
     p->w->handle = (isola_isolate){ctl, pcap, tcap};
     if (p->r) p->r->ctl = ctl;
   } else {
@@ -873,9 +906,7 @@ static void handle_envelope(const char *src, const uint8_t *data,
       goto out;
     uint64_t local = 0;
     if (strcmp(node, g.node) == 0) {
-      uint64_t s;
-      if (map_get(&g.exports, (uint64_t)id, &s) && s == (uint64_t)secret)
-        local = (uint64_t)id;
+      if (export_check((uint64_t)id, (uint64_t)secret)) local = (uint64_t)id;
       if ((uint64_t)sid == dest_sid) dest_id = (uint64_t)id;
     } else if (node_name_ok(node)) {
       uint32_t pi = peer_get(node);
@@ -906,7 +937,7 @@ static void handle_envelope(const char *src, const uint8_t *data,
       break;
     int rc = isola_send_reply(dest, payload, rep);
     if (rc == ISOLA_ECLOSED) {
-      map_del(&g.exports, dest);
+      export_drop(dest);
       send_closed(peer_i, dest);
     }
     break;
@@ -947,6 +978,17 @@ static void handle_envelope(const char *src, const uint8_t *data,
   case T_REPLY:
     handle_reply(peer_i, E);
     break;
+  case T_NAMECHK: {
+    int64_t req, id;
+    const char *name;
+    isola_port p;
+    if (!get_int(E, 1, &req) || !get_str(E, 2, &name) || !name ||
+        !get_int(E, 3, &id))
+      break;
+    bool ok = isola_name_lookup(name, &p) == ISOLA_OK && p == (uint64_t)id;
+    reply(peer_i, req, ok ? ISOLA_OK : ISOLA_ENOTFOUND, "", NULL);
+    break;
+  }
   default:
     break;
   }
@@ -1087,6 +1129,50 @@ static void op_spawn(isola_value m) {
   g.pendings = p;
 }
 
+static void op_name(isola_value m) {
+  int64_t wp, inc, id, secret;
+  const char *node, *name;
+  if (!get_int(m, 1, &wp)) return;
+  waiter *w = (waiter *)(intptr_t)wp;
+  if (!get_str(m, 2, &node) || !node || !node_name_ok(node) ||
+      !get_int(m, 3, &inc) || !get_int(m, 4, &id) || !get_int(m, 5, &secret) ||
+      !get_str(m, 6, &name) || !name) {
+    waiter_done(w, ISOLA_EINVAL);
+    return;
+  }
+  uint32_t peer_i = peer_get(node);
+  if (peer_i == UINT32_MAX) {
+    waiter_done(w, ISOLA_ENOMEM);
+    return;
+  }
+  peer *pr = &g.peers[peer_i];
+  if (pr->lost || (pr->inc && pr->inc != (uint64_t)inc)) {
+    waiter_done(w, ISOLA_ENOTFOUND); /* its node is gone */
+    return;
+  }
+  pending *p = calloc(1, sizeof *p);
+  if (!p) {
+    waiter_done(w, ISOLA_ENOMEM);
+    return;
+  }
+  p->req = ++g.next_req;
+  p->peer = peer_i;
+  p->w = w;
+  p->name = true;
+  p->id = (uint64_t)id;
+  p->secret = (uint64_t)secret;
+  isola_value E[4] = {isola_int(T_NAMECHK), isola_int((int64_t)p->req),
+                      isola_str(name), isola_int(id)};
+  int rc = emit(peer_i, isola_list(E, 4));
+  if (rc != ISOLA_OK) {
+    free(p);
+    waiter_done(w, rc);
+    return;
+  }
+  p->next = g.pendings;
+  g.pendings = p;
+}
+
 static void leave_all(void) {
   heartbeat(true);
   natsConnection_FlushTimeout(g.nc, 1000);
@@ -1110,7 +1196,6 @@ static void leave_all(void) {
   isola_timer_cancel(g.timer);
   isola_port_close(g.in_port);
   isola_port_close(g.api_port);
-  map_free(&g.exports);
 }
 
 static void on_api(void *ctx, isola_port port, isola_value m,
@@ -1166,6 +1251,9 @@ static void on_api(void *ctx, isola_port port, isola_value m,
   }
   case OP_SPAWN:
     op_spawn(m);
+    break;
+  case OP_NAME:
+    op_name(m);
     break;
   case OP_LEAVE: {
     int64_t wp;
@@ -1266,6 +1354,13 @@ static int keep_string(const char **field, size_t slot) {
 
 static void teardown(void) {
   atomic_store(&g_in_port, ISOLA_PORT_NONE);
+  pthread_mutex_lock(&g.kv_mu);
+  if (g.kv) kvStore_Destroy(g.kv);
+  if (g.js) jsCtx_Destroy(g.js);
+  g.kv = NULL;
+  g.js = NULL;
+  g.kv_tried = false;
+  pthread_mutex_unlock(&g.kv_mu);
   if (g.sub_data) natsSubscription_Destroy(g.sub_data);
   if (g.sub_hb) natsSubscription_Destroy(g.sub_hb);
   if (g.nc) {
@@ -1283,8 +1378,8 @@ static void teardown(void) {
   g.peers = NULL;
   g.npeers = g.peers_cap = 0;
   g.joined = false;
-  pthread_mutex_unlock(&g.mu);
   map_free(&g.exports);
+  pthread_mutex_unlock(&g.mu);
   free_strings();
 }
 
@@ -1617,5 +1712,215 @@ int isola_cluster_spawn_uri(const char *node, const char *path,
   if (rc == ISOLA_EMODULE || rc == ISOLA_EABI || rc == ISOLA_ENOENTRY)
     snprintf(last_error, sizeof last_error, "%s", w->err);
   waiter_unref(w);
+  return rc;
+}
+
+/* ---- cluster-wide names (JetStream key-value) -------------------------- */
+
+/* The names bucket, opened (or created) on first use.  NULL: no
+ * JetStream on the server. */
+static kvStore *names_kv(void) {
+  pthread_mutex_lock(&g.kv_mu);
+  if (!g.kv_tried && g.nc) {
+    g.kv_tried = true;
+    natsStatus s = natsConnection_JetStream(&g.js, g.nc, NULL);
+    if (s == NATS_OK) s = js_KeyValue(&g.kv, g.js, g.cfg.names_bucket);
+    if (s != NATS_OK && g.js) {
+      kvConfig kc;
+      kvConfig_Init(&kc);
+      kc.Bucket = g.cfg.names_bucket;
+      kc.History = 1;
+      s = js_CreateKeyValue(&g.kv, g.js, &kc);
+      if (s != NATS_OK) s = js_KeyValue(&g.kv, g.js, g.cfg.names_bucket);
+    }
+    if (s != NATS_OK) {
+      g.kv = NULL;
+      if (g.js) jsCtx_Destroy(g.js);
+      g.js = NULL;
+    }
+  }
+  kvStore *kv = g.kv;
+  pthread_mutex_unlock(&g.kv_mu);
+  return kv;
+}
+
+/* A key for name: its bytes in hex (keys allow few characters). */
+static bool name_key(const char *name, char *key, size_t cap) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n > ISOLA_NAME_MAX || 2 * n + 2 > cap) return false;
+  key[0] = 'n';
+  for (size_t i = 0; i < n; i++) {
+    key[1 + 2 * i] = hex[(uint8_t)name[i] >> 4];
+    key[2 + 2 * i] = hex[(uint8_t)name[i] & 15];
+  }
+  key[1 + 2 * n] = '\0';
+  return true;
+}
+
+typedef struct name_entry {
+  char node[ISOLA_CLUSTER_NODE_MAX + 1];
+  uint64_t inc, id, secret;
+  uint64_t rev;
+} name_entry;
+
+static int name_get(kvStore *kv, const char *key, name_entry *e) {
+  kvEntry *ke = NULL;
+  natsStatus s = kvStore_Get(&ke, kv, key);
+  if (s == NATS_NOT_FOUND) return ISOLA_ENOTFOUND;
+  if (s != NATS_OK) return ISOLA_ESYS;
+  isola_value v;
+  int rc = isola_wire_decode(kvEntry_Value(ke), (size_t)kvEntry_ValueLen(ke),
+                             &g.cfg.limits, &v);
+  e->rev = kvEntry_Revision(ke);
+  kvEntry_Destroy(ke);
+  if (rc != ISOLA_OK) return ISOLA_ENOTFOUND;
+  const char *node;
+  int64_t inc, id, secret;
+  rc = ISOLA_ENOTFOUND;
+  if (v.kind == ISOLA_LIST && v.len == 4 && get_str(v, 0, &node) && node &&
+      node_name_ok(node) && get_int(v, 1, &inc) && get_int(v, 2, &id) &&
+      get_int(v, 3, &secret)) {
+    snprintf(e->node, sizeof e->node, "%s", node);
+    e->inc = (uint64_t)inc;
+    e->id = (uint64_t)id;
+    e->secret = (uint64_t)secret;
+    rc = ISOLA_OK;
+  }
+  isola_value_free(&v);
+  return rc;
+}
+
+/* Whether e still holds: its port is open and still has the name, at its
+ * node's current incarnation.  *out gets the port as this node sees it. */
+static int name_check(const char *name, const name_entry *e,
+                      isola_port *out) {
+  pthread_mutex_lock(&g.mu);
+  bool mine = strcmp(e->node, g.node) == 0;
+  isola_port api = g.api_port;
+  unsigned timeout = g.cfg.request_timeout_ms;
+  pthread_mutex_unlock(&g.mu);
+  if (mine) {
+    isola_port p;
+    if (e->inc != g.inc || isola_name_lookup(name, &p) != ISOLA_OK ||
+        p != e->id)
+      return ISOLA_ENOTFOUND;
+    *out = p;
+    return ISOLA_OK;
+  }
+  waiter *w = waiter_new();
+  if (!w) return ISOLA_ENOMEM;
+  isola_value items[7] = {isola_int(OP_NAME),
+                          isola_int((int64_t)(intptr_t)w),
+                          isola_str(e->node),
+                          isola_int((int64_t)e->inc),
+                          isola_int((int64_t)e->id),
+                          isola_int((int64_t)e->secret),
+                          isola_str(name)};
+  int rc = isola_send(api, isola_list(items, 7));
+  if (rc != ISOLA_OK) {
+    waiter_unref(w);
+    waiter_unref(w);
+    return ISOLA_ENOVM;
+  }
+  rc = waiter_wait(w, timeout);
+  if (rc == ISOLA_OK) *out = w->handle.control_port;
+  waiter_unref(w);
+  /* A node that is lost, or does not answer, holds no names. */
+  if (rc == ISOLA_ECLOSED || rc == ISOLA_ETIMEDOUT) rc = ISOLA_ENOTFOUND;
+  return rc;
+}
+
+static int names_begin(const char *name, char *key, size_t cap,
+                       kvStore **kv) {
+  if (!name_key(name, key, cap)) return ISOLA_EINVAL;
+  pthread_mutex_lock(&g.mu);
+  bool joined = g.joined && g.api_port;
+  pthread_mutex_unlock(&g.mu);
+  if (!joined) return ISOLA_ENOVM;
+  *kv = names_kv();
+  return *kv ? ISOLA_OK : ISOLA_EUNSUPPORTED;
+}
+
+int isola_cluster_name_register(const char *name, isola_port port) {
+  char key[2 * ISOLA_NAME_MAX + 4];
+  kvStore *kv;
+  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  int rc = names_begin(name, key, sizeof key, &kv);
+  if (rc != ISOLA_OK) return rc;
+  pthread_mutex_lock(&g.mu);
+  bool is_proxy = map_get(&g.by_local, port, NULL);
+  pthread_mutex_unlock(&g.mu);
+  if (is_proxy) return ISOLA_EINVAL; /* a port of another node */
+  /* Locally first: the local name server checks the port and drops the
+   * name when the port closes, which is what the others check. */
+  rc = isola_name_register(name, port);
+  if (rc != ISOLA_OK) return rc;
+  uint64_t secret = export_port(port);
+  isola_value items[4] = {isola_str(g.node), isola_int((int64_t)g.inc),
+                          isola_int((int64_t)port), isola_int((int64_t)secret)};
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  rc = secret ? isola_wire_encode(isola_list(items, 4), &buf, &len)
+              : ISOLA_ENOMEM;
+  bool blocking = isola_blocking_begin() == ISOLA_OK;
+  for (int attempt = 0; rc == ISOLA_OK && attempt < 2; attempt++) {
+    uint64_t rev;
+    if (kvStore_Create(&rev, kv, key, buf, (int)len) == NATS_OK) break;
+    /* Taken, unless what holds it is stale: then replace it, if nobody
+     * else did meanwhile (the revision must still be the one read). */
+    name_entry e;
+    int g_rc = name_get(kv, key, &e);
+    if (g_rc == ISOLA_ENOTFOUND) continue; /* deleted meanwhile */
+    if (g_rc != ISOLA_OK) {
+      rc = g_rc;
+      break;
+    }
+    isola_port p;
+    int c = name_check(name, &e, &p);
+    if (c == ISOLA_OK) {
+      rc = ISOLA_ENAMETAKEN;
+    } else if (c != ISOLA_ENOTFOUND) {
+      rc = c;
+    } else if (kvStore_Update(&rev, kv, key, buf, (int)len, e.rev) !=
+               NATS_OK) {
+      rc = ISOLA_ENAMETAKEN;
+    }
+    break;
+  }
+  if (blocking) isola_blocking_end();
+  free(buf);
+  if (rc != ISOLA_OK) isola_name_remove(name);
+  return rc;
+}
+
+int isola_cluster_name_lookup(const char *name, isola_port *out) {
+  char key[2 * ISOLA_NAME_MAX + 4];
+  kvStore *kv;
+  if (out) *out = ISOLA_PORT_NONE;
+  if (!out) return ISOLA_EINVAL;
+  int rc = names_begin(name, key, sizeof key, &kv);
+  if (rc != ISOLA_OK) return rc;
+  bool blocking = isola_blocking_begin() == ISOLA_OK;
+  name_entry e;
+  rc = name_get(kv, key, &e);
+  if (blocking) isola_blocking_end();
+  if (rc != ISOLA_OK) return rc;
+  return name_check(name, &e, out);
+}
+
+int isola_cluster_name_remove(const char *name) {
+  char key[2 * ISOLA_NAME_MAX + 4];
+  kvStore *kv;
+  int rc = names_begin(name, key, sizeof key, &kv);
+  if (rc != ISOLA_OK) return rc;
+  bool blocking = isola_blocking_begin() == ISOLA_OK;
+  name_entry e;
+  rc = name_get(kv, key, &e);
+  if (rc == ISOLA_OK) {
+    if (strcmp(e.node, g.node) == 0) isola_name_remove(name);
+    if (kvStore_Delete(kv, key) != NATS_OK) rc = ISOLA_ESYS;
+  }
+  if (blocking) isola_blocking_end();
   return rc;
 }

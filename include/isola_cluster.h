@@ -205,6 +205,30 @@ ISOLA_EXPORT int isola_cluster_add_exit_listener(const isola_isolate *isolate,
 ISOLA_EXPORT int isola_cluster_remove_exit_listener(
     const isola_isolate *isolate, isola_port port);
 
+/*
+ * Cluster-wide names: isola_name_register() for the whole cluster, kept in
+ * a JetStream key-value bucket (config.names_bucket) on the NATS servers.
+ * The same rules as the local name server: a name maps to one port; a
+ * taken name fails with ISOLA_ENAMETAKEN on every node; a name lives as
+ * long as its port and its node: a lookup returns ISOLA_ENOTFOUND once
+ * the port has closed or its node is lost or left (the registering node
+ * is asked, so a lookup costs a key-value read and a round trip to that
+ * node).  Only a port of this process may be registered (it is also
+ * registered in the local name server under the same name).  A lookup
+ * gives a proxy for a remote port, the port itself for a local one.
+ * Errors as the local calls, and ISOLA_EUNSUPPORTED (the server has no
+ * JetStream), ISOLA_ESYS (the bucket could not be reached), ISOLA_ENOVM
+ * (not joined); register also ISOLA_EINVAL for a proxy.  Each waits for
+ * the servers (and lookup for the owning node, at most
+ * request_timeout_ms).  Any thread; from an isolate the waits run inside
+ * isola_blocking_begin()/end().
+ */
+ISOLA_EXPORT int isola_cluster_name_register(const char *name,
+                                             isola_port port);
+ISOLA_EXPORT int isola_cluster_name_lookup(const char *name, isola_port *out);
+/* Removes the name, whoever registered it (the port stays open). */
+ISOLA_EXPORT int isola_cluster_name_remove(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -355,3 +355,64 @@ Test(cluster, server_restart) {
   cr_assert(ch_node_stop(b, SIGTERM) == 0);
   finish();
 }
+
+/* ---- cluster-wide names -------------------------------------------------- */
+
+Test(cluster, names) {
+  start(true);
+  pid_t b = node("b");
+  size_t seen = 0;
+  TH_ASSERT_OK(isola_cluster_name_register("svc", home));
+  TH_ASSERT_RC(isola_cluster_name_register("svc", home), ISOLA_ENAMETAKEN);
+  isola_port p;
+  TH_ASSERT_OK(isola_cluster_name_lookup("svc", &p));
+  cr_assert(p == home);
+  TH_ASSERT_RC(isola_cluster_name_lookup("nobody", &p), ISOLA_ENOTFOUND);
+  cr_assert(p == ISOLA_PORT_NONE);
+
+  /* On b: "svc" is taken everywhere; "bsvc" registers; "svc" looked up on
+   * b is home, which comes back here as itself. */
+  isola_value args[2] = {isola_str("svc"), isola_str("bsvc")};
+  isola_isolate h;
+  TH_ASSERT_OK(isola_cluster_spawn_uri("b", TM_CLUSTER_NAMES,
+                                       isola_list(args, 2),
+                                       isola_sendport(home), NULL, &h));
+  isola_value r = got(seen++);
+  cr_assert(th_item_int(r, 0) == ISOLA_ENAMETAKEN);
+  cr_assert(th_item_int(r, 1) == ISOLA_OK);
+  cr_assert(th_item_int(r, 2) == ISOLA_OK);
+  cr_assert(th_item_port(r, 3) == home);
+  isola_port bport = th_item_port(r, 4);
+
+  /* Looked up here: b's port, the same proxy as the one b sent. */
+  TH_ASSERT_OK(isola_cluster_name_lookup("bsvc", &p));
+  cr_assert(p == bport);
+  TH_ASSERT_OK(isola_send_reply(p, isola_int(9), home));
+  cr_assert(th_int(got(seen++)) == 9);
+  TH_ASSERT_RC(isola_cluster_name_register("bsvc", home), ISOLA_ENAMETAKEN);
+
+  /* The name goes with its port. */
+  TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home, isola_str("gone")));
+  TH_ASSERT_OK(isola_send(bport, isola_str("quit")));
+  const char *s;
+  TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
+  cr_assert_str_eq(s, "gone");
+  TH_ASSERT_RC(isola_cluster_name_lookup("bsvc", &p), ISOLA_ENOTFOUND);
+  /* ... and its stale entry gives way to a new registration. */
+  TH_ASSERT_OK(isola_cluster_name_register("bsvc", home));
+  TH_ASSERT_OK(isola_cluster_name_remove("bsvc"));
+  TH_ASSERT_RC(isola_cluster_name_lookup("bsvc", &p), ISOLA_ENOTFOUND);
+
+  /* The name goes with its node. */
+  isola_value args2[2] = {isola_str("svc"), isola_str("bsvc2")};
+  TH_ASSERT_OK(isola_cluster_spawn_uri("b", TM_CLUSTER_NAMES,
+                                       isola_list(args2, 2),
+                                       isola_sendport(home), NULL, &h));
+  r = got(seen++);
+  cr_assert(th_item_int(r, 1) == ISOLA_OK);
+  TH_ASSERT_OK(isola_cluster_name_lookup("bsvc2", &p));
+  ch_node_stop(b, SIGKILL);
+  TH_ASSERT_RC(isola_cluster_name_lookup("bsvc2", &p), ISOLA_ENOTFOUND);
+  TH_ASSERT_OK(isola_cluster_name_register("bsvc2", home));
+  finish();
+}
