@@ -341,6 +341,9 @@ typedef struct isola_isolate_info {
   uint64_t origin;         /* control port of the first isolate it was
                               spawned from (itself for a root isolate) */
   uint64_t group;          /* id of its group */
+  /* In the isolate_shutdown and isolate_cleanup hooks: why it ends (an
+   * isola_exit_reason); 0 everywhere else. */
+  int exit_reason;
 } isola_isolate_info;
 
 /* Embedder hooks.  All optional (NULL to skip).  They run on the thread
@@ -453,11 +456,15 @@ typedef struct isola_spawn_options {
   const char *name; /* debug name, copied (at most 63 bytes kept); NULL:
                        "isolate" */
   /* When the isolate ends, however it ends, on_exit_message (null if
-   * unset) is sent to this port.  ISOLA_PORT_NONE: nobody is told. */
+   * unset) is sent to this port; with exit_notice, an exit notice
+   * [reason, isolate, detail, on_exit_message] instead (see "Exit
+   * notices").  ISOLA_PORT_NONE: nobody is told. */
   isola_port on_exit;
   isola_value on_exit_message; /* copied at spawn */
   /* Uncaught errors are sent to this port as [message, stack trace] (two
-   * strings); the first error listener.  ISOLA_PORT_NONE: none. */
+   * strings); with error_notice, as an error notice [message, stack trace,
+   * isolate] naming the isolate.  The first error listener.
+   * ISOLA_PORT_NONE: none. */
   isola_port on_error;
   /* Start paused under the isolate's pause capability: the entry runs
    * after isola_resume(handle, handle.pause_capability). */
@@ -468,6 +475,14 @@ typedef struct isola_spawn_options {
   /* This isolate's heap limit in bytes (isola_alloc()).  0: the VM's
    * (isola_config.heap_limit); SIZE_MAX: no limit. */
   size_t heap_limit;
+  /* true: on_exit gets an exit notice [reason, isolate, detail,
+   * on_exit_message] (isola_exit_reason) rather than on_exit_message
+   * alone.  false (the default): the plain message, as in Dart. */
+  bool exit_notice;
+  /* true: on_error gets error notices [message, stack trace, isolate]
+   * (isola_add_error_notice_listener()) rather than [message, stack
+   * trace]. */
+  bool error_notice;
 } isola_spawn_options;
 
 /*
@@ -559,8 +574,10 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * isola_check_interrupts() or isola_blocking_begin(), or sends to another
  * isolate (sends inside a blocking section go at once).  A handler that
  * waits for what it sent must do so inside isola_blocking_begin/end.
- * Errors: ISOLA_ECLOSED (the port is closed or unknown: the message is
- * dropped), ISOLA_EINVAL (port NONE, a malformed value), ISOLA_ETRANSFER
+ * Errors: ISOLA_ECLOSED (the port is closed, unknown or a control port:
+ * every id that names no open port taking messages answers alike, so the
+ * answer tells a guesser nothing; the message is dropped), ISOLA_EINVAL
+ * (port NONE, a malformed value), ISOLA_ETRANSFER
  * (an empty buffer handle, or one buffer twice), ISOLA_ENOMEM,
  * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is sent on error, and no handle
  * is emptied.  Any thread.
@@ -615,12 +632,24 @@ ISOLA_EXPORT int isola_blocking_end(void);
 #define ISOLA_NAME_MAX 255
 
 /* Registers port under name.  The name must be free: a taken name is never
- * overwritten.  Errors: ISOLA_EINVAL (name NULL, empty or longer than
- * ISOLA_NAME_MAX; port ISOLA_PORT_NONE), ISOLA_ENAMETAKEN (the name is
- * registered already, to this port or another), ISOLA_ECLOSED (port is
- * closed or unknown), ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing
- * is registered on error.  Any thread. */
+ * overwritten.  The caller owns the name: the isolate calling, or, from a
+ * thread that runs no isolate, the threads outside every isolate as one
+ * owner.  Only the owner may remove it (isola_name_remove()), so nobody
+ * else can take a name over by removing and registering it again.
+ * Errors: ISOLA_EINVAL (name NULL, empty or longer than ISOLA_NAME_MAX;
+ * port ISOLA_PORT_NONE), ISOLA_ENAMETAKEN (the name is registered already,
+ * to this port or another), ISOLA_ECLOSED (port is closed or unknown),
+ * ISOLA_ENOMEM, ISOLA_ESYS (the OS refused the random key of the table's
+ * hash, drawn with the first name), ISOLA_ENOVM, ISOLA_ESHUTDOWN.
+ * Nothing is registered on error.  Any thread. */
 ISOLA_EXPORT int isola_name_register(const char *name, isola_port port);
+
+/* As isola_name_register(), and a holder of remove_cap (e.g. from
+ * isola_capability_new(); 0 for none) may also remove the name, with
+ * isola_name_remove_cap(), from any thread or isolate.  Errors as
+ * isola_name_register().  Any thread. */
+ISOLA_EXPORT int isola_name_register_cap(const char *name, isola_port port,
+                                         isola_capability remove_cap);
 
 /* Stores in *out the port registered under name.  The port may close at any
  * time after the call returns (a send to it then fails with ISOLA_ECLOSED).
@@ -629,11 +658,20 @@ ISOLA_EXPORT int isola_name_register(const char *name, isola_port port);
  * error *out (if out is not NULL) is set to ISOLA_PORT_NONE.  Any thread. */
 ISOLA_EXPORT int isola_name_lookup(const char *name, isola_port *out);
 
-/* Removes the mapping of name, whoever registered it; its port stays open.
- * Errors: ISOLA_EINVAL (name as for isola_name_register()),
- * ISOLA_ENOTFOUND (no port has that name), ISOLA_ENOVM, ISOLA_ESHUTDOWN.
- * Any thread. */
+/* Removes the mapping of name, if the caller owns it (see
+ * isola_name_register()); its port stays open.  Errors: ISOLA_EINVAL (name
+ * as for isola_name_register()), ISOLA_ENOTFOUND (no port has that name),
+ * ISOLA_EPERM (the name is another's: nothing removed), ISOLA_ENOVM,
+ * ISOLA_ESHUTDOWN.  Any thread. */
 ISOLA_EXPORT int isola_name_remove(const char *name);
+
+/* Removes the mapping of name if remove_cap is the capability it was
+ * registered with (isola_name_register_cap()), whoever calls.  Errors:
+ * ISOLA_EINVAL (name as for isola_name_register(), remove_cap 0),
+ * ISOLA_ENOTFOUND, ISOLA_EPERM (another capability, or none was given),
+ * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
+ISOLA_EXPORT int isola_name_remove_cap(const char *name,
+                                       isola_capability remove_cap);
 
 /* ------------------------------------------------------------------------ */
 /* Transferable buffers                                                      */
@@ -753,7 +791,9 @@ typedef enum isola_priority {
   ISOLA_BEFORE_NEXT_EVENT = 1
 } isola_priority;
 
-/* A restricted handle on the isolate whose control port is control_port:
+/* A restricted handle on the isolate whose control port is control_port
+ * (not checked: a request through a handle whose port is not an open
+ * control port fails with ISOLA_ECLOSED, as for an isolate that ended):
  * both capabilities are 0, so it can ping and add or remove listeners but
  * isola_pause(), isola_resume(), isola_kill() and isola_set_errors_fatal()
  * refuse it with ISOLA_EPERM.  Errors: ISOLA_EINVAL (port NONE, out NULL).
@@ -825,11 +865,77 @@ ISOLA_EXPORT int isola_add_exit_listener(const isola_isolate *isolate,
 ISOLA_EXPORT int isola_remove_exit_listener(const isola_isolate *isolate,
                                             isola_port port);
 
+/*
+ * Exit notices: why an isolate ended, for supervisors.  A listener added
+ * with isola_add_exit_notice_listener() (or spawned with on_exit and
+ * isola_spawn_options.exit_notice) receives, exactly once, instead of its
+ * bare response, the list
+ *
+ *     [reason, isolate, detail, response]
+ *
+ *   reason    an int, an isola_exit_reason below;
+ *   isolate   a port value: the ended isolate's control port (its id; the
+ *             isola_isolate.control_port of its handle);
+ *   detail    a string for ISOLA_EXIT_ERROR and ISOLA_EXIT_HEAP_LIMIT (the
+ *             error's message, as error listeners got it), null otherwise;
+ *   response  a copy of the listener's response (null if none).
+ *
+ * Items may be appended in later versions: read by index, do not check
+ * the length.  Should memory run out while the notice is built, the
+ * listener gets its bare response instead (still exactly once).
+ */
+typedef enum isola_exit_reason {
+  /* It ended by itself: its last live port closed (after its entry or a
+   * handler returned), isola_exit(), or an isola_run() computation
+   * returned. */
+  ISOLA_EXIT_NORMAL = 0,
+  /* isola_kill(), at either priority. */
+  ISOLA_EXIT_KILLED = 1,
+  /* An uncaught error ended it: a fatal one, or a non-fatal one that left
+   * it with no live port.  detail: the error's message. */
+  ISOLA_EXIT_ERROR = 2,
+  /* As ISOLA_EXIT_ERROR, the error being that an allocation or a received
+   * message would have passed the isolate's heap limit.  (Memory the
+   * system itself refuses is ISOLA_EXIT_ERROR.) */
+  ISOLA_EXIT_HEAP_LIMIT = 3,
+  /* isola_vm_shutdown() ended it. */
+  ISOLA_EXIT_SHUTDOWN = 4,
+  /* The node that ran a remote isolate is unreachable.  Never produced by
+   * the core library: components that stand for remote isolates (e.g. a
+   * cluster transport) send it in the same notice shape. */
+  ISOLA_EXIT_NODE_LOST = 5
+} isola_exit_reason;
+
+/* The reason's name: "normal", "killed", "error", "heap limit",
+ * "shutdown", "node lost", or "unknown".  Any thread; static string. */
+ISOLA_EXPORT const char *isola_exit_reason_name(int reason);
+
+/* As isola_add_exit_listener(), but port gets the exit notice [reason,
+ * isolate, detail, response] described above.  A port is one listener:
+ * adding it again, with either call, replaces its response and its kind;
+ * isola_remove_exit_listener() removes either kind.  Prefer the spawn
+ * option (on_exit with exit_notice): a listener added after the spawn can
+ * miss an isolate that ends first (the request is then dropped with it).
+ * Errors as isola_add_exit_listener().  Any thread. */
+ISOLA_EXPORT int isola_add_exit_notice_listener(const isola_isolate *isolate,
+                                                isola_port port,
+                                                isola_value response);
+
 /* Every uncaught error of the isolate is sent to port as a list of two
  * strings, [message, stack trace].  A port is a listener once, however
- * often it is added.  Errors as isola_add_exit_listener().  Any thread. */
+ * often it is added (with this call or the next).  Errors as
+ * isola_add_exit_listener().  Any thread. */
 ISOLA_EXPORT int isola_add_error_listener(const isola_isolate *isolate,
                                           isola_port port);
+/* As isola_add_error_listener(), but port gets error notices: [message,
+ * stack trace, isolate], the third item the failing isolate's control
+ * port (a port value), so that one port can listen to many isolates.
+ * Items may be appended in later versions: read by index.  Adding a port
+ * again, with either call, sets which shape it gets.  Errors as
+ * isola_add_exit_listener().  Any thread. */
+ISOLA_EXPORT int isola_add_error_notice_listener(const isola_isolate *isolate,
+                                                 isola_port port);
+/* Stops sending port the isolate's errors (either shape). */
 ISOLA_EXPORT int isola_remove_error_listener(const isola_isolate *isolate,
                                              isola_port port);
 
@@ -863,10 +969,11 @@ ISOLA_EXPORT int isola_check_interrupts(void);
  * entry) is abandoned: control jumps (longjmp) back to the isolate's turn,
  * so the C frames in between are skipped and whatever they hold (memory,
  * locks, files) is not released, as an exception without destructors.
- * Then every error listener gets [message, stack trace] (the stack from
- * glibc's backtrace()); with no listener the error goes to the VM's
- * unhandled_error hook.  If errors are fatal the isolate ends (its exit
- * listeners are told); otherwise it carries on with its next event.
+ * Then every error listener gets [message, stack trace] (error notice
+ * listeners [message, stack trace, isolate]; the stack from glibc's
+ * backtrace()); with no listener the error goes to the
+ * VM's unhandled_error hook.  If errors are fatal the isolate ends (its exit
+ * listeners are told, exit notices with ISOLA_EXIT_ERROR); otherwise it carries on with its next event.
  * Isolate only, from an event (entry or handler): called from another
  * thread, or from a hook outside an event, the error goes to the
  * unhandled_error hook and the process aborts, as a failed assert.
@@ -996,7 +1103,8 @@ ISOLA_EXPORT void *isola_local_get(isola_local_key *key);
  * for one isolate) bounds the bytes of an isolate's live blocks and their
  * headers.  An allocation that would pass it raises an uncaught error in
  * that isolate only, "out of memory: ..." (error listeners get [message,
- * stack]; with errors fatal the isolate ends), exactly as if the caller
+ * stack]; with errors fatal the isolate ends, and exit notices
+ * say ISOLA_EXIT_HEAP_LIMIT), exactly as if the caller
  * had called isola_throw(); the same happens when the system itself is out
  * of memory.  So inside an event (an entry, a handler, a microtask)
  * isola_alloc() and isola_realloc() never return NULL.  Outside an event

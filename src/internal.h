@@ -70,6 +70,11 @@ enum {
   ISOLA__MSG_ERROR_DEL,  /* reply_to: listener port */
   ISOLA__MSG_FATAL_ON,   /* value: terminate capability */
   ISOLA__MSG_FATAL_OFF,  /* value: terminate capability */
+  ISOLA__MSG_NOTICE_ADD, /* as EXIT_ADD, for an exit notice listener */
+  ISOLA__MSG_ERROR_NOTICE_ADD, /* as ERROR_ADD, for an error notice one */
+  /* Never queued: marks a stored exit response (iso->exits) whose
+   * listener gets an exit notice built around it (control.c). */
+  ISOLA__MSG_NOTICE,
 };
 
 /* A message: one allocation holding the header and a copy of the value
@@ -163,6 +168,9 @@ struct isola__isolate {
   uint8_t state;      /* ISOLA__ISO_* */
   uint8_t pool_class; /* of its memory (pool.h) */
   bool errors_fatal;
+  /* Why it ends (an isola_exit_reason), set where the end is decided and
+   * read when its exit notices are built (control.c). */
+  uint8_t exit_reason;
   isola__group *group;
   /* The name (isolate.h): up to 15 bytes here, NUL-terminated; a longer
    * one is malloc'ed, its pointer kept at the start and name[15] set to 1.

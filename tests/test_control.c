@@ -273,13 +273,13 @@ Test(control, restricted_handle_can_ping_and_listen_but_not_pause_or_kill) {
   TH_ASSERT_RC(isola_set_errors_fatal(&r, false), ISOLA_EPERM);
   ping_sync(&r, 11);
   TH_ASSERT_OK(isola_add_exit_listener(&r, s, isola_int(12)));
-  /* A user message to a control port is refused. */
-  TH_ASSERT_RC(isola_send(full.control_port, isola_int(1)), ISOLA_EINVAL);
-  /* A control request to a port that is not a control port is refused. */
+  /* A user message to a control port is refused as an unknown id is. */
+  TH_ASSERT_RC(isola_send(full.control_port, isola_int(1)), ISOLA_ECLOSED);
+  /* So is a control request to a port that is not a control port. */
   isola_isolate bogus;
   TH_ASSERT_OK(isola_isolate_from_port(wp, &bogus));
   TH_ASSERT_RC(isola_ping(&bogus, s, isola_null(), ISOLA_IMMEDIATE),
-               ISOLA_EINVAL);
+               ISOLA_ECLOSED);
   /* Bad arguments. */
   TH_ASSERT_RC(isola_ping(NULL, s, isola_null(), ISOLA_IMMEDIATE),
                ISOLA_EINVAL);

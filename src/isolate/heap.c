@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control.h"
 #include "message_queue.h"
 #include "vm.h"
 
@@ -89,9 +90,10 @@ static void *out_of_memory(isola__isolate *iso, struct isola__ext *x,
   if (!can_raise(iso))
     return NULL;
   if (x && x->limit)
-    isola_throw("out of memory: an allocation of %zu bytes would pass the "
-                "isolate heap limit of %zu bytes (%zu in use)",
-                size, x->limit, x->in_use);
+    isola__throw_heap_limit("out of memory: an allocation of %zu bytes "
+                            "would pass the isolate heap limit of %zu "
+                            "bytes (%zu in use)",
+                            size, x->limit, x->in_use);
   isola_throw("out of memory: an allocation of %zu bytes failed", size);
 }
 
@@ -249,9 +251,10 @@ void isola__heap_charge_msg(isola__vm *vm, isola__isolate *iso,
   size_t held = x->in_use + x->msg_bytes;
   if (x->limit && (n > x->limit || held > x->limit - n)) {
     if (can_raise(iso))
-      isola_throw("out of memory: a message of %zu bytes would pass the "
-                  "isolate heap limit of %zu bytes (%zu in use)",
-                  n, x->limit, held);
+      isola__throw_heap_limit("out of memory: a message of %zu bytes "
+                              "would pass the isolate heap limit of %zu "
+                              "bytes (%zu in use)",
+                              n, x->limit, held);
     return;
   }
   x->msg_bytes += n;

@@ -94,10 +94,13 @@ int isola__post(isola__vm *vm, isola__msg *m) {
     isola__msg_free(m);
     return ISOLA_ECLOSED;
   }
+  /* A control port takes no user message, and says so as an unknown id
+   * does: every id that names no open port of the kind asked for answers
+   * ISOLA_ECLOSED, so an answer tells a prober nothing (docs/security.md). */
   if (state == ISOLA__PORT_CONTROL &&
       (m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL)) {
     isola__msg_free(m);
-    return ISOLA_EINVAL;
+    return ISOLA_ECLOSED;
   }
   isola__isolate *to = isola__t.ob_to;
   if (to) {
@@ -131,10 +134,8 @@ int isola__post_control(isola__vm *vm, isola__msg *m) {
   isola__outbox_flush(vm);
   int state = 0;
   isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
-  if (!iso)
+  if (!iso || state != ISOLA__PORT_CONTROL) /* one answer: see isola__post */
     rc = ISOLA_ECLOSED;
-  else if (state != ISOLA__PORT_CONTROL)
-    rc = ISOLA_EINVAL;
   if (rc == ISOLA_OK) {
     /* Out of band, then claim scheduling if the isolate is idle: the
      * Dekker pair with the turn's mark-idle and wanted() re-check
@@ -617,7 +618,7 @@ int isola_exit_code(void) {
 
 void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   isola_isolate_info info = {isola__isolate_name(iso), iso->control_port,
-                             iso->origin, iso->group->id};
+                             iso->origin, iso->group->id, iso->exit_reason};
   if (vm->config.hooks.isolate_shutdown)
     vm->config.hooks.isolate_shutdown(vm->config.hooks.data, &info);
   isola__trace(vm, ISOLA_TRACE_ISOLATES,
@@ -667,6 +668,7 @@ int isola_current_info(isola_isolate_info *out) {
   out->control_port = iso->control_port;
   out->origin = iso->origin;
   out->group = iso->group->id;
+  out->exit_reason = 0;
   return ISOLA_OK;
 }
 

@@ -67,7 +67,7 @@ static void handle_start(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
   iso->state = ISOLA__ISO_RUNNING;
   if (vm->config.hooks.isolate_created) {
     isola_isolate_info info = {isola__isolate_name(iso), iso->control_port,
-                               iso->origin, iso->group->id};
+                               iso->origin, iso->group->id, 0};
     vm->config.hooks.isolate_created(vm->config.hooks.data, &info);
   }
   isola__trace(vm, ISOLA_TRACE_ISOLATES,
@@ -155,8 +155,10 @@ static bool wanted(isola__isolate *iso, isola__node *oob_tail) {
 static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
   unsigned handled = 0;
   for (;;) {
-    if (atomic_load_explicit(&iso->kill_requested, memory_order_acquire))
+    if (atomic_load_explicit(&iso->kill_requested, memory_order_acquire)) {
+      iso->exit_reason = ISOLA_EXIT_SHUTDOWN; /* only shutdown sets it */
       return TURN_END;
+    }
 
     isola__node *old, *n = isola__mq_pop(&iso->oob_tail, &old);
     if (n) {
@@ -303,9 +305,12 @@ isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb) {
   if (code == ISOLA__UNWIND_ERROR) {
     /* Not fatal: on with the next event, unless the error left the
      * isolate without a live port. */
-    if ((!isola__control_raise(vm, iso) &&
-         (isola__ld32(&iso->live_ports) != 0 || iso->mt_head)) ||
-        isola__control_pause_on_exit(vm, iso))
+    if (!isola__control_raise(vm, iso) &&
+        (isola__ld32(&iso->live_ports) != 0 || iso->mt_head)) {
+      isola__control_survived(iso); /* the error does not end it */
+      return isola__mh_run(vm, iso, jb);
+    }
+    if (isola__control_pause_on_exit(vm, iso))
       return isola__mh_run(vm, iso, jb);
   }
   /* Killed at an interrupt point, isola_exit, or a fatal error. */
@@ -319,8 +324,10 @@ int isola_check_interrupts(void) {
   if (!iso->unwind) return ISOLA_OK;
   isola__vm *vm = isola__vm_get();
   isola__outbox_flush(vm); /* a long event's sends go out as it runs */
-  if (atomic_load_explicit(&iso->kill_requested, memory_order_acquire))
+  if (atomic_load_explicit(&iso->kill_requested, memory_order_acquire)) {
+    iso->exit_reason = ISOLA_EXIT_SHUTDOWN;
     longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_KILL);
+  }
   isola__node *old, *n;
   while ((n = isola__mq_pop(&iso->oob_tail, &old))) {
     release_node(iso, old);

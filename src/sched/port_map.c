@@ -35,7 +35,7 @@ int isola__port_map_init(isola__port_map *m) {
   m->lock = (isola__lock)ISOLA__LOCK_INIT;
   m->free_head = 0;
   atomic_init(&m->nfree, 0);
-  if (isola__plat_random(m->key, sizeof m->key) != 0) {
+  if (isola__idc_init(&m->idc) != 0) {
     free(m->dir);
     return ISOLA_ESYS;
   }
@@ -154,17 +154,26 @@ int isola__port_open(isola__port_map *m, isola__isolate *owner, int state,
                      isola_handler handler, void *ctx, isola_port *out) {
   uint32_t index;
   isola__port_slot *s;
-  uint64_t tag;
+  isola_port id;
   for (;;) {
     index = alloc_index(m);
     if (!index) return ISOLA_ENOMEM;
     s = slot_at(m, index);
-    if (s->gen < ((uint64_t)1 << ISOLA__PORT_TAG_BITS)) break;
-    /* Every tag of this slot has been used: retire the slot for good. */
+    id = 0;
+    /* The one generation whose id would be 0 (ISOLA_PORT_NONE) is skipped. */
+    while (id == 0 && s->gen < ((uint64_t)1 << ISOLA__PORT_GEN_BITS))
+      id = isola__idc_encode(&m->idc,
+                             (s->gen++ << ISOLA__PORT_INDEX_BITS) | index);
+    if (id != 0) break;
+    /* Every id of this slot has been used: retire the slot for good. */
   }
-  tag = isola__prp(m->key, index, s->gen++, ISOLA__PORT_TAG_BITS);
-  isola_port id = (tag << ISOLA__PORT_INDEX_BITS) | index;
 
+  /* The slot's last close stored id = 0 before it freed the index, and that
+   * happens before this point (this thread's own cache, or the free list's
+   * lock).  This fence orders it before the field stores below, so a
+   * lookup that reads a new field also sees the old id gone (the pairing
+   * is described at isola__port_lookup()). */
+  atomic_thread_fence(memory_order_release);
   s->handler = handler;
   s->ctx = ctx;
   atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
@@ -186,7 +195,8 @@ void isola__port_close(isola__port_map *m, isola__port_slot *s) {
   isola__isolate *owner = atomic_load_explicit(&s->owner,
                                                memory_order_relaxed);
   uint64_t id = atomic_load_explicit(&s->id, memory_order_relaxed);
-  uint32_t index = (uint32_t)(id & ISOLA__PORT_INDEX_MASK);
+  uint32_t index = (uint32_t)(isola__idc_decode(&m->idc, id) &
+                              ISOLA__PORT_INDEX_MASK);
   /* Unpublish first: from here no sender can find the port. */
   atomic_store_explicit(&s->id, 0, memory_order_release);
   /* A named port drops its names with it (name_server.h says why a relaxed
@@ -225,8 +235,10 @@ void isola__port_map_each_isolate(isola__port_map *m,
                    ISOLA__PORT_CONTROL)
       continue;
     isola__isolate *owner =
-        atomic_load_explicit(&s->owner, memory_order_acquire);
-    if (atomic_load_explicit(&s->id, memory_order_acquire) == id)
+        atomic_load_explicit(&s->owner, memory_order_relaxed);
+    /* The seqlock read of isola__port_lookup(), for the state too. */
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&s->id, memory_order_relaxed) == id)
       fn(owner, arg);
   }
 }

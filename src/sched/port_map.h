@@ -2,12 +2,13 @@
 /*
  * port_map.h — the global table from port id to the isolate that owns it.
  *
- * A port id is (tag << 28) | index.  index picks a slot in a two-level
- * table whose chunks are never freed while the VM runs, so a lookup is two
- * loads and a compare, with no lock.  tag is a keyed pseudo-random
- * permutation of the slot's generation (random.h): a slot reused gets a tag
- * it never had, so a stale id never names a new port, and tags cannot be
- * predicted from ids seen before.
+ * A port id is E(gen << 28 | index), E the VM's keyed permutation of 64-bit
+ * words (isola__idc, random.h).  index picks a slot in a two-level table
+ * whose chunks are never freed while the VM runs, so a lookup decodes the
+ * id, loads the slot and compares, with no lock.  gen counts the slot's
+ * uses, so a slot reused gets an id it never had (a stale id never names a
+ * new port), and neither the index nor the generation shows in an id:
+ * without the key every bit of the next id is unpredictable.
  *
  * A slot's id field is the truth: non-zero and equal to the id while the
  * port is open, 0 once it closes.  Everything else in the slot is written
@@ -18,9 +19,10 @@
 
 #include "internal.h"
 #include "lock.h"
+#include "random.h"
 
 #define ISOLA__PORT_INDEX_BITS 28
-#define ISOLA__PORT_TAG_BITS 36
+#define ISOLA__PORT_GEN_BITS 36
 #define ISOLA__CHUNK_BITS 12
 #define ISOLA__CHUNK_SLOTS (1u << ISOLA__CHUNK_BITS)
 #define ISOLA__DIR_SIZE (1u << (ISOLA__PORT_INDEX_BITS - ISOLA__CHUNK_BITS))
@@ -49,12 +51,13 @@ typedef struct isola__port_slot {
 } isola__port_slot;
 
 typedef struct isola__port_map {
+  /* Read by every send, written only at init: a line of their own. */
+  _Alignas(64) isola__idc idc; /* the id permutation's keys */
   _Atomic(isola__port_slot *) *dir; /* ISOLA__DIR_SIZE chunk pointers */
-  _Atomic uint32_t high;            /* first index never handed out */
+  _Alignas(64) _Atomic uint32_t high; /* first index never handed out */
   isola__lock lock;                 /* protects free_head, nfree */
   uint32_t free_head;
   _Atomic size_t nfree; /* written under lock; read unlocked as a hint */
-  uint64_t key[2]; /* the tag permutation's key */
 } isola__port_map;
 
 int isola__port_map_init(isola__port_map *m);
@@ -84,10 +87,12 @@ void isola__port_map_each_isolate(isola__port_map *m,
 /* The slot of an open port, or NULL. */
 static inline isola__port_slot *isola__port_slot_of(isola__port_map *m,
                                                     isola_port id) {
-  uint32_t index = (uint32_t)(id & ISOLA__PORT_INDEX_MASK);
+  uint32_t index =
+      (uint32_t)(isola__idc_decode(&m->idc, id) & ISOLA__PORT_INDEX_MASK);
   isola__port_slot *chunk = atomic_load_explicit(
       &m->dir[index >> ISOLA__CHUNK_BITS], memory_order_acquire);
-  /* Slot 0 is never handed out, so its id 0 must not match ISOLA_PORT_NONE. */
+  /* Slot 0 is never handed out, and no open port's id is 0, so
+   * ISOLA_PORT_NONE never matches. */
   if (ISOLA__UNLIKELY(!chunk || index == 0)) return NULL;
   isola__port_slot *s = &chunk[index & (ISOLA__CHUNK_SLOTS - 1)];
   /* Acquire pairs with the release store of id in isola__port_open(). */
@@ -104,17 +109,30 @@ static inline isola__port_slot *isola__port_at(isola__port_map *m,
 }
 
 /* For a sender: the isolate that owns open port id, or NULL.  *state gets
- * the port's state.  The caller must be online (epoch.h). */
+ * the port's state.  The caller must be online (epoch.h).
+ *
+ * A seqlock read.  The first id load (acquire, in isola__port_slot_of)
+ * makes owner and state at least as new as the port's opening.  They must
+ * not be newer either: after a close the slot may be reopened, on this
+ * thread or another, with a new owner and state, and a relaxed load may
+ * return those while the id loads both still return the old id.  So the
+ * slot's next incarnation writes them only after a release fence that
+ * follows the close's id = 0 (isola__port_open()), and here an acquire
+ * fence sits between the field loads and the second id load: if either
+ * field load read a value written after that release fence, the fences
+ * synchronize, the close's id = 0 happens before the second id load, and
+ * that load cannot return the old id (coherence).  So an equal id means
+ * owner and state belong to it.  On x86 both fences are compiler barriers
+ * only. */
 static inline isola__isolate *isola__port_lookup(isola__port_map *m,
                                                  isola_port id, int *state) {
   isola__port_slot *s = isola__port_slot_of(m, id);
   if (!s) return NULL;
   isola__isolate *owner =
-      atomic_load_explicit(&s->owner, memory_order_acquire);
+      atomic_load_explicit(&s->owner, memory_order_relaxed);
   *state = atomic_load_explicit(&s->state, memory_order_relaxed);
-  /* Still the same port after reading owner?  Ids are never reused, so an
-   * equal id means owner and state belong to it. */
-  if (atomic_load_explicit(&s->id, memory_order_acquire) != id) return NULL;
+  atomic_thread_fence(memory_order_acquire); /* pairs: isola__port_open() */
+  if (atomic_load_explicit(&s->id, memory_order_relaxed) != id) return NULL;
   return owner;
 }
 

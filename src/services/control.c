@@ -48,12 +48,18 @@ struct isola__run {
 struct isola__control {
   isola_capability *pauses; /* a set: Dart's pause capabilities */
   uint32_t npauses, pauses_cap;
-  isola_port *errors;
+  struct error_listener {
+    isola_port port;
+    bool notice; /* [message, stack, isolate] rather than [message, stack] */
+  } *errors;
   uint32_t nerrors, errors_cap;
   isola__msg **pings; /* ISOLA_BEFORE_NEXT_EVENT pings, addressed */
   uint32_t npings, pings_cap;
   bool kill_next;   /* ISOLA_BEFORE_NEXT_EVENT kill received */
   bool exit_paused; /* pause_on_exit applied once */
+  /* The message of the error that ends the isolate (exit notices'
+   * detail), or NULL. */
+  char *exit_detail;
   struct isola__run *run;
 };
 
@@ -62,6 +68,8 @@ struct isola__control {
  * memory, a fixed text is used. */
 static _Thread_local char *pending_msg;
 static _Thread_local char *pending_stack;
+/* ISOLA_EXIT_ERROR, or ISOLA_EXIT_HEAP_LIMIT for isola__throw_heap_limit. */
+static _Thread_local uint8_t pending_reason;
 
 static const char oom_text[] = "out of memory while raising an error";
 
@@ -145,22 +153,26 @@ static void exit_remove(isola__isolate *iso, isola_port port) {
   }
 }
 
-static void error_add(isola__isolate *iso, isola_port port) {
+static void error_add(isola__isolate *iso, isola_port port, bool notice) {
   struct isola__control *c = ctl_of(iso);
   if (!c) return;
   for (uint32_t i = 0; i < c->nerrors; i++)
-    if (c->errors[i] == port) return;
+    if (c->errors[i].port == port) {
+      c->errors[i].notice = notice; /* the last add says which shape */
+      return;
+    }
   if (!grow((void **)&c->errors, &c->errors_cap, c->nerrors,
             sizeof *c->errors))
     return;
-  c->errors[c->nerrors++] = port;
+  c->errors[c->nerrors].port = port;
+  c->errors[c->nerrors++].notice = notice;
 }
 
 static void error_remove(isola__isolate *iso, isola_port port) {
   struct isola__control *c = iso->ctl;
   if (!c) return;
   for (uint32_t i = 0; i < c->nerrors; i++) {
-    if (c->errors[i] != port) continue;
+    if (c->errors[i].port != port) continue;
     memmove(&c->errors[i], &c->errors[i + 1],
             (c->nerrors - i - 1) * sizeof *c->errors);
     c->nerrors--;
@@ -182,6 +194,7 @@ int isola__control_init(isola__vm *vm, isola__isolate *iso,
                         const isola_spawn_options *opts,
                         struct isola__run *run) {
   iso->errors_fatal = !(opts && opts->errors_nonfatal);
+  iso->exit_reason = ISOLA_EXIT_NORMAL;
   iso->hold = 0;
   iso->ctl = NULL;
   iso->unwind = NULL;
@@ -191,6 +204,7 @@ int isola__control_init(isola__vm *vm, isola__isolate *iso,
     int rc = isola__msg_new(opts->on_exit_message, &m);
     if (rc != ISOLA_OK) return rc;
     m->dest = opts->on_exit;
+    if (opts->exit_notice) m->type = ISOLA__MSG_NOTICE;
     exit_add(iso, m);
   }
   bool need = run || vm->config.pause_on_start ||
@@ -200,7 +214,7 @@ int isola__control_init(isola__vm *vm, isola__isolate *iso,
   if (!c) return ISOLA_ENOMEM;
   c->run = run;
   if (opts && opts->on_error != ISOLA_PORT_NONE) {
-    error_add(iso, opts->on_error);
+    error_add(iso, opts->on_error, opts->error_notice);
     if (c->nerrors == 0) return ISOLA_ENOMEM;
   }
   if ((opts && opts->paused) || vm->config.pause_on_start) {
@@ -230,6 +244,7 @@ void isola__control_free(isola__isolate *iso) {
   free(c->pings);
   free(c->pauses);
   free(c->errors);
+  free(c->exit_detail);
   run_free(c->run);
   free(c);
   iso->ctl = NULL;
@@ -254,7 +269,10 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
     if (cap == iso->pause_cap) pause_remove(iso, m->reply_to);
     break;
   case ISOLA__MSG_KILL_NOW:
-    if (cap == iso->terminate_cap) return ISOLA__CTL_END;
+    if (cap == iso->terminate_cap) {
+      iso->exit_reason = ISOLA_EXIT_KILLED;
+      return ISOLA__CTL_END;
+    }
     break;
   case ISOLA__MSG_KILL_NEXT:
     if (cap == iso->terminate_cap && ctl_of(iso)) {
@@ -278,13 +296,18 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
     break;
   }
   case ISOLA__MSG_EXIT_ADD:
-    if ((r = addressed(m->value, m->reply_to))) exit_add(iso, r);
+  case ISOLA__MSG_NOTICE_ADD:
+    if ((r = addressed(m->value, m->reply_to))) {
+      if (m->type == ISOLA__MSG_NOTICE_ADD) r->type = ISOLA__MSG_NOTICE;
+      exit_add(iso, r);
+    }
     break;
   case ISOLA__MSG_EXIT_DEL:
     exit_remove(iso, m->reply_to);
     break;
   case ISOLA__MSG_ERROR_ADD:
-    error_add(iso, m->reply_to);
+  case ISOLA__MSG_ERROR_NOTICE_ADD:
+    error_add(iso, m->reply_to, m->type == ISOLA__MSG_ERROR_NOTICE_ADD);
     break;
   case ISOLA__MSG_ERROR_DEL:
     error_remove(iso, m->reply_to);
@@ -307,7 +330,10 @@ isola__ctl_action isola__control_hold(isola__vm *vm, isola__isolate *iso) {
     iso->hold &= ~(uint32_t)ISOLA__HOLD_NEXT;
     for (uint32_t i = 0; i < c->npings; i++) isola__post(vm, c->pings[i]);
     c->npings = 0;
-    if (c->kill_next) return ISOLA__CTL_END;
+    if (c->kill_next) {
+      iso->exit_reason = ISOLA_EXIT_KILLED;
+      return ISOLA__CTL_END;
+    }
   }
   if (iso->hold & ISOLA__HOLD_EXITING) return ISOLA__CTL_END;
   return ISOLA__CTL_GO;
@@ -358,6 +384,7 @@ static void info_of(isola__isolate *iso, isola_isolate_info *info) {
   info->control_port = iso->control_port;
   info->origin = iso->origin;
   info->group = iso->group->id;
+  info->exit_reason = 0;
 }
 
 static void report_unhandled(isola__vm *vm, const isola_isolate_info *info,
@@ -372,7 +399,7 @@ static void report_unhandled(isola__vm *vm, const isola_isolate_info *info,
           info ? (unsigned long long)info->control_port : 0ull, msg);
 }
 
-ISOLA_NORETURN_ static void raise_now(char *msg) {
+ISOLA_NORETURN_ static void raise_now(char *msg, uint8_t reason) {
   char *stack = capture_stack();
   isola__isolate *iso = isola__t.current;
   if (!iso || !iso->unwind) {
@@ -387,6 +414,7 @@ ISOLA_NORETURN_ static void raise_now(char *msg) {
   free(pending_stack);
   pending_msg = msg;
   pending_stack = stack;
+  pending_reason = reason;
   longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_ERROR);
 }
 
@@ -400,14 +428,23 @@ void isola_throw(const char *fmt, ...) {
   } else {
     msg = strdup("");
   }
-  raise_now(msg);
+  raise_now(msg, ISOLA_EXIT_ERROR);
+}
+
+void isola__throw_heap_limit(const char *fmt, ...) {
+  char *msg = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+  va_end(ap);
+  raise_now(msg, ISOLA_EXIT_HEAP_LIMIT);
 }
 
 void isola__assert_fail(const char *expr, const char *file, int line) {
   char *msg = NULL;
   if (asprintf(&msg, "assertion failed: %s (%s:%d)", expr, file, line) < 0)
     msg = NULL;
-  raise_now(msg);
+  raise_now(msg, ISOLA_EXIT_ERROR);
 }
 
 /* Replaces bytes that may break UTF-8 so the text can be sent. */
@@ -416,17 +453,21 @@ static void ascii_only(char *s) {
     if ((unsigned char)*s >= 0x80) *s = '?';
 }
 
-/* A message [msg, stack] addressed to port, or NULL. */
-static isola__msg *error_msg(char *msg, char *stack, isola_port port) {
-  isola_value items[2] = {isola_str(msg), isola_str(stack)};
+/* A message [msg, stack] (notice: [msg, stack, isolate id]) addressed to
+ * port, or NULL. */
+static isola__msg *error_msg(char *msg, char *stack, isola_port id,
+                             bool notice, isola_port port) {
+  isola_value items[3] = {isola_str(msg), isola_str(stack),
+                          isola_sendport(id)};
+  size_t n = notice ? 3 : 2;
   isola__msg *m;
-  int rc = isola__msg_new(isola_list(items, 2), &m);
+  int rc = isola__msg_new(isola_list(items, n), &m);
   if (rc == ISOLA_EINVAL) { /* not UTF-8 */
     ascii_only(msg);
     ascii_only(stack);
     items[0] = isola_str(msg);
     items[1] = isola_str(stack);
-    rc = isola__msg_new(isola_list(items, 2), &m);
+    rc = isola__msg_new(isola_list(items, n), &m);
   }
   if (rc != ISOLA_OK) return NULL;
   m->dest = port;
@@ -451,7 +492,8 @@ bool isola__control_raise(isola__vm *vm, isola__isolate *iso) {
     fatal = true;
   } else if (c && c->nerrors) {
     for (uint32_t i = 0; i < c->nerrors; i++) {
-      isola__msg *e = error_msg(m, s, c->errors[i]);
+      isola__msg *e = error_msg(m, s, iso->control_port,
+                                c->errors[i].notice, c->errors[i].port);
       if (e) isola__post(vm, e);
     }
   } else {
@@ -463,9 +505,27 @@ bool isola__control_raise(isola__vm *vm, isola__isolate *iso) {
                "isola: isolate '%s' (%016llx) uncaught error: %s\n",
                isola__isolate_name(iso),
                (unsigned long long)iso->control_port, m);
+  /* Should this error end the isolate, its exit notices say why. */
+  iso->exit_reason = pending_reason ? pending_reason : ISOLA_EXIT_ERROR;
+  pending_reason = 0;
+  if (c || (iso->exits && (c = ctl_of(iso)))) {
+    free(c->exit_detail);
+    c->exit_detail = msg; /* taken: NULL (out of memory) is reported as
+                             the fixed text */
+    msg = NULL;
+    if (!c->exit_detail) c->exit_detail = strdup(oom_text);
+  }
   free(msg);
   free(stack);
   return fatal;
+}
+
+void isola__control_survived(isola__isolate *iso) {
+  iso->exit_reason = ISOLA_EXIT_NORMAL;
+  if (iso->ctl) {
+    free(iso->ctl->exit_detail);
+    iso->ctl->exit_detail = NULL;
+  }
 }
 
 void isola__control_unwound(isola__vm *vm, isola__isolate *iso) {
@@ -522,6 +582,46 @@ static void run_deliver(isola__vm *vm, struct isola__run *r) {
   isola__post(vm, m);
 }
 
+const char *isola_exit_reason_name(int reason) {
+  switch (reason) {
+  case ISOLA_EXIT_NORMAL: return "normal";
+  case ISOLA_EXIT_KILLED: return "killed";
+  case ISOLA_EXIT_ERROR: return "error";
+  case ISOLA_EXIT_HEAP_LIMIT: return "heap limit";
+  case ISOLA_EXIT_SHUTDOWN: return "shutdown";
+  case ISOLA_EXIT_NODE_LOST: return "node lost";
+  default: return "unknown";
+  }
+}
+
+/* The exit notice [reason, isolate, detail, response] for the stored
+ * response r, which it replaces (r is freed); r itself, made a plain
+ * response, if memory runs out. */
+static isola__msg *notice_of(isola__isolate *iso, isola__msg *r) {
+  uint8_t reason = iso->exit_reason;
+  const char *detail = iso->ctl ? iso->ctl->exit_detail : NULL;
+  bool has_detail = (reason == ISOLA_EXIT_ERROR ||
+                     reason == ISOLA_EXIT_HEAP_LIMIT) && detail;
+  isola_value items[4] = {isola_int(reason),
+                          isola_sendport(iso->control_port),
+                          has_detail ? isola_str(detail) : isola_null(),
+                          r->value};
+  isola__msg *n;
+  int rc = isola__msg_new(isola_list(items, 4), &n);
+  if (rc == ISOLA_EINVAL && has_detail) { /* a detail that is not UTF-8 */
+    ascii_only(iso->ctl->exit_detail);
+    items[2] = isola_str(iso->ctl->exit_detail);
+    rc = isola__msg_new(isola_list(items, 4), &n);
+  }
+  if (rc != ISOLA_OK) {
+    r->type = ISOLA__MSG_USER;
+    return r;
+  }
+  n->dest = r->dest;
+  isola__msg_free(r);
+  return n;
+}
+
 void isola__control_finish(isola__vm *vm, isola__isolate *iso) {
   struct isola__control *c = iso->ctl;
   if (c && c->run) {
@@ -533,6 +633,7 @@ void isola__control_finish(isola__vm *vm, isola__isolate *iso) {
   iso->exits = NULL;
   while (x) {
     isola__msg *next = exit_next(x);
+    if (x->type == ISOLA__MSG_NOTICE) x = notice_of(iso, x);
     isola__post(vm, x); /* its node is the queue's from here */
     x = next;
   }
@@ -624,6 +725,12 @@ int isola_add_exit_listener(const isola_isolate *isolate, isola_port port,
   return request(isolate, ISOLA__MSG_EXIT_ADD, response, port);
 }
 
+int isola_add_exit_notice_listener(const isola_isolate *isolate,
+                                   isola_port port, isola_value response) {
+  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  return request(isolate, ISOLA__MSG_NOTICE_ADD, response, port);
+}
+
 int isola_remove_exit_listener(const isola_isolate *isolate,
                                isola_port port) {
   if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
@@ -633,6 +740,12 @@ int isola_remove_exit_listener(const isola_isolate *isolate,
 int isola_add_error_listener(const isola_isolate *isolate, isola_port port) {
   if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
   return request(isolate, ISOLA__MSG_ERROR_ADD, isola_null(), port);
+}
+
+int isola_add_error_notice_listener(const isola_isolate *isolate,
+                                    isola_port port) {
+  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  return request(isolate, ISOLA__MSG_ERROR_NOTICE_ADD, isola_null(), port);
 }
 
 int isola_remove_error_listener(const isola_isolate *isolate,

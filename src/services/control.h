@@ -66,6 +66,15 @@ isola__ctl_action isola__control_hold(isola__vm *vm, isola__isolate *iso);
  * Returns true when the error is fatal. */
 bool isola__control_raise(isola__vm *vm, isola__isolate *iso);
 
+/* After isola__control_raise() returned false and the isolate carries on:
+ * the error no longer says why it will end. */
+void isola__control_survived(isola__isolate *iso);
+
+/* isola_throw() for a heap-limit error: exit notices say
+ * ISOLA_EXIT_HEAP_LIMIT if it ends the isolate. */
+ISOLA_NORETURN_ void isola__throw_heap_limit(const char *fmt, ...)
+    ISOLA_PRINTF_(1, 2);
+
 /* Repairs the thread after frames were abandoned (blocking nesting). */
 void isola__control_unwound(isola__vm *vm, isola__isolate *iso);
 

@@ -5,15 +5,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "platform.h"
 #include "port_map.h"
+#include "random.h"
 #include "vm.h"
 
 #define MIN_BUCKETS 16
 
+/* next_by_name stays the first member: tests/test_security.c walks chains
+ * by it. */
 struct isola__name {
   isola__name *next_by_name;
   isola__name *next_by_port;
   isola_port port;
+  /* Who may remove it: the registering isolate's control port (0: a thread
+   * outside every isolate), or a holder of cap (0: no capability). */
+  isola_port owner;
+  isola_capability cap;
   uint64_t hash; /* of text */
   size_t len;
   char text[]; /* len bytes and a NUL */
@@ -21,19 +29,17 @@ struct isola__name {
 
 /* ---- hashing ----------------------------------------------------------- */
 
-/* FNV-1a: names are short and chosen by the program, not by an attacker. */
-static uint64_t name_hash(const char *s, size_t len) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 0x100000001b3ull;
-  }
-  return h;
+/* SipHash-1-3 under a key of the VM's, drawn when the table is first
+ * made: names may come from anyone, and with a hash they could compute,
+ * crafted names would all share a chain. */
+static uint64_t name_hash(const isola__names *n, const char *s, size_t len) {
+  return isola__siphash_bytes(n->key, s, len, 1, 3);
 }
 
 static size_t port_bucket(const isola__names *n, isola_port port) {
-  /* Fibonacci hashing: the id's low bits are a slot index, often dense. */
-  return (size_t)((port * 0x9E3779B97F4A7C15ull) >> 32) & (n->nbuckets - 1);
+  /* Ids are a keyed permutation, but ports are chosen by whoever
+   * registers: hash them under the key too. */
+  return (size_t)isola__siphash(n->key, port, 1, 3) & (n->nbuckets - 1);
 }
 
 static size_t name_bucket(const isola__names *n, uint64_t hash) {
@@ -48,6 +54,7 @@ void isola__names_init(isola__names *n) {
   n->by_port = NULL;
   n->nbuckets = 0;
   n->count = 0;
+  n->key[0] = n->key[1] = 0;
 }
 
 void isola__names_destroy(isola__names *n) {
@@ -70,6 +77,8 @@ void isola__names_destroy(isola__names *n) {
  * leaves the table as it was. */
 static int reserve_locked(isola__names *n) {
   if (n->count < n->nbuckets) return ISOLA_OK;
+  if (!n->nbuckets && isola__plat_random(n->key, sizeof n->key) != 0)
+    return ISOLA_ESYS;
   size_t want = n->nbuckets ? n->nbuckets * 2 : MIN_BUCKETS;
   isola__name **by_name = calloc(want, sizeof *by_name);
   isola__name **by_port = calloc(want, sizeof *by_port);
@@ -124,10 +133,10 @@ static void erase_locked(isola__names *n, isola__name *e) {
 /* The entry named (name, len), or NULL.  An entry whose port has closed is
  * dropped on the way and counts as absent (name_server.h explains how one
  * can be left behind). */
-static isola__name *find_locked(isola__vm *vm, const char *name, size_t len,
-                                uint64_t hash) {
+static isola__name *find_locked(isola__vm *vm, const char *name, size_t len) {
   isola__names *n = &vm->names;
   if (!n->nbuckets) return NULL;
+  uint64_t hash = name_hash(n, name, len);
   for (isola__name *e = n->by_name[name_bucket(n, hash)]; e;
        e = e->next_by_name) {
     if (e->hash != hash || e->len != len || memcmp(e->text, name, len) != 0)
@@ -148,7 +157,15 @@ static size_t name_len(const char *name) {
 
 /* ---- the public API ----------------------------------------------------- */
 
-int isola_name_register(const char *name, isola_port port) {
+/* The caller's identity as a name's owner: its isolate's control port, or
+ * 0 for a thread outside every isolate. */
+static isola_port caller_owner(void) {
+  isola__isolate *self = isola__t.current;
+  return self ? self->control_port : ISOLA_PORT_NONE;
+}
+
+int isola_name_register_cap(const char *name, isola_port port,
+                            isola_capability remove_cap) {
   size_t len = name_len(name);
   if (!len || port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
   isola__call c;
@@ -163,7 +180,8 @@ int isola_name_register(const char *name, isola_port port) {
     return ISOLA_ENOMEM;
   }
   e->port = port;
-  e->hash = name_hash(name, len);
+  e->owner = caller_owner();
+  e->cap = remove_cap;
   e->len = len;
   memcpy(e->text, name, len);
   e->text[len] = '\0';
@@ -171,7 +189,7 @@ int isola_name_register(const char *name, isola_port port) {
   isola__names *n = &vm->names;
   pthread_mutex_lock(&n->lock);
   isola__port_slot *s;
-  if (find_locked(vm, name, len, e->hash)) {
+  if (find_locked(vm, name, len)) {
     rc = ISOLA_ENAMETAKEN;
   } else if (!(s = isola__port_slot_of(&vm->ports, port))) {
     rc = ISOLA_ECLOSED;
@@ -188,18 +206,27 @@ int isola_name_register(const char *name, isola_port port) {
     if (atomic_load_explicit(&s->id, memory_order_seq_cst) != port)
       rc = ISOLA_ECLOSED;
     else
-      rc = reserve_locked(n);
+      rc = reserve_locked(n); /* draws the key with the first table */
   }
-  if (rc == ISOLA_OK) insert_locked(n, e);
+  if (rc == ISOLA_OK) {
+    e->hash = name_hash(n, name, len);
+    insert_locked(n, e);
+  }
   pthread_mutex_unlock(&n->lock);
   if (rc != ISOLA_OK) free(e);
   isola__vm_leave(&c);
   return rc;
 }
 
-/* Finds name and, with out, reads its port, or without, removes it: the
- * shared body of lookup and remove. */
-static int find_or_remove(const char *name, isola_port *out) {
+int isola_name_register(const char *name, isola_port port) {
+  return isola_name_register_cap(name, port, 0);
+}
+
+/* Finds name and, with out, reads its port, or without, removes it if the
+ * caller owns it or cap is its capability: the shared body of lookup and
+ * remove. */
+static int find_or_remove(const char *name, isola_port *out,
+                          isola_capability cap) {
   size_t len = name_len(name);
   if (!len) return ISOLA_EINVAL;
   isola__call c;
@@ -207,13 +234,15 @@ static int find_or_remove(const char *name, isola_port *out) {
   if (rc != ISOLA_OK) return rc;
   isola__names *n = &c.vm->names;
   pthread_mutex_lock(&n->lock);
-  isola__name *e = find_locked(c.vm, name, len, name_hash(name, len));
+  isola__name *e = find_locked(c.vm, name, len);
   if (!e)
     rc = ISOLA_ENOTFOUND;
   else if (out)
     *out = e->port;
-  else
+  else if (cap ? cap == e->cap : e->owner == caller_owner())
     erase_locked(n, e);
+  else
+    rc = ISOLA_EPERM;
   pthread_mutex_unlock(&n->lock);
   isola__vm_leave(&c);
   return rc;
@@ -222,10 +251,17 @@ static int find_or_remove(const char *name, isola_port *out) {
 int isola_name_lookup(const char *name, isola_port *out) {
   if (!out) return ISOLA_EINVAL;
   *out = ISOLA_PORT_NONE;
-  return find_or_remove(name, out);
+  return find_or_remove(name, out, 0);
 }
 
-int isola_name_remove(const char *name) { return find_or_remove(name, NULL); }
+int isola_name_remove(const char *name) {
+  return find_or_remove(name, NULL, 0);
+}
+
+int isola_name_remove_cap(const char *name, isola_capability remove_cap) {
+  if (remove_cap == 0) return ISOLA_EINVAL;
+  return find_or_remove(name, NULL, remove_cap);
+}
 
 /* ---- the close hook ------------------------------------------------------ */
 

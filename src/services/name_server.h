@@ -2,6 +2,11 @@
 /*
  * name_server.h — the VM's table from names to ports (isola_name_*).
  *
+ * Each name has an owner, the isolate that registered it (or the threads
+ * outside every isolate), and optionally a capability: only they may
+ * remove it.  Both chains hash under a key drawn from the kernel, so names
+ * an attacker crafts spread like any others.
+ *
  * One mutex guards a chained hash table with two indexes over the same
  * entries: by name (register, lookup, remove) and by port (so closing a
  * named port finds its names without a scan).  The table is small and off
@@ -33,6 +38,7 @@ typedef struct isola__names {
   isola__name **by_port; /* nbuckets chains, by hash of the port id */
   size_t nbuckets;       /* a power of two, or 0 before the first name */
   size_t count;          /* entries in the table */
+  uint64_t key[2];       /* the hashes' SipHash key, drawn with the table */
 } isola__names;
 
 /* Empty table; allocates nothing, so it cannot fail. */

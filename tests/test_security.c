@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Security (issue 12, docs/security.md): port ids that show nothing and
+ * answer every wrong guess alike, bounded cost for untrusted bytes and for
+ * requests, names with owners, a fresh CSPRNG after fork().
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "helpers.h"
+
+#include "name_server.h"
+#include "vm.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+TestSuite(security, .timeout = TH_TEST_TIMEOUT_S);
+
+static void noop_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx, (void)port, (void)msg, (void)reply_to;
+}
+
+/* Whether every one of the 64 bits is 0 in some id and 1 in another.  For
+ * n unpredictable ids a bit is constant with probability 2^(1-n). */
+static bool every_bit_varies(const isola_port *ids, size_t n) {
+  uint64_t ones = 0, zeros = 0;
+  for (size_t i = 0; i < n; i++) {
+    ones |= ids[i];
+    zeros |= ~ids[i];
+  }
+  return ones == UINT64_MAX && zeros == UINT64_MAX;
+}
+
+/* ---------------------------------------------------------------------- */
+/* 12.1: ids show neither slot index nor generation                        */
+/* ---------------------------------------------------------------------- */
+
+#define NIDS 512
+static isola_port open_ids[NIDS], reopen_ids[NIDS];
+static atomic_int ids_ok;
+
+static void ids_entry(isola_value msg) {
+  (void)msg;
+  /* Many ports at once: consecutive slots. */
+  for (int i = 0; i < NIDS; i++)
+    TH_CHECK_OK(isola_port_open(noop_handler, NULL, &open_ids[i]));
+  for (int i = 0; i < NIDS; i++) TH_CHECK_OK(isola_port_close(open_ids[i]));
+  /* One port opened and closed again and again: one slot, reused. */
+  for (int i = 0; i < NIDS; i++) {
+    TH_CHECK_OK(isola_port_open(noop_handler, NULL, &reopen_ids[i]));
+    TH_CHECK_OK(isola_port_close(reopen_ids[i]));
+  }
+  atomic_store(&ids_ok, 1);
+}
+
+Test(security, port_ids_show_neither_slot_nor_generation) {
+  /* Before issue 12 an id was tag << 28 | slot: the low 28 bits of
+   * consecutive ports counted up, and a reused slot kept them. */
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_run_main(ids_entry, isola_null(), NULL));
+  cr_assert(atomic_load(&ids_ok), "atomic_load(&ids_ok)");
+  cr_assert(every_bit_varies(open_ids, NIDS),
+            "a bit is the same in the ids of %d consecutive ports", NIDS);
+  cr_assert(every_bit_varies(reopen_ids, NIDS),
+            "a bit is the same in %d ids of one reused slot", NIDS);
+  for (int i = 0; i < NIDS; i++)
+    for (int j = 0; j < i; j++)
+      cr_assert(reopen_ids[i] != reopen_ids[j], "an id came back");
+  th_vm_shutdown_ok();
+}
+
+/* ---------------------------------------------------------------------- */
+/* 12.1: every wrong id answers alike                                      */
+/* ---------------------------------------------------------------------- */
+
+static atomic_int oracle_ok;
+
+static void oracle_entry(isola_value msg) {
+  (void)msg;
+  isola_isolate self;
+  TH_CHECK_OK(isola_current(&self));
+  isola_port p, closed;
+  TH_CHECK_OK(isola_port_open(noop_handler, NULL, &p));
+  TH_CHECK_OK(isola_port_open(noop_handler, NULL, &closed));
+  TH_CHECK_OK(isola_port_close(closed));
+  /* A user message to a control port, to a closed port, to ids nobody was
+   * given: one answer. */
+  TH_CHECK_RC(isola_send(self.control_port, isola_int(1)), ISOLA_ECLOSED);
+  TH_CHECK_RC(isola_send(closed, isola_int(1)), ISOLA_ECLOSED);
+  TH_CHECK_RC(isola_send(self.control_port ^ 1, isola_int(1)),
+              ISOLA_ECLOSED);
+  TH_CHECK_RC(isola_send(p ^ ((isola_port)1 << 63), isola_int(1)),
+              ISOLA_ECLOSED);
+  for (uint64_t i = 1; i < 64; i++)
+    TH_CHECK_RC(isola_send(i, isola_int(1)), ISOLA_ECLOSED);
+  /* A control request to a user port, a closed port or an unknown id. */
+  isola_isolate bogus;
+  TH_CHECK_OK(isola_isolate_from_port(p, &bogus));
+  TH_CHECK_RC(isola_ping(&bogus, p, isola_null(), ISOLA_IMMEDIATE),
+              ISOLA_ECLOSED);
+  TH_CHECK_OK(isola_isolate_from_port(closed, &bogus));
+  TH_CHECK_RC(isola_ping(&bogus, p, isola_null(), ISOLA_IMMEDIATE),
+              ISOLA_ECLOSED);
+  TH_CHECK_OK(isola_isolate_from_port(12345, &bogus));
+  TH_CHECK_RC(isola_ping(&bogus, p, isola_null(), ISOLA_IMMEDIATE),
+              ISOLA_ECLOSED);
+  TH_CHECK_OK(isola_port_close(p));
+  atomic_store(&oracle_ok, 1);
+}
+
+Test(security, wrong_ids_all_answer_ECLOSED) {
+  /* Before issue 12 a user message to a control port answered ISOLA_EINVAL
+   * and an unknown id ISOLA_ECLOSED: an oracle for control ports. */
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_run_main(oracle_entry, isola_null(), NULL));
+  cr_assert(atomic_load(&oracle_ok), "atomic_load(&oracle_ok)");
+  th_vm_shutdown_ok();
+}
+
+/* ---------------------------------------------------------------------- */
+/* 12.4: names have owners                                                 */
+/* ---------------------------------------------------------------------- */
+
+static th_counter owner_ready = TH_COUNTER_INIT, owner_done = TH_COUNTER_INIT;
+static th_counter thief_done = TH_COUNTER_INIT;
+static _Atomic isola_port owner_port;
+static atomic_int owner_remove_rc = 1, thief_remove_rc = 1,
+                  thief_register_rc = 1, thief_cap_rc = 1;
+
+static void owner_handler(void *ctx, isola_port port, isola_value msg,
+                          isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  atomic_store(&owner_remove_rc, isola_name_remove("svc"));
+  TH_CHECK_OK(isola_port_close(port));
+  th_counter_add(&owner_done, 1);
+}
+
+static void owner_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(owner_handler, NULL, &p));
+  TH_CHECK_OK(isola_name_register("svc", p));
+  atomic_store(&owner_port, p);
+  th_counter_add(&owner_ready, 1);
+}
+
+static void thief_entry(isola_value msg) {
+  (void)msg;
+  isola_port mine;
+  TH_CHECK_OK(isola_port_open(noop_handler, NULL, &mine));
+  atomic_store(&thief_remove_rc, isola_name_remove("svc"));
+  atomic_store(&thief_register_rc, isola_name_register("svc", mine));
+  atomic_store(&thief_cap_rc,
+               isola_name_remove_cap("svc", isola_capability_new()));
+  TH_CHECK_OK(isola_port_close(mine));
+  th_counter_add(&thief_done, 1);
+}
+
+Test(security, only_the_owner_removes_a_name) {
+  /* Before issue 12 anyone could remove a name and register their own port
+   * under it: the thief's remove succeeded. */
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_spawn(owner_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&owner_ready, 1);
+  TH_ASSERT_OK(isola_spawn(thief_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&thief_done, 1);
+  TH_ASSERT_RC(atomic_load(&thief_remove_rc), ISOLA_EPERM);
+  TH_ASSERT_RC(atomic_load(&thief_register_rc), ISOLA_ENAMETAKEN);
+  TH_ASSERT_RC(atomic_load(&thief_cap_rc), ISOLA_EPERM);
+  /* Nor may a thread outside every isolate: it is another owner. */
+  TH_ASSERT_RC(isola_name_remove("svc"), ISOLA_EPERM);
+  isola_port got;
+  TH_ASSERT_OK(isola_name_lookup("svc", &got));
+  cr_assert(got == atomic_load(&owner_port), "the name changed hands");
+  /* The owner may. */
+  TH_ASSERT_OK(isola_send(got, isola_null()));
+  TH_WAIT_GE(&owner_done, 1);
+  TH_ASSERT_OK(atomic_load(&owner_remove_rc));
+  th_vm_shutdown_ok();
+}
+
+static th_counter cap_done = TH_COUNTER_INIT;
+static atomic_int cap_wrong_rc = 1, cap_right_rc = 1, cap_plain_rc = 1;
+static _Atomic isola_capability the_cap;
+
+static void cap_entry(isola_value msg) {
+  (void)msg;
+  atomic_store(&cap_plain_rc, isola_name_remove("capped"));
+  atomic_store(&cap_wrong_rc,
+               isola_name_remove_cap("capped", atomic_load(&the_cap) ^ 1));
+  atomic_store(&cap_right_rc,
+               isola_name_remove_cap("capped", atomic_load(&the_cap)));
+  th_counter_add(&cap_done, 1);
+}
+
+static void holder_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(owner_handler, NULL, &p));
+  atomic_store(&owner_port, p);
+  th_counter_add(&owner_ready, 1);
+}
+
+Test(security, a_capability_chosen_by_the_owner_removes_a_name) {
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_spawn(holder_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&owner_ready, 1);
+  isola_capability cap = isola_capability_new();
+  cr_assert(cap != 0, "cap != 0");
+  atomic_store(&the_cap, cap);
+  TH_ASSERT_OK(isola_name_register_cap("capped", atomic_load(&owner_port),
+                                       cap));
+  TH_ASSERT_RC(isola_name_remove_cap("capped", 0), ISOLA_EINVAL);
+  /* Registered without a capability: no capability removes it. */
+  TH_ASSERT_OK(isola_name_register("uncapped", atomic_load(&owner_port)));
+  TH_ASSERT_RC(isola_name_remove_cap("uncapped", cap), ISOLA_EPERM);
+  TH_ASSERT_OK(isola_spawn(cap_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&cap_done, 1);
+  TH_ASSERT_RC(atomic_load(&cap_plain_rc), ISOLA_EPERM);
+  TH_ASSERT_RC(atomic_load(&cap_wrong_rc), ISOLA_EPERM);
+  TH_ASSERT_OK(atomic_load(&cap_right_rc));
+  isola_port got;
+  TH_ASSERT_RC(isola_name_lookup("capped", &got), ISOLA_ENOTFOUND);
+  /* The registering thread's owner still removes its own name. */
+  TH_ASSERT_OK(isola_name_remove("uncapped"));
+  TH_ASSERT_OK(isola_send(atomic_load(&owner_port), isola_null()));
+  TH_WAIT_GE(&owner_done, 1);
+  th_vm_shutdown_ok();
+}
+
+/* 64-bit FNV-1a, the table's hash before issue 12. */
+static uint64_t fnv1a(const char *s, size_t len) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < len; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+/* White box: the longest chain of the table's by-name index.  Each entry
+ * starts with its by-name link (name_server.c keeps it first). */
+static size_t longest_name_chain(void) {
+  isola__vm *vm = isola__vm_get();
+  pthread_mutex_lock(&vm->names.lock);
+  size_t longest = 0;
+  for (size_t b = 0; b < vm->names.nbuckets; b++) {
+    size_t n = 0;
+    for (void *e = vm->names.by_name[b]; e; e = *(void **)e) n++;
+    if (n > longest) longest = n;
+  }
+  pthread_mutex_unlock(&vm->names.lock);
+  return longest;
+}
+
+#define NCRAFTED 2000
+
+Test(security, crafted_names_do_not_share_a_chain) {
+  /* Names whose unkeyed hash agrees in its low 12 bits: before issue 12
+   * all 2,000 fell into one chain (lookups 800 times slower). */
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_spawn(holder_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&owner_ready, 1);
+  isola_port p = atomic_load(&owner_port);
+  char name[32];
+  int made = 0;
+  for (unsigned long i = 0; made < NCRAFTED; i++) {
+    int len = snprintf(name, sizeof name, "k%lx", i);
+    if ((fnv1a(name, (size_t)len) & 0xfff) != 0) continue;
+    TH_ASSERT_OK(isola_name_register(name, p));
+    made++;
+  }
+  /* A keyed hash spreads 2,000 names over 2,048 chains; a chain of 32 has
+   * a probability below 2^-100. */
+  size_t longest = longest_name_chain();
+  cr_assert(longest < 32, "one chain holds %zu of %d names", longest,
+            NCRAFTED);
+  TH_ASSERT_OK(isola_send(p, isola_null()));
+  TH_WAIT_GE(&owner_done, 1);
+  th_vm_shutdown_ok();
+}
+
+/* ---------------------------------------------------------------------- */
+/* 12.5: a forked child draws other capabilities                           */
+/* ---------------------------------------------------------------------- */
+
+Test(security, a_forked_child_draws_fresh_capabilities) {
+  /* Before issue 12 the child went on with a copy of the parent's CSPRNG:
+   * its next capability was the parent's next one. */
+  /* Seeds this thread's generator. */
+  cr_assert(isola_capability_new() != 0, "no capability");
+  int fds[2];
+  cr_assert(pipe(fds) == 0, "pipe(fds) == 0");
+  pid_t pid = fork();
+  cr_assert(pid >= 0, "fork failed");
+  if (pid == 0) {
+    isola_capability c[2] = {isola_capability_new(), isola_capability_new()};
+    ssize_t w = write(fds[1], c, sizeof c);
+    _exit(w == (ssize_t)sizeof c ? 0 : 1);
+  }
+  close(fds[1]);
+  isola_capability child[2] = {0, 0};
+  ssize_t r = read(fds[0], child, sizeof child);
+  close(fds[0]);
+  int status = 0;
+  cr_assert(waitpid(pid, &status, 0) == pid, "waitpid failed");
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "the child failed");
+  cr_assert(r == (ssize_t)sizeof child, "the child wrote %zd bytes", r);
+  isola_capability mine[2] = {isola_capability_new(), isola_capability_new()};
+  cr_assert(child[0] != 0 && child[1] != 0, "the child drew 0");
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 2; j++)
+      cr_assert(child[i] != mine[j], "the child repeated the parent's "
+                                     "capability %d as its %d", j, i);
+}
