@@ -315,6 +315,7 @@ static struct {
   char subj_data[ISOLA_CLUSTER_NODE_MAX + 32];
   char subj_hb[ISOLA_CLUSTER_NODE_MAX + 32];
   uint64_t inc;
+  isola_capability name_cap; /* removes this node's local names */
   natsConnection *nc;
   natsSubscription *sub_data, *sub_hb;
   pthread_mutex_t kv_mu; /* opening the names bucket */
@@ -1417,6 +1418,8 @@ int isola_cluster_join(const isola_cluster_config *config) {
   snprintf(g.subj_hb, sizeof g.subj_hb, "isola.hb.%s", g.node);
   do g.inc = isola_capability_new();
   while (g.inc == 0);
+  do g.name_cap = isola_capability_new();
+  while (g.name_cap == 0);
   g.next_req = 0;
   g.relays = NULL;
   g.pendings = NULL;
@@ -1854,7 +1857,7 @@ int isola_cluster_name_register(const char *name, isola_port port) {
   if (is_proxy) return ISOLA_EINVAL; /* a port of another node */
   /* Locally first: the local name server checks the port and drops the
    * name when the port closes, which is what the others check. */
-  rc = isola_name_register(name, port);
+  rc = isola_name_register_cap(name, port, g.name_cap);
   if (rc != ISOLA_OK) return rc;
   uint64_t secret = export_port(port);
   isola_value items[4] = {isola_str(g.node), isola_int((int64_t)g.inc),
@@ -1890,7 +1893,7 @@ int isola_cluster_name_register(const char *name, isola_port port) {
   }
   if (blocking) isola_blocking_end();
   free(buf);
-  if (rc != ISOLA_OK) isola_name_remove(name);
+  if (rc != ISOLA_OK) isola_name_remove_cap(name, g.name_cap);
   return rc;
 }
 
@@ -1918,8 +1921,15 @@ int isola_cluster_name_remove(const char *name) {
   name_entry e;
   rc = name_get(kv, key, &e);
   if (rc == ISOLA_OK) {
-    if (strcmp(e.node, g.node) == 0) isola_name_remove(name);
-    if (kvStore_Delete(kv, key) != NATS_OK) rc = ISOLA_ESYS;
+    /* Only this node's names, as only a name's owner removes it locally;
+     * the local entry goes first, so a lookup racing with us finds none. */
+    if (strcmp(e.node, g.node) != 0 || e.inc != g.inc)
+      rc = ISOLA_EPERM;
+    else if (isola_name_remove_cap(name, g.name_cap) != ISOLA_OK)
+      rc = ISOLA_ENOTFOUND; /* its port closed: the entry is stale, and
+                               another node may be replacing it */
+    else if (kvStore_Delete(kv, key) != NATS_OK)
+      rc = ISOLA_ESYS;
   }
   if (blocking) isola_blocking_end();
   return rc;

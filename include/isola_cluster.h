@@ -214,7 +214,8 @@ ISOLA_EXPORT int isola_cluster_remove_exit_listener(
  * the port has closed or its node is lost or left (the registering node
  * is asked, so a lookup costs a key-value read and a round trip to that
  * node).  Only a port of this process may be registered (it is also
- * registered in the local name server under the same name).  A lookup
+ * registered in the local name server under the same name, with a
+ * removal capability of the cluster component).  A lookup
  * gives a proxy for a remote port, the port itself for a local one.
  * Errors as the local calls, and ISOLA_EUNSUPPORTED (the server has no
  * JetStream), ISOLA_ESYS (the bucket could not be reached), ISOLA_ENOVM
@@ -226,7 +227,9 @@ ISOLA_EXPORT int isola_cluster_remove_exit_listener(
 ISOLA_EXPORT int isola_cluster_name_register(const char *name,
                                              isola_port port);
 ISOLA_EXPORT int isola_cluster_name_lookup(const char *name, isola_port *out);
-/* Removes the name, whoever registered it (the port stays open). */
+/* Removes the name, if this node registered it (the port stays open);
+ * ISOLA_EPERM if another node did.  Any isolate or thread of the node may
+ * remove the node's names. */
 ISOLA_EXPORT int isola_cluster_name_remove(const char *name);
 
 #ifdef __cplusplus

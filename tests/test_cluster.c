@@ -390,6 +390,7 @@ Test(cluster, names) {
   TH_ASSERT_OK(isola_send_reply(p, isola_int(9), home));
   cr_assert(th_int(got(seen++)) == 9);
   TH_ASSERT_RC(isola_cluster_name_register("bsvc", home), ISOLA_ENAMETAKEN);
+  TH_ASSERT_RC(isola_cluster_name_remove("bsvc"), ISOLA_EPERM); /* b's */
 
   /* The name goes with its port. */
   TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home, isola_str("gone")));
