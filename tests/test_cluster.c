@@ -16,6 +16,13 @@
 
 TestSuite(cluster, .timeout = TH_TEST_TIMEOUT_S);
 
+/* minicr (the TSan runner) has cr_assert with a message only. */
+#define STR_EQ(a, b)                                                         \
+  do {                                                                       \
+    const char *s_a_ = (a), *s_b_ = (b);                                     \
+    cr_assert(strcmp(s_a_, s_b_) == 0, "'%s' != '%s'", s_a_, s_b_);          \
+  } while (0)
+
 /* ---- node a: a native port that keeps what it gets ---------------------- */
 
 typedef struct inbox {
@@ -103,10 +110,10 @@ static isola_port spawn_echo(const char *on, const isola_spawn_options *o,
   isola_port echo = th_item_port(hello, 0);
   cr_assert(th_item_port(hello, 1) == h->control_port,
             "the control port arrives as the handle's proxy");
-  cr_assert_str_eq(th_item_str(hello, 2), on);
+  STR_EQ(th_item_str(hello, 2), on);
   char where[ISOLA_CLUSTER_NODE_MAX + 1];
   TH_ASSERT_OK(isola_cluster_port_node(echo, where, sizeof where));
-  cr_assert_str_eq(where, on);
+  STR_EQ(where, on);
   return echo;
 }
 
@@ -137,7 +144,7 @@ Test(cluster, roundtrip) {
   cr_assert(isola_value_equal(back, isola_list(outer, 4)),
             "the value comes back equal, and home comes back as itself");
   pthread_mutex_lock(&in.mu);
-  cr_assert(in.reply[seen - 1] == ISOLA_PORT_NONE);
+  cr_assert(in.reply[seen - 1] == ISOLA_PORT_NONE, "in.reply[seen - 1] == ISOLA_PORT_NONE");
   pthread_mutex_unlock(&in.mu);
 
   /* The same remote port always arrives as the same value: ask b to send
@@ -145,19 +152,19 @@ Test(cluster, roundtrip) {
   isola_value st[3];
   TH_ASSERT_OK(isola_send(echo, send3("send", home, isola_sendport(echo), st)));
   TH_ASSERT_OK(isola_send(echo, send3("send", home, isola_sendport(echo), st)));
-  cr_assert(th_port(got(seen++)) == echo);
-  cr_assert(th_port(got(seen++)) == echo);
+  cr_assert(th_port(got(seen++)) == echo, "th_port(got(seen++)) == echo");
+  cr_assert(th_port(got(seen++)) == echo, "th_port(got(seen++)) == echo");
 
   /* A transferable buffer is copied and arrives as bytes. */
   isola_buffer *buf = isola_buffer_new(3);
   memcpy(isola_buffer_data(buf), "xyz", 3);
   TH_ASSERT_OK(isola_send_reply(echo, isola_transfer(&buf), home));
-  cr_assert(buf == NULL);
+  cr_assert(buf == NULL, "buf == NULL");
   isola_value bytes = got(seen++);
   const uint8_t *p;
   size_t len;
   TH_ASSERT_OK(isola_value_get_bytes(bytes, &p, &len));
-  cr_assert(len == 3 && memcmp(p, "xyz", 3) == 0);
+  cr_assert(len == 3 && memcmp(p, "xyz", 3) == 0, "len == 3 && memcmp(p, \"xyz\", 3) == 0");
 
   /* A module the remote node cannot load: its loader's words come back. */
   TH_ASSERT_RC(isola_cluster_spawn_uri("b", "/nonexistent/module.so",
@@ -177,12 +184,12 @@ Test(cluster, roundtrip) {
   TH_ASSERT_OK(isola_send(echo, isola_str("quit")));
   const char *s;
   TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
-  cr_assert_str_eq(s, "gone");
+  STR_EQ(s, "gone");
   TH_ASSERT_OK(isola_send(echo, isola_str("dropped")));
   isola_isolate h2;
   spawn_echo("b", NULL, &h2, &seen);
   TH_ASSERT_RC(isola_send(echo, isola_str("probe")), ISOLA_ECLOSED);
-  cr_assert(ch_node_stop(b, SIGTERM) == 0);
+  cr_assert(ch_node_stop(b, SIGTERM) == 0, "ch_node_stop(b, SIGTERM) == 0");
   finish();
 }
 
@@ -199,14 +206,14 @@ Test(cluster, forward) {
   isola_value s1[3], s2[3];
   isola_value to_home = send3("send", home, isola_int(42), s1);
   TH_ASSERT_OK(isola_send(eb, send3("send", ec, to_home, s2)));
-  cr_assert(th_int(got(seen++)) == 42);
+  cr_assert(th_int(got(seen++)) == 42, "th_int(got(seen++)) == 42");
   /* And b hands c's echo port back here: the same proxy as ours. */
   isola_value s3[3], s4[3];
   isola_value back = send3("send", home, isola_sendport(ec), s3);
   TH_ASSERT_OK(isola_send(eb, send3("send", eb, back, s4)));
-  cr_assert(th_port(got(seen++)) == ec);
-  cr_assert(ch_node_stop(b, SIGTERM) == 0);
-  cr_assert(ch_node_stop(c, SIGTERM) == 0);
+  cr_assert(th_port(got(seen++)) == ec, "th_port(got(seen++)) == ec");
+  cr_assert(ch_node_stop(b, SIGTERM) == 0, "ch_node_stop(b, SIGTERM) == 0");
+  cr_assert(ch_node_stop(c, SIGTERM) == 0, "ch_node_stop(c, SIGTERM) == 0");
   finish();
 }
 
@@ -225,7 +232,7 @@ Test(cluster, fifo) {
     int64_t v = th_int(got(seen + (size_t)i));
     cr_assert(v == i, "message %ld arrived as %lld", i, (long long)v);
   }
-  cr_assert(ch_node_stop(b, SIGTERM) == 0);
+  cr_assert(ch_node_stop(b, SIGTERM) == 0, "ch_node_stop(b, SIGTERM) == 0");
   finish();
 }
 
@@ -241,14 +248,14 @@ Test(cluster, control) {
                            .on_error = home,
                            .errors_nonfatal = true};
   isola_port echo = spawn_echo("b", &o, &h, &seen);
-  cr_assert(h.pause_capability && h.terminate_capability);
+  cr_assert(h.pause_capability && h.terminate_capability, "h.pause_capability && h.terminate_capability");
 
   /* Ping. */
   TH_ASSERT_OK(isola_cluster_ping(&h, home, isola_str("pong"),
                                   ISOLA_IMMEDIATE));
   const char *s;
   TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
-  cr_assert_str_eq(s, "pong");
+  STR_EQ(s, "pong");
 
   /* Paused: a message waits; an immediate ping is answered first. */
   TH_ASSERT_OK(isola_cluster_pause(&h, 0));
@@ -256,14 +263,14 @@ Test(cluster, control) {
   TH_ASSERT_OK(isola_cluster_ping(&h, home, isola_str("while paused"),
                                   ISOLA_IMMEDIATE));
   TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
-  cr_assert_str_eq(s, "while paused");
+  STR_EQ(s, "while paused");
   TH_ASSERT_OK(isola_cluster_resume(&h, 0));
-  cr_assert(th_int(got(seen++)) == 1);
+  cr_assert(th_int(got(seen++)) == 1, "th_int(got(seen++)) == 1");
 
   /* Uncaught errors reach the remote error listener. */
   TH_ASSERT_OK(isola_send(echo, isola_str("throw")));
   isola_value err = got(seen++);
-  cr_assert(strstr(th_item_str(err, 0), "boom") != NULL);
+  cr_assert(strstr(th_item_str(err, 0), "boom") != NULL, "strstr(th_item_str(err, 0), \"boom\") != NULL");
 
   /* A handle without the capability is refused here; one with a forged
    * capability is ignored there (the ping after it is answered, the
@@ -274,7 +281,7 @@ Test(cluster, control) {
   weak.terminate_capability = h.terminate_capability ^ 1;
   TH_ASSERT_OK(isola_cluster_kill(&weak, ISOLA_IMMEDIATE));
   TH_ASSERT_OK(isola_send_reply(echo, isola_int(2), home));
-  cr_assert(th_int(got(seen++)) == 2);
+  cr_assert(th_int(got(seen++)) == 2, "th_int(got(seen++)) == 2");
 
   /* An exit listener added on another port and the spawn's on_exit both
    * fire on kill; adding home again replaced its response, as locally. */
@@ -289,9 +296,9 @@ Test(cluster, control) {
     if (strcmp(s, "ended") == 0) ended = true;
     if (strcmp(s, "bye") == 0) bye = true;
   }
-  cr_assert(ended && bye);
+  cr_assert(ended && bye, "ended && bye");
   TH_ASSERT_OK(isola_native_port_close(home2));
-  cr_assert(ch_node_stop(b, SIGTERM) == 0);
+  cr_assert(ch_node_stop(b, SIGTERM) == 0, "ch_node_stop(b, SIGTERM) == 0");
   finish();
 }
 
@@ -310,7 +317,7 @@ Test(cluster, node_lost) {
   TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home2, isola_str("added")));
   /* A round trip so the add has reached b. */
   TH_ASSERT_OK(isola_send_reply(echo, isola_int(5), home));
-  cr_assert(th_int(got(seen++)) == 5);
+  cr_assert(th_int(got(seen++)) == 5, "th_int(got(seen++)) == 5");
 
   ch_node_stop(b, SIGKILL);
   /* Both fire within the bound: node_timeout 1500 ms + heartbeat 100 ms
@@ -340,7 +347,7 @@ Test(cluster, server_restart) {
   long n = TH_SIZE(2000);
   for (long i = 0; i < n; i++)
     TH_ASSERT_OK(isola_send_reply(echo, isola_int(i), home));
-  for (long i = 0; i < n; i++) cr_assert(th_int(got(seen + (size_t)i)) == i);
+  for (long i = 0; i < n; i++) cr_assert(th_int(got(seen + (size_t)i)) == i, "th_int(got(seen + (size_t)i)) == i");
   seen += (size_t)n;
 
   ch_server_kill(&srv);
@@ -358,7 +365,7 @@ Test(cluster, server_restart) {
     th_counter_wait_ge(&in.count, (long)seen + 1, 1000);
     while ((size_t)th_counter_get(&in.count) > seen) {
       isola_value v = got(seen++);
-      cr_assert_str_eq(th_item_str(v, 0), "probe");
+      STR_EQ(th_item_str(v, 0), "probe");
       int64_t j = th_item_int(v, 1);
       cr_assert(j > last, "probe %lld after probe %lld", (long long)j,
                 (long long)last);
@@ -372,7 +379,7 @@ Test(cluster, server_restart) {
     cr_assert(v == i, "after the restart message %ld arrived as %lld", i,
               (long long)v);
   }
-  cr_assert(ch_node_stop(b, SIGTERM) == 0);
+  cr_assert(ch_node_stop(b, SIGTERM) == 0, "ch_node_stop(b, SIGTERM) == 0");
   finish();
 }
 
@@ -386,9 +393,9 @@ Test(cluster, names) {
   TH_ASSERT_RC(isola_cluster_name_register("svc", home), ISOLA_ENAMETAKEN);
   isola_port p;
   TH_ASSERT_OK(isola_cluster_name_lookup("svc", &p));
-  cr_assert(p == home);
+  cr_assert(p == home, "p == home");
   TH_ASSERT_RC(isola_cluster_name_lookup("nobody", &p), ISOLA_ENOTFOUND);
-  cr_assert(p == ISOLA_PORT_NONE);
+  cr_assert(p == ISOLA_PORT_NONE, "p == ISOLA_PORT_NONE");
 
   /* On b: "svc" is taken everywhere; "bsvc" registers; "svc" looked up on
    * b is home, which comes back here as itself. */
@@ -398,17 +405,17 @@ Test(cluster, names) {
                                        isola_list(args, 2),
                                        isola_sendport(home), NULL, &h));
   isola_value r = got(seen++);
-  cr_assert(th_item_int(r, 0) == ISOLA_ENAMETAKEN);
-  cr_assert(th_item_int(r, 1) == ISOLA_OK);
-  cr_assert(th_item_int(r, 2) == ISOLA_OK);
-  cr_assert(th_item_port(r, 3) == home);
+  cr_assert(th_item_int(r, 0) == ISOLA_ENAMETAKEN, "th_item_int(r, 0) == ISOLA_ENAMETAKEN");
+  cr_assert(th_item_int(r, 1) == ISOLA_OK, "th_item_int(r, 1) == ISOLA_OK");
+  cr_assert(th_item_int(r, 2) == ISOLA_OK, "th_item_int(r, 2) == ISOLA_OK");
+  cr_assert(th_item_port(r, 3) == home, "th_item_port(r, 3) == home");
   isola_port bport = th_item_port(r, 4);
 
   /* Looked up here: b's port, the same proxy as the one b sent. */
   TH_ASSERT_OK(isola_cluster_name_lookup("bsvc", &p));
-  cr_assert(p == bport);
+  cr_assert(p == bport, "p == bport");
   TH_ASSERT_OK(isola_send_reply(p, isola_int(9), home));
-  cr_assert(th_int(got(seen++)) == 9);
+  cr_assert(th_int(got(seen++)) == 9, "th_int(got(seen++)) == 9");
   TH_ASSERT_RC(isola_cluster_name_register("bsvc", home), ISOLA_ENAMETAKEN);
   TH_ASSERT_RC(isola_cluster_name_remove("bsvc"), ISOLA_EPERM); /* b's */
 
@@ -417,7 +424,7 @@ Test(cluster, names) {
   TH_ASSERT_OK(isola_send(bport, isola_str("quit")));
   const char *s;
   TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
-  cr_assert_str_eq(s, "gone");
+  STR_EQ(s, "gone");
   TH_ASSERT_RC(isola_cluster_name_lookup("bsvc", &p), ISOLA_ENOTFOUND);
   /* ... and its stale entry gives way to a new registration. */
   TH_ASSERT_OK(isola_cluster_name_register("bsvc", home));
@@ -430,7 +437,7 @@ Test(cluster, names) {
                                        isola_list(args2, 2),
                                        isola_sendport(home), NULL, &h));
   r = got(seen++);
-  cr_assert(th_item_int(r, 1) == ISOLA_OK);
+  cr_assert(th_item_int(r, 1) == ISOLA_OK, "th_item_int(r, 1) == ISOLA_OK");
   TH_ASSERT_OK(isola_cluster_name_lookup("bsvc2", &p));
   ch_node_stop(b, SIGKILL);
   TH_ASSERT_RC(isola_cluster_name_lookup("bsvc2", &p), ISOLA_ENOTFOUND);
@@ -454,12 +461,12 @@ Test(cluster, forged_secret_refused) {
    * messages to a, and forges as node "evil". */
   natsConnection *nc;
   natsSubscription *sniff, *answers;
-  cr_assert(natsConnection_ConnectTo(&nc, srv.url) == NATS_OK);
+  cr_assert(natsConnection_ConnectTo(&nc, srv.url) == NATS_OK, "natsConnection_ConnectTo(&nc, srv.url) == NATS_OK");
   cr_assert(natsConnection_SubscribeSync(&sniff, nc, "isola.n.a.b") ==
-            NATS_OK);
+            NATS_OK, "natsConnection_SubscribeSync(&sniff, nc, \"isola.n.a.b\") == NATS_OK");
   cr_assert(natsConnection_SubscribeSync(&answers, nc, "isola.n.evil.b") ==
-            NATS_OK);
-  cr_assert(natsConnection_Flush(nc) == NATS_OK);
+            NATS_OK, "natsConnection_SubscribeSync(&answers, nc, \"isola.n.evil.b\") == NATS_OK");
+  cr_assert(natsConnection_Flush(nc) == NATS_OK, "natsConnection_Flush(nc) == NATS_OK");
   size_t seen = 0;
   isola_isolate h;
   spawn_echo("b", NULL, &h, &seen);
@@ -467,7 +474,7 @@ Test(cluster, forged_secret_refused) {
   int64_t id = 0, secret = 0;
   while (!id) {
     natsMsg *m;
-    cr_assert(natsSubscription_NextMsg(&m, sniff, TH_WAIT_MS) == NATS_OK);
+    cr_assert(natsSubscription_NextMsg(&m, sniff, TH_WAIT_MS) == NATS_OK, "natsSubscription_NextMsg(&m, sniff, TH_WAIT_MS) == NATS_OK");
     isola_value top = decode_msg(m), E, tab, payload, row;
     natsMsg_Destroy(m);
     TH_ASSERT_OK(isola_list_get(top, 0, &E));
@@ -498,7 +505,7 @@ Test(cluster, forged_secret_refused) {
   size_t len;
   TH_ASSERT_OK(isola_wire_encode(isola_list(top, 3), &buf, &len));
   cr_assert(natsConnection_Publish(nc, "isola.n.b.evil", buf, (int)len) ==
-            NATS_OK);
+            NATS_OK, "natsConnection_Publish(nc, \"isola.n.b.evil\", buf, (int)len) == NATS_OK");
   free(buf);
   natsMsg *m;
   for (;;) {
@@ -510,13 +517,13 @@ Test(cluster, forged_secret_refused) {
     int64_t type = th_item_int(ae, 0), which = th_item_int(ae, 1);
     isola_value_free(&ans);
     if (type == 2) {
-      cr_assert(which == id);
+      cr_assert(which == id, "which == id");
       break;
     }
   }
   natsSubscription_Destroy(sniff);
   natsSubscription_Destroy(answers);
   natsConnection_Destroy(nc);
-  cr_assert(ch_node_stop(b, SIGTERM) == 0);
+  cr_assert(ch_node_stop(b, SIGTERM) == 0, "ch_node_stop(b, SIGTERM) == 0");
   finish();
 }
