@@ -5,10 +5,16 @@
  * Decodes arbitrary bytes under tight limits.  When decoding succeeds, the
  * value must encode, decode again to an equal value, and encode to the
  * same bytes the second time (the encoder is deterministic and the decoder
- * loses nothing it keeps).  Any crash, sanitizer report or abort is a bug.
+ * loses nothing it keeps).  What the decoded value costs must stay within
+ * what the limits allowed (issue 12.2): a copy (and so a send) plans no
+ * more than max_size bytes, the encoding is at most three times the input
+ * (a 16-bit float widens to 64; nothing else grows), and it decodes again
+ * under the same limits.  Any crash, sanitizer report or abort is a bug.
  * Built by fuzz/run.sh (CMake option ISOLA_BUILD_FUZZ, clang only).
  */
 #include <isola.h>
+
+#include "value.h" /* white box: the copy planner */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,13 +39,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       fail("bad error code");
     return 0;
   }
+  /* A copy or a send of v: the block it plans. */
+  isola__plan plan;
+  if (isola__value_plan(&plan, v) != ISOLA_OK) fail("plan failed");
+  size_t planned = plan.size;
+  isola__plan_done(&plan);
+  if (planned > ((limits.max_size + 7) & ~(size_t)7))
+    fail("a copy of the value needs more than max_size");
   uint8_t *e1 = NULL, *e2 = NULL;
   size_t n1 = 0, n2 = 0;
   if (isola_wire_encode(v, &e1, &n1) != ISOLA_OK) fail("encode failed");
+  if (n1 > 3 * size + 9) fail("the encoding is over three times the input");
   isola_value w;
-  /* Re-encoding may use more items (a shared scalar is written out at
-   * each use), so the second decode has default limits. */
-  if (isola_wire_decode(e1, n1, NULL, &w) != ISOLA_OK) fail("re-decode");
+  /* The re-encoding has no more items, depth or size than the input. */
+  if (isola_wire_decode(e1, n1, &limits, &w) != ISOLA_OK) fail("re-decode");
   if (!isola_value_equal(v, w)) fail("round trip changed the value");
   if (isola_wire_encode(w, &e2, &n2) != ISOLA_OK) fail("re-encode failed");
   if (n1 != n2 || memcmp(e1, e2, n1) != 0) fail("encoding is not stable");

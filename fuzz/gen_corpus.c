@@ -95,5 +95,8 @@ int main(int argc, char **argv) {
   RAW("indefinite", 0x9f, 0x01, 0xff);
   RAW("truncated", 0x83, 0x01);
   RAW("unknown-tag", 0xc1, 0x01);
+  /* A shared list holding a string, met three times: costs once. */
+  RAW("shared-list-of-string", 0x83, 0xd8, 0x1c, 0x81, 0x62, 'h', 'i', 0xd8,
+      0x1d, 0x00, 0xd8, 0x1d, 0x00);
   return 0;
 }

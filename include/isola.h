@@ -723,9 +723,12 @@ ISOLA_EXPORT int isola_value_take_buffer(isola_value v, isola_buffer **out);
 /*
  * Values as bytes, for other processes, other machines and files: CBOR
  * (RFC 8949), described in docs/wire-format.md.  Sharing and cycles are
- * kept (tags 28 and 29); ports and capabilities have tags of their own.
- * Decoding is safe on untrusted bytes: it never reads outside the input,
- * and the limits below bound what it allocates.
+ * kept (tags 28 and 29, on lists and maps only); ports and capabilities
+ * have tags of their own.  Decoding is safe on untrusted bytes: it never
+ * reads outside the input, and the limits below bound what it allocates,
+ * and also what the value costs afterwards: a copy or send of a decoded
+ * value needs no more than max_size bytes, and its encoding is at most
+ * three times the input's length (and decodes under the same limits).
  */
 
 /* Limits for isola_wire_decode().  A zero field takes its default. */
@@ -766,7 +769,8 @@ ISOLA_EXPORT int isola_wire_encode_to(isola_value v, uint8_t *buf, size_t cap,
  * ISOLA_EMALFORMED (reserved or stray bytes), ISOLA_EUNSUPPORTED (valid
  * CBOR with no isola value: undefined, other simple values, integers
  * outside int64_t, indefinite lengths, lengths above 2^32 - 1),
- * ISOLA_EBADTAG, ISOLA_EUTF8, ISOLA_EDANGLING, ISOLA_ETRAILING,
+ * ISOLA_EBADTAG (also tag 28 on anything but an array or a map),
+ * ISOLA_EUTF8, ISOLA_EDANGLING, ISOLA_ETRAILING,
  * ISOLA_EDEPTH, ISOLA_ECOUNT, ISOLA_ETOOBIG, ISOLA_ENOMEM, ISOLA_EINVAL
  * (bytes NULL with len > 0, or out NULL).  On error *out is null and
  * nothing is allocated.  Any thread. */

@@ -11,6 +11,7 @@
 #include "helpers.h"
 
 #include "name_server.h"
+#include "value.h"
 #include "vm.h"
 
 #include <sys/wait.h>
@@ -316,4 +317,83 @@ Test(security, a_forked_child_draws_fresh_capabilities) {
     for (int j = 0; j < 2; j++)
       cr_assert(child[i] != mine[j], "the child repeated the parent's "
                                      "capability %d as its %d", j, i);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 12.2: a decoded value costs what the limits allow, to copy and encode   */
+/* ---------------------------------------------------------------------- */
+
+/* [28(x), 29(0) x nrefs] where x is a string of slen bytes (as_list:
+ * [28([x]), 29(0) x nrefs], the string inside a shared list). */
+static uint8_t *amplifier(size_t slen, size_t nrefs, bool as_list,
+                          size_t *len) {
+  size_t cap = 16 + slen + 3 * nrefs;
+  uint8_t *p = malloc(cap), *q = p;
+  cr_assert(p != NULL, "malloc");
+  size_t n = nrefs + 1;
+  *q++ = 0x9a; /* array, 4-byte length */
+  for (int i = 3; i >= 0; i--) *q++ = (uint8_t)(n >> (8 * i));
+  *q++ = 0xd8;
+  *q++ = 0x1c;
+  if (as_list) *q++ = 0x81;
+  *q++ = 0x7a; /* text, 4-byte length */
+  for (int i = 3; i >= 0; i--) *q++ = (uint8_t)(slen >> (8 * i));
+  memset(q, 'x', slen);
+  q += slen;
+  for (size_t i = 0; i < nrefs; i++) {
+    *q++ = 0xd8;
+    *q++ = 0x1d;
+    *q++ = 0x00;
+  }
+  *len = (size_t)(q - p);
+  return p;
+}
+
+/* White box: what a copy or send of v plans to allocate. */
+static size_t planned_copy(isola_value v) {
+  isola__plan plan;
+  TH_ASSERT_OK(isola__value_plan(&plan, v));
+  size_t n = plan.size;
+  isola__plan_done(&plan);
+  return n;
+}
+
+Test(security, a_decoded_value_copies_and_encodes_within_the_limits) {
+  /* Before issue 12 the first input (155 KB) decoded within the default
+   * limits and planned a 1.97 GB copy: tag 28 on a string let every
+   * three-byte tag 29 stand for all 64 KiB of it. */
+  size_t len;
+  uint8_t *in = amplifier(65536, 30000, false, &len);
+  isola_value v = isola_null();
+  int rc = isola_wire_decode(in, len, NULL, &v);
+  if (rc == ISOLA_OK) {
+    size_t planned = planned_copy(v);
+    isola_value_free(&v);
+    cr_assert_fail("a %zu-byte input decoded to a value whose copy needs "
+                   "%zu bytes", len, planned);
+  }
+  TH_ASSERT_RC(rc, ISOLA_EBADTAG);
+  free(in);
+  /* Shared containers stay shared: copy and encoding cost them once. */
+  in = amplifier(65536, 30000, true, &len);
+  TH_ASSERT_OK(isola_wire_decode(in, len, NULL, &v));
+  /* What max_size counts: 16 bytes per element (each here three input
+   * bytes) and the string once. */
+  size_t want = ISOLA__BLOCK_HDR + 16 * 30001 + 16 + 65537;
+  cr_assert(planned_copy(v) <= ((want + 7) & ~(size_t)7),
+            "the copy plans %zu bytes for %zu", planned_copy(v), want);
+  uint8_t *enc;
+  size_t n;
+  TH_ASSERT_OK(isola_wire_encode(v, &enc, &n));
+  cr_assert(n <= len, "encoded to %zu bytes from %zu", n, len);
+  isola_value c;
+  TH_ASSERT_OK(isola_value_copy(v, &c));
+  cr_assert(isola_value_equal(v, c), "the copy differs");
+  isola_value_free(&c);
+  isola_value w;
+  TH_ASSERT_OK(isola_wire_decode(enc, n, NULL, &w));
+  isola_value_free(&w);
+  free(enc);
+  isola_value_free(&v);
+  free(in);
 }

@@ -323,6 +323,13 @@ static int head_item(dec *d, isola_value *out, uint32_t depth, size_t *share,
   if (rc != ISOLA_OK) return rc;
   unsigned ai = major >> 8;
   major &= 0xff;
+  /* Tag 28 only on an array or a map.  Sharing anything else would let a
+   * three-byte tag 29 stand for a whole string at every use: a value
+   * within the limits that costs thousands of times them to copy, encode
+   * or send.  A shared container is kept shared by the copy planner and
+   * the encoder, so it costs once.  (Also refuses 28(28(x)), 28(29(n)).) */
+  if (*share != SIZE_MAX && major != MAJOR_ARRAY && major != MAJOR_MAP)
+    return ISOLA_EBADTAG;
   switch (major) {
   case MAJOR_UINT:
   case MAJOR_NINT:
@@ -378,10 +385,6 @@ static int head_item(dec *d, isola_value *out, uint32_t depth, size_t *share,
   }
   case MAJOR_TAG: {
     if (depth >= d->max_depth) return ISOLA_EDEPTH;
-    /* 28(28(x)) and 28(29(n)) mean nothing. */
-    if (*share != SIZE_MAX &&
-        (arg == TAG_SHAREABLE || arg == TAG_SHARED_REF))
-      return ISOLA_EBADTAG;
     if (arg == TAG_SHAREABLE) {
       *share = d->nshare++;
       return ITEM_TAGGED;
@@ -394,7 +397,7 @@ static int head_item(dec *d, isola_value *out, uint32_t depth, size_t *share,
     if ((cmajor & 0xff) != MAJOR_UINT) return ISOLA_EBADTAG;
     if (arg == TAG_SHARED_REF) {
       /* Every earlier tag 28 is already registered (a container before its
-       * elements, anything else as soon as it is read). */
+       * elements). */
       if (carg >= d->nshare) return ISOLA_EDANGLING;
       if (d->build) *out = d->shares[carg];
     } else if (arg == TAG_PORT) {
@@ -474,11 +477,8 @@ static int decode_root(dec *d, isola_value *root) {
       share = SIZE_MAX;
       continue;
     }
-    /* A whole item.  A tag 28 on anything but a container registers it
-     * now (a container registered itself before its elements). */
-    if (share != SIZE_MAX && d->build && out->kind != ISOLA_LIST &&
-        out->kind != ISOLA_MAP)
-      d->shares[share] = *out;
+    /* A whole item (a shared one, a container, registered itself before
+     * its elements). */
     share = SIZE_MAX;
     /* On to the next element of the innermost unfinished container. */
     while (top > 0 && ++stack[top - 1].i == stack[top - 1].n) top--;
@@ -525,8 +525,7 @@ int isola_wire_decode(const uint8_t *bytes, size_t len,
     d.shares = malloc(nshare * sizeof *d.shares);
     if (!d.shares) return ISOLA_ENOMEM;
   }
-  /* A scalar root needs no block, but the shares table above may still
-   * be needed (28(1) is a valid root). */
+  /* A scalar root needs no block (and has no tag 28). */
   bool has_block = d.items_bytes || d.str_bytes;
   if (has_block) {
     size_t size = (ISOLA__BLOCK_HDR + d.items_bytes + d.str_bytes + 7) &
