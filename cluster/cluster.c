@@ -28,12 +28,17 @@
 #include <nats/nats.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- envelope types ---------------------------------------------------- */
 
@@ -54,13 +59,15 @@ enum { K_PAUSE = 1, K_RESUME, K_KILL, K_PING, K_FATAL, K_ERR_ADD, K_ERR_DEL };
 /* Requests from API callers to the gateway (its api port). */
 enum {
   OP_CTL = 1,  /* [op, kind, ctl, cap, cap2, port|null, response, prio] */
-  OP_EXIT_ADD, /* [op, ctl, listener, response] */
+  OP_EXIT_ADD, /* [op, ctl, listener, response, notice] */
   OP_EXIT_DEL, /* [op, ctl, listener] */
   OP_SPAWN,    /* [op, waiter, node, path, args, message, name|null,
                    on_exit|null, on_exit_message, on_error|null, paused,
-                   nonfatal, heap_limit] */
+                   nonfatal, heap_limit, exit_notice, pid] */
   OP_LEAVE,    /* [op, waiter] */
   OP_NAME,     /* [op, waiter, node, incarnation, id, secret, name] */
+  OP_WAIT_PEER, /* [op, waiter, node]: done when node is first heard */
+  OP_PROC_DEAD, /* [op, node, detail]: a process spawn's process ended */
 };
 
 /* ---- small tables ------------------------------------------------------ */
@@ -290,11 +297,29 @@ typedef struct proxy {
 typedef struct relay {
   isola_port port;     /* the relay: a gateway port */
   isola_port ctl;      /* the remote isolate's proxy (NONE while spawning) */
-  isola_port listener; /* any port */
+  isola_port listener; /* any port; NONE: only kill_pid */
   isola_value response;
+  bool notice;         /* the listener wants an exit notice */
+  pid_t kill_pid;      /* a process spawn's process, ended with it */
   uint32_t peer;
   struct relay *next;
 } relay;
+
+/* A process started by isola_cluster_spawn_process(), as a node. */
+typedef struct process {
+  pid_t pid;
+  bool alive; /* under g.mu: not reaped yet */
+  char node[ISOLA_CLUSTER_NODE_MAX + 1];
+  pthread_t reaper;
+  struct process *next;
+} process;
+
+/* A caller waiting for a node's first heartbeat. */
+typedef struct peer_wait {
+  char node[ISOLA_CLUSTER_NODE_MAX + 1];
+  waiter *w;
+  struct peer_wait *next;
+} peer_wait;
 
 typedef struct pending {
   uint64_t req;
@@ -310,7 +335,7 @@ static struct {
   pthread_mutex_t mu; /* joined, the proxy maps, peers (names), ports */
   bool joined;
   isola_cluster_config cfg;
-  char *strings[12]; /* copies of cfg's strings */
+  char *strings[13]; /* copies of cfg's strings */
   char node[ISOLA_CLUSTER_NODE_MAX + 1];
   char subj_data[ISOLA_CLUSTER_NODE_MAX + 32];
   char subj_hb[ISOLA_CLUSTER_NODE_MAX + 32];
@@ -329,6 +354,9 @@ static struct {
   uint32_t npeers, peers_cap;
   /* The gateway's own, unlocked. */
   u64map exports; /* local port -> secret */
+  process *procs;   /* under mu */
+  unsigned nprocs;  /* processes started, for their names */
+  peer_wait *peer_waits;
   relay *relays;
   pending *pendings;
   uint64_t next_req;
@@ -598,15 +626,42 @@ static void relay_free(relay *r) {
   free(r);
 }
 
-static void relay_fire(relay *r) {
-  isola_send(r->listener, r->response);
+static bool process_alive(pid_t pid) {
+  bool alive = false;
+  pthread_mutex_lock(&g.mu);
+  for (process *p = g.procs; p; p = p->next)
+    if (p->pid == pid) alive = p->alive;
+  pthread_mutex_unlock(&g.mu);
+  return alive;
+}
+
+/* Tells the listener, once: [reason, isolate, detail, response] or the
+ * bare response. */
+static void relay_fire(relay *r, int64_t reason, isola_value detail) {
+  if (r->listener && r->notice) {
+    isola_value n[4] = {isola_int(reason), isola_sendport(r->ctl), detail,
+                        r->response};
+    isola_send(r->listener, isola_list(n, 4));
+  } else if (r->listener) {
+    isola_send(r->listener, r->response);
+  }
+  /* Still alive (only reaped processes are not): its isolate ended. */
+  if (r->kill_pid && process_alive(r->kill_pid)) kill(r->kill_pid, SIGTERM);
   relay_free(r);
 }
 
+/* The remote core's exit notice: [reason, isolate, detail, null]. */
 static void on_relay(void *ctx, isola_port port, isola_value msg,
                      isola_port reply_to) {
-  (void)port, (void)msg, (void)reply_to;
-  relay_fire(ctx);
+  (void)port, (void)reply_to;
+  int64_t reason = ISOLA_EXIT_NORMAL;
+  isola_value detail = isola_null();
+  if (msg.kind == ISOLA_LIST) {
+    isola_value v;
+    if (isola_list_get(msg, 0, &v) == ISOLA_OK) isola_value_get_int(v, &reason);
+    isola_list_get(msg, 2, &detail);
+  }
+  relay_fire(ctx, reason, detail);
 }
 
 static relay *relay_new(uint32_t peer_i, isola_port ctl, isola_port listener,
@@ -628,10 +683,12 @@ static relay *relay_new(uint32_t peer_i, isola_port ctl, isola_port listener,
   return r;
 }
 
-static void node_lost(uint32_t peer_i) {
+/* The peer is gone: detail says how (NULL: "node lost"). */
+static void node_lost(uint32_t peer_i, const char *detail) {
   pthread_mutex_lock(&g.mu);
   g.peers[peer_i].lost = true;
   pthread_mutex_unlock(&g.mu);
+  isola_value why = isola_str(detail ? detail : "node lost");
   /* Exit listeners first, in the order they were added (oldest last in
    * the list: fire from the end). */
   for (;;) {
@@ -639,7 +696,7 @@ static void node_lost(uint32_t peer_i) {
     for (relay *r = g.relays; r; r = r->next)
       if (r->peer == peer_i && r->ctl) last = r;
     if (!last) break;
-    relay_fire(last);
+    relay_fire(last, ISOLA_EXIT_NODE_LOST, why);
   }
   for (pending **pp = &g.pendings; *pp;) {
     pending *p = *pp;
@@ -672,7 +729,7 @@ static bool peer_heard(uint32_t peer_i, uint64_t inc, bool leaving) {
   peer *p = &g.peers[peer_i];
   if (p->inc && p->inc != inc) {
     /* A new incarnation: the old one is gone. */
-    if (!p->lost) node_lost(peer_i);
+    if (!p->lost) node_lost(peer_i, "node restarted");
     pthread_mutex_lock(&g.mu);
     p = &g.peers[peer_i];
     p->lost = false;
@@ -682,12 +739,23 @@ static bool peer_heard(uint32_t peer_i, uint64_t inc, bool leaving) {
     pthread_mutex_lock(&g.mu);
     p->inc = inc;
     pthread_mutex_unlock(&g.mu);
+    /* First heard: wake whoever waits for it. */
+    for (peer_wait **pp = &g.peer_waits; *pp;) {
+      peer_wait *w = *pp;
+      if (strcmp(w->node, g.peers[peer_i].name) != 0) {
+        pp = &w->next;
+        continue;
+      }
+      *pp = w->next;
+      waiter_done(w->w, ISOLA_OK);
+      free(w);
+    }
   }
   p = &g.peers[peer_i];
   if (p->lost) return false;
   p->last_seen = now_ms();
   if (leaving) {
-    node_lost(peer_i);
+    node_lost(peer_i, "node left");
     return false;
   }
   return true;
@@ -833,6 +901,7 @@ static void handle_spawn(uint32_t peer_i, isola_value E) {
   }
   isola_spawn_options o = {.name = name,
                            .on_exit = relay_p,
+                           .exit_notice = relay_p != ISOLA_PORT_NONE,
                            .on_error = on_error,
                            .paused = paused,
                            .errors_nonfatal = nonfatal,
@@ -962,7 +1031,7 @@ static void handle_envelope(const char *src, const uint8_t *data,
       break;
     isola_isolate h = {ctl, 0, 0};
     if (type == T_EXIT_ADD) {
-      isola_add_exit_listener(&h, rel, isola_null());
+      isola_add_exit_notice_listener(&h, rel, isola_null());
     } else {
       isola_remove_exit_listener(&h, rel);
       pthread_mutex_lock(&g.mu);
@@ -1056,7 +1125,7 @@ static void on_tick(void *arg) {
   for (uint32_t i = 0; i < g.npeers; i++)
     if (!g.peers[i].lost &&
         now - g.peers[i].last_seen > (int64_t)g.cfg.node_timeout_ms)
-      node_lost(i);
+      node_lost(i, NULL);
 }
 
 /* ---- requests from API callers (gateway) ------------------------------- */
@@ -1071,7 +1140,8 @@ static bool proxy_peer(isola_port p, uint32_t *peer_i) {
 }
 
 static void op_spawn(isola_value m) {
-  int64_t wp, heap;
+  int64_t wp, heap, pid;
+  bool notice;
   const char *node, *path, *name;
   isola_value args, message, exit_msg;
   isola_port on_exit, on_error;
@@ -1083,7 +1153,8 @@ static void op_spawn(isola_value m) {
       isola_list_get(m, 5, &message) != ISOLA_OK || !get_str(m, 6, &name) ||
       !get_port(m, 7, &on_exit) || isola_list_get(m, 8, &exit_msg) != ISOLA_OK ||
       !get_port(m, 9, &on_error) || !get_bool(m, 10, &paused) ||
-      !get_bool(m, 11, &nonfatal) || !get_int(m, 12, &heap)) {
+      !get_bool(m, 11, &nonfatal) || !get_int(m, 12, &heap) ||
+      !get_bool(m, 13, &notice) || !get_int(m, 14, &pid)) {
     waiter_done(w, ISOLA_EINVAL);
     return;
   }
@@ -1098,8 +1169,13 @@ static void op_spawn(isola_value m) {
   }
   pending *p = calloc(1, sizeof *p);
   relay *r = NULL;
-  if (p && on_exit) r = relay_new(peer_i, ISOLA_PORT_NONE, on_exit, exit_msg);
-  if (!p || (on_exit && !r)) {
+  if (p && (on_exit || pid))
+    r = relay_new(peer_i, ISOLA_PORT_NONE, on_exit, exit_msg);
+  if (r) {
+    r->notice = notice;
+    r->kill_pid = (pid_t)pid;
+  }
+  if (!p || ((on_exit || pid) && !r)) {
     free(p);
     waiter_done(w, ISOLA_ENOMEM);
     return;
@@ -1176,6 +1252,12 @@ static void op_name(isola_value m) {
 
 static void leave_all(void) {
   heartbeat(true);
+  while (g.peer_waits) {
+    peer_wait *w = g.peer_waits;
+    g.peer_waits = w->next;
+    waiter_done(w->w, ISOLA_ECLOSED);
+    free(w);
+  }
   natsConnection_FlushTimeout(g.nc, 1000);
   while (g.relays) relay_free(g.relays);
   while (g.pendings) {
@@ -1234,17 +1316,22 @@ static void on_api(void *ctx, isola_port port, isola_value m,
       break;
     }
     isola_value response;
-    if (isola_list_get(m, 3, &response) != ISOLA_OK) break;
-    if (r) { /* replaced: the same relay, a new response */
+    bool notice;
+    if (isola_list_get(m, 3, &response) != ISOLA_OK ||
+        !get_bool(m, 4, &notice))
+      break;
+    if (r) { /* replaced: the same relay, a new response and kind */
       isola_value copy;
       if (isola_value_copy(response, &copy) == ISOLA_OK) {
         isola_value_free(&r->response);
         r->response = copy;
+        r->notice = notice;
       }
       break;
     }
     r = relay_new(peer_i, ctl, listener, response);
     if (!r) break;
+    r->notice = notice;
     isola_value E[3] = {isola_int(T_EXIT_ADD), isola_sendport(ctl),
                         isola_sendport(r->port)};
     emit(peer_i, isola_list(E, 3));
@@ -1256,6 +1343,42 @@ static void on_api(void *ctx, isola_port port, isola_value m,
   case OP_NAME:
     op_name(m);
     break;
+  case OP_WAIT_PEER: {
+    int64_t wp;
+    const char *node;
+    if (!get_int(m, 1, &wp)) break;
+    waiter *w = (waiter *)(intptr_t)wp;
+    peer_wait *pw = calloc(1, sizeof *pw);
+    if (!get_str(m, 2, &node) || !node || !pw) {
+      free(pw);
+      waiter_done(w, ISOLA_EINVAL);
+      break;
+    }
+    snprintf(pw->node, sizeof pw->node, "%s", node);
+    pw->w = w;
+    pw->next = g.peer_waits;
+    g.peer_waits = pw;
+    break;
+  }
+  case OP_PROC_DEAD: {
+    const char *node, *detail;
+    if (!get_str(m, 1, &node) || !node || !get_str(m, 2, &detail)) break;
+    uint32_t peer_i = peer_get(node);
+    if (peer_i != UINT32_MAX && !g.peers[peer_i].lost)
+      node_lost(peer_i, detail);
+    /* A process that died before it was ever heard from. */
+    for (peer_wait **pp = &g.peer_waits; *pp;) {
+      peer_wait *w = *pp;
+      if (strcmp(w->node, node) != 0) {
+        pp = &w->next;
+        continue;
+      }
+      *pp = w->next;
+      waiter_done(w->w, ISOLA_ECLOSED);
+      free(w);
+    }
+    break;
+  }
   case OP_LEAVE: {
     int64_t wp;
     if (!get_int(m, 1, &wp)) break;
@@ -1404,9 +1527,10 @@ int isola_cluster_join(const isola_cluster_config *config) {
                            &g.cfg.token,          &g.cfg.nkey_public,
                            &g.cfg.nkey_seed_file, &g.cfg.credentials_file,
                            &g.cfg.tls_ca_file,    &g.cfg.tls_cert_file,
-                           &g.cfg.tls_key_file,   &g.cfg.names_bucket};
+                           &g.cfg.tls_key_file,   &g.cfg.names_bucket,
+                           &g.cfg.runner};
   int rc = ISOLA_OK;
-  for (size_t i = 0; i < 12 && rc == ISOLA_OK; i++)
+  for (size_t i = 0; i < 13 && rc == ISOLA_OK; i++)
     rc = keep_string(fields[i], i);
   if (!g.cfg.heartbeat_ms) g.cfg.heartbeat_ms = 250;
   if (!g.cfg.node_timeout_ms) g.cfg.node_timeout_ms = 3000;
@@ -1432,8 +1556,10 @@ int isola_cluster_join(const isola_cluster_config *config) {
     s = natsOptions_SetTimeout(opts, (int64_t)g.cfg.connect_timeout_ms);
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 100);
-  if (s == NATS_OK) s = natsOptions_SetPingInterval(opts, 1000);
-  if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(opts, 2);
+  /* libnats' own pings (every 2 minutes) only find a silent server; a
+   * closed socket is seen at once.  Shorter ones made a starved process
+   * (under a sanitizer, on a loaded machine) drop its connection as stale,
+   * and lose what was in flight. */
   if (s == NATS_OK) s = natsOptions_SetNoEcho(opts, true);
   if (s == NATS_OK && g.cfg.user)
     s = natsOptions_SetUserInfo(opts, g.cfg.user, g.cfg.password);
@@ -1510,12 +1636,44 @@ int isola_cluster_join(const isola_cluster_config *config) {
   return ISOLA_OK;
 }
 
+/* Ends the processes of process spawns still running (SIGTERM: they
+ * leave the cluster, which fires their listeners; SIGKILL after 10 s) and
+ * reaps them.  The caller of leave. */
+static void end_processes(void) {
+  pthread_mutex_lock(&g.mu);
+  process *procs = g.procs;
+  for (process *p = procs; p; p = p->next)
+    if (p->alive) kill(p->pid, SIGTERM);
+  pthread_mutex_unlock(&g.mu);
+  for (process *p = procs; p; p = p->next) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += 10;
+    if (pthread_timedjoin_np(p->reaper, NULL, &t) != 0) {
+      pthread_mutex_lock(&g.mu);
+      if (p->alive) kill(p->pid, SIGKILL);
+      pthread_mutex_unlock(&g.mu);
+      pthread_join(p->reaper, NULL);
+    }
+  }
+  pthread_mutex_lock(&g.mu);
+  procs = g.procs;
+  g.procs = NULL;
+  pthread_mutex_unlock(&g.mu);
+  while (procs) {
+    process *p = procs;
+    procs = p->next;
+    free(p);
+  }
+}
+
 int isola_cluster_leave(void) {
   pthread_mutex_lock(&g.mu);
   bool joined = g.joined && g.api_port;
   pthread_mutex_unlock(&g.mu);
   if (!joined) return ISOLA_ENOVM;
   if (isola_current(&(isola_isolate){0}) == ISOLA_OK) return ISOLA_EBUSY;
+  end_processes();
   waiter *w = waiter_new();
   if (!w) return ISOLA_ENOMEM;
   isola_value items[2] = {isola_int(OP_LEAVE),
@@ -1647,17 +1805,29 @@ int isola_cluster_remove_error_listener(const isola_isolate *isolate,
   return handled ? rc : isola_remove_error_listener(isolate, port);
 }
 
-int isola_cluster_add_exit_listener(const isola_isolate *isolate,
-                                    isola_port port, isola_value response) {
+static int exit_add(const isola_isolate *isolate, isola_port port,
+                    isola_value response, bool notice) {
   if (!isolate || !isolate->control_port || !port) return ISOLA_EINVAL;
   bool is;
   isola_port api;
   if (remote(isolate->control_port, &is, &api) != ISOLA_OK || !is)
-    return isola_add_exit_listener(isolate, port, response);
-  isola_value items[4] = {isola_int(OP_EXIT_ADD),
+    return notice ? isola_add_exit_notice_listener(isolate, port, response)
+                  : isola_add_exit_listener(isolate, port, response);
+  isola_value items[5] = {isola_int(OP_EXIT_ADD),
                           isola_sendport(isolate->control_port),
-                          isola_sendport(port), response};
-  return isola_send(api, isola_list(items, 4));
+                          isola_sendport(port), response, isola_bool(notice)};
+  return isola_send(api, isola_list(items, 5));
+}
+
+int isola_cluster_add_exit_listener(const isola_isolate *isolate,
+                                    isola_port port, isola_value response) {
+  return exit_add(isolate, port, response, false);
+}
+
+int isola_cluster_add_exit_notice_listener(const isola_isolate *isolate,
+                                           isola_port port,
+                                           isola_value response) {
+  return exit_add(isolate, port, response, true);
 }
 
 int isola_cluster_remove_exit_listener(const isola_isolate *isolate,
@@ -1673,10 +1843,20 @@ int isola_cluster_remove_exit_listener(const isola_isolate *isolate,
   return isola_send(api, isola_list(items, 3));
 }
 
+static int spawn_remote(const char *node, const char *path, isola_value args,
+                        isola_value message, const isola_spawn_options *opts,
+                        isola_isolate *out, pid_t pid);
+
 int isola_cluster_spawn_uri(const char *node, const char *path,
                             isola_value args, isola_value message,
                             const isola_spawn_options *opts,
                             isola_isolate *out) {
+  return spawn_remote(node, path, args, message, opts, out, 0);
+}
+
+static int spawn_remote(const char *node, const char *path, isola_value args,
+                        isola_value message, const isola_spawn_options *opts,
+                        isola_isolate *out, pid_t pid) {
   if (!node || !path || !*path || !node_name_ok(node)) return ISOLA_EINVAL;
   pthread_mutex_lock(&g.mu);
   bool joined = g.joined && g.api_port;
@@ -1690,7 +1870,7 @@ int isola_cluster_spawn_uri(const char *node, const char *path,
   if (!w) return ISOLA_ENOMEM;
   isola_spawn_options o = {0};
   if (opts) o = *opts;
-  isola_value items[13] = {
+  isola_value items[15] = {
       isola_int(OP_SPAWN),
       isola_int((int64_t)(intptr_t)w),
       isola_str(node),
@@ -1703,8 +1883,10 @@ int isola_cluster_spawn_uri(const char *node, const char *path,
       o.on_error ? isola_sendport(o.on_error) : isola_null(),
       isola_bool(o.paused),
       isola_bool(o.errors_nonfatal),
-      isola_int((int64_t)o.heap_limit)};
-  int rc = isola_send(api, isola_list(items, 13));
+      isola_int((int64_t)o.heap_limit),
+      isola_bool(o.exit_notice),
+      isola_int((int64_t)pid)};
+  int rc = isola_send(api, isola_list(items, 15));
   if (rc != ISOLA_OK) {
     waiter_unref(w);
     waiter_unref(w);
@@ -1932,5 +2114,180 @@ int isola_cluster_name_remove(const char *name) {
       rc = ISOLA_ESYS;
   }
   if (blocking) isola_blocking_end();
+  return rc;
+}
+
+/* ---- spawning into a new process ---------------------------------------- */
+
+extern char **environ;
+
+static void *reaper(void *arg) {
+  process *p = arg;
+  int status = 0;
+  while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  char detail[200];
+  if (WIFSIGNALED(status))
+    snprintf(detail, sizeof detail,
+             "process %d (node %s) was ended by signal %d (%s)", (int)p->pid,
+             p->node, WTERMSIG(status), strsignal(WTERMSIG(status)));
+  else
+    snprintf(detail, sizeof detail,
+             "process %d (node %s) exited with status %d", (int)p->pid,
+             p->node, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  pthread_mutex_lock(&g.mu);
+  p->alive = false;
+  isola_port api = g.api_port;
+  pthread_mutex_unlock(&g.mu);
+  if (api) {
+    isola_value items[3] = {isola_int(OP_PROC_DEAD), isola_str(p->node),
+                            isola_str(detail)};
+    isola_send(api, isola_list(items, 3));
+  }
+  return NULL;
+}
+
+/* Starts `runner node ...` as node name; *pid gets it. */
+static int start_process(const char *name, pid_t *pid) {
+  char hb[16], to[16];
+  snprintf(hb, sizeof hb, "%u", g.cfg.heartbeat_ms);
+  snprintf(to, sizeof to, "%u", g.cfg.node_timeout_ms);
+  const char *runner = g.cfg.runner ? g.cfg.runner : getenv("ISOLA_RUNNER");
+  if (!runner || !*runner) runner = "isola";
+  const char *argv[32];
+  int n = 0;
+  argv[n++] = runner;
+  argv[n++] = "node";
+  argv[n++] = "--cluster";
+  argv[n++] = g.cfg.servers;
+  argv[n++] = "--node";
+  argv[n++] = name;
+  argv[n++] = "--heartbeat-ms";
+  argv[n++] = hb;
+  argv[n++] = "--node-timeout-ms";
+  argv[n++] = to;
+  const struct {
+    const char *opt, *val;
+  } pass[] = {{"--nats-user", g.cfg.user},
+              {"--nats-creds", g.cfg.credentials_file},
+              {"--nats-nkey", g.cfg.nkey_public},
+              {"--nats-nkey-seed", g.cfg.nkey_seed_file},
+              {"--tls-ca", g.cfg.tls_ca_file},
+              {"--tls-cert", g.cfg.tls_cert_file},
+              {"--tls-key", g.cfg.tls_key_file}};
+  for (size_t i = 0; i < sizeof pass / sizeof *pass; i++)
+    if (pass[i].val) {
+      argv[n++] = pass[i].opt;
+      argv[n++] = pass[i].val;
+    }
+  argv[n] = NULL;
+  /* Secrets go in the environment, not on a command line others can
+   * read in /proc. */
+  size_t nenv = 0;
+  while (environ[nenv]) nenv++;
+  char **envp = calloc(nenv + 3, sizeof *envp);
+  char *pw = NULL, *tok = NULL;
+  if (!envp) return ISOLA_ENOMEM;
+  size_t k = 0;
+  for (size_t i = 0; i < nenv; i++)
+    if (strncmp(environ[i], "ISOLA_NATS_PASSWORD=", 20) != 0 &&
+        strncmp(environ[i], "ISOLA_NATS_TOKEN=", 17) != 0)
+      envp[k++] = environ[i];
+  if (g.cfg.password && asprintf(&pw, "ISOLA_NATS_PASSWORD=%s",
+                                 g.cfg.password) >= 0)
+    envp[k++] = pw;
+  if (g.cfg.token && asprintf(&tok, "ISOLA_NATS_TOKEN=%s", g.cfg.token) >= 0)
+    envp[k++] = tok;
+  envp[k] = NULL;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  /* Its "joined" line is for scripts; keep stderr for crash reports. */
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  int e = posix_spawnp(pid, runner, &fa, NULL, (char *const *)argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  free(pw);
+  free(tok);
+  free(envp);
+  if (e != 0) {
+    snprintf(last_error, sizeof last_error, "cannot start %s: %s", runner,
+             strerror(e));
+    return ISOLA_ESYS;
+  }
+  return ISOLA_OK;
+}
+
+int isola_cluster_spawn_process(const char *path, isola_value args,
+                                isola_value message,
+                                const isola_spawn_options *opts,
+                                isola_isolate *out) {
+  last_error[0] = '\0';
+  if (!path || !*path) return ISOLA_EINVAL;
+  pthread_mutex_lock(&g.mu);
+  bool joined = g.joined && g.api_port;
+  isola_port api = g.api_port;
+  unsigned n = ++g.nprocs;
+  unsigned wait_ms = g.cfg.connect_timeout_ms + g.cfg.request_timeout_ms;
+  pthread_mutex_unlock(&g.mu);
+  if (!joined) return ISOLA_ENOVM;
+  char name[ISOLA_CLUSTER_NODE_MAX + 1];
+  snprintf(name, sizeof name, "%.40s-p%u-%04x", g.node, n,
+           (unsigned)(g.inc & 0xffff));
+  /* Wait for its first heartbeat: asked for before it can send one. */
+  waiter *w = waiter_new();
+  process *p = calloc(1, sizeof *p);
+  if (!w || !p) {
+    free(w);
+    free(p);
+    return ISOLA_ENOMEM;
+  }
+  isola_value items[3] = {isola_int(OP_WAIT_PEER),
+                          isola_int((int64_t)(intptr_t)w), isola_str(name)};
+  int rc = isola_send(api, isola_list(items, 3));
+  if (rc != ISOLA_OK) {
+    waiter_unref(w);
+    waiter_unref(w);
+    free(p);
+    return ISOLA_ENOVM;
+  }
+  snprintf(p->node, sizeof p->node, "%s", name);
+  rc = start_process(name, &p->pid);
+  if (rc == ISOLA_OK) {
+    p->alive = true;
+    pthread_mutex_lock(&g.mu);
+    if (pthread_create(&p->reaper, NULL, reaper, p) != 0) {
+      rc = ISOLA_ESYS;
+    } else {
+      p->next = g.procs;
+      g.procs = p;
+    }
+    pthread_mutex_unlock(&g.mu);
+    if (rc != ISOLA_OK) {
+      kill(p->pid, SIGKILL);
+      waitpid(p->pid, NULL, 0);
+    }
+  }
+  if (rc != ISOLA_OK) {
+    /* Nothing will be heard from it: end the wait. */
+    isola_value dead[3] = {isola_int(OP_PROC_DEAD), isola_str(name),
+                           isola_str("not started")};
+    isola_send(api, isola_list(dead, 3));
+    waiter_wait(w, wait_ms);
+    waiter_unref(w);
+    free(p);
+    return rc;
+  }
+  rc = waiter_wait(w, wait_ms);
+  waiter_unref(w);
+  if (rc == ISOLA_OK)
+    rc = spawn_remote(name, path, args, message, opts, out, p->pid);
+  else if (!last_error[0])
+    snprintf(last_error, sizeof last_error,
+             "the process for node %s did not join the cluster", name);
+  if (rc != ISOLA_OK) {
+    pthread_mutex_lock(&g.mu);
+    if (p->alive) kill(p->pid, SIGTERM);
+    pthread_mutex_unlock(&g.mu);
+    if (rc == ISOLA_ECLOSED) rc = ISOLA_ESYS; /* it died on the way */
+  }
   return rc;
 }

@@ -90,6 +90,9 @@ typedef struct isola_cluster_config {
    * "isola_names").  Names need a server with JetStream (nats-server
    * -js); without it the name calls return ISOLA_EUNSUPPORTED. */
   const char *names_bucket;
+  /* The `isola` runner that isola_cluster_spawn_process() starts (NULL:
+   * $ISOLA_RUNNER, else "isola" searched in PATH). */
+  const char *runner;
 } isola_cluster_config;
 
 /* Fills *config with the defaults (every field 0 or NULL). */
@@ -162,6 +165,29 @@ ISOLA_EXPORT int isola_cluster_spawn_uri(const char *node, const char *path,
                                          isola_isolate *out);
 
 /*
+ * Crash isolation: as isola_cluster_spawn_uri(), on a node of its own in a
+ * new process of this machine.  Starts the runner (config.runner) as
+ * `isola node` named "<this node>-p<n>-<hex>", with this node's servers,
+ * credentials (passwords and tokens through the environment) and timings;
+ * waits for it to join, then spawns the module there.  A crash there (a
+ * segfault in a handler) ends that process only: its isolates' exit
+ * listeners get ISOLA_EXIT_NODE_LOST with a detail naming the signal (see
+ * the exit notices below), at once, from the process's exit status.  When
+ * the isolate ends, its process is told to end (SIGTERM);
+ * isola_cluster_leave() ends those still running.  The process is reaped by
+ * a thread of this component: do not wait for it yourself.  Errors: those
+ * of isola_cluster_spawn_uri(), and ISOLA_ESYS (the runner could not be
+ * started, or ended or did not join within connect_timeout_ms +
+ * request_timeout_ms: isola_cluster_error() says why).  Any thread; from
+ * an isolate the waits run inside isola_blocking_begin()/end().
+ */
+ISOLA_EXPORT int isola_cluster_spawn_process(const char *path,
+                                             isola_value args,
+                                             isola_value message,
+                                             const isola_spawn_options *opts,
+                                             isola_isolate *out);
+
+/*
  * Isolate control for handles of any node.  For a handle whose control
  * port is a port of this process, each is exactly the core call
  * (isola_pause() ...).  For a remote handle (from isola_cluster_spawn_uri()
@@ -194,14 +220,23 @@ ISOLA_EXPORT int isola_cluster_remove_error_listener(
 /*
  * Exit listeners across nodes.  For a remote isolate, port gets response
  * (kept on this node) exactly once when the isolate ends, or when its node
- * is lost (within node_timeout_ms + heartbeat_ms of its last heartbeat) or
- * leaves.  Adding a port already listening replaces its response; remove
- * stops it.  Errors as isola_cluster_kill() without the capability check.
- * Any thread.
+ * is lost (within node_timeout_ms + heartbeat_ms of its last heartbeat),
+ * leaves, or (isola_cluster_spawn_process()) its process ends.
+ * isola_cluster_add_exit_notice_listener() delivers an exit notice instead
+ * (isola.h): [reason, isolate, detail, response], isolate being the
+ * control port as this node knows it; when the isolate's node is gone the
+ * reason is ISOLA_EXIT_NODE_LOST and detail says how ("node lost", "node
+ * left", "node restarted", or for a process spawn e.g. "process 4242 (node
+ * main-p1-1a2b) was ended by signal 11 (Segmentation fault)").  Adding a
+ * port already listening replaces its response and kind; remove stops it.
+ * The spawn options' on_exit with exit_notice works the same way.  Errors
+ * as isola_cluster_kill() without the capability check.  Any thread.
  */
 ISOLA_EXPORT int isola_cluster_add_exit_listener(const isola_isolate *isolate,
                                                  isola_port port,
                                                  isola_value response);
+ISOLA_EXPORT int isola_cluster_add_exit_notice_listener(
+    const isola_isolate *isolate, isola_port port, isola_value response);
 ISOLA_EXPORT int isola_cluster_remove_exit_listener(
     const isola_isolate *isolate, isola_port port);
 

@@ -81,7 +81,8 @@ static const char usage[] =
     "  --node NAME               this node's name (letters, digits, - and _)\n"
     "  --nats-user USER, --nats-password PASSWORD, --nats-token TOKEN,\n"
     "  --nats-creds FILE, --nats-nkey PUBKEY --nats-nkey-seed FILE\n"
-    "                            NATS authentication\n"
+    "                            NATS authentication ($ISOLA_NATS_PASSWORD\n"
+    "                            and $ISOLA_NATS_TOKEN are read too)\n"
     "  --tls-ca FILE, --tls-cert FILE, --tls-key FILE\n"
     "                            TLS to the servers (--tls-ca alone turns\n"
     "                            it on)\n"
@@ -203,6 +204,10 @@ static int cluster_option(int argc, char **argv, int *i,
 
 static int join(isola_cluster_config *cc) {
   if (!cc->servers && !cc->node) return ISOLA_OK;
+  /* Secrets may come from the environment (kept off the command line,
+   * as process spawns pass them). */
+  if (!cc->password) cc->password = getenv("ISOLA_NATS_PASSWORD");
+  if (!cc->token) cc->token = getenv("ISOLA_NATS_TOKEN");
   if (!cc->servers || !cc->node) {
     fputs("isola: --cluster and --node go together\n", stderr);
     return ISOLA_EINVAL;

@@ -69,6 +69,7 @@ static void join_a(const char *url, unsigned timeout_ms) {
   cc.node = "a";
   cc.heartbeat_ms = 100;
   cc.node_timeout_ms = timeout_ms;
+  cc.runner = ISOLA_RUNNER;
   int rc = isola_cluster_join(&cc);
   cr_assert(rc == ISOLA_OK, "join: %s: %s", isola_err_name(rc),
             isola_cluster_error());
@@ -287,14 +288,23 @@ Test(cluster, control) {
    * fire on kill; adding home again replaced its response, as locally. */
   isola_port home2;
   TH_ASSERT_OK(isola_native_port_new("home2", on_home, NULL, false, &home2));
-  TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home2, isola_str("bye")));
+  TH_ASSERT_OK(
+      isola_cluster_add_exit_notice_listener(&h, home2, isola_str("bye")));
   TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home, isola_str("ended")));
   TH_ASSERT_OK(isola_cluster_kill(&h, ISOLA_IMMEDIATE));
   bool ended = false, bye = false;
   for (int k = 0; k < 2; k++) {
-    TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
-    if (strcmp(s, "ended") == 0) ended = true;
-    if (strcmp(s, "bye") == 0) bye = true;
+    isola_value v = got(seen++);
+    if (v.kind == ISOLA_LIST) { /* the notice: killed, and by whom */
+      cr_assert(th_item_int(v, 0) == ISOLA_EXIT_KILLED, "reason killed");
+      cr_assert(th_item_port(v, 1) == h.control_port, "the isolate");
+      STR_EQ(th_item_str(v, 3), "bye");
+      bye = true;
+    } else {
+      TH_ASSERT_OK(isola_value_get_str(v, &s, NULL));
+      STR_EQ(s, "ended");
+      ended = true;
+    }
   }
   cr_assert(ended && bye, "ended && bye");
   TH_ASSERT_OK(isola_native_port_close(home2));
@@ -314,7 +324,8 @@ Test(cluster, node_lost) {
   isola_port echo = spawn_echo("b", &o, &h, &seen);
   isola_port home2;
   TH_ASSERT_OK(isola_native_port_new("home2", on_home, NULL, false, &home2));
-  TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home2, isola_str("added")));
+  TH_ASSERT_OK(
+      isola_cluster_add_exit_notice_listener(&h, home2, isola_str("added")));
   /* A round trip so the add has reached b. */
   TH_ASSERT_OK(isola_send_reply(echo, isola_int(5), home));
   cr_assert(th_int(got(seen++)) == 5, "th_int(got(seen++)) == 5");
@@ -322,11 +333,25 @@ Test(cluster, node_lost) {
   ch_node_stop(b, SIGKILL);
   /* Both fire within the bound: node_timeout 1500 ms + heartbeat 100 ms
    * (the wait below allows 5 s, the default bound the docs promise). */
+  bool plain = false, notice = false;
   for (int k = 0; k < 2; k++) {
     cr_assert(th_counter_wait_ge(&in.count, (long)seen + 1, 5000),
               "exit listener %d did not fire within 5 s", k);
-    seen++;
+    isola_value v = got(seen++);
+    if (v.kind == ISOLA_LIST) {
+      cr_assert(th_item_int(v, 0) == ISOLA_EXIT_NODE_LOST, "node lost");
+      cr_assert(th_item_port(v, 1) == h.control_port, "the isolate");
+      STR_EQ(th_item_str(v, 2), "node lost");
+      STR_EQ(th_item_str(v, 3), "added");
+      notice = true;
+    } else {
+      const char *s;
+      TH_ASSERT_OK(isola_value_get_str(v, &s, NULL));
+      STR_EQ(s, "on_exit");
+      plain = true;
+    }
   }
+  cr_assert(plain && notice, "both listeners fired");
   /* The proxies of the lost node are closed. */
   TH_ASSERT_RC(isola_send(echo, isola_int(6)), ISOLA_ECLOSED);
   TH_ASSERT_RC(isola_cluster_spawn_uri("b", TM_CLUSTER_ECHO, isola_null(),
@@ -525,5 +550,50 @@ Test(cluster, forged_secret_refused) {
   natsSubscription_Destroy(answers);
   natsConnection_Destroy(nc);
   cr_assert(ch_node_stop(b, SIGTERM) == 0, "ch_node_stop(b, SIGTERM) == 0");
+  finish();
+}
+
+/* ---- crash isolation: a module in a process of its own ------------------- */
+
+Test(cluster, crash_isolation) {
+  start(false);
+  size_t seen = 0;
+  isola_isolate h;
+  isola_spawn_options o = {.on_exit = home,
+                           .on_exit_message = isola_str("crashed"),
+                           .exit_notice = true};
+  int rc = isola_cluster_spawn_process(TM_CLUSTER_ECHO, isola_str("p1"),
+                                       isola_sendport(home), &o, &h);
+  cr_assert(rc == ISOLA_OK, "spawn_process: %s: %s", isola_err_name(rc),
+            isola_cluster_error());
+  isola_value hello = got(seen++);
+  isola_port echo = th_item_port(hello, 0);
+  char where[ISOLA_CLUSTER_NODE_MAX + 1];
+  TH_ASSERT_OK(isola_cluster_port_node(echo, where, sizeof where));
+  cr_assert(strncmp(where, "a-p", 3) == 0, "a node of its own: %s", where);
+  TH_ASSERT_OK(isola_send_reply(echo, isola_int(3), home));
+  cr_assert(th_int(got(seen++)) == 3, "round trip");
+
+  /* A segfault ends that process only; the exit notice says so. */
+  TH_ASSERT_OK(isola_send(echo, isola_str("segv")));
+  isola_value n = got(seen++);
+  cr_assert(th_item_int(n, 0) == ISOLA_EXIT_NODE_LOST, "reason node lost");
+  cr_assert(th_item_port(n, 1) == h.control_port, "the isolate");
+  const char *detail = th_item_str(n, 2);
+  cr_assert(strstr(detail, "signal") != NULL, "detail: %s", detail);
+  STR_EQ(th_item_str(n, 3), "crashed");
+  TH_ASSERT_RC(isola_send(echo, isola_int(4)), ISOLA_ECLOSED);
+
+  /* This process is fine: another one, which ends normally. */
+  isola_spawn_options o2 = {.on_exit = home,
+                            .on_exit_message = isola_str("done"),
+                            .exit_notice = true};
+  TH_ASSERT_OK(isola_cluster_spawn_process(TM_CLUSTER_ECHO, isola_str("p2"),
+                                           isola_sendport(home), &o2, &h));
+  echo = th_item_port(got(seen++), 0);
+  TH_ASSERT_OK(isola_send(echo, isola_str("quit")));
+  n = got(seen++);
+  cr_assert(th_item_int(n, 0) == ISOLA_EXIT_NORMAL, "reason normal");
+  STR_EQ(th_item_str(n, 3), "done");
   finish();
 }

@@ -5,9 +5,11 @@
  *   ["send", port, value]   sends value to port
  *   "quit"                  closes the port: the isolate ends
  *   "throw"                 raises an uncaught error "boom"
+ *   "segv"                  raises SIGSEGV: the process dies
  *   anything else           is sent back to reply_to (if any) */
 #include <isola.h>
 
+#include <signal.h>
 #include <string.h>
 
 ISOLA_MODULE();
@@ -22,6 +24,7 @@ static void on_msg(void *ctx, isola_port port, isola_value msg,
       return;
     }
     if (strcmp(s, "throw") == 0) isola_throw("boom");
+    if (strcmp(s, "segv") == 0) raise(SIGSEGV);
   }
   isola_value verb, to, value;
   if (isola_list_get(msg, 0, &verb) == ISOLA_OK &&
