@@ -63,6 +63,7 @@ extern "C" {
   X(EBUSY, -12, "not allowed from this thread or in this state")               \
   X(ESYS, -13, "an operating system call failed")                              \
   X(ESHUTDOWN, -14, "the VM is shutting down")                                 \
+  X(EENDING, -15, "the calling isolate is ending")                             \
   X(EPERM, -17, "the handle lacks the capability")                            \
   X(EFAILED, -18, "the computation failed")                                   \
   X(ENAMETAKEN, -20, "the name is already registered")                         \
@@ -326,7 +327,9 @@ ISOLA_EXPORT void isola_value_free(isola_value *v);
 /* Structural equality: same kinds, same contents, same shape (shared lists
  * and maps compare by content; a cycle compares equal to the same cycle;
  * maps compare pair by pair, in order; buffers by their bytes, two empty
- * handles being equal).  Any thread. */
+ * handles being equal).  Comparing lists or maps takes memory for the
+ * pairs being compared: when none is left the answer is false.  Any
+ * thread. */
 ISOLA_EXPORT bool isola_value_equal(isola_value a, isola_value b);
 
 /* ------------------------------------------------------------------------ */
@@ -493,7 +496,9 @@ typedef struct isola_spawn_options {
  * The isolate lives while it has live ports: if it has none when entry
  * returns, it ends.
  * Errors: ISOLA_EINVAL (entry NULL, a malformed message), ISOLA_ENOMEM,
- * ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is started on error.
+ * ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN, ISOLA_ESYS (the OS random
+ * source failed, so no capabilities could be made for the isolate).
+ * Nothing is started on error.
  * Any thread.
  */
 ISOLA_EXPORT int isola_spawn(isola_entry entry, isola_value message,
@@ -570,10 +575,18 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * (isola_transfer()) are moved, not copied, and their handles set to NULL
  * once the send has succeeded.
  * From a handler, sends in a row to one isolate are queued together: they
- * reach it no later than when the sending event ends, calls
- * isola_check_interrupts() or isola_blocking_begin(), or sends to another
- * isolate (sends inside a blocking section go at once).  A handler that
- * waits for what it sent must do so inside isola_blocking_begin/end.
+ * reach its queue no later than when the sending event ends (however it
+ * ends), calls isola_check_interrupts() or isola_blocking_begin(), sends
+ * to another isolate, spawns (isola_spawn, isola_spawn_uri,
+ * isola_run_async), sends a control request (pause, kill, ping, listeners)
+ * or registers a name (sends inside a blocking section go at once).  So
+ * causality holds through the runtime: if the send of m1 to an isolate
+ * happens before anything the runtime carries (a message, a spawn, a
+ * control request, a name, the end of the event) that leads to m2 being
+ * sent to the same isolate, m1 is handled first.  Causality through memory
+ * the handler shares by other means (an atomic, a lock) is not covered
+ * until the event ends: call isola_check_interrupts() first.  A handler
+ * that waits for what it sent must do so inside isola_blocking_begin/end.
  * Errors: ISOLA_ECLOSED (the port is closed, unknown or a control port:
  * every id that names no open port taking messages answers alike, so the
  * answer tells a guesser nothing; the message is dropped), ISOLA_EINVAL
@@ -1230,7 +1243,11 @@ typedef void (*isola_module_main)(isola_value args, isola_value message);
  * unresolved symbol), ISOLA_EABI (no ABI stamp, or another ABI),
  * ISOLA_ENOENTRY (no isola_main), and those of isola_spawn().  After
  * ISOLA_EMODULE, ISOLA_EABI or ISOLA_ENOENTRY, isola_module_error() says
- * why.  Any thread.
+ * why.  Loading a module runs its code: the loader runs its constructors
+ * (and those of the libraries it needs) before the ABI stamp can be read,
+ * so the stamp is a compatibility check, not a trust boundary, and a
+ * module has every power of the process.  Load only modules you trust
+ * (docs/security.md).  Any thread.
  */
 ISOLA_EXPORT int isola_spawn_uri(const char *path, isola_value args,
                                  isola_value message,
@@ -1355,7 +1372,8 @@ typedef void (*isola_native_handler)(void *ctx, isola_port port,
  * sender may be handled out of order.  The port is served by hidden
  * isolates named name (NULL: "native"), which the VM's hooks see.  *out
  * receives the port.  Errors: ISOLA_EINVAL (handler or out NULL),
- * ISOLA_ENOMEM, ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread.
+ * ISOLA_ENOMEM, ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN, ISOLA_ESYS (as
+ * for isola_spawn()).  Any thread.
  */
 ISOLA_EXPORT int isola_native_port_new(const char *name,
                                        isola_native_handler handler,

@@ -106,10 +106,14 @@ struct isola__group {
   _Atomic int exit_code;
 };
 
+/* An isolate's states: lifecycle.h has the moves and what each means. */
 enum {
-  ISOLA__ISO_STARTING = 0, /* spawned; its START message is queued */
-  ISOLA__ISO_RUNNING,      /* entry has run */
-  ISOLA__ISO_DEAD,         /* ended: ports closed, waiting to be freed */
+  ISOLA__ISO_NEW = 0,   /* being built by its spawner */
+  ISOLA__ISO_RUNNING,   /* complete and scheduled by its messages */
+  ISOLA__ISO_PAUSED,    /* holds a pause capability */
+  ISOLA__ISO_ENDING,    /* isola__isolate_end() runs */
+  ISOLA__ISO_ENDED,     /* retired, waiting to be freed */
+  ISOLA__ISO_RECLAIMED, /* freed */
 };
 
 #define ISOLA__NAME_MAX 63
@@ -165,7 +169,7 @@ struct isola__isolate {
    * for the next event, the end after a pause on exit): the turn tests
    * this one word per message. */
   uint32_t hold;
-  uint8_t state;      /* ISOLA__ISO_* */
+  uint8_t state;      /* ISOLA__ISO_* (lifecycle.h) */
   uint8_t pool_class; /* of its memory (pool.h) */
   bool errors_fatal;
   /* Why it ends (an isola_exit_reason), set where the end is decided and
@@ -213,7 +217,7 @@ typedef struct isola__tls {
   isola__isolate *retire_pending;
   size_t npending;
   isola__isolate *retire_head, *retire_tail;
-  /* The outbox (isolate.c): messages this thread's current event sent in
+  /* The outbox (send.c): messages this thread's current event sent in
    * a row to one other isolate, not yet pushed.  ob_to is NULL when empty;
    * only ever non-empty inside an event. */
   isola__isolate *ob_to;
@@ -227,6 +231,28 @@ typedef struct isola__tls {
 } isola__tls;
 
 extern ISOLA__TLS isola__tls isola__t;
+
+/* ---- test-only hooks ---------------------------------------------------- */
+
+/* Places where a test build (-DISOLA_TEST_HOOKS=ON) calls the hook a test
+ * installed, to stop or slow a thread inside a race window that is too
+ * narrow to hit otherwise.  Compiled out of every other build. */
+enum {
+  ISOLA__HOOK_SPAWN_ENTERED = 1, /* isolate_new: entered, nothing counted */
+  ISOLA__HOOK_SPAWN_VISIBLE,     /* isolate_new: control port just opened */
+  ISOLA__HOOK_SHUTDOWN_SCANNED,  /* shutdown: one kill scan done */
+  ISOLA__HOOK_TURN_IDLE,         /* a turn marked its isolate idle */
+};
+#ifdef ISOLA_TEST_HOOKS
+extern void (*_Atomic isola__test_hook)(int where);
+#define ISOLA__TEST_HOOK(where)                                                \
+  do {                                                                         \
+    void (*h_)(int) = atomic_load(&isola__test_hook);                          \
+    if (h_) h_(where);                                                         \
+  } while (0)
+#else
+#define ISOLA__TEST_HOOK(where) ((void)0)
+#endif
 
 /* The VM (vm.c).  NULL when none runs. */
 extern _Atomic(isola__vm *) isola__the_vm;

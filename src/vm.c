@@ -19,6 +19,9 @@
 ISOLA__TLS isola__tls isola__t;
 _Atomic(isola__vm *) isola__the_vm;
 _Atomic size_t isola__outside_callers;
+#ifdef ISOLA_TEST_HOOKS
+void (*_Atomic isola__test_hook)(int where);
+#endif
 
 /* The VM lives in static storage, so a thread that read the pointer just
  * before shutdown still reads valid memory (its state says "gone"). */
@@ -279,9 +282,13 @@ int isola_vm_shutdown(isola_shutdown_report *report) {
   }
   /* Kill, then wait.  A spawn that passed its state check just before we
    * set the state can still add an isolate after a scan, so scan again
-   * every 10 ms until none is left or the grace period is over. */
+   * every 10 ms until none is left or the grace period is over.  "None is
+   * left" needs both counts at zero: a plain thread inside a call (a spawn
+   * or isola_run_main that entered before the state changed) may still
+   * add one, and a root thread holds the count until its isolate ended. */
   for (;;) {
     kill_all(vm, rec);
+    ISOLA__TEST_HOOK(ISOLA__HOOK_SHUTDOWN_SCANNED);
     struct timespec step;
     clock_gettime(CLOCK_MONOTONIC, &step);
     uint64_t sn = (uint64_t)step.tv_nsec + 10000000u;
@@ -297,7 +304,15 @@ int isola_vm_shutdown(isola_shutdown_report *report) {
                ETIMEDOUT) {
     }
     pthread_mutex_unlock(&vm->live_lock);
-    if (atomic_load(&vm->live) == 0) break;
+    if (atomic_load(&vm->live) == 0 &&
+        atomic_load_explicit(&isola__outside_callers, memory_order_seq_cst) ==
+            0)
+      break;
+    if (atomic_load(&vm->live) == 0 && !past) {
+      /* Only callers left: they finish (or spawn) in moments. */
+      isola__plat_yield();
+      continue;
+    }
     if (past) {
       if (report) {
         report_ctx c = {vm, report, 0};
@@ -306,6 +321,10 @@ int isola_vm_shutdown(isola_shutdown_report *report) {
         isola__epoch_online(&vm->epoch, rec);
         isola__port_map_each_isolate(&vm->ports, report_one, &c);
         isola__epoch_offline(rec);
+        if (c.r->stuck == 0)
+          append(report, &c.len,
+                 "a call into the VM from a thread that is not an isolate "
+                 "did not return\n");
       }
       pthread_mutex_unlock(&life_lock);
       return ISOLA_ETIMEDOUT;
@@ -316,8 +335,8 @@ int isola_vm_shutdown(isola_shutdown_report *report) {
     report->text[0] = '\0';
   }
 
-  /* Threads that are not isolates finish the call they are in (they see
-   * the state and fail fast); root isolates' threads leave run_main. */
+  /* Threads that are not isolates and came in after the loop's last look
+   * see the state and fail fast. */
   while (atomic_load_explicit(&isola__outside_callers, memory_order_seq_cst))
     isola__plat_yield();
   isola__native_destroy_all();

@@ -137,6 +137,18 @@ Test(module, wrong_or_missing_abi_stamp) {
   th_vm_shutdown_ok();
 }
 
+Test(module, loading_runs_the_modules_code_before_the_stamp_is_checked) {
+  /* Issue 12.6: the stamp is a compatibility check, not a trust boundary:
+   * the refused module's constructor has run. */
+  th_vm_init(NULL);
+  unsetenv("ISOLA_TM_NOABI_LOADED");
+  expect_load_error(TM_NOABI, ISOLA_EABI, "isola_module_abi");
+  const char *mark = getenv("ISOLA_TM_NOABI_LOADED");
+  cr_assert(mark && strcmp(mark, "1") == 0,
+            "the constructor of a module refused for its stamp did not run");
+  th_vm_shutdown_ok();
+}
+
 Test(module, unresolved_symbol_fails_at_load) {
   th_vm_init(NULL);
   expect_load_error(TM_UNRESOLVED, ISOLA_EMODULE,
@@ -510,6 +522,26 @@ Test(module, runner_load_errors_and_usage) {
   EXPECT_RUN(r, 64);
   run_runner((const char *[]){"frobnicate", NULL}, &r);
   EXPECT_RUN(r, 64);
+}
+
+Test(module, runner_loads_only_the_path_it_is_given) {
+  /* Issue 12.6: a bare name is ./name, never a search of the library
+   * path: with the module's directory on LD_LIBRARY_PATH and another
+   * working directory, `isola run libtm_exits.so` finds nothing. */
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", TM_EXITS);
+  char *slash = strrchr(dir, '/');
+  cr_assert(slash != NULL, "TM_EXITS has no directory: %s", TM_EXITS);
+  *slash = '\0';
+  const char *base = slash + 1;
+  cr_assert(setenv("LD_LIBRARY_PATH", dir, 1) == 0, "setenv");
+  cr_assert(chdir("/") == 0, "chdir: %s", strerror(errno));
+  run_result r;
+  run_runner((const char *[]){"run", base, "ok", NULL}, &r);
+  EXPECT_RUN(r, 254);
+  /* The same file by its path runs. */
+  run_runner((const char *[]){"run", TM_EXITS, "ok", NULL}, &r);
+  EXPECT_RUN(r, 0);
 }
 
 Test(module, runner_help_version_and_trace) {

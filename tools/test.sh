@@ -13,6 +13,6 @@ else
   dir="build/test"
 fi
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DISOLA_WERROR=ON \
-  -DISOLA_SANITIZE="$san" >/dev/null
+  -DISOLA_TEST_HOOKS=ON -DISOLA_SANITIZE="$san" >/dev/null
 cmake --build "$dir" -j"$(nproc)"
 ctest --test-dir "$dir" --output-on-failure -j2

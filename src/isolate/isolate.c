@@ -9,6 +9,7 @@
 #include "control.h"
 #include "epoch.h"
 #include "heap.h"
+#include "lifecycle.h"
 #include "message_handler.h"
 #include "message_queue.h"
 #include "module.h"
@@ -19,193 +20,20 @@
 #include "value.h"
 #include "vm.h"
 
-/* ---- entering the VM from any thread ------------------------------------ */
-
-/* ---- messages ---------------------------------------------------------- */
-
-/* Builds a message holding a copy of v; mode says whether transferable
- * buffers move into it or are copied (value.h).  Moving consumes nothing
- * yet: the sender's handles are emptied only once the post succeeds. */
-static int msg_build(isola_value v, int mode, isola__msg **out) {
-  isola__msg *m;
-  if (v.kind <= ISOLA_DOUBLE || v.kind == ISOLA_PORT ||
-      v.kind == ISOLA_CAPABILITY) {
-    uint8_t cls;
-    m = isola__pool_alloc(sizeof *m, &cls);
-    if (!m) return ISOLA_ENOMEM;
-    m->pool_class = cls;
-    m->bytes = sizeof *m;
-    m->value = v;
-  } else {
-    isola__plan p;
-    int rc = isola__value_plan(&p, v);
-    if (rc == ISOLA_OK) {
-      uint8_t cls;
-      m = isola__pool_alloc(sizeof *m + p.size, &cls);
-      if (m) {
-        m->pool_class = cls;
-        m->bytes = p.size > UINT32_MAX - sizeof *m
-                       ? UINT32_MAX
-                       : (uint32_t)(sizeof *m + p.size);
-        rc = isola__value_write(&p, v, m + 1, mode, &m->value);
-        if (rc != ISOLA_OK) isola__pool_free(m, cls);
-      } else {
-        rc = ISOLA_ENOMEM;
-      }
-    }
-    isola__plan_done(&p);
-    if (rc != ISOLA_OK) return rc;
-  }
-  m->charged = 0;
-  m->type = ISOLA__MSG_USER;
-  m->dest = ISOLA_PORT_NONE;
-  m->reply_to = ISOLA_PORT_NONE;
-  *out = m;
-  return ISOLA_OK;
-}
-
-int isola__msg_new(isola_value v, isola__msg **out) {
-  return msg_build(v, ISOLA__COPY_BUFFERS, out);
-}
-
-/* The outbox.  Messages an event sends in a row to one other isolate are
- * linked on this thread and pushed as one chain, with one exchange on the
- * receiver's head, when the event sends elsewhere, after OUTBOX_MAX of
- * them, and when the event ends or may wait (isola__outbox_flush() callers:
- * the end of every turn, isola_blocking_begin, isola_check_interrupts,
- * control requests).  Between isola_blocking_begin and _end every send is
- * pushed at once: what a blocked handler sends is what it waits on.  Each
- * send still looks its port up (so ECLOSED is told at once); the receiver
- * stays valid until the flush because this thread stays online in the
- * epoch for the whole turn. */
-#define OUTBOX_MAX 64
-
-void isola__outbox_push(isola__vm *vm) {
-  isola__isolate *to = isola__t.ob_to;
-  isola__t.ob_to = NULL;
-  if (isola__mq_push_chain(&to->head, isola__t.ob_first, isola__t.ob_last))
-    isola__sched_ready(&vm->sched, to);
-}
-
-int isola__post(isola__vm *vm, isola__msg *m) {
-  int state;
-  isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
-  if (!iso) {
-    isola__msg_free(m);
-    return ISOLA_ECLOSED;
-  }
-  /* A control port takes no user message, and says so as an unknown id
-   * does: every id that names no open port of the kind asked for answers
-   * ISOLA_ECLOSED, so an answer tells a prober nothing (docs/security.md). */
-  if (state == ISOLA__PORT_CONTROL &&
-      (m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL)) {
-    isola__msg_free(m);
-    return ISOLA_ECLOSED;
-  }
-  isola__isolate *to = isola__t.ob_to;
-  if (to) {
-    if (to == iso && m->type == ISOLA__MSG_USER) {
-      atomic_store_explicit(&isola__t.ob_last->next, &m->node,
-                            memory_order_relaxed);
-      isola__t.ob_last = &m->node;
-      if (++isola__t.ob_n >= OUTBOX_MAX) isola__outbox_push(vm);
-      return ISOLA_OK;
-    }
-    isola__outbox_push(vm);
-  }
-  isola__isolate *self = isola__t.current;
-  isola__thread *t = isola__t.thread;
-  if (m->type == ISOLA__MSG_USER && self && self->unwind && iso != self &&
-      t && !t->blocking) {
-    /* In an event that does not block: the first of a row. */
-    isola__t.ob_to = iso;
-    isola__t.ob_first = isola__t.ob_last = &m->node;
-    isola__t.ob_n = 1;
-    return ISOLA_OK;
-  }
-  if (isola__mq_push(&iso->head, &m->node))
-    isola__sched_ready(&vm->sched, iso);
-  return ISOLA_OK;
-}
-
-int isola__post_control(isola__vm *vm, isola__msg *m) {
-  int rc = ISOLA_OK;
-  /* A request goes after the normal messages sent before it. */
-  isola__outbox_flush(vm);
-  int state = 0;
-  isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
-  if (!iso || state != ISOLA__PORT_CONTROL) /* one answer: see isola__post */
-    rc = ISOLA_ECLOSED;
-  if (rc == ISOLA_OK) {
-    /* Out of band, then claim scheduling if the isolate is idle: the
-     * Dekker pair with the turn's mark-idle and wanted() re-check
-     * (message_handler.c).  A dead isolate's head stays scheduled, so the
-     * poke fails and the message is freed with the isolate. */
-    isola__mq_push_plain(&iso->oob_head, &m->node);
-    if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
-  } else {
-    isola__msg_free(m);
-  }
-  return rc;
-}
-
-int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
-  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
-  /* A send from a handler is an interrupt point (control.h): taken before
-   * anything is built, so a kill that lands here leaves nothing behind. */
-  isola__isolate *self = isola__t.current;
-  if (self && ISOLA__UNLIKELY(isola__control_pending(self)))
-    isola_check_interrupts();
-  /* Entered before the message is built: a plain thread's pool blocks
-   * must not be taken while isola_vm_shutdown() tears the pool down, and
-   * shutdown waits for entered callers. */
-  isola__call e;
-  int rc = isola__vm_enter(&e);
-  if (rc != ISOLA_OK) return rc;
-  isola__msg *m;
-  if ((rc = msg_build(value, ISOLA__MOVE_BUFFERS, &m)) != ISOLA_OK) {
-    isola__vm_leave(&e);
-    return rc;
-  }
-  m->dest = port;
-  m->reply_to = reply_to;
-  /* Transfers: the sender handles to empty if the post succeeds, read now
-   * because the receiver may free the message as soon as it is queued.  On
-   * any failure the buffers go back to their handles untouched. */
-  isola_buffer **inline_handles[8];
-  isola_buffer ***handles = NULL;
-  size_t nbuf = 0;
-  if (isola__value_has_block(m->value) &&
-      (nbuf = ((isola__block *)(m + 1))->nbuf) > 0) {
-    handles = nbuf <= 8 ? inline_handles : malloc(nbuf * sizeof *handles);
-    if (!handles) {
-      isola__block_disown(m + 1);
-      isola__msg_free(m);
-      isola__vm_leave(&e);
-      return ISOLA_ENOMEM;
-    }
-    memcpy(handles, isola__block_handles(m + 1), nbuf * sizeof *handles);
-  }
-  if (nbuf) isola__msg_posting = m;
-  rc = isola__post(e.vm, m);
-  if (nbuf) isola__msg_posting = NULL;
-  isola__vm_leave(&e);
-  if (rc == ISOLA_OK)
-    for (size_t i = 0; i < nbuf; i++) *handles[i] = NULL;
-  if (handles != inline_handles) free(handles);
-  return rc;
-}
-
-int isola_send(isola_port port, isola_value value) {
-  return isola_send_reply(port, value, ISOLA_PORT_NONE);
-}
-
 /* ---- ports ------------------------------------------------------------- */
+
+void isola__port_close(isola__vm *vm, isola__port_slot *s) {
+  isola_port id = isola__port_unpublish(&vm->ports, s);
+  if (ISOLA__UNLIKELY(atomic_load_explicit(&s->named, memory_order_relaxed)))
+    isola__names_port_closed(&vm->names, s, id);
+  isola__port_release(&vm->ports, s, id);
+}
 
 int isola_port_open(isola_handler handler, void *ctx, isola_port *out) {
   if (!handler || !out) return ISOLA_EINVAL;
-  isola__isolate *iso = isola__t.current;
-  if (!iso) return ISOLA_ENOTISOLATE;
+  isola__isolate *iso;
+  int rc = isola__life_opening(&iso);
+  if (rc != ISOLA_OK) return rc;
   isola__vm *vm = isola__vm_get();
   return isola__port_open(&vm->ports, iso, ISOLA__PORT_LIVE, handler, ctx,
                           out);
@@ -231,7 +59,7 @@ int isola_port_close(isola_port port) {
   isola__port_slot *s;
   int rc = own_slot(port, &s);
   if (rc != ISOLA_OK) return rc;
-  isola__port_close(&isola__vm_get()->ports, s);
+  isola__port_close(isola__vm_get(), s);
   return ISOLA_OK;
 }
 
@@ -264,6 +92,16 @@ static isola__group *group_new(isola__vm *vm, isola__module *module) {
   if (vm->config.hooks.group_created)
     g->data = vm->config.hooks.group_created(vm->config.hooks.data, g->id);
   return g;
+}
+
+static void group_release(isola__vm *vm, isola__group *g);
+
+/* A new group whose isolate could not be built: cleaned up as usual, but
+ * its module stays the caller's. */
+static void group_discard(isola__vm *vm, isola__group *g) {
+  g->module = NULL;
+  atomic_store_explicit(&g->isolates, 1, memory_order_relaxed);
+  group_release(vm, g);
 }
 
 static void group_release(isola__vm *vm, isola__group *g) {
@@ -351,6 +189,7 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
                        const isola_spawn_options *opts, const char *name,
                        bool pinned, struct isola__run *run,
                        isola__module *module, isola__isolate **out) {
+  ISOLA__TEST_HOOK(ISOLA__HOOK_SPAWN_ENTERED);
   size_t max = vm->config.max_isolates;
   bool credits = take_credits(vm);
   if (credits) {
@@ -376,14 +215,17 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   iso->pool_class = cls;
   atomic_init(&iso->stub.next, NULL);
   atomic_init(&iso->oob_stub.next, NULL);
-  /* Unscheduled, and empty: the START message's push schedules it. */
-  atomic_init(&iso->head, (uintptr_t)&iso->stub | ISOLA__UNSCHEDULED);
+  /* Claimed by its builder (the scheduling bit clear) from the start:
+   * once its control port is open a kill or a request finds it, but only
+   * queues; nothing can schedule it before the spawn completes it
+   * (isola__life_publish). */
+  atomic_init(&iso->head, (uintptr_t)&iso->stub);
   atomic_init(&iso->oob_head, &iso->oob_stub);
   atomic_init(&iso->kill_requested, false);
   iso->tail = &iso->stub;
   iso->oob_tail = &iso->oob_stub;
   iso->entry = entry;
-  iso->state = ISOLA__ISO_STARTING;
+  iso->state = ISOLA__ISO_NEW;
   iso->pinned = pinned;
   atomic_init(&iso->pin_wake, 0);
   atomic_init(&iso->pin_sleeping, 0);
@@ -402,11 +244,6 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   while (iso->terminate_cap == 0 || iso->terminate_cap == iso->pause_cap);
   if ((rc = isola__heap_init(vm, iso, opts)) != ISOLA_OK) goto fail;
   if ((rc = isola__control_init(vm, iso, opts, run)) != ISOLA_OK) goto fail;
-  rc = isola__port_open(&vm->ports, iso, ISOLA__PORT_CONTROL, NULL, NULL,
-                        &iso->control_port);
-  if (rc != ISOLA_OK) goto fail;
-  start->dest = iso->control_port;
-
   /* isola__t directly, not through t: gcc's UBSan null check of a TLS
    * address computed with "add x@gottpoff(%rip)" tests flags that the
    * linker's relaxation of that add into lea no longer sets, and aborts
@@ -414,28 +251,32 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   /* A module starts a group of its own, even when spawned from an
    * isolate; on success the group owns it. */
   isola__isolate *parent = module ? NULL : isola__t.current;
-  if (parent) {
-    iso->group = parent->group;
-    iso->origin = parent->origin;
-  } else {
-    if (!(iso->group = group_new(vm, module))) {
-      isola__port_close(&vm->ports,
-                        isola__port_slot_of(&vm->ports, iso->control_port));
-      rc = ISOLA_ENOMEM;
-      goto fail;
-    }
-    iso->origin = iso->control_port;
+  isola__group *g = parent ? parent->group : group_new(vm, module);
+  if (!g) {
+    rc = ISOLA_ENOMEM;
+    goto fail;
   }
+  /* The control port last: once it is open, shutdown's scan and control
+   * requests find the isolate (they only queue: its builder holds the
+   * claim), so nothing may fail after it. */
+  rc = isola__port_open(&vm->ports, iso, ISOLA__PORT_CONTROL, NULL, NULL,
+                        &iso->control_port);
+  if (rc != ISOLA_OK) {
+    if (!parent) group_discard(vm, g);
+    goto fail;
+  }
+  ISOLA__TEST_HOOK(ISOLA__HOOK_SPAWN_VISIBLE);
+  start->dest = iso->control_port;
+  iso->group = g;
+  iso->origin = parent ? parent->origin : iso->control_port;
   /* Credits only for the spawner's own group (a module's new group is
    * counted exactly). */
   member_add(iso->group, credits && parent);
-  /* Park the START message as the queue's first node without scheduling:
-   * the caller decides when the isolate becomes runnable. */
+  /* Queue the START message (the normal queue is empty: only the control
+   * port is open), still claimed: the caller decides when the isolate
+   * becomes runnable (isola__life_publish). */
   atomic_store_explicit(&start->node.next, NULL, memory_order_relaxed);
-  atomic_store_explicit(&iso->stub.next, &start->node, memory_order_relaxed);
-  atomic_store_explicit(&iso->head,
-                        (uintptr_t)&start->node | ISOLA__UNSCHEDULED,
-                        memory_order_relaxed);
+  isola__mq_push(&iso->head, &start->node);
   *out = iso;
   return ISOLA_OK;
 
@@ -468,12 +309,15 @@ static int spawn(isola_entry entry, isola_value message,
   if (rc != ISOLA_OK) return rc;
   isola__vm *vm = e.vm;
   isola__isolate *iso = NULL;
+  /* What the spawning event sent goes before anything the child sends. */
+  isola__outbox_flush(vm);
   rc = isolate_new(vm, entry, message, opts, opts ? opts->name : NULL, false,
                    run, module, &iso);
   if (rc == ISOLA_OK) {
     if (out) handle_of(iso, out);
-    /* Claim and schedule: the isolate was built unscheduled. */
-    if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
+    /* Complete: schedule it (its builder holds the claim). */
+    isola__life_publish(iso);
+    isola__sched_ready(&vm->sched, iso);
   }
   isola__vm_leave(&e);
   return rc;
@@ -488,6 +332,24 @@ int isola_spawn(isola_entry entry, isola_value message,
 int isola__spawn_run(isola_entry entry, isola_value message,
                      const isola_spawn_options *opts, struct isola__run *run) {
   return spawn(entry, message, opts, run, NULL, NULL);
+}
+
+/* A root thread's source of turns for the unwind driver: its one isolate,
+ * again after each turn until it is dead, sleeping while it is idle. */
+typedef struct root_drive {
+  isola__vm *vm;
+  isola__thread *t;
+  isola__isolate *iso;
+} root_drive;
+
+static isola__isolate *root_next(void *arg, isola__isolate *prev,
+                                 isola__turn r) {
+  root_drive *d = arg;
+  if (!prev) return d->iso;
+  if (r == ISOLA__TURN_DEAD) return NULL;
+  if (r == ISOLA__TURN_IDLE)
+    isola__sched_wait_pinned(&d->vm->sched, d->t, d->iso);
+  return d->iso;
 }
 
 /* isola_run_main, and isola_run_main_uri with a module: then the module is
@@ -529,28 +391,11 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
    * frees nothing this thread still touches after its isolate ended. */
   e.online = false;
 
-  /* Claim the isolate; if shutdown got there first it has readied it,
-   * which for a root isolate only sets pin_wake: the loop runs it either
-   * way. */
-  isola__mq_poke(&iso->head);
-  /* The unwind point of this isolate's turns (message_handler.h). */
-  jmp_buf jb;
-  isola__turn r;
-  switch (setjmp(jb)) {
-  case 0:
-    r = isola__mh_run(vm, iso, &jb);
-    break;
-  case ISOLA__UNWIND_ERROR:
-    r = isola__mh_unwound(vm, ISOLA__UNWIND_ERROR, &jb);
-    break;
-  default: /* a kill or isola_exit: the isolate ends */
-    r = isola__mh_unwound(vm, ISOLA__UNWIND_KILL, &jb);
-    break;
-  }
-  while (r != ISOLA__TURN_DEAD) {
-    if (r == ISOLA__TURN_IDLE) isola__sched_wait_pinned(&vm->sched, t, iso);
-    r = isola__mh_run(vm, iso, &jb);
-  }
+  /* Complete: this thread holds its claim and runs its first turn. */
+  isola__life_publish(iso);
+  /* Its turns, under the unwind driver (message_handler.h). */
+  root_drive d = {vm, t, iso};
+  isola__mh_drive(vm, root_next, &d);
   isola__epoch_thread_exit(&vm->epoch);
   isola__epoch_offline(t->rec);
   isola__port_map_flush_cache(&vm->ports);
@@ -617,6 +462,8 @@ int isola_exit_code(void) {
 /* ---- ending ------------------------------------------------------------ */
 
 void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
+  /* From here nothing new is opened (lifecycle.h). */
+  isola__life_move(iso, ISOLA__ISO_ENDING);
   isola_isolate_info info = {isola__isolate_name(iso), iso->control_port,
                              iso->origin, iso->group->id, iso->exit_reason};
   if (vm->config.hooks.isolate_shutdown)
@@ -630,8 +477,7 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   /* Close every port: from now on no sender finds the isolate. */
   uint32_t p;
   while ((p = isola__ld32(&iso->ports)))
-    isola__port_close(&vm->ports, isola__port_at(&vm->ports, p));
-  iso->state = ISOLA__ISO_DEAD;
+    isola__port_close(vm, isola__port_at(&vm->ports, p));
   /* The isola_run outcome, then each exit listener, exactly once: the
    * control port is closed, so no request is handled after this. */
   isola__control_finish(vm, iso);
@@ -641,6 +487,7 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   if (vm->config.hooks.isolate_cleanup)
     vm->config.hooks.isolate_cleanup(vm->config.hooks.data, &info);
   isola__group *g = iso->group;
+  isola__life_move(iso, ISOLA__ISO_ENDED);
   isola__t.current = NULL;
   group_release(vm, g);
   /* The head keeps its scheduled bit clear for good, so no sender ever

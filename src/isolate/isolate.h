@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* isolate.h — spawning, ending, ports and sends (isolate.c). */
+/* isolate.h — spawning, ending and ports (isolate.c); sends are in send.h. */
 #ifndef ISOLA_ISOLATE_H
 #define ISOLA_ISOLATE_H
 
@@ -7,10 +7,19 @@
 #include <string.h>
 
 #include "internal.h"
+#include "port_map.h"
+#include "message.h"
+#include "send.h"
 
 /* Ends the running isolate iso on its own thread: hooks, ports closed, exit
  * message sent, group released, retired.  iso must not be touched after. */
 void isola__isolate_end(isola__vm *vm, isola__isolate *iso);
+
+/* Closes an open port of the running isolate (slot s): unpublishes it,
+ * drops its names if it has any (name_server.h says why a relaxed read of
+ * the bit is enough; unnamed ports pay one predictable branch), then frees
+ * the slot. */
+void isola__port_close(isola__vm *vm, isola__port_slot *s);
 
 /* The isolate's name for humans. */
 static inline const char *isola__isolate_name(const isola__isolate *iso) {
@@ -35,36 +44,26 @@ static inline void isola__isolate_name_free(isola__isolate *iso) {
   }
 }
 
-/* Posts a built message to its destination; takes ownership of m.  The
- * caller is on an isolate or has entered the VM (isola__vm_enter). */
-int isola__post(isola__vm *vm, isola__msg *m);
-
 /* Gives back the spawn credits the event running on this thread did not
  * use (isolate.c).  Called where an event ends. */
 void isola__spawn_credits_return(isola__vm *vm);
 
-/* Pushes the calling thread's outbox (isolate.c), which is not empty. */
-void isola__outbox_push(isola__vm *vm);
-
-/* Pushes the messages the running event sent and this thread still holds
- * back (the outbox, isolate.c).  Called where an event ends or may wait. */
-static inline void isola__outbox_flush(isola__vm *vm) {
-  if (isola__t.ob_to) isola__outbox_push(vm);
+/* The end of an event, however it ends (returned, thrown, killed, exit):
+ * what it sent and still holds back goes out (the outbox) and the spawn
+ * credits it did not use go back, before anything else can happen: the
+ * next event, a control request, the turn marking the isolate idle (after
+ * which another thread may claim it).  Two thread-local loads when there
+ * is nothing to do. */
+static inline void isola__event_end(isola__vm *vm) {
+  isola__outbox_flush(vm);
+  if (ISOLA__UNLIKELY(isola__t.sp_live | isola__t.sp_members))
+    isola__spawn_credits_return(vm);
 }
-
-/* Posts a control message (m->dest is a control port) to the isolate's
- * OOB queue and schedules it if idle; takes ownership of m.  The caller has
- * entered the VM (isola__vm_enter) before building m.  ISOLA_ECLOSED,
- * ISOLA_EINVAL (not a control port). */
-int isola__post_control(isola__vm *vm, isola__msg *m);
 
 struct isola__run;
 /* isola_spawn for isola_run: the new isolate owns run once this succeeds
  * (on error it stays the caller's). */
 int isola__spawn_run(isola_entry entry, isola_value message,
                      const isola_spawn_options *opts, struct isola__run *run);
-
-/* A message holding a copy of v; ISOLA_EINVAL, ISOLA_ENOMEM. */
-int isola__msg_new(isola_value v, isola__msg **out);
 
 #endif

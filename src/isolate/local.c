@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "heap.h"
+#include "lifecycle.h"
 
 /* Key ids for the whole process: keys are static objects that outlive any
  * one VM, so their ids must stay unique across VMs too. */
@@ -48,8 +49,8 @@ static void *value_of(isola__local_rec *r) { return r + 1; }
 
 /* Creates the isolate's value of key (id) on its first use. */
 static void *create(isola__isolate *iso, isola_local_key *key, uint32_t id) {
-  /* Past the end (an isolate_cleanup hook): its destructors have run. */
-  if (iso->state == ISOLA__ISO_DEAD)
+  /* Ending (a hook at the end, a destructor): no value is created. */
+  if (isola__life_ending(iso))
     return NULL;
   struct isola__ext *x = isola__ext_get(iso);
   if (!x || x->ending)

@@ -8,6 +8,7 @@
 #include "control.h"
 #include "heap.h"
 #include "isolate.h"
+#include "lifecycle.h"
 #include "message_queue.h"
 #include "pool.h"
 #include "port_map.h"
@@ -15,25 +16,6 @@
 #include "event_handler.h"
 #include "value.h"
 #include "vm.h"
-
-/* The message isola_send_reply() is posting on this thread (value.h). */
-_Thread_local const isola__msg *isola__msg_posting;
-
-void isola__msg_free(isola__msg *m) {
-  /* isola_exit_owned (control.c): the header stands alone and the value is
-   * an isola_value_copy() block the message adopted. */
-  if (m->type == ISOLA__MSG_EXTERNAL) {
-    isola_value_free(&m->value);
-    isola__pool_free(m, (uint8_t)m->pool_class);
-    return;
-  }
-  /* A value with a block holds it right after the header, and the block's
-   * slots own the buffers moved or copied into the message, except while a
-   * failing post hands them back to their sender (value.h). */
-  if (isola__value_has_block(m->value) && m != isola__msg_posting)
-    isola__block_release(m + 1);
-  isola__pool_free(m, (uint8_t)m->pool_class);
-}
 
 /* Releases a node that stopped being a queue's tail. */
 static inline void release_node(isola__isolate *iso, isola__node *n) {
@@ -60,11 +42,11 @@ void isola__mh_free_isolate(isola__isolate *iso) {
   drain(iso, iso->oob_tail);
   isola__control_free(iso);
   isola__isolate_name_free(iso);
+  isola__life_move(iso, ISOLA__ISO_RECLAIMED);
   isola__pool_free(iso, iso->pool_class);
 }
 
 static void handle_start(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
-  iso->state = ISOLA__ISO_RUNNING;
   if (vm->config.hooks.isolate_created) {
     isola_isolate_info info = {isola__isolate_name(iso), iso->control_port,
                                iso->origin, iso->group->id, 0};
@@ -81,8 +63,9 @@ static void handle_start(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
 
 int isola_microtask(void (*fn)(void *), void *arg) {
   if (!fn) return ISOLA_EINVAL;
-  isola__isolate *iso = isola__t.current;
-  if (!iso) return ISOLA_ENOTISOLATE;
+  isola__isolate *iso;
+  int rc = isola__life_opening(&iso);
+  if (rc != ISOLA_OK) return rc;
   struct isola__ext *x = isola__ext_get(iso);
   if (!x) return ISOLA_ENOMEM;
   uint8_t cls;
@@ -215,6 +198,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         /* The event's microtasks, before anything else: one test of a word
          * on a line the turn already holds (hold) when there are none. */
         if (ISOLA__UNLIKELY(iso->mt_head != NULL)) run_microtasks(iso);
+        isola__event_end(vm);
         if (isola__ld32(&iso->live_ports) == 0) {
           if (isola__control_pause_on_exit(vm, iso)) continue;
           return TURN_END;
@@ -245,7 +229,9 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
     }
     isola__node *oob_tail = iso->oob_tail;
     /* Once marked idle another thread may own the isolate: nothing of this
-     * turn may stay in it. */
+     * turn may stay in it, and what it sent (a control request's answer
+     * too) is pushed, and its spawn credits are back, before. */
+    isola__event_end(vm);
     iso->unwind = NULL;
     /* Paused: idle whatever is queued.  The resume comes out of band; a
      * new normal message only schedules a turn that idles again. */
@@ -257,6 +243,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         iso->unwind = jb;
         continue;
       }
+      ISOLA__TEST_HOOK(ISOLA__HOOK_TURN_IDLE);
       return ISOLA__TURN_IDLE;
     }
     iso->unwind = jb;
@@ -266,9 +253,12 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
 /* After loop(): IDLE keeps unwind cleared (loop() let the isolate go), the
  * others clear it; TURN_END ends the isolate. */
 static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
-  isola__outbox_flush(vm); /* what the turn sent, before its end's own */
-  if (isola__t.sp_live | isola__t.sp_members) isola__spawn_credits_return(vm);
-  if (r != ISOLA__TURN_IDLE) iso->unwind = NULL;
+  /* Yielded or ending: what the turn sent goes before the end's own, and
+   * before the scheduler requeues it (idle: done before the mark). */
+  if (r != ISOLA__TURN_IDLE) {
+    isola__event_end(vm);
+    iso->unwind = NULL;
+  }
   if (r != TURN_END) {
     isola__t.current = NULL;
     return r;
@@ -286,6 +276,7 @@ isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
      * queue still runs before the next event (Dart reschedules its
      * microtask loop the same way). */
     run_microtasks(iso);
+    isola__event_end(vm);
     /* Then the end check an event gets, unless already paused on exit
      * (the hold ends it once resumed). */
     if (isola__ld32(&iso->live_ports) == 0 &&
@@ -296,12 +287,15 @@ isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
   return finish(vm, iso, loop(vm, iso, jb));
 }
 
-isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb) {
+/* Finishes the turn of iso after a jump with code to jb; the result is
+ * that of the turn. */
+static isola__turn unwound(isola__vm *vm, isola__isolate *iso, int code,
+                           jmp_buf *jb) {
   /* The message being handled stays the queue's tail until the next pop,
    * so nothing is lost or leaked by leaving its handler. */
-  isola__isolate *iso = isola__t.current;
   iso->unwind = NULL;
   isola__control_unwound(vm, iso);
+  isola__event_end(vm); /* the jump ended the event */
   if (code == ISOLA__UNWIND_ERROR) {
     /* Not fatal: on with the next event, unless the error left the
      * isolate without a live port. */
@@ -315,6 +309,22 @@ isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb) {
   }
   /* Killed at an interrupt point, isola_exit, or a fatal error. */
   return finish(vm, iso, TURN_END);
+}
+
+void isola__mh_drive(isola__vm *vm, isola__mh_next_fn next, void *arg) {
+  jmp_buf jb;
+  int code = setjmp(jb);
+  /* Nothing set before the setjmp changes after it; what the loop changes
+   * is set again here after a jump. */
+  isola__isolate *iso = NULL;
+  isola__turn r = ISOLA__TURN_IDLE;
+  if (code != 0) {
+    /* The jump left a handler of the isolate still current: take it
+     * before the turn's end clears isola__t.current. */
+    iso = isola__t.current;
+    r = unwound(vm, iso, code, &jb);
+  }
+  while ((iso = next(arg, iso, r))) r = isola__mh_run(vm, iso, &jb);
 }
 
 int isola_check_interrupts(void) {

@@ -13,6 +13,7 @@
 #include <setjmp.h>
 
 #include "internal.h"
+#include "message.h"
 
 #define ISOLA__BATCH 64
 
@@ -23,18 +24,24 @@ typedef enum {
 } isola__turn;
 
 /* Runs one turn of iso on the calling thread.  jb is the thread's unwind
- * point, armed by a setjmp in the caller's loop: a handler that leaves its
- * event with a jump (isola_throw, a kill at an interrupt point, isola_exit)
- * lands there, and the caller then calls isola__mh_unwound() to finish the
- * turn.  So a thread pays for one setjmp per jump, not one per turn. */
+ * point, armed by the setjmp in isola__mh_drive(): a handler that leaves
+ * its event with a jump (isola_throw, a kill at an interrupt point,
+ * isola_exit) lands there, and the driver finishes the turn.  So a thread
+ * pays for one setjmp per jump, not one per turn. */
 isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb);
 
-/* Finishes the turn of the running isolate (isola__t.current) after a
- * jump with code to jb; the result is that of the turn. */
-isola__turn isola__mh_unwound(isola__vm *vm, int code, jmp_buf *jb);
+/* Where a driven thread gets its turns: called with the isolate whose turn
+ * just ended and that turn's result (NULL the first time), returns the
+ * next isolate to run, or NULL to stop. */
+typedef isola__isolate *(*isola__mh_next_fn)(void *arg, isola__isolate *prev,
+                                              isola__turn r);
 
-/* Frees a message and what it owns. */
-void isola__msg_free(isola__msg *m);
+/* The unwind driver, the one place that arms the setjmp, for pool threads
+ * (scheduler.c) and root threads (isolate.c) alike: runs turns of the
+ * isolates next() gives until it returns NULL.  After a jump it finishes
+ * the unwound turn and hands its isolate and result to next() like any
+ * other turn's. */
+void isola__mh_drive(isola__vm *vm, isola__mh_next_fn next, void *arg);
 
 /* Frees an ended isolate once no sender can see it (epoch.c calls this):
  * drains both queues, then the struct. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "fault.h"
 #include "lock.h"
 #include "platform.h"
 
@@ -279,6 +280,7 @@ static block *refill(uint8_t c) {
 }
 
 void *isola__pool_alloc(size_t size, uint8_t *cls) {
+  if (ISOLA__FAULT_HIT(ISOLA__FAULT_ALLOC)) return NULL;
   uint8_t c = class_of(size);
   *cls = c;
   if (c == ISOLA__POOL_NONE) return malloc(size);

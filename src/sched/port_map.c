@@ -4,7 +4,6 @@
 
 #include <stdlib.h>
 
-#include "name_server.h"
 #include "platform.h"
 
 /* Each thread keeps a few free slots, so opening and closing ports on a busy
@@ -191,18 +190,20 @@ int isola__port_open(isola__port_map *m, isola__isolate *owner, int state,
   return ISOLA_OK;
 }
 
-void isola__port_close(isola__port_map *m, isola__port_slot *s) {
+isola_port isola__port_unpublish(isola__port_map *m, isola__port_slot *s) {
+  (void)m;
+  uint64_t id = atomic_load_explicit(&s->id, memory_order_relaxed);
+  /* From here no sender can find the port. */
+  atomic_store_explicit(&s->id, 0, memory_order_release);
+  return id;
+}
+
+void isola__port_release(isola__port_map *m, isola__port_slot *s,
+                         isola_port id) {
   isola__isolate *owner = atomic_load_explicit(&s->owner,
                                                memory_order_relaxed);
-  uint64_t id = atomic_load_explicit(&s->id, memory_order_relaxed);
   uint32_t index = (uint32_t)(isola__idc_decode(&m->idc, id) &
                               ISOLA__PORT_INDEX_MASK);
-  /* Unpublish first: from here no sender can find the port. */
-  atomic_store_explicit(&s->id, 0, memory_order_release);
-  /* A named port drops its names with it (name_server.h says why a relaxed
-   * read is enough); unnamed ports pay one predictable branch. */
-  if (ISOLA__UNLIKELY(atomic_load_explicit(&s->named, memory_order_relaxed)))
-    isola__names_port_closed(m, s, id);
   if (atomic_load_explicit(&s->state, memory_order_relaxed) ==
       ISOLA__PORT_LIVE)
     isola__st32(&owner->live_ports, isola__ld32(&owner->live_ports) - 1);

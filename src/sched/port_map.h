@@ -73,9 +73,16 @@ void isola__port_map_flush_cache(isola__port_map *m);
 int isola__port_open(isola__port_map *m, isola__isolate *owner, int state,
                      isola_handler handler, void *ctx, isola_port *out);
 
-/* Closes an open port of the calling owner: unpublishes it, unlinks it and
- * adjusts owner->live_ports. */
-void isola__port_close(isola__port_map *m, isola__port_slot *s);
+/* Closing an open port of the calling owner takes two steps, so that the
+ * layer that closes it can tell what lives above the map (the name
+ * server) in between, and the map calls nothing above it:
+ * isola__port_unpublish() makes the port unfindable and returns its id;
+ * isola__port_release() unlinks the slot from its owner, adjusts
+ * owner->live_ports and frees the slot for reuse.  isola__port_close()
+ * (isolate.h) does both. */
+isola_port isola__port_unpublish(isola__port_map *m, isola__port_slot *s);
+void isola__port_release(isola__port_map *m, isola__port_slot *s,
+                         isola_port id);
 
 /* Calls fn(owner, arg) for the owner of every open control port, that is
  * for every live isolate.  The caller must be online (epoch.h); isolates

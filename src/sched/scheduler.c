@@ -436,6 +436,49 @@ static void after_turn(isola__vm *vm, isola__thread *t, isola__isolate *iso,
   }
 }
 
+/* The pool thread's source of turns for the unwind driver
+ * (isola__mh_drive): requeues the isolate whose turn ended, then finds the
+ * next one, parking while there is none; NULL when the thread must exit. */
+typedef struct pool_drive {
+  isola__vm *vm;
+  isola__thread *t;
+} pool_drive;
+
+static isola__isolate *pool_next(void *arg, isola__isolate *prev,
+                                 isola__turn r) {
+  pool_drive *d = arg;
+  isola__vm *vm = d->vm;
+  isola__thread *t = d->t;
+  isola__sched *s = &vm->sched;
+  if (prev) after_turn(vm, t, prev, r);
+  for (;;) {
+    if (!t->w) {
+      /* A thread back from blocking, or new without a worker: find one or
+       * park until given one. */
+      pthread_mutex_lock(&s->lock);
+      t->w = pop_idle_worker_locked(s);
+      pthread_mutex_unlock(&s->lock);
+      if (!t->w && !park(vm, t)) return NULL;
+    }
+    isola__isolate *iso = find_runnable(vm, t);
+    if (iso) {
+      isola__epoch_refresh(&vm->epoch, t->rec);
+      return iso;
+    }
+    if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+      if (t->w) {
+        pthread_mutex_lock(&s->lock);
+        push_idle_worker_locked(s, t->w);
+        pthread_mutex_unlock(&s->lock);
+        t->w = NULL;
+      }
+      return NULL;
+    }
+    if (release_worker(s, t)) continue;
+    if (!park(vm, t)) return NULL;
+  }
+}
+
 static void *thread_main(void *arg) {
   isola__thread *t = arg;
   isola__vm *vm = isola__vm_get();
@@ -446,49 +489,10 @@ static void *thread_main(void *arg) {
   isola__pool_thread_start();
   go_online(vm, t);
 
-  /* The unwind point of every turn this thread runs (message_handler.h).
-   * Nothing set before it changes after, so a jump back finds the locals
-   * as they were. */
-  jmp_buf jb;
-  switch (setjmp(jb)) {
-  case 0:
-    break;
-  case ISOLA__UNWIND_ERROR:
-    after_turn(vm, t, isola__t.current,
-               isola__mh_unwound(vm, ISOLA__UNWIND_ERROR, &jb));
-    break;
-  default: /* a kill or isola_exit: the isolate ends */
-    after_turn(vm, t, isola__t.current,
-               isola__mh_unwound(vm, ISOLA__UNWIND_KILL, &jb));
-    break;
-  }
-  for (;;) {
-    if (!t->w) {
-      /* A thread back from blocking, or new without a worker: find one or
-       * park until given one. */
-      pthread_mutex_lock(&s->lock);
-      t->w = pop_idle_worker_locked(s);
-      pthread_mutex_unlock(&s->lock);
-      if (!t->w && !park(vm, t)) break;
-    }
-    isola__isolate *iso = find_runnable(vm, t);
-    if (iso) {
-      isola__epoch_refresh(&vm->epoch, t->rec);
-      after_turn(vm, t, iso, isola__mh_run(vm, iso, &jb));
-      continue;
-    }
-    if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
-      if (t->w) {
-        pthread_mutex_lock(&s->lock);
-        push_idle_worker_locked(s, t->w);
-        pthread_mutex_unlock(&s->lock);
-        t->w = NULL;
-      }
-      break;
-    }
-    if (release_worker(s, t)) continue;
-    if (!park(vm, t)) break;
-  }
+  /* Every turn this thread runs, under one unwind point
+   * (message_handler.h). */
+  pool_drive d = {vm, t};
+  isola__mh_drive(vm, pool_next, &d);
 
   /* Exit: the thread is off every list but the all-threads list. */
   isola__epoch_thread_exit(&vm->epoch);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "isolate.h"
+#include "lifecycle.h"
 #include "message_handler.h"
 #include "pool.h"
 #include "scheduler.h"
@@ -98,6 +99,8 @@ static void pause_add(isola__isolate *iso, isola_capability cap) {
     return;
   c->pauses[c->npauses++] = cap;
   iso->hold |= ISOLA__HOLD_PAUSED;
+  if (iso->state == ISOLA__ISO_RUNNING)
+    isola__life_move(iso, ISOLA__ISO_PAUSED);
 }
 
 static void pause_remove(isola__isolate *iso, isola_capability cap) {
@@ -106,7 +109,11 @@ static void pause_remove(isola__isolate *iso, isola_capability cap) {
   for (uint32_t i = 0; i < c->npauses; i++) {
     if (c->pauses[i] != cap) continue;
     c->pauses[i] = c->pauses[--c->npauses];
-    if (c->npauses == 0) iso->hold &= ~(uint32_t)ISOLA__HOLD_PAUSED;
+    if (c->npauses == 0) {
+      iso->hold &= ~(uint32_t)ISOLA__HOLD_PAUSED;
+      if (iso->state == ISOLA__ISO_PAUSED)
+        isola__life_move(iso, ISOLA__ISO_RUNNING);
+    }
     return;
   }
 }

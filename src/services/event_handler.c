@@ -7,6 +7,7 @@
 
 #include "epoch.h"
 #include "heap.h"
+#include "lifecycle.h"
 #include "isolate.h"
 #include "platform.h"
 #include "vm.h"
@@ -253,9 +254,10 @@ int isola_timer_start(uint64_t delay_ms, uint64_t period_ms, isola_timer_fn fn,
                       void *arg, isola_timer *out) {
   if (!fn || !out)
     return ISOLA_EINVAL;
-  isola__isolate *iso = isola__t.current;
-  if (!iso)
-    return ISOLA_ENOTISOLATE;
+  isola__isolate *iso;
+  int orc = isola__life_opening(&iso);
+  if (orc != ISOLA_OK)
+    return orc;
   if (delay_ms > UINT64_MAX / 2000000u || period_ms > UINT64_MAX / 2000000u)
     return ISOLA_EINVAL;
   isola__vm *vm = isola__vm_get();
@@ -411,8 +413,9 @@ int isola_watch_open(int fd, uint32_t events, isola_watch_fn fn, void *arg,
   if (fd < 0 || !fn || !out || !(events & (ISOLA_READABLE | ISOLA_WRITABLE)) ||
       (events & ~(uint32_t)(ISOLA_READABLE | ISOLA_WRITABLE)))
     return ISOLA_EINVAL;
-  isola__isolate *iso = isola__t.current;
-  if (!iso) return ISOLA_ENOTISOLATE;
+  isola__isolate *iso;
+  int orc = isola__life_opening(&iso);
+  if (orc != ISOLA_OK) return orc;
   isola__vm *vm = isola__vm_get();
   isola__timers *ts = &vm->timers;
   isola__iso_timers *own = own_get(iso);

@@ -7,7 +7,12 @@
  * references to the isola_* API resolve to the copy of the runtime already
  * in the process (the global scope is searched first).  The group owns the
  * handle and closes it after its last isolate is cleaned up (isolate.c),
- * when no frame of the module can be on any stack. */
+ * when no frame of the module can be on any stack.
+ *
+ * Loading is running: dlopen runs the module's constructors, and those of
+ * every library it needs, before dlsym can read the ABI stamp.  The stamp
+ * tells a module built for another runtime from one built for this; it
+ * keeps out no code (docs/security.md). */
 #include "module.h"
 
 #include <dlfcn.h>

@@ -8,6 +8,7 @@
 #include "platform.h"
 #include "port_map.h"
 #include "random.h"
+#include "send.h"
 #include "vm.h"
 
 #define MIN_BUCKETS 16
@@ -172,6 +173,9 @@ int isola_name_register_cap(const char *name, isola_port port,
   int rc = isola__vm_enter(&c);
   if (rc != ISOLA_OK) return rc;
   isola__vm *vm = c.vm;
+  /* What the registering event sent goes before anything sent to a port
+   * found by this name (the causality rule, isola.h). */
+  isola__outbox_flush(vm);
   /* Allocated before the lock, so the lock is never held across malloc
    * but for the rare table growth. */
   isola__name *e = malloc(sizeof *e + len + 1);
@@ -265,11 +269,8 @@ int isola_name_remove_cap(const char *name, isola_capability remove_cap) {
 
 /* ---- the close hook ------------------------------------------------------ */
 
-void isola__names_port_closed(struct isola__port_map *m,
-                              struct isola__port_slot *s, isola_port id) {
-  /* The map is the VM's (there is no other), so the VM is around it. */
-  isola__vm *vm = (isola__vm *)(void *)((char *)m - offsetof(isola__vm, ports));
-  isola__names *n = &vm->names;
+void isola__names_port_closed(isola__names *n, struct isola__port_slot *s,
+                              isola_port id) {
   pthread_mutex_lock(&n->lock);
   if (n->nbuckets) {
     isola__name *e = n->by_port[port_bucket(n, id)];

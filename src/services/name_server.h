@@ -48,9 +48,10 @@ void isola__names_init(isola__names *n);
 void isola__names_destroy(isola__names *n);
 
 /* The close path of a port whose slot s has its named bit set: drops every
- * name of port id and clears the bit.  Called by the closing thread after
- * the id is unpublished and before the slot can be reused. */
-void isola__names_port_closed(struct isola__port_map *m,
-                              struct isola__port_slot *s, isola_port id);
+ * name of port id and clears the bit.  Called by the layer that closes the
+ * port (isola__port_close, isolate.c) after the id is unpublished and
+ * before the slot can be reused: the port map never calls up. */
+void isola__names_port_closed(isola__names *n, struct isola__port_slot *s,
+                              isola_port id);
 
 #endif

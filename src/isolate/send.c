@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/* send.c — the send path (send.h): isola_send and isola_send_reply, posts
+ * of built messages and of control requests, and the outbox that pushes a
+ * handler's sends in a row to one isolate as one chain. */
+#include "send.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "control.h"
+#include "message.h"
+#include "message_queue.h"
+#include "port_map.h"
+#include "scheduler.h"
+#include "value.h"
+#include "vm.h"
+
+/* The outbox.  Messages an event sends in a row to one other isolate are
+ * linked on this thread and pushed as one chain, with one exchange on the
+ * receiver's head, when the event sends elsewhere, after OUTBOX_MAX of
+ * them, and when the event ends or may wait, or does anything that may make
+ * another isolate send to the same receiver (isola__outbox_flush() callers:
+ * the end of every event, however it ends, before the turn marks its
+ * isolate idle (isola__event_end), isola_blocking_begin,
+ * isola_check_interrupts, control requests, spawns, name registration; the
+ * causality rule in isola.h).  Between isola_blocking_begin and _end every send is
+ * pushed at once: what a blocked handler sends is what it waits on.  Each
+ * send still looks its port up (so ECLOSED is told at once); the receiver
+ * stays valid until the flush because this thread stays online in the
+ * epoch for the whole event. */
+#define OUTBOX_MAX 64
+
+void isola__outbox_push(isola__vm *vm) {
+  isola__isolate *to = isola__t.ob_to;
+  isola__t.ob_to = NULL;
+  if (isola__mq_push_chain(&to->head, isola__t.ob_first, isola__t.ob_last))
+    isola__sched_ready(&vm->sched, to);
+}
+
+int isola__post(isola__vm *vm, isola__msg *m) {
+  int state;
+  isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
+  if (!iso) {
+    isola__msg_free(m);
+    return ISOLA_ECLOSED;
+  }
+  /* A control port takes no user message, and says so as an unknown id
+   * does: every id that names no open port of the kind asked for answers
+   * ISOLA_ECLOSED, so an answer tells a prober nothing (docs/security.md). */
+  if (state == ISOLA__PORT_CONTROL &&
+      (m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL)) {
+    isola__msg_free(m);
+    return ISOLA_ECLOSED;
+  }
+  isola__isolate *to = isola__t.ob_to;
+  if (to) {
+    if (to == iso && m->type == ISOLA__MSG_USER) {
+      atomic_store_explicit(&isola__t.ob_last->next, &m->node,
+                            memory_order_relaxed);
+      isola__t.ob_last = &m->node;
+      if (++isola__t.ob_n >= OUTBOX_MAX) isola__outbox_push(vm);
+      return ISOLA_OK;
+    }
+    isola__outbox_push(vm);
+  }
+  isola__isolate *self = isola__t.current;
+  isola__thread *t = isola__t.thread;
+  if (m->type == ISOLA__MSG_USER && self && self->unwind && iso != self &&
+      t && !t->blocking) {
+    /* In an event that does not block: the first of a row. */
+    isola__t.ob_to = iso;
+    isola__t.ob_first = isola__t.ob_last = &m->node;
+    isola__t.ob_n = 1;
+    return ISOLA_OK;
+  }
+  if (isola__mq_push(&iso->head, &m->node))
+    isola__sched_ready(&vm->sched, iso);
+  return ISOLA_OK;
+}
+
+int isola__post_control(isola__vm *vm, isola__msg *m) {
+  int rc = ISOLA_OK;
+  /* A request goes after the normal messages sent before it. */
+  isola__outbox_flush(vm);
+  int state = 0;
+  isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
+  if (!iso || state != ISOLA__PORT_CONTROL) /* one answer: see isola__post */
+    rc = ISOLA_ECLOSED;
+  if (rc == ISOLA_OK) {
+    /* Out of band, then claim scheduling if the isolate is idle: the
+     * Dekker pair with the turn's mark-idle and wanted() re-check
+     * (message_handler.c).  A dead isolate's head stays scheduled, so the
+     * poke fails and the message is freed with the isolate. */
+    isola__mq_push_plain(&iso->oob_head, &m->node);
+    if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
+  } else {
+    isola__msg_free(m);
+  }
+  return rc;
+}
+
+int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
+  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  /* A send from a handler is an interrupt point (control.h): taken before
+   * anything is built, so a kill that lands here leaves nothing behind. */
+  isola__isolate *self = isola__t.current;
+  if (self && ISOLA__UNLIKELY(isola__control_pending(self)))
+    isola_check_interrupts();
+  /* Entered before the message is built: a plain thread's pool blocks
+   * must not be taken while isola_vm_shutdown() tears the pool down, and
+   * shutdown waits for entered callers. */
+  isola__call e;
+  int rc = isola__vm_enter(&e);
+  if (rc != ISOLA_OK) return rc;
+  isola__msg *m;
+  if ((rc = isola__msg_build(value, ISOLA__MOVE_BUFFERS, &m)) != ISOLA_OK) {
+    isola__vm_leave(&e);
+    return rc;
+  }
+  m->dest = port;
+  m->reply_to = reply_to;
+  /* Transfers: the sender handles to empty if the post succeeds, read now
+   * because the receiver may free the message as soon as it is queued.  On
+   * any failure the buffers go back to their handles untouched. */
+  isola_buffer **inline_handles[8];
+  isola_buffer ***handles = NULL;
+  size_t nbuf = 0;
+  if (isola__value_has_block(m->value) &&
+      (nbuf = ((isola__block *)(m + 1))->nbuf) > 0) {
+    handles = nbuf <= 8 ? inline_handles : malloc(nbuf * sizeof *handles);
+    if (!handles) {
+      isola__block_disown(m + 1);
+      isola__msg_free(m);
+      isola__vm_leave(&e);
+      return ISOLA_ENOMEM;
+    }
+    memcpy(handles, isola__block_handles(m + 1), nbuf * sizeof *handles);
+  }
+  if (nbuf) isola__msg_posting = m;
+  rc = isola__post(e.vm, m);
+  if (nbuf) isola__msg_posting = NULL;
+  isola__vm_leave(&e);
+  if (rc == ISOLA_OK)
+    for (size_t i = 0; i < nbuf; i++) *handles[i] = NULL;
+  if (handles != inline_handles) free(handles);
+  return rc;
+}
+
+int isola_send(isola_port port, isola_value value) {
+  return isola_send_reply(port, value, ISOLA_PORT_NONE);
+}

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/* message.h — building and freeing messages (message.c).  The type itself,
+ * isola__msg, is in internal.h: the mailbox and every layer above it link
+ * messages. */
+#ifndef ISOLA_MESSAGE_H
+#define ISOLA_MESSAGE_H
+
+#include "internal.h"
+
+/* Builds a message holding a copy of v; mode says whether transferable
+ * buffers move into it or are copied (ISOLA__MOVE_BUFFERS or
+ * ISOLA__COPY_BUFFERS, value.h).  Moving consumes nothing yet: the sender's
+ * handles are emptied only once the post succeeds.  The message is a
+ * ISOLA__MSG_USER with no destination.  ISOLA_EINVAL, ISOLA_ENOMEM. */
+int isola__msg_build(isola_value v, int mode, isola__msg **out);
+
+/* A message holding a copy of v; ISOLA_EINVAL, ISOLA_ENOMEM. */
+int isola__msg_new(isola_value v, isola__msg **out);
+
+/* Frees a message and what it owns. */
+void isola__msg_free(isola__msg *m);
+
+#endif
