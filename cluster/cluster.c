@@ -1395,16 +1395,22 @@ static void gateway_entry(isola_value message) {
   int64_t wp = 0;
   isola_value_get_int(message, &wp);
   waiter *w = (waiter *)(intptr_t)wp;
-  int rc = isola_port_open(on_in, NULL, &g.in_port);
-  if (rc == ISOLA_OK) rc = isola_port_open(on_api, NULL, &g.api_port);
+  isola_port in = ISOLA_PORT_NONE, api = ISOLA_PORT_NONE;
+  int rc = isola_port_open(on_in, NULL, &in);
+  if (rc == ISOLA_OK) rc = isola_port_open(on_api, NULL, &api);
   if (rc == ISOLA_OK)
     rc = isola_timer_start(g.cfg.heartbeat_ms, g.cfg.heartbeat_ms, on_tick,
                            NULL, &g.timer);
   if (rc != ISOLA_OK) {
-    if (g.in_port) isola_port_close(g.in_port);
-    if (g.api_port) isola_port_close(g.api_port);
+    if (in) isola_port_close(in);
+    if (api) isola_port_close(api);
+    in = api = ISOLA_PORT_NONE;
   }
-  atomic_store(&g_in_port, g.in_port);
+  pthread_mutex_lock(&g.mu);
+  g.in_port = in;
+  g.api_port = api;
+  pthread_mutex_unlock(&g.mu);
+  atomic_store(&g_in_port, in);
   waiter_done(w, rc);
 }
 
@@ -1501,6 +1507,7 @@ static void teardown(void) {
   free(g.peers);
   g.peers = NULL;
   g.npeers = g.peers_cap = 0;
+  g.in_port = g.api_port = ISOLA_PORT_NONE;
   g.joined = false;
   map_free(&g.exports);
   pthread_mutex_unlock(&g.mu);
@@ -1623,12 +1630,12 @@ int isola_cluster_join(const isola_cluster_config *config) {
         isola_value items[2] = {isola_int(OP_LEAVE),
                                 isola_int((int64_t)(intptr_t)w)};
         if (isola_send(g.api_port, isola_list(items, 2)) != ISOLA_OK)
-          waiter_unref(w);
-        waiter_wait(w, 60000);
+          waiter_unref(w); /* the gateway has ended already */
+        else
+          waiter_wait(w, 60000);
         waiter_unref(w);
       }
     }
-    g.in_port = g.api_port = ISOLA_PORT_NONE;
     teardown();
     return rc;
   }
@@ -1684,7 +1691,6 @@ int isola_cluster_leave(void) {
   else
     waiter_wait(w, 60000);
   waiter_unref(w);
-  g.in_port = g.api_port = ISOLA_PORT_NONE;
   teardown();
   return ISOLA_OK;
 }

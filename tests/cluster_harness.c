@@ -112,9 +112,9 @@ static pid_t spawn_wait(char *const argv[], const char *needle) {
 }
 
 static bool server_exec(ch_server *s) {
-  char port[16];
+  char port[16], cluster[64];
   snprintf(port, sizeof port, "%d", s->port);
-  char *argv[12];
+  char *argv[20];
   int n = 0;
   argv[n++] = (char *)NATS_SERVER;
   argv[n++] = (char *)"-a";
@@ -125,6 +125,17 @@ static bool server_exec(ch_server *s) {
     argv[n++] = (char *)"-js";
     argv[n++] = (char *)"-sd";
     argv[n++] = s->store;
+  }
+  if (s->route_port) {
+    snprintf(cluster, sizeof cluster, "nats://127.0.0.1:%d", s->route_port);
+    argv[n++] = (char *)"--cluster";
+    argv[n++] = cluster;
+    argv[n++] = (char *)"--cluster_name";
+    argv[n++] = (char *)"isola-test";
+    argv[n++] = (char *)"--server_name";
+    argv[n++] = s->name;
+    argv[n++] = (char *)"--routes";
+    argv[n++] = s->routes;
   }
   argv[n] = NULL;
   s->pid = spawn_wait(argv, "Server is ready");
@@ -148,6 +159,26 @@ bool ch_server_start(ch_server *s, bool js) {
 }
 
 bool ch_server_restart(ch_server *s) { return server_exec(s); }
+
+bool ch_servers3_start(ch_server s[3]) {
+  memset(s, 0, 3 * sizeof *s);
+  for (int i = 0; i < 3; i++) {
+    s[i].port = free_port();
+    s[i].route_port = free_port();
+    snprintf(s[i].name, sizeof s[i].name, "s%d", i + 1);
+    snprintf(s[i].url, sizeof s[i].url, "nats://127.0.0.1:%d", s[i].port);
+  }
+  for (int i = 0; i < 3; i++)
+    snprintf(s[i].routes, sizeof s[i].routes,
+             "nats://127.0.0.1:%d,nats://127.0.0.1:%d",
+             s[(i + 1) % 3].route_port, s[(i + 2) % 3].route_port);
+  for (int i = 0; i < 3; i++)
+    if (!server_exec(&s[i])) {
+      for (int k = 0; k < i; k++) ch_server_kill(&s[k]);
+      return false;
+    }
+  return true;
+}
 
 void ch_server_kill(ch_server *s) {
   if (s->pid > 0) {

@@ -15,6 +15,9 @@
 typedef struct ch_server {
   pid_t pid;
   int port;
+  int route_port;   /* in a cluster of servers, else 0 */
+  char routes[160]; /* the other servers' route URLs */
+  char name[16];
   bool jetstream;
   char url[64];
   char store[128]; /* JetStream store directory ("" without) */
@@ -23,6 +26,9 @@ typedef struct ch_server {
 /* Starts nats-server (with JetStream if js) on a free port; false if it
  * did not report ready within the deadline. */
 bool ch_server_start(ch_server *s, bool js);
+/* Starts three servers that form one NATS cluster (routes between them);
+ * false if one did not report ready. */
+bool ch_servers3_start(ch_server s[3]);
 /* Starts it again on the same port (after ch_server_kill). */
 bool ch_server_restart(ch_server *s);
 /* SIGKILL and reap. */
