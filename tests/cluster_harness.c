@@ -114,7 +114,7 @@ static pid_t spawn_wait(char *const argv[], const char *needle) {
 static bool server_exec(ch_server *s) {
   char port[16], cluster[64];
   snprintf(port, sizeof port, "%d", s->port);
-  char *argv[20];
+  char *argv[24];
   int n = 0;
   argv[n++] = (char *)NATS_SERVER;
   argv[n++] = (char *)"-a";
@@ -125,6 +125,12 @@ static bool server_exec(ch_server *s) {
     argv[n++] = (char *)"-js";
     argv[n++] = (char *)"-sd";
     argv[n++] = s->store;
+  }
+  if (s->user) {
+    argv[n++] = (char *)"--user";
+    argv[n++] = (char *)s->user;
+    argv[n++] = (char *)"--pass";
+    argv[n++] = (char *)s->password;
   }
   if (s->route_port) {
     snprintf(cluster, sizeof cluster, "nats://127.0.0.1:%d", s->route_port);
@@ -159,6 +165,20 @@ bool ch_server_start(ch_server *s, bool js) {
 }
 
 bool ch_server_restart(ch_server *s) { return server_exec(s); }
+
+bool ch_server_start_auth(ch_server *s, const char *user,
+                          const char *password) {
+  memset(s, 0, sizeof *s);
+  s->user = user;
+  s->password = password;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    s->port = free_port();
+    if (s->port <= 0) continue;
+    snprintf(s->url, sizeof s->url, "nats://127.0.0.1:%d", s->port);
+    if (server_exec(s)) return true;
+  }
+  return false;
+}
 
 bool ch_servers3_start(ch_server s[3]) {
   memset(s, 0, 3 * sizeof *s);

@@ -18,6 +18,7 @@ typedef struct ch_server {
   int route_port;   /* in a cluster of servers, else 0 */
   char routes[160]; /* the other servers' route URLs */
   char name[16];
+  const char *user, *password; /* required of clients, when set */
   bool jetstream;
   char url[64];
   char store[128]; /* JetStream store directory ("" without) */
@@ -26,6 +27,9 @@ typedef struct ch_server {
 /* Starts nats-server (with JetStream if js) on a free port; false if it
  * did not report ready within the deadline. */
 bool ch_server_start(ch_server *s, bool js);
+/* As ch_server_start, requiring this user and password of clients. */
+bool ch_server_start_auth(ch_server *s, const char *user,
+                          const char *password);
 /* Starts three servers that form one NATS cluster (routes between them);
  * false if one did not report ready. */
 bool ch_servers3_start(ch_server s[3]);

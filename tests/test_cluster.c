@@ -661,3 +661,41 @@ Test(cluster, server_failover) {
   ch_server_stop(&s3[2]);
   finish();
 }
+
+/* ---- authentication is passed through to NATS ---------------------------- */
+
+Test(cluster, authentication) {
+  th_counter_init(&in.count);
+  cr_assert(ch_server_start_auth(&srv, "isola", "s3cret"),
+            "nats-server did not start");
+  th_vm_init(NULL);
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+  cc.servers = srv.url;
+  cc.node = "a";
+  cc.connect_timeout_ms = 2000;
+  TH_ASSERT_RC(isola_cluster_join(&cc), ISOLA_ESYS); /* no credentials */
+  cc.user = "isola";
+  cc.password = "wrong";
+  TH_ASSERT_RC(isola_cluster_join(&cc), ISOLA_ESYS);
+  cr_assert(*isola_cluster_error() != '\0', "the error is explained");
+  cc.password = "s3cret";
+  cc.heartbeat_ms = 100;
+  cc.node_timeout_ms = 1500;
+  TH_ASSERT_OK(isola_cluster_join(&cc));
+  TH_ASSERT_OK(isola_native_port_new("home", on_home, NULL, false, &home));
+  /* A node that takes its password from the environment, as process
+   * spawns pass it. */
+  setenv("ISOLA_NATS_PASSWORD", "s3cret", 1);
+  static const char *auth[] = {"--nats-user", "isola", NULL};
+  pid_t b = ch_node_start(srv.url, "b", auth);
+  unsetenv("ISOLA_NATS_PASSWORD");
+  cr_assert(b > 0, "node b did not join");
+  size_t seen = 0;
+  isola_isolate h;
+  isola_port echo = spawn_echo("b", NULL, &h, &seen);
+  TH_ASSERT_OK(isola_send_reply(echo, isola_int(8), home));
+  cr_assert(th_int(got(seen++)) == 8, "round trip");
+  cr_assert(ch_node_stop(b, SIGTERM) == 0, "b ends cleanly");
+  finish();
+}
