@@ -462,3 +462,44 @@ Test(lifecycle, two_turns_of_one_sender_keep_their_order) {
   th_vm_shutdown_ok();
 }
 #endif
+
+/* ---------------------------------------------------------------------- */
+/* 11.8: before-next-event kills and pings keep the order they were sent   */
+/* ---------------------------------------------------------------------- */
+
+static _Atomic isola_port plain_port;
+static th_counter plain_ready = TH_COUNTER_INIT;
+static void plain_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(noop_handler, NULL, &p));
+  atomic_store(&plain_port, p);
+  th_counter_add(&plain_ready, 1);
+}
+
+Test(lifecycle, a_kill_before_the_next_event_drops_the_pings_sent_after_it) {
+  th_vm_init(NULL);
+  isola_port r = rec_start();
+  isola_isolate h;
+  TH_ASSERT_OK(isola_spawn(plain_entry, isola_null(), NULL, &h));
+  TH_WAIT_GE(&plain_ready, 1);
+  TH_ASSERT_OK(isola_add_exit_listener(&h, r, isola_int(99)));
+  TH_ASSERT_OK(isola_pause(&h, 0));
+  TH_ASSERT_OK(isola_send(atomic_load(&plain_port), isola_int(0)));
+  TH_ASSERT_OK(isola_ping(&h, r, isola_int(1), ISOLA_BEFORE_NEXT_EVENT));
+  TH_ASSERT_OK(isola_kill(&h, ISOLA_BEFORE_NEXT_EVENT));
+  TH_ASSERT_OK(isola_ping(&h, r, isola_int(2), ISOLA_BEFORE_NEXT_EVENT));
+  TH_ASSERT_OK(isola_resume(&h, 0));
+  /* The exit listener's 99 comes last of all. */
+  for (;;) {
+    TH_WAIT_GE(&rec_got, 1);
+    long n = th_counter_get(&rec_got);
+    if (rec_at((int)n - 1) == 99) break;
+    TH_WAIT_GE(&rec_got, n + 1);
+  }
+  cr_assert(th_counter_get(&rec_got) == 2 && rec_at(0) == 1,
+            "got %ld responses: %lld %lld %lld", th_counter_get(&rec_got),
+            (long long)rec_at(0), (long long)rec_at(1), (long long)rec_at(2));
+  TH_ASSERT_OK(isola_send(r, isola_int(-1)));
+  th_vm_shutdown_ok();
+}

@@ -54,9 +54,12 @@ struct isola__control {
     bool notice; /* [message, stack, isolate] rather than [message, stack] */
   } *errors;
   uint32_t nerrors, errors_cap;
-  isola__msg **pings; /* ISOLA_BEFORE_NEXT_EVENT pings, addressed */
+  /* ISOLA_BEFORE_NEXT_EVENT pings (addressed responses) and kills (NULL),
+   * in the order received: a kill ends the isolate there, and the pings
+   * after it are never answered. */
+  isola__msg **pings;
   uint32_t npings, pings_cap;
-  bool kill_next;   /* ISOLA_BEFORE_NEXT_EVENT kill received */
+  bool kill_next; /* a kill that found no room in pings: after them all */
   bool exit_paused; /* pause_on_exit applied once */
   /* The message of the error that ends the isolate (exit notices'
    * detail), or NULL. */
@@ -247,7 +250,8 @@ void isola__control_free(isola__isolate *iso) {
   iso->exits = NULL;
   struct isola__control *c = iso->ctl;
   if (!c) return;
-  for (uint32_t i = 0; i < c->npings; i++) isola__msg_free(c->pings[i]);
+  for (uint32_t i = 0; i < c->npings; i++)
+    if (c->pings[i]) isola__msg_free(c->pings[i]);
   free(c->pings);
   free(c->pauses);
   free(c->errors);
@@ -283,7 +287,12 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
     break;
   case ISOLA__MSG_KILL_NEXT:
     if (cap == iso->terminate_cap && ctl_of(iso)) {
-      iso->ctl->kill_next = true;
+      struct isola__control *c = iso->ctl;
+      if (grow((void **)&c->pings, &c->pings_cap, c->npings,
+               sizeof *c->pings))
+        c->pings[c->npings++] = NULL; /* in order with the pings */
+      else
+        c->kill_next = true;
       iso->hold |= ISOLA__HOLD_NEXT;
     }
     break;
@@ -335,8 +344,15 @@ isola__ctl_action isola__control_hold(isola__vm *vm, isola__isolate *iso) {
   struct isola__control *c = iso->ctl;
   if (iso->hold & ISOLA__HOLD_NEXT) {
     iso->hold &= ~(uint32_t)ISOLA__HOLD_NEXT;
-    for (uint32_t i = 0; i < c->npings; i++) isola__post(vm, c->pings[i]);
+    uint32_t i = 0, n = c->npings;
     c->npings = 0;
+    for (; i < n && c->pings[i]; i++) isola__post(vm, c->pings[i]);
+    if (i < n) { /* a kill, in order: later pings go unanswered */
+      while (++i < n)
+        if (c->pings[i]) isola__msg_free(c->pings[i]);
+      iso->exit_reason = ISOLA_EXIT_KILLED;
+      return ISOLA__CTL_END;
+    }
     if (c->kill_next) {
       iso->exit_reason = ISOLA_EXIT_KILLED;
       return ISOLA__CTL_END;
