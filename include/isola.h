@@ -1010,11 +1010,14 @@ ISOLA_EXPORT ISOLA_NORETURN_ void isola__assert_fail(const char *expr,
  * Ends the running isolate at once (Dart's Isolate.exit): value is sent
  * to port as the isolate's last message, then the isolate ends as if its
  * last port had closed (exit listeners are told; pause_on_exit does not
- * apply).  value is copied, as isola_send() does; see isola_exit_owned()
- * to hand over a block without a copy.  The current event is abandoned as
- * by isola_throw().  On success it does not return.  A closed port loses
- * the message, the isolate still ends.  Errors (the isolate carries on):
+ * apply).  value is sent as isola_send() sends it: copied, with its
+ * transferable buffers moved (their handles emptied); see
+ * isola_exit_owned() to hand over a block without a copy.  The current
+ * event is abandoned as by isola_throw().  On success it does not return.
+ * A closed port, or a VM shutting down, loses the message; the isolate
+ * still ends.  Errors (the isolate carries on, nothing moved):
  * ISOLA_ENOTISOLATE, ISOLA_EINVAL (port NONE, a malformed value),
+ * ISOLA_ETRANSFER (an empty buffer handle, or one buffer twice),
  * ISOLA_ENOMEM.  Isolate only, from an event.
  */
 ISOLA_EXPORT int isola_exit(isola_port port, isola_value value);

@@ -786,8 +786,17 @@ int isola_set_errors_fatal(const isola_isolate *isolate, bool fatal) {
 
 /* ---- isola_exit -------------------------------------------------------- */
 
+/* Posts the last message m and leaves the event.  The post goes through
+ * the VM entry: inside a blocking section this thread is offline in the
+ * epoch, and the receiver must stay alive while the post touches it. */
 ISOLA_NORETURN_ static void exit_with(isola__isolate *iso, isola__msg *m) {
-  isola__post(isola__vm_get(), m); /* a closed port drops it */
+  isola__call e;
+  if (isola__vm_enter(&e) == ISOLA_OK) {
+    isola__post(e.vm, m); /* a closed port drops it */
+    isola__vm_leave(&e);
+  } else {
+    isola__msg_free(m); /* shutting down: dropped, the isolate ends */
+  }
   longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_EXIT);
 }
 
@@ -795,14 +804,13 @@ int isola_exit(isola_port port, isola_value value) {
   isola__isolate *iso = isola__t.current;
   if (!iso || !iso->unwind) return ISOLA_ENOTISOLATE;
   if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
-  isola__msg *m = addressed(value, port);
-  if (!m) {
-    isola__msg *probe;
-    int rc = isola__msg_new(value, &probe);
-    if (rc == ISOLA_OK) isola__msg_free(probe);
-    return rc == ISOLA_OK ? ISOLA_ENOMEM : rc;
-  }
-  exit_with(iso, m);
+  /* Sent as isola_send() sends (through the VM entry, transferable
+   * buffers moved and their handles emptied), then the end.  Only a
+   * message that could not be built lets the isolate carry on. */
+  int rc = isola_send(port, value);
+  if (rc == ISOLA_EINVAL || rc == ISOLA_ENOMEM || rc == ISOLA_ETRANSFER)
+    return rc;
+  longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_EXIT);
 }
 
 int isola_exit_owned(isola_port port, isola_value *owned) {
