@@ -551,3 +551,48 @@ Test(lifecycle, isola_exit_moves_a_transferable_buffer) {
             "the receiver got a copy, not the buffer sent");
   th_vm_shutdown_ok(); /* LeakSanitizer: the original is not left behind */
 }
+
+/* ---------------------------------------------------------------------- */
+/* 18.4: what a blocking section posts goes through the VM entry           */
+/* ---------------------------------------------------------------------- */
+
+/* (Debug builds assert on every post that the posting thread is online in
+ * the epoch; the handler below answers a ping from inside a blocking
+ * section, where the thread is offline.) */
+static th_counter blocked_in = TH_COUNTER_INIT;
+static th_counter pinged = TH_COUNTER_INIT;
+static void blocking_handler(void *ctx, isola_port port, isola_value msg,
+                             isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  TH_CHECK_OK(isola_blocking_begin());
+  th_counter_add(&blocked_in, 1);
+  TH_CHECK_WAIT_GE(&pinged, 1);
+  TH_CHECK_OK(isola_check_interrupts()); /* answers the ping */
+  TH_CHECK_OK(isola_blocking_end());
+  TH_CHECK_OK(isola_port_close(port));
+}
+static _Atomic isola_port blocking_port;
+static th_counter blocking_ready = TH_COUNTER_INIT;
+static void blocking_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(blocking_handler, NULL, &p));
+  atomic_store(&blocking_port, p);
+  th_counter_add(&blocking_ready, 1);
+}
+
+Test(lifecycle, a_ping_answered_inside_a_blocking_section_is_posted_online) {
+  th_vm_init(NULL);
+  isola_port r = rec_start();
+  isola_isolate h;
+  TH_ASSERT_OK(isola_spawn(blocking_entry, isola_null(), NULL, &h));
+  TH_WAIT_GE(&blocking_ready, 1);
+  TH_ASSERT_OK(isola_send(atomic_load(&blocking_port), isola_null()));
+  TH_WAIT_GE(&blocked_in, 1);
+  TH_ASSERT_OK(isola_ping(&h, r, isola_int(5), ISOLA_IMMEDIATE));
+  th_counter_add(&pinged, 1);
+  TH_WAIT_GE(&rec_got, 1);
+  cr_assert(rec_at(0) == 5, "got %lld", (long long)rec_at(0));
+  TH_ASSERT_OK(isola_send(r, isola_int(-1)));
+  th_vm_shutdown_ok();
+}
