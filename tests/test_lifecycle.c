@@ -596,3 +596,36 @@ Test(lifecycle, a_ping_answered_inside_a_blocking_section_is_posted_online) {
   TH_ASSERT_OK(isola_send(r, isola_int(-1)));
   th_vm_shutdown_ok();
 }
+
+/* ---------------------------------------------------------------------- */
+/* 18.3: entering the VM from a hook nests                                 */
+/* ---------------------------------------------------------------------- */
+
+/* (Debug builds assert on every post that the posting thread is online:
+ * the root's first send checks that the hook's inner call left the root
+ * thread's epoch record online.) */
+static _Atomic int hook_send_rc = 1;
+static void *entering_group_hook(void *data, uint64_t group) {
+  (void)data, (void)group;
+  /* Any call that enters the VM; the port names nothing. */
+  atomic_store(&hook_send_rc, isola_send(12345, isola_int(1)));
+  return NULL;
+}
+static void nested_root_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK_OK(isola_send(atomic_load(&rec.port), isola_int(7)));
+}
+
+Test(lifecycle, a_hook_that_enters_the_vm_leaves_the_root_thread_online) {
+  isola_config cfg;
+  isola_config_init(&cfg);
+  cfg.hooks.group_created = entering_group_hook;
+  th_vm_init(&cfg);
+  isola_port r = rec_start();
+  TH_ASSERT_OK(isola_run_main(nested_root_entry, isola_null(), "nested"));
+  TH_WAIT_GE(&rec_got, 1);
+  cr_assert(atomic_load(&hook_send_rc) == ISOLA_ECLOSED, "hook's send: %s",
+            isola_err_name(atomic_load(&hook_send_rc)));
+  TH_ASSERT_OK(isola_send(r, isola_int(-1)));
+  th_vm_shutdown_ok();
+}
