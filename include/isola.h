@@ -1045,7 +1045,9 @@ typedef isola_value (*isola_run_fn)(isola_value argument);
  * are those of isola_spawn() (*result is then null).  The isolate ends
  * when fn returns, even if it opened ports.  Any thread that is not an
  * isolate (an isolate gets ISOLA_EBUSY: it must not block; use
- * isola_run_async()).
+ * isola_run_async()).  A hook that runs on a pool thread or a root
+ * isolate's thread outside an event (group_cleanup, for one) gets
+ * ISOLA_EBUSY too: the wait would hold the thread the computation needs.
  */
 ISOLA_EXPORT int isola_run(isola_run_fn fn, isola_value argument,
                            isola_value *result);
@@ -1376,7 +1378,9 @@ typedef void (*isola_native_handler)(void *ctx, isola_port port,
  * isolates named name (NULL: "native"), which the VM's hooks see.  *out
  * receives the port.  Errors: ISOLA_EINVAL (handler or out NULL),
  * ISOLA_ENOMEM, ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN, ISOLA_ESYS (as
- * for isola_spawn()).  Any thread.
+ * for isola_spawn()), ISOLA_EBUSY (from a hook on a pool or root thread
+ * outside an event: the wait for the hidden isolates would hold the thread
+ * they need; see isola_run()).  Any thread.
  */
 ISOLA_EXPORT int isola_native_port_new(const char *name,
                                        isola_native_handler handler,
@@ -1388,8 +1392,8 @@ ISOLA_EXPORT int isola_native_port_new(const char *name,
  * fail with ISOLA_ECLOSED.  From an isolate, the wait hands the worker to
  * a stand-in (isola_blocking_begin).  A handler must not close its own
  * port.  VM shutdown closes the native ports left open.  Errors:
- * ISOLA_ECLOSED (not an open native port), ISOLA_ENOVM, ISOLA_ESHUTDOWN.
- * Any thread. */
+ * ISOLA_ECLOSED (not an open native port), ISOLA_ENOVM, ISOLA_ESHUTDOWN,
+ * ISOLA_EBUSY (as isola_native_port_new()).  Any thread. */
 ISOLA_EXPORT int isola_native_port_close(isola_port port);
 
 #ifdef __cplusplus

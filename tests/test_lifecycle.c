@@ -629,3 +629,44 @@ Test(lifecycle, a_hook_that_enters_the_vm_leaves_the_root_thread_online) {
   TH_ASSERT_OK(isola_send(r, isola_int(-1)));
   th_vm_shutdown_ok();
 }
+
+/* ---------------------------------------------------------------------- */
+/* 18.5: blocking calls from a hook on a pool thread are refused           */
+/* ---------------------------------------------------------------------- */
+
+static isola_value run_one(isola_value v) { return v; }
+static void native_noop(void *ctx, isola_port port, isola_value msg,
+                        isola_port reply_to) {
+  (void)ctx, (void)port, (void)msg, (void)reply_to;
+}
+static _Atomic int cleanup_run_rc = 1, cleanup_native_rc = 1;
+static th_counter cleanup_seen = TH_COUNTER_INIT;
+static void blocking_group_cleanup(void *data, uint64_t group, void *gdata) {
+  (void)data, (void)group, (void)gdata;
+  if (th_counter_get(&cleanup_seen) > 0) return; /* the first group only */
+  isola_value res;
+  atomic_store(&cleanup_run_rc, isola_run(run_one, isola_int(1), &res));
+  if (atomic_load(&cleanup_run_rc) == ISOLA_OK) isola_value_free(&res);
+  isola_port np;
+  atomic_store(&cleanup_native_rc,
+               isola_native_port_new("n", native_noop, NULL, false, &np));
+  if (atomic_load(&cleanup_native_rc) == ISOLA_OK)
+    isola_native_port_close(np);
+  th_counter_add(&cleanup_seen, 1);
+}
+static void ends_at_once(isola_value msg) { (void)msg; }
+
+Test(lifecycle, blocking_calls_from_a_hook_on_a_pool_thread_are_refused) {
+  isola_config cfg;
+  isola_config_init(&cfg);
+  cfg.hooks.group_cleanup = blocking_group_cleanup;
+  th_vm_init(&cfg);
+  TH_ASSERT_OK(isola_spawn(ends_at_once, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&cleanup_seen, 1);
+  cr_assert(atomic_load(&cleanup_run_rc) == ISOLA_EBUSY, "isola_run: %s",
+            isola_err_name(atomic_load(&cleanup_run_rc)));
+  cr_assert(atomic_load(&cleanup_native_rc) == ISOLA_EBUSY,
+            "isola_native_port_new: %s",
+            isola_err_name(atomic_load(&cleanup_native_rc)));
+  th_vm_shutdown_ok();
+}

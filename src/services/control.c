@@ -850,6 +850,8 @@ int isola_run(isola_run_fn fn, isola_value argument, isola_value *result) {
   if (!fn || !result) return ISOLA_EINVAL;
   *result = isola_null();
   if (isola__t.current) return ISOLA_EBUSY;
+  int brc = isola__life_may_wait(); /* a hook on a pool or root thread */
+  if (brc != ISOLA_OK) return brc;
   struct isola__run *r = calloc(1, sizeof *r);
   if (!r) return ISOLA_ENOMEM;
   run_waiter w;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "lifecycle.h"
 #include "vm.h"
 
 typedef struct native {
@@ -156,6 +157,9 @@ int isola_native_port_new(const char *name, isola_native_handler handler,
                           void *ctx, bool concurrent, isola_port *out) {
   if (!handler || !out)
     return ISOLA_EINVAL;
+  int brc = isola__life_may_wait(); /* waits for its hidden isolates */
+  if (brc != ISOLA_OK)
+    return brc;
   isola__vm *vm = isola__vm_get();
   if (!vm)
     return ISOLA_ENOVM;
@@ -200,6 +204,9 @@ int isola_native_port_new(const char *name, isola_native_handler handler,
 }
 
 int isola_native_port_close(isola_port port) {
+  int brc = isola__life_may_wait(); /* waits for its hidden isolates */
+  if (brc != ISOLA_OK)
+    return brc;
   pthread_mutex_lock(&registry_lock);
   native **pp = &registry;
   while (*pp && (*pp)->port != port)
