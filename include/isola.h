@@ -341,17 +341,28 @@ ISOLA_EXPORT bool isola_value_equal(isola_value a, isola_value b);
 typedef struct isola_isolate_info {
   const char *name;        /* debug name, never NULL */
   isola_port control_port; /* identifies the isolate while it lives */
-  uint64_t origin;         /* control port of the first isolate it was
-                              spawned from (itself for a root isolate) */
+  uint64_t origin;         /* control port of the first isolate of its line:
+                              itself when it was spawned from a thread that
+                              is not an isolate, by isola_run_main, or as a
+                              module's first isolate; else its spawner's
+                              origin */
   uint64_t group;          /* id of its group */
   /* In the isolate_shutdown and isolate_cleanup hooks: why it ends (an
    * isola_exit_reason); 0 everywhere else. */
   int exit_reason;
 } isola_isolate_info;
 
-/* Embedder hooks.  All optional (NULL to skip).  They run on the thread
- * that runs the isolate concerned, with no runtime lock held, and must not
- * block for long. */
+/* Embedder hooks.  All optional (NULL to skip).  They run with no runtime
+ * lock held and must not block for long: isolate_created, isolate_shutdown
+ * and isolate_cleanup on the thread that runs the isolate concerned;
+ * group_created on the thread that spawns the group's first isolate, inside
+ * that spawn call (before the isolate exists); group_cleanup on the thread
+ * that ran the group's last isolate, after it ended.  From the time an
+ * isolate starts ending (isolate_shutdown on) nothing new can be opened
+ * for it: ports, timers, watches and microtasks fail with ISOLA_EENDING
+ * and isola_local_get() creates no value.  Blocking calls (isola_run,
+ * native ports) from group_cleanup, or from any hook on a pool thread
+ * outside an event, return ISOLA_EBUSY. */
 typedef struct isola_hooks {
   void *data; /* passed to every hook */
   /* A group was created (by a spawn from a thread that is not an isolate,
@@ -551,7 +562,9 @@ typedef void (*isola_handler)(void *ctx, isola_port port, isola_value message,
  * passed to handler(ctx, …).  An open port keeps its isolate alive.
  * ctx is the caller's: the runtime never touches it.
  * Errors: ISOLA_EINVAL (handler or out NULL), ISOLA_ENOMEM,
- * ISOLA_ENOTISOLATE.  Isolate only. */
+ * ISOLA_ENOTISOLATE, ISOLA_EENDING (the isolate is ending: called from an
+ * isolate_shutdown or isolate_cleanup hook or an isolate-local destructor).
+ * Isolate only. */
 ISOLA_EXPORT int isola_port_open(isola_handler handler, void *ctx,
                                  isola_port *out);
 
@@ -559,7 +572,8 @@ ISOLA_EXPORT int isola_port_open(isola_handler handler, void *ctx,
  * dropped; later sends to it fail with ISOLA_ECLOSED.  When the last live
  * port closes, the isolate ends after the current event.  Errors:
  * ISOLA_ECLOSED (already closed or unknown), ISOLA_ENOTOWNER,
- * ISOLA_ENOTISOLATE.  Isolate only. */
+ * ISOLA_EINVAL (the isolate's own control port, which closes only when
+ * the isolate ends), ISOLA_ENOTISOLATE.  Isolate only. */
 ISOLA_EXPORT int isola_port_close(isola_port port);
 
 /* Whether an open port keeps its isolate alive (true when opened; Dart's
@@ -1073,10 +1087,11 @@ ISOLA_EXPORT int isola_run_async(isola_run_fn fn, isola_value argument,
  * send).  An uncaught error in a microtask (isola_throw) is an uncaught
  * error of the isolate like any other: with errors fatal the isolate ends;
  * otherwise the remaining microtasks run, then the next event.  Microtasks
- * still pending when the isolate ends (killed, isola_exit, a fatal error,
- * or scheduled by an isola_local destructor or a hook at its end) are
- * dropped without running.  arg is the caller's; isola never frees it.
- * Errors: ISOLA_EINVAL (fn NULL), ISOLA_ENOMEM.  Isolate only. */
+ * still pending when the isolate ends (killed, isola_exit, a fatal error)
+ * are dropped without running.  arg is the caller's; isola never frees it.
+ * Errors: ISOLA_EINVAL (fn NULL), ISOLA_ENOMEM, ISOLA_ENOTISOLATE,
+ * ISOLA_EENDING (the isolate is ending: from an isola_local destructor or
+ * a hook at its end nothing is scheduled).  Isolate only. */
 ISOLA_EXPORT int isola_microtask(void (*fn)(void *arg), void *arg);
 
 /* An isolate-local variable: one value of size bytes per isolate.  Declare
@@ -1107,7 +1122,8 @@ typedef struct isola_local_key {
  * ends, after key->destroy ran on it.  Destructors run on the isolate's
  * thread after its ports closed, newest value first; while they run,
  * isola_local_get() returns the values not yet destroyed and NULL for the
- * others (none is created again).  Values live in runtime memory, not in
+ * others (none is created again; nor from the isolate_shutdown and
+ * isolate_cleanup hooks).  Values live in runtime memory, not in
  * the isolate heap: they do not count toward its limit.  Returns NULL from
  * a thread that is not running an isolate, for key NULL, or when out of
  * memory.  Isolate only (a C thread-local would be wrong: an isolate may
@@ -1154,7 +1170,8 @@ ISOLA_EXPORT void *isola_realloc(void *p, size_t size);
 /* Returns p, a block of the calling isolate's heap, at once.  NULL: nothing
  * happens.  A block of another isolate is detected (it would corrupt that
  * isolate's heap) and raised as an uncaught error; a pointer that is no
- * isola_alloc block at all is undefined behaviour, as with free().  From a
+ * isola_alloc block at all, or a block already freed, is undefined
+ * behaviour, as with free() (a second free is not detected).  From a
  * thread that is not running an isolate it does nothing.  Isolate only. */
 ISOLA_EXPORT void isola_free(void *p);
 
@@ -1314,7 +1331,8 @@ typedef void (*isola_timer_fn)(void *arg);
  * never touches it.  *out receives the timer.
  * Errors: ISOLA_EINVAL (fn or out NULL, a delay or period over about 290
  * years), ISOLA_ENOMEM, ISOLA_ESYS (the timer thread could not start),
- * ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
+ * ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE, ISOLA_EENDING (as for
+ * isola_port_open()).  Isolate only.
  */
 ISOLA_EXPORT int isola_timer_start(uint64_t delay_ms, uint64_t period_ms,
                                    isola_timer_fn fn, void *arg,
@@ -1349,7 +1367,8 @@ typedef void (*isola_watch_fn)(int fd, uint32_t events, void *arg);
  * the watch before closing fd.  arg is the caller's.
  * Errors: ISOLA_EINVAL (fd < 0, fn or out NULL, no or unknown events),
  * ISOLA_ESYS (the OS refused fd: not pollable, or already watched),
- * ISOLA_ENOMEM, ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
+ * ISOLA_ENOMEM, ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE, ISOLA_EENDING (as for
+ * isola_port_open()).  Isolate only.
  */
 ISOLA_EXPORT int isola_watch_open(int fd, uint32_t events, isola_watch_fn fn,
                                   void *arg, isola_watch *out);

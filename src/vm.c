@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* vm.c — the VM's life: init, shutdown, configuration, tracing, and the
- * list of live isolates. */
+ * count of live isolates (there is no list: shutdown finds them through
+ * their control ports). */
 #include "vm.h"
 
 #include <errno.h>
