@@ -6,6 +6,7 @@
 
 #include "control.h"
 
+#ifndef NDEBUG
 /* The moves each state allows, as a bit set of target states. */
 #define TO(s) (1u << (s))
 static const uint8_t allowed[] = {
@@ -16,6 +17,7 @@ static const uint8_t allowed[] = {
     [ISOLA__ISO_ENDED] = TO(ISOLA__ISO_RECLAIMED),
     [ISOLA__ISO_RECLAIMED] = 0,
 };
+#endif
 
 void isola__life_move(isola__isolate *iso, uint8_t to) {
   assert(iso->state < sizeof allowed && (allowed[iso->state] & TO(to)));
