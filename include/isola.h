@@ -66,6 +66,7 @@ extern "C" {
   X(EENDING, -15, "the calling isolate is ending")                             \
   X(EPERM, -17, "the handle lacks the capability")                            \
   X(EFAILED, -18, "the computation failed")                                   \
+  X(EFULL, -19, "the receiving isolate's limit leaves no room for it")         \
   X(ENAMETAKEN, -20, "the name is already registered")                         \
   X(ENOTFOUND, -21, "no port is registered under the name")                    \
   X(ETRANSFER, -30, "a buffer is already transferred or appears twice")        \
@@ -603,8 +604,10 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * that waits for what it sent must do so inside isola_blocking_begin/end.
  * Errors: ISOLA_ECLOSED (the port is closed, unknown or a control port:
  * every id that names no open port taking messages answers alike, so the
- * answer tells a guesser nothing; the message is dropped), ISOLA_EINVAL
- * (port NONE, a malformed value), ISOLA_ETRANSFER
+ * answer tells a guesser nothing; the message is dropped), ISOLA_EFULL
+ * (the receiver has a heap limit and its room, see the isolate heap at
+ * isola_alloc(), cannot take the message now: a message over 2 KiB is refused before it is
+ * built), ISOLA_EINVAL (port NONE, a malformed value), ISOLA_ETRANSFER
  * (an empty buffer handle, or one buffer twice), ISOLA_ENOMEM,
  * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is sent on error, and no handle
  * is emptied.  Any thread.
@@ -876,7 +879,10 @@ ISOLA_EXPORT int isola_kill(const isola_isolate *isolate,
  * (Dart's Isolate.ping).  At ISOLA_IMMEDIATE it is answered even while the
  * isolate is paused.  Needs no capability.  Errors: ISOLA_EINVAL (isolate
  * NULL, response_port NONE, a malformed response), ISOLA_ECLOSED,
- * ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
+ * ISOLA_EFULL (the request and its response do not fit the isolate's room,
+ * see isola_alloc(); the response may also be dropped later if
+ * response_port's isolate has no room for it), ISOLA_ENOMEM, ISOLA_ENOVM,
+ * ISOLA_ESHUTDOWN.  Any thread. */
 ISOLA_EXPORT int isola_ping(const isola_isolate *isolate,
                             isola_port response_port, isola_value response,
                             isola_priority priority);
@@ -886,8 +892,10 @@ ISOLA_EXPORT int isola_ping(const isola_isolate *isolate,
  * is sent to port, exactly once.  Adding a port already listening replaces
  * its response.  Handled out of band; a request that reaches an isolate
  * already ending is dropped with it (no message).  Needs no capability.
- * Errors: ISOLA_EINVAL (isolate NULL, port NONE, a malformed response),
- * ISOLA_ECLOSED, ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
+ * The isolate holds response until it ends, in its room (see the isolate
+ * heap, isola_alloc()).  Errors: ISOLA_EINVAL (isolate NULL, port NONE, a malformed
+ * response), ISOLA_ECLOSED, ISOLA_EFULL (no room for the request),
+ * ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
 ISOLA_EXPORT int isola_add_exit_listener(const isola_isolate *isolate,
                                          isola_port port,
                                          isola_value response);
@@ -1028,8 +1036,9 @@ ISOLA_EXPORT ISOLA_NORETURN_ void isola__assert_fail(const char *expr,
  * transferable buffers moved (their handles emptied); see
  * isola_exit_owned() to hand over a block without a copy.  The current
  * event is abandoned as by isola_throw().  On success it does not return.
- * A closed port, or a VM shutting down, loses the message; the isolate
- * still ends.  Errors (the isolate carries on, nothing moved):
+ * A closed port, one whose isolate has no room for it (ISOLA_EFULL for a
+ * send), or a VM shutting down, loses the message; the isolate still ends.
+ * Errors (the isolate carries on, nothing moved):
  * ISOLA_ENOTISOLATE, ISOLA_EINVAL (port NONE, a malformed value),
  * ISOLA_ETRANSFER (an empty buffer handle, or one buffer twice),
  * ISOLA_ENOMEM.  Isolate only, from an event.
@@ -1150,8 +1159,19 @@ ISOLA_EXPORT void *isola_local_get(isola_local_key *key);
  * unwind: they return NULL instead.  From a thread that is not running an
  * isolate there is no heap: they return NULL.
  *
- * Messages an isolate receives are not allocated in its heap and do not
- * count toward its limit (isola_current_stats() counts them apart).
+ * The message being handled is charged to the heap (isola_isolate_stats,
+ * message_bytes).  What others make an isolate hold besides, messages
+ * queued for it, control requests waiting for it, and what it keeps for
+ * requesters (exit listener responses, pings waiting for its next event,
+ * error listener entries), together take at most its heap limit again,
+ * its room: a send or request that would pass it fails with ISOLA_EFULL
+ * and is not kept, and the room comes back as the isolate takes messages
+ * off its queue and drops what it kept.  A send or request value over
+ * 2 KiB is refused before it is copied.  Not counted: requests with the
+ * isolate's right pause or terminate capability (a full isolate can still
+ * be paused and killed), the runtime's own messages (timers, fd events,
+ * exit notices and responses it is owed), and isolates whose limit is 0,
+ * SIZE_MAX or 4 GiB and more (docs/security.md).
  */
 
 /* A block of size bytes (size 0: a unique block of no bytes) in the

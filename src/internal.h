@@ -25,7 +25,11 @@
 #define ISOLA__LIKELY(x) __builtin_expect(!!(x), 1)
 #define ISOLA__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define ISOLA__TLS __thread __attribute__((tls_model("initial-exec")))
+/* Fetches p's line for writing: a read that an atomic write to the same
+ * line follows would otherwise fetch it twice (shared, then owned). */
+#define ISOLA__PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
 #else
+#define ISOLA__PREFETCH_W(p) ((void)(p))
 #define ISOLA__LIKELY(x) (x)
 #define ISOLA__UNLIKELY(x) (x)
 #define ISOLA__TLS _Thread_local
@@ -89,8 +93,15 @@ typedef struct isola__msg {
   /* Bytes of the message (header and copy), and whether its receiver's
    * heap is charged for them while it handles it (heap.c). */
   uint32_t bytes;
-  uint32_t charged;
+  uint16_t charged;
+  uint16_t held; /* ISOLA__HELD_*: its holder's room (isola__room_take) */
 } isola__msg;
+
+/* msg->held: the message's bytes are taken from the room of the isolate
+ * that holds it (queued for it, or kept by it for a request); or it is
+ * one the runtime owes (an exit response) and takes no room. */
+#define ISOLA__HELD_ROOM 1u
+#define ISOLA__HELD_EXEMPT 2u
 
 /* ---- groups and isolates ---------------------------------------------- */
 
@@ -137,6 +148,11 @@ struct isola__isolate {
   _Atomic uint32_t pin_sleeping;
   _Atomic bool kill_requested; /* set by shutdown; checked between events */
   bool pinned; /* a root isolate: runs on its caller's thread */
+  /* Bytes others may still make it hold (queued messages, requests and
+   * what it keeps for them), out of its heap limit; ISOLA__ROOM_NONE: no
+   * limit, nothing counted.  Senders take, the isolate gives back
+   * (isola__room_take/give). */
+  _Atomic uint32_t room;
   /* Fixed at spawn and read rarely (control requests, reports): the rest
    * of the senders' line, where they cost the owner nothing. */
   isola_port control_port;
@@ -191,6 +207,29 @@ struct isola__isolate {
    * NULL until first needed. */
   struct isola__ext *ext;
 };
+
+#define ISOLA__ROOM_NONE UINT32_MAX
+
+/* Takes m's bytes from iso's room for whoever makes iso hold m: false if
+ * there is not that much room left (the request is refused with
+ * ISOLA_EFULL).  An isolate without a limit costs one relaxed load of a
+ * word on the line the push touches anyway. */
+bool isola__room_take_slow(isola__isolate *iso, isola__msg *m, uint32_t room);
+static inline bool isola__room_take(isola__isolate *iso, isola__msg *m) {
+  /* The push that follows exchanges the head, on this line. */
+  ISOLA__PREFETCH_W(&iso->room);
+  uint32_t room = atomic_load_explicit(&iso->room, memory_order_relaxed);
+  if (ISOLA__LIKELY(room == ISOLA__ROOM_NONE)) return true;
+  return isola__room_take_slow(iso, m, room);
+}
+
+/* Gives m's bytes back to iso's room if they were taken (iso no longer
+ * holds m: it was popped, answered, replaced or freed). */
+static inline void isola__room_give(isola__isolate *iso, isola__msg *m) {
+  if (ISOLA__LIKELY(!(m->held & ISOLA__HELD_ROOM))) return;
+  m->held &= (uint16_t)~ISOLA__HELD_ROOM;
+  atomic_fetch_add_explicit(&iso->room, m->bytes, memory_order_relaxed);
+}
 
 _Static_assert(sizeof(struct isola__isolate) == 3 * ISOLA__CACHE_LINE,
                "an isolate is three cache lines");

@@ -397,3 +397,177 @@ Test(security, a_decoded_value_copies_and_encodes_within_the_limits) {
   isola_value_free(&v);
   free(in);
 }
+
+/* ---------------------------------------------------------------------- */
+/* 12.2 and 12.3: what others make an isolate hold is bounded by its limit */
+/* ---------------------------------------------------------------------- */
+
+#define SMALL_LIMIT (64 * 1024)
+
+static th_counter lim_ready = TH_COUNTER_INIT, lim_handled = TH_COUNTER_INIT;
+static _Atomic isola_port lim_port;
+
+static void lim_handler(void *ctx, isola_port port, isola_value msg,
+                        isola_port reply_to) {
+  (void)ctx, (void)reply_to;
+  if (msg.kind == ISOLA_NULL) {
+    TH_CHECK_OK(isola_port_close(port));
+    return;
+  }
+  th_counter_add(&lim_handled, 1);
+}
+
+static void lim_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(lim_handler, NULL, &p));
+  atomic_store(&lim_port, p);
+  th_counter_add(&lim_ready, 1);
+}
+
+/* Test thread: an isolate with a 64 KiB heap limit and one port. */
+static isola_isolate spawn_limited(void) {
+  isola_spawn_options o = {0};
+  o.heap_limit = SMALL_LIMIT;
+  isola_isolate h;
+  long before = th_counter_get(&lim_ready);
+  TH_ASSERT_OK(isola_spawn(lim_entry, isola_null(), &o, &h));
+  TH_WAIT_GE(&lim_ready, before + 1);
+  return h;
+}
+
+static th_counter pong = TH_COUNTER_INIT;
+static isola_port pong_port_id;
+
+static void pong_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx, (void)port, (void)reply_to;
+  if (msg.kind == ISOLA_NULL) {
+    TH_CHECK_OK(isola_port_close(port));
+    return;
+  }
+  th_counter_add(&pong, 1);
+}
+
+static void pong_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK_OK(isola_port_open(pong_handler, NULL, &pong_port_id));
+  th_counter_add(&pong, 1);
+}
+
+/* Test thread: waits until every request sent to h before is handled. */
+static void sync_with(const isola_isolate *h) {
+  long before = th_counter_get(&pong);
+  TH_ASSERT_OK(isola_ping(h, pong_port_id, isola_int(1), ISOLA_IMMEDIATE));
+  TH_WAIT_GE(&pong, before + 1);
+}
+
+static void start_pong(void) {
+  TH_ASSERT_OK(isola_spawn(pong_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&pong, 1);
+}
+
+Test(security, a_send_over_the_receivers_limit_is_refused_before_it_is_built) {
+  /* Before issue 12 the sender built the copy whatever the receiver's
+   * limit, and the receiver dropped it.  The value claims 3 GiB over a
+   * 16-byte buffer: building it would read far past the buffer. */
+  th_vm_init(NULL);
+  spawn_limited();
+  static const uint8_t small[16];
+  isola_value huge = isola_bytes(small, (size_t)3 << 30);
+  TH_ASSERT_RC(isola_send(atomic_load(&lim_port), huge), ISOLA_EFULL);
+  isola_value items[2] = {isola_int(1), huge};
+  TH_ASSERT_RC(isola_send(atomic_load(&lim_port), isola_list(items, 2)),
+               ISOLA_EFULL);
+  /* A message under the limit still goes. */
+  TH_ASSERT_OK(isola_send(atomic_load(&lim_port), isola_int(1)));
+  TH_WAIT_GE(&lim_handled, 1);
+  TH_ASSERT_OK(isola_send(atomic_load(&lim_port), isola_null()));
+  th_vm_shutdown_ok();
+}
+
+Test(security, queued_messages_count_against_the_receivers_limit) {
+  /* Before issue 12 a paused or slow isolate's mailbox grew without bound
+   * (977 MB in the probe): every send succeeded. */
+  th_vm_init(NULL);
+  isola_isolate h = spawn_limited();
+  isola_capability resume = isola_capability_new();
+  TH_ASSERT_OK(isola_pause(&h, resume));
+  static uint8_t kib[1024];
+  int sent = 0, rc = ISOLA_OK;
+  while (sent < 1000 &&
+         (rc = isola_send(atomic_load(&lim_port),
+                          isola_bytes(kib, sizeof kib))) == ISOLA_OK)
+    sent++;
+  TH_ASSERT_RC(rc, ISOLA_EFULL);
+  cr_assert(sent > 0 && sent <= SMALL_LIMIT / 1024,
+            "%d messages of 1 KiB were queued under a 64 KiB limit", sent);
+  /* Handled, they free their room again. */
+  TH_ASSERT_OK(isola_resume(&h, resume));
+  TH_WAIT_GE(&lim_handled, sent);
+  for (int i = 0; i < sent; i++)
+    TH_ASSERT_OK(isola_send(atomic_load(&lim_port),
+                            isola_bytes(kib, sizeof kib)));
+  TH_WAIT_GE(&lim_handled, 2 * sent);
+  TH_ASSERT_OK(isola_send(atomic_load(&lim_port), isola_null()));
+  th_vm_shutdown_ok();
+}
+
+Test(security, exit_listener_responses_count_against_the_limit) {
+  /* Before issue 12, 10,000 exit listeners with 64 KiB responses took an
+   * isolate limited to 64 KiB to 838 MB: every add succeeded. */
+  th_vm_init(NULL);
+  start_pong();
+  isola_isolate h = spawn_limited();
+  static uint8_t big[16 * 1024];
+  isola_value resp = isola_bytes(big, sizeof big);
+  int added = 0, rc = ISOLA_OK;
+  /* Made-up listener ports: nobody checks them before the isolate ends. */
+  while (added < 1000 && (rc = isola_add_exit_listener(
+                              &h, (isola_port)(1000 + added), resp)) ==
+                             ISOLA_OK)
+    added++;
+  TH_ASSERT_RC(rc, ISOLA_EFULL);
+  cr_assert(added > 0 && added <= SMALL_LIMIT / (int)sizeof big,
+            "%d listeners of 16 KiB were held under a 64 KiB limit", added);
+  /* The isolate keeps what it holds after handling the requests. */
+  sync_with(&h);
+  TH_ASSERT_RC(isola_add_exit_listener(&h, 999, resp), ISOLA_EFULL);
+  /* Removing one gives its room back. */
+  TH_ASSERT_OK(isola_remove_exit_listener(&h, 1000));
+  sync_with(&h);
+  TH_ASSERT_OK(isola_add_exit_listener(&h, 999, resp));
+  sync_with(&h);
+  TH_ASSERT_OK(isola_send(atomic_load(&lim_port), isola_null()));
+  TH_ASSERT_OK(isola_send(pong_port_id, isola_null()));
+  th_vm_shutdown_ok();
+}
+
+Test(security, pending_pings_count_against_the_limit) {
+  /* Before issue 12 pings waiting for a paused isolate's next event held
+   * their responses without bound. */
+  th_vm_init(NULL);
+  start_pong();
+  isola_isolate h = spawn_limited();
+  isola_capability resume = isola_capability_new();
+  TH_ASSERT_OK(isola_pause(&h, resume));
+  static uint8_t big[16 * 1024];
+  isola_value resp = isola_bytes(big, sizeof big);
+  int pinged = 0, rc = ISOLA_OK;
+  while (pinged < 1000 &&
+         (rc = isola_ping(&h, pong_port_id, resp,
+                          ISOLA_BEFORE_NEXT_EVENT)) == ISOLA_OK)
+    pinged++;
+  TH_ASSERT_RC(rc, ISOLA_EFULL);
+  cr_assert(pinged > 0 && pinged <= SMALL_LIMIT / (int)sizeof big,
+            "%d pings of 16 KiB were held under a 64 KiB limit", pinged);
+  /* Resumed, it answers them all and has room again. */
+  long before = th_counter_get(&pong);
+  TH_ASSERT_OK(isola_resume(&h, resume));
+  TH_WAIT_GE(&pong, before + pinged);
+  TH_ASSERT_OK(isola_ping(&h, pong_port_id, resp, ISOLA_IMMEDIATE));
+  TH_WAIT_GE(&pong, before + pinged + 1);
+  TH_ASSERT_OK(isola_send(atomic_load(&lim_port), isola_null()));
+  TH_ASSERT_OK(isola_send(pong_port_id, isola_null()));
+  th_vm_shutdown_ok();
+}

@@ -29,13 +29,39 @@ static struct isola__ext *ext_new(size_t limit) {
   return x;
 }
 
+/* The room an isolate with this heap limit gives others (internal.h):
+ * as much as the limit; none counted without a limit, or with one of 4 GiB
+ * or more (the word is 32 bits; such an isolate's queue is not bounded). */
+static uint32_t room_for(size_t limit) {
+  return limit && limit < ISOLA__ROOM_NONE ? (uint32_t)limit
+                                           : ISOLA__ROOM_NONE;
+}
+
 int isola__heap_init(isola__vm *vm, isola__isolate *iso,
                      const isola_spawn_options *opts) {
+  atomic_init(&iso->room, room_for(vm->config.heap_limit));
   /* The VM's limit needs no state: ext, made on first use, copies it. */
   if (!opts || !opts->heap_limit || opts->heap_limit == vm->config.heap_limit)
     return ISOLA_OK;
   iso->ext = ext_new(opts->heap_limit == SIZE_MAX ? 0 : opts->heap_limit);
-  return iso->ext ? ISOLA_OK : ISOLA_ENOMEM;
+  if (!iso->ext) return ISOLA_ENOMEM;
+  atomic_init(&iso->room, room_for(iso->ext->limit));
+  return ISOLA_OK;
+}
+
+bool isola__room_take_slow(isola__isolate *iso, isola__msg *m,
+                           uint32_t room) {
+  /* Relaxed: the word is a count; nothing is published through it. */
+  while (room >= m->bytes) {
+    if (atomic_compare_exchange_weak_explicit(&iso->room, &room,
+                                              room - m->bytes,
+                                              memory_order_relaxed,
+                                              memory_order_relaxed)) {
+      m->held |= ISOLA__HELD_ROOM;
+      return true;
+    }
+  }
+  return false;
 }
 
 struct isola__ext *isola__ext_get(isola__isolate *iso) {

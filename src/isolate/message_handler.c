@@ -184,6 +184,8 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         release_node(iso, old);
         if (n == &iso->stub) continue;
         isola__msg *m = (isola__msg *)n;
+        /* Out of the queue: its room back, its heap charge next. */
+        isola__room_give(iso, m);
         /* The message is in the isolate's heap while it is handled (may
          * raise out-of-memory instead: heap.h). */
         isola__heap_charge_msg(vm, iso, m);

@@ -66,6 +66,15 @@ int isola__post(isola__vm *vm, isola__msg *m) {
     isola__msg_free(m);
     return ISOLA_ECLOSED;
   }
+  /* What others send an isolate it holds until it handles it: taken from
+   * its room, given back when popped (docs/security.md).  The runtime's
+   * own messages (timers, notices, what is owed to exit listeners) are
+   * not refused. */
+  if ((m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL) &&
+      !(m->held & ISOLA__HELD_EXEMPT) && !isola__room_take(iso, m)) {
+    isola__msg_free(m);
+    return ISOLA_EFULL;
+  }
   isola__isolate *to = isola__t.ob_to;
   if (to) {
     if (to == iso && m->type == ISOLA__MSG_USER) {
@@ -101,7 +110,11 @@ int isola__post_control(isola__vm *vm, isola__msg *m) {
   isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
   if (!iso || state != ISOLA__PORT_CONTROL) /* one answer: see isola__post */
     rc = ISOLA_ECLOSED;
-  if (rc == ISOLA_OK) {
+  else if (!isola__control_admit(iso, m)) /* a wrong capability: ignored */
+    rc = ISOLA_OK, iso = NULL;
+  else if (!(m->held & ISOLA__HELD_EXEMPT) && !isola__room_take(iso, m))
+    rc = ISOLA_EFULL; /* held until handled, or kept for the requester */
+  if (iso && rc == ISOLA_OK) {
     /* Out of band, then claim scheduling if the isolate is idle: the
      * Dekker pair with the turn's mark-idle and wanted() re-check
      * (message_handler.c).  A dead isolate's head stays scheduled, so the
@@ -112,6 +125,30 @@ int isola__post_control(isola__vm *vm, isola__msg *m) {
     isola__msg_free(m);
   }
   return rc;
+}
+
+/* A send larger than the pool's largest block (a malloc and a copy of over
+ * 2 KiB) looks its receiver up before it builds the message, and is
+ * refused with ISOLA_EFULL if the receiver's room could not take it, so a
+ * message over an isolate's limit is never built.  Smaller ones are built
+ * first and refused by isola__post: a second lookup would cost more than
+ * they do. */
+#define ROOM_CHECK_MIN 2048
+
+struct room_check {
+  isola__vm *vm;
+  isola_port port;
+};
+
+static int room_check(size_t bytes, void *arg) {
+  if (bytes <= ROOM_CHECK_MIN) return ISOLA_OK;
+  struct room_check *c = arg;
+  int state;
+  isola__isolate *iso = isola__port_lookup(&c->vm->ports, c->port, &state);
+  if (!iso || state == ISOLA__PORT_CONTROL) return ISOLA_ECLOSED;
+  uint32_t room = atomic_load_explicit(&iso->room, memory_order_relaxed);
+  if (room != ISOLA__ROOM_NONE && bytes > room) return ISOLA_EFULL;
+  return ISOLA_OK;
 }
 
 int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
@@ -128,7 +165,9 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
   int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
   isola__msg *m;
-  if ((rc = isola__msg_build(value, ISOLA__MOVE_BUFFERS, &m)) != ISOLA_OK) {
+  struct room_check rc_arg = {e.vm, port};
+  if ((rc = isola__msg_build_checked(value, ISOLA__MOVE_BUFFERS, room_check,
+                                     &rc_arg, &m)) != ISOLA_OK) {
     isola__vm_leave(&e);
     return rc;
   }

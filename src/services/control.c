@@ -22,8 +22,10 @@
 
 #include "isolate.h"
 #include "lifecycle.h"
+#include "message.h"
 #include "message_handler.h"
 #include "pool.h"
+#include "port_map.h"
 #include "scheduler.h"
 #include "value.h"
 #include "vm.h"
@@ -52,6 +54,7 @@ struct isola__control {
   struct error_listener {
     isola_port port;
     bool notice; /* [message, stack, isolate] rather than [message, stack] */
+    bool held;   /* ERROR_ROOM of the isolate's room is taken for it */
   } *errors;
   uint32_t nerrors, errors_cap;
   /* ISOLA_BEFORE_NEXT_EVENT pings (addressed responses) and kills (NULL),
@@ -84,6 +87,56 @@ static bool grow(void **p, uint32_t *cap, uint32_t n, size_t size) {
   if (!q) return false;
   *p = q;
   *cap = c;
+  return true;
+}
+
+/* ---- room (internal.h): what requests make the isolate hold ------------ */
+
+/* Room taken for an error listener's entry, kept while it listens. */
+#define ERROR_ROOM ((uint32_t)sizeof(struct error_listener))
+
+static void room_give_bytes(isola__isolate *iso, uint32_t n) {
+  atomic_fetch_add_explicit(&iso->room, n, memory_order_relaxed);
+}
+
+/* The request from was taken from iso's room; to (a copy of its value,
+ * the same size) is what iso keeps for it: to holds that room now, and
+ * from gives back any excess.  False (to is not kept) only if to is
+ * larger and the room cannot take the difference. */
+static bool room_move(isola__isolate *iso, isola__msg *from, isola__msg *to) {
+  if (!(from->held & ISOLA__HELD_ROOM)) return true;
+  from->held &= (uint16_t)~ISOLA__HELD_ROOM;
+  if (to->bytes <= from->bytes) {
+    to->held |= ISOLA__HELD_ROOM;
+    if (from->bytes > to->bytes) room_give_bytes(iso, from->bytes - to->bytes);
+    return true;
+  }
+  room_give_bytes(iso, from->bytes);
+  return isola__room_take(iso, to);
+}
+
+bool isola__control_admit(isola__isolate *iso, isola__msg *m) {
+  uint64_t cap = m->value.kind == ISOLA_INT ? (uint64_t)m->value.as.i : 0;
+  isola_capability want;
+  switch (m->type) {
+  case ISOLA__MSG_PAUSE:
+  case ISOLA__MSG_RESUME:
+    want = iso->pause_cap;
+    break;
+  case ISOLA__MSG_KILL_NOW:
+  case ISOLA__MSG_KILL_NEXT:
+  case ISOLA__MSG_FATAL_ON:
+  case ISOLA__MSG_FATAL_OFF:
+    want = iso->terminate_cap;
+    break;
+  default:
+    return true;
+  }
+  /* The isolate would ignore a wrong capability: it need not get it.  A
+   * right one is its owner's word, not refused for want of room (a full
+   * isolate can still be paused or killed). */
+  if (cap != want) return false;
+  m->held |= ISOLA__HELD_EXEMPT;
   return true;
 }
 
@@ -147,7 +200,10 @@ static void exit_add(isola__isolate *iso, isola__msg *m) {
     exit_link(prev, m);
   else
     iso->exits = m;
-  if (x) isola__msg_free(x);
+  if (x) {
+    isola__room_give(iso, x);
+    isola__msg_free(x);
+  }
 }
 
 static void exit_remove(isola__isolate *iso, isola_port port) {
@@ -158,12 +214,16 @@ static void exit_remove(isola__isolate *iso, isola_port port) {
       exit_link(prev, exit_next(x));
     else
       iso->exits = exit_next(x);
+    isola__room_give(iso, x);
     isola__msg_free(x);
     return;
   }
 }
 
-static void error_add(isola__isolate *iso, isola_port port, bool notice) {
+/* Adds port as an error listener.  req: the request that asked (its room
+ * pays for the entry), or NULL (spawn options). */
+static void error_add(isola__isolate *iso, isola_port port, bool notice,
+                      isola__msg *req) {
   struct isola__control *c = ctl_of(iso);
   if (!c) return;
   for (uint32_t i = 0; i < c->nerrors; i++)
@@ -174,7 +234,14 @@ static void error_add(isola__isolate *iso, isola_port port, bool notice) {
   if (!grow((void **)&c->errors, &c->errors_cap, c->nerrors,
             sizeof *c->errors))
     return;
+  bool held = false;
+  if (req && (req->held & ISOLA__HELD_ROOM) && req->bytes >= ERROR_ROOM) {
+    req->held &= (uint16_t)~ISOLA__HELD_ROOM;
+    room_give_bytes(iso, req->bytes - ERROR_ROOM);
+    held = true;
+  }
   c->errors[c->nerrors].port = port;
+  c->errors[c->nerrors].held = held;
   c->errors[c->nerrors++].notice = notice;
 }
 
@@ -183,6 +250,7 @@ static void error_remove(isola__isolate *iso, isola_port port) {
   if (!c) return;
   for (uint32_t i = 0; i < c->nerrors; i++) {
     if (c->errors[i].port != port) continue;
+    if (c->errors[i].held) room_give_bytes(iso, ERROR_ROOM);
     memmove(&c->errors[i], &c->errors[i + 1],
             (c->nerrors - i - 1) * sizeof *c->errors);
     c->nerrors--;
@@ -224,7 +292,7 @@ int isola__control_init(isola__vm *vm, isola__isolate *iso,
   if (!c) return ISOLA_ENOMEM;
   c->run = run;
   if (opts && opts->on_error != ISOLA_PORT_NONE) {
-    error_add(iso, opts->on_error, opts->error_notice);
+    error_add(iso, opts->on_error, opts->error_notice, NULL);
     if (c->nerrors == 0) return ISOLA_ENOMEM;
   }
   if ((opts && opts->paused) || vm->config.pause_on_start) {
@@ -281,6 +349,7 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
     break;
   case ISOLA__MSG_KILL_NOW:
     if (cap == iso->terminate_cap) {
+      isola__room_give(iso, m);
       iso->exit_reason = ISOLA_EXIT_KILLED;
       return ISOLA__CTL_END;
     }
@@ -302,8 +371,10 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
   case ISOLA__MSG_PING_NEXT: {
     struct isola__control *c = ctl_of(iso);
     if (!c || !(r = addressed(m->value, m->reply_to))) break;
-    if (!grow((void **)&c->pings, &c->pings_cap, c->npings,
+    if (!room_move(iso, m, r) ||
+        !grow((void **)&c->pings, &c->pings_cap, c->npings,
               sizeof *c->pings)) {
+      isola__room_give(iso, r);
       isola__msg_free(r);
       break;
     }
@@ -315,7 +386,10 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
   case ISOLA__MSG_NOTICE_ADD:
     if ((r = addressed(m->value, m->reply_to))) {
       if (m->type == ISOLA__MSG_NOTICE_ADD) r->type = ISOLA__MSG_NOTICE;
-      exit_add(iso, r);
+      if (room_move(iso, m, r))
+        exit_add(iso, r);
+      else
+        isola__msg_free(r);
     }
     break;
   case ISOLA__MSG_EXIT_DEL:
@@ -323,7 +397,7 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
     break;
   case ISOLA__MSG_ERROR_ADD:
   case ISOLA__MSG_ERROR_NOTICE_ADD:
-    error_add(iso, m->reply_to, m->type == ISOLA__MSG_ERROR_NOTICE_ADD);
+    error_add(iso, m->reply_to, m->type == ISOLA__MSG_ERROR_NOTICE_ADD, m);
     break;
   case ISOLA__MSG_ERROR_DEL:
     error_remove(iso, m->reply_to);
@@ -336,6 +410,8 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
   default:
     break;
   }
+  /* Handled: what the request took from the room, unless it is kept. */
+  isola__room_give(iso, m);
   return ISOLA__CTL_GO;
 }
 
@@ -346,10 +422,16 @@ isola__ctl_action isola__control_hold(isola__vm *vm, isola__isolate *iso) {
     iso->hold &= ~(uint32_t)ISOLA__HOLD_NEXT;
     uint32_t i = 0, n = c->npings;
     c->npings = 0;
-    for (; i < n && c->pings[i]; i++) isola__post(vm, c->pings[i]);
+    for (; i < n && c->pings[i]; i++) {
+      isola__room_give(iso, c->pings[i]);
+      isola__post(vm, c->pings[i]);
+    }
     if (i < n) { /* a kill, in order: later pings go unanswered */
       while (++i < n)
-        if (c->pings[i]) isola__msg_free(c->pings[i]);
+        if (c->pings[i]) {
+          isola__room_give(iso, c->pings[i]);
+          isola__msg_free(c->pings[i]);
+        }
       iso->exit_reason = ISOLA_EXIT_KILLED;
       return ISOLA__CTL_END;
     }
@@ -602,6 +684,7 @@ static void run_deliver(isola__vm *vm, struct isola__run *r) {
     if (isola__msg_new(isola_list(items, 3), &m) != ISOLA_OK) return;
   }
   m->dest = r->port;
+  m->held |= ISOLA__HELD_EXEMPT; /* owed to the caller: not refused */
   isola__post(vm, m);
 }
 
@@ -656,7 +739,11 @@ void isola__control_finish(isola__vm *vm, isola__isolate *iso) {
   iso->exits = NULL;
   while (x) {
     isola__msg *next = exit_next(x);
+    isola__room_give(iso, x);
     if (x->type == ISOLA__MSG_NOTICE) x = notice_of(iso, x);
+    /* Owed since the listener was added, and paid for by this isolate's
+     * room then: its receiver's room does not refuse it. */
+    x->held |= ISOLA__HELD_EXEMPT;
     isola__post(vm, x); /* its node is the queue's from here */
     x = next;
   }
@@ -682,6 +769,25 @@ isola_capability isola_capability_new(void) {
   return c;
 }
 
+/* A request's value (a ping or exit response) larger than a pool block
+ * is refused before it is copied if the target's room could not take it
+ * (isola_send_reply() does the same). */
+struct ctl_check {
+  isola__vm *vm;
+  isola_port port;
+};
+
+static int ctl_check(size_t bytes, void *arg) {
+  if (bytes <= 2048) return ISOLA_OK;
+  struct ctl_check *c = arg;
+  int state;
+  isola__isolate *iso = isola__port_lookup(&c->vm->ports, c->port, &state);
+  if (!iso || state != ISOLA__PORT_CONTROL) return ISOLA_ECLOSED;
+  uint32_t room = atomic_load_explicit(&iso->room, memory_order_relaxed);
+  if (room != ISOLA__ROOM_NONE && bytes > room) return ISOLA_EFULL;
+  return ISOLA_OK;
+}
+
 static int request(const isola_isolate *h, uint32_t type, isola_value v,
                    isola_port reply_to) {
   if (!h || h->control_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
@@ -690,7 +796,9 @@ static int request(const isola_isolate *h, uint32_t type, isola_value v,
   int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
   isola__msg *m;
-  if ((rc = isola__msg_new(v, &m)) == ISOLA_OK) {
+  struct ctl_check ck = {e.vm, h->control_port};
+  if ((rc = isola__msg_build_checked(v, ISOLA__COPY_BUFFERS, ctl_check, &ck,
+                                     &m)) == ISOLA_OK) {
     m->type = type;
     m->dest = h->control_port;
     m->reply_to = reply_to;
@@ -826,6 +934,7 @@ int isola_exit_owned(isola_port port, isola_value *owned) {
   m->pool_class = cls;
   m->bytes = sizeof *m; /* the adopted block is the caller's size */
   m->charged = 0;
+  m->held = 0;
   m->type = ISOLA__MSG_EXTERNAL;
   m->dest = port;
   m->reply_to = ISOLA_PORT_NONE;

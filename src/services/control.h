@@ -62,6 +62,13 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
  * pings, and says whether the isolate is paused or must end. */
 isola__ctl_action isola__control_hold(isola__vm *vm, isola__isolate *iso);
 
+/* For the sender of control request m to iso (any thread, online): false
+ * if iso would ignore it (a capability that is not iso's), so it need not
+ * be sent; a request with the right capability is marked exempt from
+ * iso's room (internal.h), so that a full isolate can still be paused or
+ * killed. */
+bool isola__control_admit(isola__isolate *iso, isola__msg *m);
+
 /* After an ISOLA__UNWIND_ERROR: tells the error listeners (or the hook).
  * Returns true when the error is fatal. */
 bool isola__control_raise(isola__vm *vm, isola__isolate *iso);

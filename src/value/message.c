@@ -11,6 +11,12 @@
  * buffers move into it or are copied (value.h).  Moving consumes nothing
  * yet: the sender's handles are emptied only once the post succeeds. */
 int isola__msg_build(isola_value v, int mode, isola__msg **out) {
+  return isola__msg_build_checked(v, mode, NULL, NULL, out);
+}
+
+int isola__msg_build_checked(isola_value v, int mode,
+                             int (*check)(size_t bytes, void *arg), void *arg,
+                             isola__msg **out) {
   isola__msg *m;
   if (v.kind <= ISOLA_DOUBLE || v.kind == ISOLA_PORT ||
       v.kind == ISOLA_CAPABILITY) {
@@ -23,6 +29,7 @@ int isola__msg_build(isola_value v, int mode, isola__msg **out) {
   } else {
     isola__plan p;
     int rc = isola__value_plan(&p, v);
+    if (rc == ISOLA_OK && check) rc = check(sizeof *m + p.size, arg);
     if (rc == ISOLA_OK) {
       uint8_t cls;
       m = isola__pool_alloc(sizeof *m + p.size, &cls);
@@ -41,6 +48,7 @@ int isola__msg_build(isola_value v, int mode, isola__msg **out) {
     if (rc != ISOLA_OK) return rc;
   }
   m->charged = 0;
+  m->held = 0;
   m->type = ISOLA__MSG_USER;
   m->dest = ISOLA_PORT_NONE;
   m->reply_to = ISOLA_PORT_NONE;

@@ -14,6 +14,13 @@
  * ISOLA__MSG_USER with no destination.  ISOLA_EINVAL, ISOLA_ENOMEM. */
 int isola__msg_build(isola_value v, int mode, isola__msg **out);
 
+/* As isola__msg_build(), and once the copy is planned, before anything is
+ * allocated, check(bytes of the message, arg) may refuse it: its error is
+ * the result.  Scalars are not planned, so not checked. */
+int isola__msg_build_checked(isola_value v, int mode,
+                             int (*check)(size_t bytes, void *arg), void *arg,
+                             isola__msg **out);
+
 /* A message holding a copy of v; ISOLA_EINVAL, ISOLA_ENOMEM. */
 int isola__msg_new(isola_value v, isola__msg **out);
 
