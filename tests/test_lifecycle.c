@@ -33,11 +33,13 @@ static void quiet_errors(void *data, const isola_isolate_info *info,
  * after the error, must be requeued, not lost. */
 static _Atomic bool spin_stop;
 static th_counter spin_ready = TH_COUNTER_INIT;
+static th_counter spin_done = TH_COUNTER_INIT;
 static void spin_handler(void *ctx, isola_port port, isola_value msg,
                          isola_port reply_to) {
   (void)ctx, (void)msg, (void)reply_to;
   if (atomic_load(&spin_stop)) {
     TH_CHECK_OK(isola_port_close(port));
+    th_counter_add(&spin_done, 1);
     return;
   }
   TH_CHECK_OK(isola_send(port, isola_null()));
@@ -91,6 +93,7 @@ Test(lifecycle, nonfatal_error_then_yield_in_the_same_turn_is_not_lost) {
   TH_WAIT_GE(&errors_seen, 1);
   TH_ASSERT_OK(isola_send(p, isola_int(-1)));
   atomic_store(&spin_stop, true);
+  TH_WAIT_GE(&spin_done, 1); /* no send of its races the shutdown */
   th_vm_shutdown_ok();
 }
 
