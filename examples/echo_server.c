@@ -1,17 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * echo_server.c — a TCP echo server on 127.0.0.1 where each connection is
- * served by an isolate of its own.
+ * served by an isolate of its own, on isola_stream (examples/
+ * echo_server_raw.c is the same server on raw fd watches).
  *
- * The root isolate (the program's main thread, isola_run_main) listens on a
- * non-blocking socket and watches it with isola_watch_open().  Each time
- * the socket is readable it accepts every pending connection and spawns a
- * "conn" isolate with the connection's fd as its spawn message.  A conn
- * isolate watches its fd: when readable, it reads what is there and writes
- * it back; at end of file it closes its watch and the fd, and, having no
- * watch and no port left, ends.  Its state is an isolate-local value whose
- * destructor closes the fd if the isolate is killed first (at shutdown).  Nothing is shared between the isolates
- * but the fd number each was given.
+ * The root isolate (the program's main thread, isola_run_main) listens
+ * with isola_stream_listen(); for each connection it spawns a "conn"
+ * isolate with the connection's fd as its spawn message.  A conn isolate
+ * makes a stream of the fd and writes back whatever it reads.  Output the
+ * client does not read yet waits in the stream's bounded buffer; once it
+ * holds more than half its limit the isolate stops reading (so the client
+ * is slowed by TCP, not the server's memory), and on_drain resumes.  At end
+ * of file the stream closes and the isolate, with nothing left, ends; if
+ * it is killed first (at shutdown) its stream's fd is closed with it.
  *
  *   echo_server [--port P]      serve until interrupted (P = 0: any port)
  *   echo_server --selftest N    serve, connect N clients from plain
@@ -24,109 +25,63 @@
 #include <isola.h>
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define WRITE_LIMIT (256 * 1024)
+
 /* ---- one connection, one isolate ----------------------------------------- */
 
-/* The connection lives in an isolate-local value: when the isolate ends,
- * at end of file or killed at shutdown while the client is still
- * connected, conn_end closes what is still open; nothing is leaked either
- * way. */
-typedef struct conn {
-  int fd;
-  bool open;
-  isola_watch watch;
-} conn;
-
-static void conn_end(void *value) {
-  conn *c = value;
-  if (c->open) close(c->fd); /* the runtime closes the watch itself */
+static void conn_data(isola_stream *s, const uint8_t *data, size_t len,
+                      void *ctx) {
+  (void)ctx;
+  /* Never refused: reading stops before the buffer is half full, and a
+   * read is at most 64 KiB. */
+  isola_stream_write(s, data, len);
+  if (isola_stream_buffered(s) > WRITE_LIMIT / 2)
+    isola_stream_set_reading(s, false);
 }
 
-static ISOLA_LOCAL_INIT(conn, the_conn, NULL, conn_end);
-
-static void conn_readable(int fd, uint32_t events, void *arg) {
-  conn *c = arg;
-  (void)events;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n > 0) {
-      /* Echo it.  Small writes to a socket do not block in practice; a
-       * real server would keep what it could not write and watch for
-       * ISOLA_WRITABLE. */
-      for (ssize_t off = 0; off < n;) {
-        ssize_t w = write(fd, buf + off, (size_t)(n - off));
-        if (w < 0 && errno != EINTR && errno != EAGAIN) break;
-        if (w > 0) off += w;
-      }
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    if (n < 0 && errno == EINTR) continue;
-    /* End of file or an error: this connection is over, so is the isolate. */
-    isola_watch_close(c->watch);
-    close(fd);
-    c->open = false;
-    return;
-  }
+static void conn_drained(isola_stream *s, void *ctx) {
+  (void)ctx;
+  isola_stream_set_reading(s, true);
 }
 
 static void conn_entry(isola_value msg) {
-  conn *c = isola_local_get(&the_conn);
-  int fd = (int)msg.as.i;
-  if (!c) {
-    close(fd);
-    return;
-  }
-  c->fd = fd;
-  c->open = true;
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  if (isola_watch_open(fd, ISOLA_READABLE, conn_readable, c, &c->watch) !=
-      ISOLA_OK) {
-    close(fd);
-    c->open = false;
-  }
+  isola_stream_options o = {.framing = ISOLA_STREAM_RAW,
+                            .write_limit = WRITE_LIMIT,
+                            .on_data = conn_data,
+                            .on_drain = conn_drained};
+  isola_stream *s;
+  isola_stream_open((int)msg.as.i, &o, &s); /* closes the fd on error */
 }
 
 /* ---- the listener: the root isolate ---------------------------------- */
 
-static int listen_fd = -1;
-static isola_watch listen_watch;
+static isola_stream_listener *listener;
 static isola_port stop_port;
 static unsigned short bound_port;
 static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ready_cv = PTHREAD_COND_INITIALIZER;
 static int ready; /* 1: listening, -1: failed */
 
-static void listener_readable(int fd, uint32_t events, void *arg) {
-  (void)events;
-  (void)arg;
-  for (;;) {
-    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-    if (c < 0) return; /* EAGAIN: accepted all there was */
-    isola_spawn_options o = {.name = "conn"};
-    if (isola_spawn(conn_entry, isola_int(c), &o, NULL) != ISOLA_OK) close(c);
-  }
+static void on_accept(isola_stream_listener *l, int fd, void *ctx) {
+  (void)l, (void)ctx;
+  isola_spawn_options o = {.name = "conn"};
+  if (isola_spawn(conn_entry, isola_int(fd), &o, NULL) != ISOLA_OK)
+    close(fd);
 }
 
 static void on_stop(void *ctx, isola_port port, isola_value msg,
                     isola_port reply_to) {
-  (void)ctx;
-  (void)msg;
-  (void)reply_to;
+  (void)ctx, (void)msg, (void)reply_to;
   /* Nothing left to keep the root alive: run_main returns. */
-  isola_watch_close(listen_watch);
-  close(listen_fd);
+  isola_stream_listener_close(listener);
   isola_port_close(port);
 }
 
@@ -138,24 +93,16 @@ static void set_ready(int value) {
 }
 
 static void root_entry(isola_value msg) {
-  struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_port = htons((unsigned short)msg.as.i),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-      listen(listen_fd, 128) != 0 ||
-      getsockname(listen_fd, (struct sockaddr *)&a, &len) != 0 ||
-      isola_port_open(on_stop, NULL, &stop_port) != ISOLA_OK ||
-      isola_watch_open(listen_fd, ISOLA_READABLE, listener_readable, NULL,
-                       &listen_watch) != ISOLA_OK) {
-    perror("echo_server: listen");
-    if (listen_fd >= 0) close(listen_fd);
-    if (stop_port) isola_port_close(stop_port);
+  int rc = isola_stream_listen("127.0.0.1", (uint16_t)msg.as.i, on_accept,
+                               NULL, &listener);
+  if (rc != ISOLA_OK ||
+      (rc = isola_port_open(on_stop, NULL, &stop_port)) != ISOLA_OK) {
+    fprintf(stderr, "echo_server: listen: %s\n", isola_strerror(rc));
+    if (listener) isola_stream_listener_close(listener);
     set_ready(-1);
     return;
   }
-  bound_port = ntohs(a.sin_port);
+  bound_port = isola_stream_listener_port(listener);
   printf("echo_server: listening on 127.0.0.1:%u\n", bound_port);
   fflush(stdout);
   set_ready(1);

@@ -84,7 +84,8 @@ extern "C" {
   X(ETOOBIG, -42, "the decoded value would need more memory than the limit") \
   X(EMODULE, -50, "the module could not be loaded")                           \
   X(EABI, -51, "the module is not built for this isola module ABI")          \
-  X(ENOENTRY, -52, "the module has no isola_main entry point")
+  X(ENOENTRY, -52, "the module has no isola_main entry point")           \
+  X(EWOULDBLOCK, -60, "the buffer is full: wait until it drains")
 
 typedef enum isola_err {
 #define ISOLA_ERR_ENUM_(name, value, text) ISOLA_##name = (value),
@@ -1084,6 +1085,130 @@ ISOLA_EXPORT int isola_run_async(isola_run_fn fn, isola_value argument,
                                  isola_port completion_port);
 
 /* ------------------------------------------------------------------------ */
+/* Supervisors (docs/supervisors.md)                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A supervisor starts child isolates from specs, restarts them when they
+ * end (Erlang/OTP's strategies and restart policies), gives up when they
+ * fail too often, and stops them in order.  It lives in the isolate that
+ * starts it (its owner): it opens a port there for its children's exit
+ * notices (so it keeps the owner alive while it runs), uses the owner's
+ * timers, and calls the owner's callbacks as events of the owner.  Every
+ * child is spawned with its exit listener in its spawn options, so no end
+ * is ever missed.  An isolate may own any number of supervisors; a child
+ * may itself start one (a supervision tree: a supervisor that gives up
+ * ends its owner with an error, which its own supervisor sees).
+ *
+ * Children do not outlive their supervisor's owner: if the owner ends
+ * while a supervisor runs (killed, an error), every running child is
+ * killed (ISOLA_IMMEDIATE) and the supervisor is freed.
+ */
+typedef struct isola_supervisor isola_supervisor;
+
+/* What the supervisor does when a child ends. */
+typedef enum isola_restart {
+  ISOLA_RESTART_PERMANENT = 0, /* always restarted */
+  ISOLA_RESTART_TRANSIENT = 1, /* restarted unless it ended normally
+                                  (ISOLA_EXIT_NORMAL) */
+  ISOLA_RESTART_TEMPORARY = 2  /* never restarted */
+} isola_restart;
+
+/* Which children a restart takes along. */
+typedef enum isola_strategy {
+  ISOLA_ONE_FOR_ONE = 0,  /* only the child that ended */
+  ISOLA_ONE_FOR_ALL = 1,  /* every child: the others are stopped (reverse
+                             start order), then all started again */
+  ISOLA_REST_FOR_ONE = 2  /* the child and those started after it */
+} isola_strategy;
+
+typedef struct isola_child_spec {
+  const char *name;  /* the child's debug name (copied); NULL: "child" */
+  isola_entry entry; /* its entry; must not be NULL */
+  isola_value arg;   /* its spawn message, copied at isola_supervisor_start
+                        and given to every start of the child */
+  isola_restart restart;
+  /* How long a child being stopped may take: it is first asked with
+   * isola_kill(ISOLA_BEFORE_NEXT_EVENT) (its current event finishes),
+   * after shutdown_ms killed at ISOLA_IMMEDIATE, and if it has still not
+   * ended shutdown_ms later (stuck in C code, which no kill interrupts)
+   * the supervisor stops waiting: it reports the child with
+   * ISOLA_SUPERVISOR_ABANDONED and goes on.  0: 5000 ms. */
+  uint32_t shutdown_ms;
+  size_t heap_limit; /* as isola_spawn_options.heap_limit */
+} isola_child_spec;
+
+/* The reason on_child_exit gets for a child abandoned as above (it may
+ * still be running). */
+#define ISOLA_SUPERVISOR_ABANDONED (-1)
+
+typedef struct isola_supervisor_spec {
+  isola_strategy strategy;
+  /* Restart intensity: more than max_restarts restarts within period_ms
+   * and the supervisor gives up: it stops every child and ends with
+   * ISOLA_EXIT_ERROR.  A restart of several children by one failure
+   * (one-for-all, rest-for-one) counts once.  0 allows none. */
+  uint32_t max_restarts;
+  uint32_t period_ms; /* 0: 5000 */
+  const isola_child_spec *children; /* started in this order */
+  size_t nchildren;                 /* at most 1024 */
+  void *ctx; /* passed to the callbacks; the runtime never touches it */
+  /* Each callback may be NULL; each runs in the owner isolate, as an
+   * event of it (or inside isola_supervisor_start()).  None may free the
+   * supervisor.  A child started (the first time or again): */
+  void (*on_child_start)(void *ctx, size_t index,
+                         const isola_isolate *child);
+  /* A child ended (reason an isola_exit_reason, detail the error message
+   * or NULL), or was abandoned (ISOLA_SUPERVISOR_ABANDONED), whether or
+   * not it will be restarted. */
+  void (*on_child_exit)(void *ctx, size_t index, isola_port child,
+                        int reason, const char *detail);
+  /* The supervisor has ended: all its children are gone (or abandoned).
+   * reason: ISOLA_EXIT_NORMAL after isola_supervisor_stop(),
+   * ISOLA_EXIT_ERROR when it gave up (detail says why: the intensity
+   * passed, or a child that could not be spawned again).  The supervisor
+   * is still valid here (e.g. for isola_supervisor_restarts()) and is
+   * freed when this returns.  NULL: on ISOLA_EXIT_ERROR the owner
+   * raises the error (isola_throw(), so with errors fatal the owner ends
+   * with ISOLA_EXIT_ERROR and that detail); on ISOLA_EXIT_NORMAL nothing. */
+  void (*on_end)(void *ctx, int reason, const char *detail);
+} isola_supervisor_spec;
+
+/*
+ * Starts a supervisor in the calling isolate: copies spec (names, args;
+ * the spec need not outlive the call), opens its port and starts every
+ * child in order (on_child_start runs for each before this returns).
+ * *out receives the supervisor, owned by the calling isolate until it
+ * ends (on_end) or the isolate does.
+ * Errors: ISOLA_EINVAL (spec or out NULL, no children or more than 1024,
+ * an entry NULL, a bad strategy or restart, a malformed arg),
+ * ISOLA_ENOMEM, ISOLA_ENOTISOLATE, and those of isola_spawn() for a child
+ * that could not start (the children already started are then killed and
+ * nothing is left running).  Isolate only.
+ */
+ISOLA_EXPORT int isola_supervisor_start(const isola_supervisor_spec *spec,
+                                        isola_supervisor **out);
+
+/* Stops the supervisor: no more restarts; its children are stopped one
+ * at a time in reverse start order (each as shutdown_ms says), then
+ * on_end(ISOLA_EXIT_NORMAL) runs.  Asynchronous: returns at once.
+ * Calling it again, or while it is giving up, does nothing.  Errors:
+ * ISOLA_EINVAL (sup NULL), ISOLA_ENOTOWNER (sup belongs to another
+ * isolate), ISOLA_ENOTISOLATE.  Isolate only, the owner. */
+ISOLA_EXPORT int isola_supervisor_stop(isola_supervisor *sup);
+
+/* The handle of child index as it runs now.  Errors: ISOLA_EINVAL (sup
+ * or out NULL), ISOLA_ERANGE (no such child), ISOLA_ECLOSED (not running
+ * now: being restarted, stopped, or a temporary child that ended),
+ * ISOLA_ENOTOWNER, ISOLA_ENOTISOLATE.  Isolate only, the owner. */
+ISOLA_EXPORT int isola_supervisor_child(isola_supervisor *sup, size_t index,
+                                        isola_isolate *out);
+
+/* Restarts counted since the supervisor started (each failure that led to
+ * a restart counts one).  0 for NULL.  Isolate only, the owner. */
+ISOLA_EXPORT uint64_t isola_supervisor_restarts(const isola_supervisor *sup);
+
+/* ------------------------------------------------------------------------ */
 /* The event loop's extras: microtasks, isolate-local storage, the isolate  */
 /* heap and its figures (docs/eventloop.md)                                  */
 /* ------------------------------------------------------------------------ */
@@ -1397,6 +1522,188 @@ ISOLA_EXPORT int isola_watch_open(int fd, uint32_t events, isola_watch_fn fn,
  * an event already queued.  Errors: ISOLA_ECLOSED (not a live watch of this
  * isolate), ISOLA_ENOTISOLATE.  Isolate only. */
 ISOLA_EXPORT int isola_watch_close(isola_watch watch);
+
+/* Changes the events a watch of the running isolate waits for
+ * (ISOLA_READABLE and/or ISOLA_WRITABLE, e.g. ISOLA_WRITABLE only while
+ * output waits to be written; 0: nothing for now, the watch stays open
+ * and keeps the isolate alive, and at most one error or hang-up is
+ * reported until events are set again).  Takes effect for the next
+ * readiness: an event already reported is delivered as it was, so the
+ * callback may see one readiness it no longer asked for (non-blocking
+ * I/O takes that in its stride).  Errors: ISOLA_EINVAL (unknown events),
+ * ISOLA_ECLOSED (not a live watch of this isolate), ISOLA_ESYS (the OS
+ * refused), ISOLA_ENOTISOLATE.  Isolate only. */
+ISOLA_EXPORT int isola_watch_set_events(isola_watch watch, uint32_t events);
+
+/* ------------------------------------------------------------------------ */
+/* Streams: buffered sockets over fd watches (docs/streams.md)               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A stream is a connected socket owned by one isolate: it reads with an fd
+ * watch, cuts what it reads into chunks, lines or length-prefixed frames
+ * (each handed to on_data), and writes through a bounded buffer that
+ * pushes back on the isolate.  Its struct and both buffers are allocated
+ * in the owner's isolate heap (isola_alloc), so the owner's heap limit
+ * covers them: a buffer that would pass it raises the out-of-memory error
+ * in the owner, as any allocation does.  Every function is isolate only,
+ * from the owner (ISOLA_ENOTOWNER from another isolate); callbacks run as
+ * events of the owner.  The stream owns its fd: it is closed with the
+ * stream, and when the owner ends every stream and listener it still has
+ * is closed (no callback runs then).
+ */
+typedef struct isola_stream isola_stream;
+
+/* How a stream cuts what it reads. */
+typedef enum isola_stream_framing {
+  /* Chunks as they are read (at most max_frame bytes each). */
+  ISOLA_STREAM_RAW = 0,
+  /* Lines ending in '\n'; on_data gets a line without its '\n' (nor a
+   * '\r' before it).  A line longer than max_frame closes the stream
+   * (ISOLA_STREAM_OVERSIZE); at end of input a last line without '\n' is
+   * still delivered.  Writes append the '\n'. */
+  ISOLA_STREAM_LINES = 1,
+  /* Frames: a 4-byte big-endian length, then that many bytes; on_data gets
+   * the bytes.  A length over max_frame closes the stream at once
+   * (ISOLA_STREAM_OVERSIZE), before its bytes are read; input that ends
+   * inside a frame closes it with ISOLA_STREAM_MALFORMED.  Writes add the
+   * prefix. */
+  ISOLA_STREAM_FRAMES = 2
+} isola_stream_framing;
+
+/* Why a stream closed (on_close's reason). */
+typedef enum isola_stream_reason {
+  ISOLA_STREAM_CLOSED = 0,    /* this side: isola_stream_close() or _abort() */
+  ISOLA_STREAM_EOF = 1,       /* the peer closed its side; all it sent was
+                                 delivered */
+  ISOLA_STREAM_ERROR = 2,     /* an OS error (err: the errno), e.g.
+                                 ECONNRESET, EPIPE, ECONNREFUSED */
+  ISOLA_STREAM_OVERSIZE = 3,  /* a line or frame over max_frame */
+  ISOLA_STREAM_MALFORMED = 4  /* a line that is not UTF-8 (text), or input
+                                 that ended inside a frame */
+} isola_stream_reason;
+
+/* The name of a reason ("closed", "eof", ...; "unknown").  Any thread. */
+ISOLA_EXPORT const char *isola_stream_reason_name(int reason);
+
+typedef struct isola_stream_options {
+  isola_stream_framing framing;
+  /* The largest chunk, line or frame read, in bytes (not counting the
+   * '\n' or the prefix).  0: 65536.  At most 1 GiB. */
+  size_t max_frame;
+  /* The most bytes the write buffer holds (prefixes and '\n' included).
+   * A write that would pass it is refused whole (ISOLA_EWOULDBLOCK).
+   * 0: 262144. */
+  size_t write_limit;
+  /* ISOLA_STREAM_LINES only: every line must be valid UTF-8, or the stream
+   * closes with ISOLA_STREAM_MALFORMED. */
+  bool text;
+  void *ctx; /* passed to the callbacks; never touched by the runtime */
+  /* A chunk, line or frame: data is valid until the callback returns.
+   * May write, close, pause reading. */
+  void (*on_data)(isola_stream *s, const uint8_t *data, size_t len,
+                  void *ctx);
+  /* The write buffer is empty again after a write was refused with
+   * ISOLA_EWOULDBLOCK, or after it had filled past half of write_limit
+   * (so a writer may pause its source early).  May be NULL. */
+  void (*on_drain)(isola_stream *s, void *ctx);
+  /* Once, when the stream has closed (reason an isola_stream_reason, err
+   * the errno for ISOLA_STREAM_ERROR, else 0).  The fd is closed already;
+   * s is freed when this returns.  Runs after the event that closed it.
+   * May be NULL. */
+  void (*on_close)(isola_stream *s, int reason, int err, void *ctx);
+} isola_stream_options;
+
+/*
+ * Makes a stream of fd, a connected stream socket (e.g. from a listener's
+ * on_accept, or passed from another isolate), which it owns from now on
+ * (made non-blocking here; closed with the stream, also on error).
+ * opts is copied.  Reading starts at once.  *out receives the stream.
+ * Errors: ISOLA_EINVAL (fd < 0, opts or out NULL, on_data NULL, a bad
+ * framing or max_frame), ISOLA_ESYS (the fd cannot be watched),
+ * ISOLA_ENOMEM, ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
+ */
+ISOLA_EXPORT int isola_stream_open(int fd, const isola_stream_options *opts,
+                                   isola_stream **out);
+
+/* Connects to ip:port (a numeric IPv4 or IPv6 address: no name lookup,
+ * which would block) without blocking: the stream exists at once, writes
+ * queue until it is connected, and a failed connection closes it with
+ * ISOLA_STREAM_ERROR (err ECONNREFUSED, ...).  Errors: those of
+ * isola_stream_open(), ISOLA_EINVAL (ip not a numeric address), ISOLA_ESYS
+ * (no socket).  Isolate only. */
+ISOLA_EXPORT int isola_stream_connect(const char *ip, uint16_t port,
+                                      const isola_stream_options *opts,
+                                      isola_stream **out);
+
+/*
+ * Writes len bytes (one frame or line: the prefix or '\n' is added) with
+ * all-or-nothing semantics: as much as the socket takes now is written,
+ * the rest is kept in the write buffer and written as the socket drains.
+ * If the buffer cannot take it all (it would pass write_limit), nothing is
+ * written and ISOLA_EWOULDBLOCK is returned: wait for on_drain.  data may
+ * be reused when the call returns.  Errors: ISOLA_EWOULDBLOCK, ISOLA_EINVAL
+ * (s NULL, data NULL with len > 0, a line holding '\n', a frame over 4 GiB
+ * or more than write_limit with its prefix), ISOLA_ECLOSED (closed or
+ * closing), ISOLA_ENOTOWNER, ISOLA_ENOTISOLATE.  A broken connection is
+ * reported through on_close, not here.  Isolate only.
+ */
+ISOLA_EXPORT int isola_stream_write(isola_stream *s, const void *data,
+                                    size_t len);
+
+/* Bytes waiting in the write buffer (0 for NULL).  Isolate only. */
+ISOLA_EXPORT size_t isola_stream_buffered(const isola_stream *s);
+
+/* Stops (false) or resumes (true) reading: while stopped no on_data runs
+ * and the peer's sends back up in the kernel, then in the peer (TCP flow
+ * control).  Errors: ISOLA_EINVAL, ISOLA_ECLOSED, ISOLA_ENOTOWNER,
+ * ISOLA_ENOTISOLATE.  Isolate only. */
+ISOLA_EXPORT int isola_stream_set_reading(isola_stream *s, bool reading);
+
+/* Closes the stream after what is buffered has been written: no more
+ * on_data; on_close(ISOLA_STREAM_CLOSED) once the buffer is written (or
+ * with the error that stops it).  Errors: ISOLA_EINVAL, ISOLA_ECLOSED
+ * (already closed or closing), ISOLA_ENOTOWNER, ISOLA_ENOTISOLATE.
+ * Isolate only. */
+ISOLA_EXPORT int isola_stream_close(isola_stream *s);
+
+/* Closes the stream now, dropping what is buffered: on_close
+ * (ISOLA_STREAM_CLOSED) after the current event.  Errors as
+ * isola_stream_close(), except that a closing stream may be aborted.
+ * Isolate only. */
+ISOLA_EXPORT int isola_stream_abort(isola_stream *s);
+
+/* A listening socket of the running isolate. */
+typedef struct isola_stream_listener isola_stream_listener;
+
+/* Receives each accepted connection: fd is connected, non-blocking and
+ * close-on-exec, and the callee owns it (isola_stream_open() it here, or
+ * send the number to another isolate that will). */
+typedef void (*isola_stream_accept_fn)(isola_stream_listener *l, int fd,
+                                       void *ctx);
+
+/* Listens on ip:port (numeric; port 0: any free port, see
+ * isola_stream_listener_port()) with a backlog of 128, and calls
+ * on_accept for every connection, as an event of the calling isolate.
+ * The listener keeps the isolate alive until closed.  Errors:
+ * ISOLA_EINVAL (ip, on_accept or out NULL, ip not numeric), ISOLA_ESYS
+ * (socket, bind or listen failed: errno says why), ISOLA_ENOMEM,
+ * ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only. */
+ISOLA_EXPORT int isola_stream_listen(const char *ip, uint16_t port,
+                                     isola_stream_accept_fn on_accept,
+                                     void *ctx,
+                                     isola_stream_listener **out);
+
+/* The port the listener is bound to (0 for NULL).  Isolate only. */
+ISOLA_EXPORT uint16_t isola_stream_listener_port(
+    const isola_stream_listener *l);
+
+/* Closes the listener and its socket (also from inside its own
+ * on_accept: no more on_accept runs); l is freed after the current
+ * event.  Connections accepted before are not affected.  Errors:
+ * ISOLA_EINVAL, ISOLA_ECLOSED (closed already), ISOLA_ENOTOWNER,
+ * ISOLA_ENOTISOLATE.  Isolate only, the owner. */
+ISOLA_EXPORT int isola_stream_listener_close(isola_stream_listener *l);
 
 /* ------------------------------------------------------------------------ */
 /* Native ports                                                              */

@@ -467,6 +467,26 @@ static void watch_drop(isola__vm *vm, isola__isolate *iso, size_t i) {
   pthread_mutex_unlock(&ts->lock);
 }
 
+int isola_watch_set_events(isola_watch watch, uint32_t events) {
+  if (events & ~(uint32_t)(ISOLA_READABLE | ISOLA_WRITABLE))
+    return ISOLA_EINVAL;
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  isola__iso_timers *own = own_of(iso);
+  size_t i = find_watch(own, watch);
+  if (i == SIZE_MAX) return ISOLA_ECLOSED;
+  isola__watch *w = own->watches[i];
+  w->events = events;
+  /* Armed now (one-shot, as ever).  An event already posted is delivered
+   * as it was, and its fire re-arms with the new events; so the callback
+   * may see one readiness it no longer asked for. */
+  if (isola__plat_poller_arm(isola__vm_get()->timers.poller, w->fd,
+                             poll_bits(events), (uint64_t)(uintptr_t)w,
+                             false) != 0)
+    return ISOLA_ESYS;
+  return ISOLA_OK;
+}
+
 int isola_watch_close(isola_watch watch) {
   isola__isolate *iso = isola__t.current;
   if (!iso) return ISOLA_ENOTISOLATE;
@@ -487,8 +507,10 @@ void isola__watch_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
   if (m->reply_to & ISOLA__POLL_OUT) got |= ISOLA_WRITABLE;
   if (m->reply_to & ISOLA__POLL_ERR) got |= ISOLA_FD_ERROR;
   w->fn(w->fd, got, w->arg);
-  /* Still open (the callback may have closed it)?  One-shot: re-arm. */
-  if (find_watch(own_of(iso), id) != SIZE_MAX &&
+  /* Still open (the callback may have closed it)?  One-shot: re-arm,
+   * unless it waits for nothing (isola_watch_set_events(0): a hang-up
+   * would be reported again and again). */
+  if (find_watch(own_of(iso), id) != SIZE_MAX && w->events &&
       isola__plat_poller_arm(vm->timers.poller, w->fd, poll_bits(w->events),
                              (uint64_t)(uintptr_t)w, false) != 0)
     watch_drop(vm, iso, find_watch(own_of(iso), id)); /* the fd went away */
