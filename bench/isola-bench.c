@@ -9,12 +9,24 @@
  *   spawn N           N idle isolates: spawn time, memory, stop time
  *   fanin P M         P producers send M ints each to one consumer
  *   skynet SIZE DIV   a tree of isolates sums 0 .. SIZE-1
- *   payload S N       an S-byte buffer makes N one-way sends
+ *   payload S N       an S-byte buffer: N round trips copied (2N sends),
+ *                     then 50N round trips moved (100N sends)
+ *   fanin P M         also reports rss_after_drain_kb
+ *   pairs K N         K timed ping-pong pairs at once, N round trips each
+ *   crossworker N     one timed pair, its ends on two threads
+ *   hog N H           a timed pair next to an isolate computing for H ms,
+ *                     without and then with isola_check_interrupts()
+ *   idle1m N          spawn, reported as idle1m (N = 1000000)
+ *   kill N            kill N idle isolates; then the time to kill a busy one
+ *   timers T I        T one-shot timers of 0-10 ms over I isolates
+ *   tcpecho C R PORT  the echo server: serves C connections on
+ *                     127.0.0.1:PORT, then ends (client: tcpecho-client)
  *   copy1m N          a 1 MiB byte buffer copied, N one-way sends
  *   transfer1m N      a 1 MiB transferable buffer moved, N one-way sends
  *   copynested N      100 lists of 99 ints (10,000 values), N one-way sends
  *
- * Each figure is printed as "isola <bench> <metric> <value> <unit>".  Every
+ * Each figure is printed as "isola <bench> <metric> <value> <unit>", and
+ * every run ends with the process's peak RSS, "peak_rss_kb" (VmHWM).  Every
  * benchmark checks its result and exits with status 1 if it is wrong; bad
  * arguments give the usage and status 2.
  *
@@ -31,9 +43,17 @@
  * spawn message and keeps its state in the ctx of its own port.  A check
  * that fails inside an isolate prints why and ends the process at once.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* accept4 */
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -97,6 +117,38 @@ static int64_t rss_bytes(void) {
   return (int64_t)kb * 1024;
 }
 
+/* VmHWM (peak RSS) of this process, in KiB. */
+static int64_t peak_rss_kb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long long kb = -1;
+  if (f == NULL) fail("cannot open /proc/self/status");
+  while (fgets(line, sizeof line, f) != NULL)
+    if (strncmp(line, "VmHWM:", 6) == 0) kb = strtoll(line + 6, NULL, 10);
+  fclose(f);
+  if (kb < 0) fail("no VmHWM in /proc/self/status");
+  return kb;
+}
+
+/* rss_after_drain_kb, the same rule in every system: VmRSS (KiB) once it
+ * has not changed for 500 ms, read every 10 ms from the end of the drain,
+ * at most 5 s.  A runtime gives memory back when its threads run out of
+ * work (isola's pool when a worker parks, Go's scavenger in the
+ * background), so a read at the instant of the last message would say
+ * little. */
+static int64_t settled_rss_kb(void) {
+  int64_t last = rss_bytes() / 1024;
+  int same = 0;
+  for (int i = 0; i < 500 && same < 50; i++) {
+    struct timespec ts = {0, 10000000};
+    nanosleep(&ts, NULL);
+    int64_t now = rss_bytes() / 1024;
+    same = now == last ? same + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
 static void *xmalloc(size_t n) {
   void *p = malloc(n != 0 ? n : 1);
   if (p == NULL) fail("out of memory (%zu bytes)", n);
@@ -149,7 +201,14 @@ enum {
   BENCH_PAYLOAD,
   BENCH_COPY1M,
   BENCH_TRANSFER1M,
-  BENCH_COPYNESTED
+  BENCH_COPYNESTED,
+  BENCH_PAIRS,
+  BENCH_CROSSWORKER,
+  BENCH_HOG,
+  BENCH_IDLE1M,
+  BENCH_KILL,
+  BENCH_TIMERS,
+  BENCH_TCPECHO
 };
 
 #define MAX_RESULTS 4
@@ -889,13 +948,570 @@ static double run_hops(int kind, int64_t s, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Second round: latency samples, pairs, crossworker, hog, kill, timers,    */
+/* tcpecho                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Round-trip times in ns, one slot per round trip, written by the isolate
+ * that owns the slot range and read by main() after isola_run_main()
+ * returned (the end of run_main orders the writes before the reads). */
+static uint32_t *samples;
+static size_t nsamples;
+
+static uint32_t clamp_ns(int64_t ns) {
+  return ns < 0 ? 0 : ns > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* The p-quantile of the sorted samples: the value at index floor(p * n),
+ * the same rule in every peer. */
+static double quantile(const uint32_t *s, size_t n, double p) {
+  size_t i = (size_t)(p * (double)n);
+  if (i >= n) i = n - 1;
+  return (double)s[i];
+}
+
+static void samples_alloc(size_t n) {
+  samples = xmalloc(n * sizeof *samples);
+  memset(samples, 0, n * sizeof *samples);
+  nsamples = n;
+}
+
+static void report(const char *bench, const char *metric, double value,
+                   const char *unit);
+
+/* Sorts the samples and reports p50, p99 and p99.9 (prefixed metric names
+ * when suffix is not empty). */
+static void report_latency(const char *bench, bool p50, bool p999,
+                           bool max, const char *suffix) {
+  char m[64];
+  qsort(samples, nsamples, sizeof *samples, cmp_u32);
+  if (p50) {
+    snprintf(m, sizeof m, "p50_ns%s", suffix);
+    report(bench, m, quantile(samples, nsamples, 0.50), "ns");
+  }
+  snprintf(m, sizeof m, "p99_ns%s", suffix);
+  report(bench, m, quantile(samples, nsamples, 0.99), "ns");
+  if (p999) {
+    snprintf(m, sizeof m, "p999_ns%s", suffix);
+    report(bench, m, quantile(samples, nsamples, 0.999), "ns");
+  }
+  if (max) {
+    snprintf(m, sizeof m, "max_ns%s", suffix);
+    report(bench, m, (double)samples[nsamples - 1], "ns");
+  }
+}
+
+/* The root of the second-round runs: it waits for `ready` READY messages,
+ * then starts the clock and sends "go" to every one of them at once; the
+ * run ends when `done` DONE messages have come (the clock stops at the
+ * last).  DONE's ints are summed into done[]. */
+static struct multi_root {
+  isola_port port;
+  int ready, done, nready, ndone;
+  isola_port *go;
+  int64_t t_start, t_end;
+  int64_t sum[MAX_RESULTS];
+} mroot;
+
+static void multi_root_handler(void *ctx, isola_port port, isola_value msg,
+                               isola_port reply_to) {
+  struct multi_root *r = ctx;
+  (void)reply_to;
+  if (msg.kind != ISOLA_LIST || msg.len < 1) fail("root: bad message");
+  switch (item_int(msg, 0)) {
+  case TAG_READY:
+    r->go[r->nready++] = item_port(msg, 1);
+    if (r->nready < r->ready) break;
+    r->t_start = now_ns();
+    for (int i = 0; i < r->nready; i++) CHECK(isola_send(r->go[i], isola_null()));
+    break;
+  case TAG_DONE:
+    for (size_t i = 1; i < msg.len && i <= MAX_RESULTS; i++)
+      r->sum[i - 1] += item_int(msg, i);
+    if (++r->ndone < r->done) break;
+    r->t_end = now_ns();
+    free(r->go);
+    CHECK(isola_port_close(port));
+    break;
+  default:
+    fail("root: unknown tag");
+  }
+}
+
+/* Opens the root's port in a root entry; ready and done as above. */
+static void multi_root_open(int ready, int done) {
+  mroot = (struct multi_root){.ready = ready, .done = done};
+  mroot.go = xmalloc((size_t)(ready > 0 ? ready : 1) * sizeof *mroot.go);
+  CHECK(isola_port_open(multi_root_handler, &mroot, &mroot.port));
+}
+
+static void send_done(isola_port root, int64_t a, int64_t b) {
+  isola_value done[3] = {isola_int(TAG_DONE), isola_int(a), isola_int(b)};
+  CHECK(isola_send(root, isola_list(done, 3)));
+}
+
+/* ---- pairs K N, and the pair of hog N H --------------------------------- */
+
+/* A timed pinger: [index, N, root].  It spawns a ponger (pong_entry), tells
+ * the root it is ready, and on "go" makes N round trips, each timed from
+ * the send to the answer; the times go to samples[index*N ...]. */
+struct tping {
+  isola_port root, pong;
+  int64_t index, n, k, t0;
+};
+
+static void tping_handler(void *ctx, isola_port port, isola_value msg,
+                          isola_port reply_to) {
+  struct tping *p = ctx;
+  (void)reply_to;
+  switch (msg.kind) {
+  case ISOLA_PORT:
+    CHECK(isola_value_get_port(msg, &p->pong));
+    send_tagged(p->root, TAG_READY, port);
+    return;
+  case ISOLA_NULL:
+    p->t0 = now_ns();
+    CHECK(isola_send_reply(p->pong, isola_int(p->n), port));
+    return;
+  default:
+    break;
+  }
+  int64_t v = get_int(msg), t = now_ns();
+  if (v != p->n - p->k) fail("pairs: got %" PRId64 ", want %" PRId64, v, p->n - p->k);
+  samples[p->index * p->n + p->k] = clamp_ns(t - p->t0);
+  p->t0 = t;
+  if (++p->k < p->n) {
+    CHECK(isola_send_reply(p->pong, isola_int(v - 1), port));
+    return;
+  }
+  CHECK(isola_send(p->pong, isola_int(0)));
+  send_done(p->root, p->k, 0);
+  CHECK(isola_port_close(port));
+  free(p);
+}
+
+static void tping_entry(isola_value msg) {
+  struct tping *p = xmalloc(sizeof *p);
+  isola_port self;
+  p->index = item_int(msg, 0);
+  p->n = item_int(msg, 1);
+  p->root = item_port(msg, 2);
+  p->k = 0;
+  CHECK(isola_port_open(tping_handler, p, &self));
+  isola_value items[1] = {isola_sendport(self)};
+  isola_spawn_options opts = {.name = "pong"};
+  CHECK(isola_spawn(pong_entry, isola_list(items, 1), &opts, NULL));
+}
+
+static void spawn_tping(int64_t index, int64_t n) {
+  isola_value items[3] = {isola_int(index), isola_int(n),
+                          isola_sendport(mroot.port)};
+  isola_spawn_options opts = {.name = "ping"};
+  CHECK(isola_spawn(tping_entry, isola_list(items, 3), &opts, NULL));
+}
+
+/* [K, N] */
+static void pairs_root(isola_value msg) {
+  int64_t k = item_int(msg, 0), n = item_int(msg, 1);
+  multi_root_open((int)k, (int)k);
+  for (int64_t i = 0; i < k; i++) spawn_tping(i, n);
+}
+
+/* The hog: [H ms, check].  Ready at once; on "go" it computes (a loop that
+ * reads the clock) for H ms, calling isola_check_interrupts() at every
+ * turn of the loop if check is set, and reports DONE [loop turns]. */
+struct hog {
+  isola_port root;
+  int64_t h_ms, check;
+};
+
+static void hog_handler(void *ctx, isola_port port, isola_value msg,
+                        isola_port reply_to) {
+  struct hog *h = ctx;
+  (void)msg;
+  (void)reply_to;
+  int64_t end = now_ns() + h->h_ms * 1000000, turns = 0;
+  volatile uint64_t x = 1;
+  while (now_ns() < end) {
+    for (int i = 0; i < 100; i++) x = x * 6364136223846793005u + 1;
+    turns++;
+    if (h->check) CHECK(isola_check_interrupts());
+  }
+  send_done(h->root, 0, turns);
+  CHECK(isola_port_close(port));
+  free(h);
+}
+
+static void hog_entry(isola_value msg) {
+  struct hog *h = xmalloc(sizeof *h);
+  isola_port self;
+  h->h_ms = item_int(msg, 0);
+  h->check = item_int(msg, 1);
+  h->root = item_port(msg, 2);
+  CHECK(isola_port_open(hog_handler, h, &self));
+  send_tagged(h->root, TAG_READY, self);
+}
+
+/* [N, H, check]: the hog and one timed pair. */
+static void hog_root(isola_value msg) {
+  multi_root_open(2, 2);
+  isola_value items[3] = {isola_int(item_int(msg, 1)),
+                          isola_int(item_int(msg, 2)),
+                          isola_sendport(mroot.port)};
+  isola_spawn_options opts = {.name = "hog"};
+  CHECK(isola_spawn(hog_entry, isola_list(items, 3), &opts, NULL));
+  spawn_tping(0, item_int(msg, 0));
+}
+
+/* ---- crossworker N ------------------------------------------------------- */
+
+/* The two ends are root isolates of their own, each on its own thread
+ * (isola_run_main pins a root isolate to its thread), so every hop crosses
+ * threads: that is the only way to pin an isolate.  B opens a port that
+ * answers what it gets; A makes N timed round trips to it. */
+static isola_port cw_b_port = ISOLA_PORT_NONE;
+static pthread_mutex_t cw_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cw_cond = PTHREAD_COND_INITIALIZER;
+
+static void cw_b_entry(isola_value msg) {
+  isola_port self;
+  (void)msg;
+  CHECK(isola_port_open(pong_handler, NULL, &self));
+  pthread_mutex_lock(&cw_lock);
+  cw_b_port = self;
+  pthread_cond_signal(&cw_cond);
+  pthread_mutex_unlock(&cw_lock);
+}
+
+static void *cw_b_thread(void *arg) {
+  (void)arg;
+  CHECK(isola_run_main(cw_b_entry, isola_null(), "crossworker-b"));
+  return NULL;
+}
+
+struct cw_a {
+  isola_port b;
+  int64_t n, k, t0;
+};
+
+static void cw_a_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  struct cw_a *a = ctx;
+  (void)reply_to;
+  int64_t v = get_int(msg), t = now_ns();
+  if (v != a->n - a->k) fail("crossworker: got %" PRId64, v);
+  samples[a->k] = clamp_ns(t - a->t0);
+  a->t0 = t;
+  if (++a->k < a->n) {
+    CHECK(isola_send_reply(a->b, isola_int(v - 1), port));
+    return;
+  }
+  CHECK(isola_send(a->b, isola_int(0)));
+  CHECK(isola_port_close(port));
+}
+
+static struct cw_a cw_a;
+
+/* [N, B's port] */
+static void cw_a_entry(isola_value msg) {
+  isola_port self;
+  cw_a = (struct cw_a){.n = item_int(msg, 0), .b = item_port(msg, 1)};
+  CHECK(isola_port_open(cw_a_handler, &cw_a, &self));
+  cw_a.t0 = now_ns();
+  CHECK(isola_send_reply(cw_a.b, isola_int(cw_a.n), self));
+}
+
+static void run_crossworker(int64_t n) {
+  pthread_t tb;
+  samples_alloc((size_t)n);
+  if (pthread_create(&tb, NULL, cw_b_thread, NULL) != 0) fail("pthread_create");
+  pthread_mutex_lock(&cw_lock);
+  while (cw_b_port == ISOLA_PORT_NONE) pthread_cond_wait(&cw_cond, &cw_lock);
+  pthread_mutex_unlock(&cw_lock);
+  isola_value items[2] = {isola_int(n), isola_sendport(cw_b_port)};
+  CHECK(isola_run_main(cw_a_entry, isola_list(items, 2), "crossworker-a"));
+  pthread_join(tb, NULL);
+  if (cw_a.k != n) fail("crossworker: %" PRId64 " round trips", cw_a.k);
+  report_latency("crossworker", true, true, false, "");
+}
+
+/* ---- kill N -------------------------------------------------------------- */
+
+/*
+ * A killer isolate spawns N idle isolates (each opens a port and reports
+ * it is up) and keeps their handles.  When all are up it kills them all
+ * (ISOLA_IMMEDIATE) and counts their exit notices: ns_per_kill.  Then the
+ * root spawns one busy isolate whose entry computes for ever, calling
+ * isola_check_interrupts() at every turn of its loop (the interrupt point
+ * a cooperative isolate needs); when the busy one reports it is running,
+ * the root kills it and times until its exit notice: busy_kill_us.  The
+ * root does this part because it has a thread of its own: an isolate
+ * readied by the busy one's report would wait in the busy one's worker's
+ * next slot (see docs/benchmarks.md).
+ */
+struct killer {
+  isola_port root, ctl, exits;
+  isola_isolate *h;
+  int64_t n, up, exited, t0;
+};
+
+static void kidle_entry(isola_value msg) {
+  isola_port self;
+  CHECK(isola_port_open(idle_handler, NULL, &self));
+  CHECK(isola_send(item_port(msg, 0), isola_int(1)));
+}
+
+static void kbusy_entry(isola_value msg) {
+  volatile uint64_t x = 1;
+  CHECK(isola_send(item_port(msg, 0), isola_int(2)));
+  for (;;) {
+    for (int i = 0; i < 100; i++) x = x * 6364136223846793005u + 1;
+    CHECK(isola_check_interrupts()); /* does not return once killed */
+  }
+}
+
+static void killer_ctl(void *ctx, isola_port port, isola_value msg,
+                       isola_port reply_to) {
+  struct killer *k = ctx;
+  (void)port;
+  (void)msg;
+  (void)reply_to;
+  if (++k->up < k->n) return;
+  k->t0 = now_ns();
+  for (int64_t i = 0; i < k->n; i++) CHECK(isola_kill(&k->h[i], ISOLA_IMMEDIATE));
+}
+
+static void killer_exit(void *ctx, isola_port port, isola_value msg,
+                        isola_port reply_to) {
+  struct killer *k = ctx;
+  (void)port;
+  (void)msg;
+  (void)reply_to;
+  if (++k->exited < k->n) return;
+  send_done(k->root, now_ns() - k->t0, k->exited);
+  CHECK(isola_port_close(k->ctl));
+  CHECK(isola_port_close(k->exits));
+  free(k->h);
+  free(k);
+}
+
+/* [N, root] */
+static void killer_entry(isola_value msg) {
+  struct killer *k = xmalloc(sizeof *k);
+  *k = (struct killer){.n = item_int(msg, 0), .root = item_port(msg, 1)};
+  k->h = xmalloc((size_t)k->n * sizeof *k->h);
+  CHECK(isola_port_open(killer_ctl, k, &k->ctl));
+  CHECK(isola_port_open(killer_exit, k, &k->exits));
+  isola_value items[1] = {isola_sendport(k->ctl)};
+  isola_spawn_options opts = {.name = "idle", .on_exit = k->exits};
+  for (int64_t i = 0; i < k->n; i++)
+    CHECK(isola_spawn(kidle_entry, isola_list(items, 1), &opts, &k->h[i]));
+}
+
+static struct kill_root {
+  int64_t kill_ns, killed, busy_t0, busy_ns;
+  isola_isolate busy;
+} kroot;
+
+/* [DONE, ns, killed] from the killer; 2 from the busy isolate; -1: its
+ * exit notice. */
+static void kill_root_handler(void *ctx, isola_port port, isola_value msg,
+                              isola_port reply_to) {
+  (void)ctx;
+  (void)reply_to;
+  if (msg.kind == ISOLA_LIST) {
+    kroot.kill_ns = item_int(msg, 1);
+    kroot.killed = item_int(msg, 2);
+    isola_value items[1] = {isola_sendport(port)};
+    isola_spawn_options opts = {.name = "busy", .on_exit = port,
+                                .on_exit_message = isola_int(-1)};
+    CHECK(isola_spawn(kbusy_entry, isola_list(items, 1), &opts, &kroot.busy));
+  } else if (get_int(msg) == 2) {
+    kroot.busy_t0 = now_ns();
+    CHECK(isola_kill(&kroot.busy, ISOLA_IMMEDIATE));
+  } else {
+    kroot.busy_ns = now_ns() - kroot.busy_t0;
+    CHECK(isola_port_close(port));
+  }
+}
+
+/* [N] */
+static void kill_root(isola_value msg) {
+  isola_port self;
+  CHECK(isola_port_open(kill_root_handler, NULL, &self));
+  isola_value items[2] = {isola_int(item_int(msg, 0)), isola_sendport(self)};
+  isola_spawn_options opts = {.name = "killer"};
+  CHECK(isola_spawn(killer_entry, isola_list(items, 2), &opts, NULL));
+}
+
+/* ---- timers T I ---------------------------------------------------------- */
+
+/* Isolate i of I starts T/I one-shot timers, timer j with a delay of
+ * (i * T/I + j) mod 11 ms (0-10 ms, the same in every peer), counts the
+ * firings and reports DONE [firings] at the last; with no port and no
+ * live timer left it then ends. */
+struct tset {
+  isola_port root;
+  int64_t per, fired;
+};
+
+static void tick(void *arg) {
+  struct tset *s = arg;
+  if (++s->fired < s->per) return;
+  send_done(s->root, s->fired, 0);
+  free(s);
+}
+
+/* [index, per, root] */
+static void tset_entry(isola_value msg) {
+  struct tset *s = xmalloc(sizeof *s);
+  int64_t i = item_int(msg, 0);
+  s->per = item_int(msg, 1);
+  s->root = item_port(msg, 2);
+  s->fired = 0;
+  for (int64_t j = 0; j < s->per; j++) {
+    isola_timer t;
+    CHECK(isola_timer_start((uint64_t)((i * s->per + j) % 11), 0, tick, s, &t));
+  }
+}
+
+/* [T, I] */
+static void timers_root(isola_value msg) {
+  int64_t t = item_int(msg, 0), n = item_int(msg, 1);
+  multi_root_open(0, (int)n);
+  isola_spawn_options opts = {.name = "timers"};
+  mroot.t_start = now_ns();
+  for (int64_t i = 0; i < n; i++) {
+    isola_value items[3] = {isola_int(i), isola_int(t / n),
+                            isola_sendport(mroot.port)};
+    CHECK(isola_spawn(tset_entry, isola_list(items, 3), &opts, NULL));
+  }
+}
+
+/* ---- tcpecho C R PORT: the server ---------------------------------------- */
+
+/*
+ * The isola server of the TCP echo benchmark (bench/tcpecho-client.c is
+ * the client for every server).  As examples/echo_server.c in its raw
+ * form: the root isolate listens on 127.0.0.1:PORT and watches the socket
+ * (isola_watch_open); every connection gets an isolate of its own that
+ * watches its fd and writes back what it reads.  When C connections have
+ * ended the root stops listening and the run ends.
+ */
+static int echo_listen_fd = -1;
+static isola_watch echo_listen_watch;
+static int64_t echo_conns, echo_closed;
+
+struct econn {
+  int fd;
+  isola_watch watch;
+  isola_port root;
+};
+
+static void econn_readable(int fd, uint32_t events, void *arg) {
+  struct econn *c = arg;
+  char buf[4096];
+  (void)events;
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+      for (ssize_t off = 0; off < n;) {
+        ssize_t w = write(fd, buf + off, (size_t)(n - off));
+        if (w > 0) {
+          off += w;
+        } else if (w < 0 && errno == EAGAIN) {
+          /* The client reads before it writes again: a 64-byte echo
+           * cannot fill the socket's buffer, so this does not happen. */
+          fail("tcpecho: the socket buffer is full");
+        } else if (w < 0 && errno != EINTR) {
+          break;
+        }
+      }
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0 && errno == EINTR) continue;
+    CHECK(isola_watch_close(c->watch));
+    close(fd);
+    CHECK(isola_send(c->root, isola_int(1)));
+    free(c);
+    return;
+  }
+}
+
+/* [fd, root] */
+static void econn_entry(isola_value msg) {
+  struct econn *c = xmalloc(sizeof *c);
+  c->fd = (int)item_int(msg, 0);
+  c->root = item_port(msg, 1);
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+  CHECK(isola_watch_open(c->fd, ISOLA_READABLE, econn_readable, c, &c->watch));
+}
+
+static void echo_listener(int fd, uint32_t events, void *arg) {
+  (void)events;
+  (void)arg;
+  for (;;) {
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0) return;
+    isola_value items[2] = {isola_int(c), isola_sendport(mroot.port)};
+    isola_spawn_options o = {.name = "conn"};
+    CHECK(isola_spawn(econn_entry, isola_list(items, 2), &o, NULL));
+  }
+}
+
+static void echo_root_handler(void *ctx, isola_port port, isola_value msg,
+                              isola_port reply_to) {
+  (void)ctx;
+  (void)msg;
+  (void)reply_to;
+  if (++echo_closed < echo_conns) return;
+  CHECK(isola_watch_close(echo_listen_watch));
+  close(echo_listen_fd);
+  CHECK(isola_port_close(port));
+}
+
+/* [C, PORT] */
+static void echo_root(isola_value msg) {
+  echo_conns = item_int(msg, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)item_int(msg, 1)),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int one = 1;
+  echo_listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (echo_listen_fd < 0) fail("socket");
+  setsockopt(echo_listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(echo_listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      listen(echo_listen_fd, 1024) != 0)
+    fail("tcpecho: cannot listen on 127.0.0.1:%" PRId64 ": %s",
+         item_int(msg, 1), strerror(errno));
+  CHECK(isola_port_open(echo_root_handler, NULL, &mroot.port));
+  CHECK(isola_watch_open(echo_listen_fd, ISOLA_READABLE, echo_listener, NULL,
+                         &echo_listen_watch));
+}
+
+/* ------------------------------------------------------------------------ */
 /* Driver                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* fanin-bounded (BENCHMARKS.md, second round) is not here yet: it needs
+ * a bound on the consumer's queued messages (issue 14 item 1).  When that
+ * lands, add it here as fanin with the consumer's bound set to C, print
+ * msgs_per_s and rss_after_drain_kb as fanin does, and add isola to the
+ * systems of fanin-bounded in bench/run (BENCH_APPLIES). */
 static const char *const bench_names[] = {
-    "pingpong", "ring",   "spawn",      "fanin",     "skynet",
-    "payload",  "copy1m", "transfer1m", "copynested"};
-static const int bench_nargs[] = {1, 2, 1, 2, 2, 2, 1, 1, 1};
+    "pingpong", "ring",   "spawn",      "fanin",  "skynet",
+    "payload",  "copy1m", "transfer1m", "copynested", "pairs",
+    "crossworker", "hog", "idle1m",     "kill",   "timers", "tcpecho"};
+static const int bench_nargs[] = {1, 2, 1, 2, 2, 2, 1, 1, 1,
+                                  2, 1, 2, 1, 1, 2, 3};
 
 /* The root's entry; message is [bench, a, b]. */
 static void root_entry(isola_value msg) {
@@ -949,6 +1565,7 @@ static void root_entry(isola_value msg) {
     items[0] = isola_int(a);
     items[1] = isola_int(b);
     items[2] = isola_sendport(root.port);
+    items[1] = isola_int(2 * b); /* N round trips: 2N one-way sends */
     root.expected = 2; /* DONE from one side, INFO from the other */
     opts.name = "payload-a";
     CHECK(isola_spawn(side_a_entry, isola_list(items, 3), &opts, NULL));
@@ -964,8 +1581,7 @@ static void report(const char *bench, const char *metric, double value,
 }
 
 /* Checks the figures main() got from the root and prints them. */
-static void finish(int bench, int64_t a, int64_t b) {
-  const char *name = bench_names[bench];
+static void finish(int bench, const char *name, int64_t a, int64_t b) {
   double elapsed = (double)(root.t_end - root.t_start); /* ns */
   if (root.ndone < 1) fail("%s: no result", name);
   switch (bench) {
@@ -1008,6 +1624,7 @@ static void finish(int bench, int64_t a, int64_t b) {
            " and %" PRIu64,
            root.done[0], (uint64_t)root.done[1], a * b, want);
     report(name, "msgs_per_s", (double)(a * b) / (elapsed / 1e9), "msg/s");
+    report(name, "rss_after_drain_kb", (double)settled_rss_kb(), "kB");
     break;
   }
   case BENCH_SKYNET: {
@@ -1019,14 +1636,16 @@ static void finish(int bench, int64_t a, int64_t b) {
     break;
   }
   case BENCH_PAYLOAD:
-    if (root.ndone < 2 || root.ninfo < 1 || root.done[0] != b ||
-        root.done[1] + root.info[0] != b)
+    if (root.ndone < 2 || root.ninfo < 1 || root.done[0] != 2 * b ||
+        root.done[1] + root.info[0] != 2 * b)
       fail("payload: last send %" PRId64 ", %" PRId64 " received, want %" PRId64,
-           root.done[0], root.ndone < 2 ? -1 : root.done[1] + root.info[0], b);
-    report(name, "copy_gbps", (double)a * (double)b / (elapsed / 1e9) / 1e9,
+           root.done[0], root.ndone < 2 ? -1 : root.done[1] + root.info[0],
+           2 * b);
+    report(name, "copy_gbps", (double)a * 2.0 * (double)b / (elapsed / 1e9) / 1e9,
            "GB/s");
-    /* The same S and N again, the buffer moved instead of copied. */
-    report(name, "transfer_ns", run_hops(HOP_TRANSFER, a, b), "ns");
+    /* The same S, the buffer moved instead of copied: 50N round trips
+     * (100N sends), every system alike, so the run is long enough to time. */
+    report(name, "transfer_ns", run_hops(HOP_TRANSFER, a, 100 * b), "ns");
     break;
   }
 }
@@ -1038,10 +1657,17 @@ static void usage(void) {
         "  spawn N           N >= 1 idle isolates\n"
         "  fanin P M         P >= 1 producers send M >= 1 ints each\n"
         "  skynet SIZE DIV   DIV >= 2, SIZE a power of DIV\n"
-        "  payload S N       S >= 1 bytes, N >= 1 one-way sends\n"
+        "  payload S N       S >= 1 bytes, N >= 1 round trips\n"
         "  copy1m N          N >= 1 one-way sends of a copied 1 MiB buffer\n"
         "  transfer1m N      N >= 1 one-way sends of a moved 1 MiB buffer\n"
         "  copynested N      N >= 1 one-way sends of 10,000 nested values\n"
+        "  pairs K N         K >= 1 timed pairs, N >= 1 round trips each\n"
+        "  crossworker N     N >= 1 timed round trips across two threads\n"
+        "  hog N H           N >= 1 timed round trips next to an H ms hog\n"
+        "  idle1m N          as spawn N\n"
+        "  kill N            N >= 1 idle isolates killed, then a busy one\n"
+        "  timers T I        T >= I >= 1 timers over I isolates (I divides T)\n"
+        "  tcpecho C R PORT  echo server for C >= 1 connections on PORT\n"
         "  --workers N       worker threads (0: one per core, the default)\n",
         stderr);
   exit(2);
@@ -1072,7 +1698,19 @@ int main(int argc, char **argv) {
   if (bench < 0 || argc - argi - 1 != bench_nargs[bench]) usage();
   int64_t a = parse_arg(argv[argi + 1]);
   int64_t b = bench_nargs[bench] > 1 ? parse_arg(argv[argi + 2]) : 0;
+  int64_t c = bench_nargs[bench] > 2 ? parse_arg(argv[argi + 3]) : 0;
   switch (bench) {
+  case BENCH_PAIRS:
+  case BENCH_HOG:
+  case BENCH_TCPECHO:
+    if (a < 1 || b < 1 || (bench == BENCH_TCPECHO && c > 65535)) usage();
+    break;
+  case BENCH_TIMERS:
+    if (b < 1 || a < b || a % b != 0) usage();
+    break;
+  case BENCH_CROSSWORKER:
+  case BENCH_IDLE1M:
+  case BENCH_KILL:
   case BENCH_PINGPONG:
   case BENCH_SPAWN:
   case BENCH_COPY1M:
@@ -1097,7 +1735,54 @@ int main(int argc, char **argv) {
 
   CHECK(isola_vm_init(config.workers != 0 ? &config : NULL));
   isola_value items[3] = {isola_int(bench), isola_int(a), isola_int(b)};
-  if (bench == BENCH_COPY1M)
+  const char *name = bench_names[bench];
+  if (bench == BENCH_IDLE1M) {
+    items[0] = isola_int(BENCH_SPAWN);
+    CHECK(isola_run_main(root_entry, isola_list(items, 3), "bench"));
+    finish(BENCH_SPAWN, name, a, b);
+  } else if (bench == BENCH_PAIRS) {
+    samples_alloc((size_t)(a * b));
+    isola_value args[2] = {isola_int(a), isola_int(b)};
+    CHECK(isola_run_main(pairs_root, isola_list(args, 2), "bench"));
+    if (mroot.sum[0] != a * b)
+      fail("pairs: %" PRId64 " round trips, want %" PRId64, mroot.sum[0], a * b);
+    /* Two messages a round trip, over every pair. */
+    report(name, "msgs_per_s",
+           2.0 * (double)(a * b) / ((double)(mroot.t_end - mroot.t_start) / 1e9),
+           "msg/s");
+    report_latency(name, true, true, false, "");
+  } else if (bench == BENCH_CROSSWORKER) {
+    run_crossworker(a);
+  } else if (bench == BENCH_HOG) {
+    for (int check = 0; check <= 1; check++) {
+      samples_alloc((size_t)a);
+      isola_value args[3] = {isola_int(a), isola_int(b), isola_int(check)};
+      CHECK(isola_run_main(hog_root, isola_list(args, 3), "bench"));
+      if (mroot.sum[0] != a || mroot.sum[1] < 1)
+        fail("hog: %" PRId64 " round trips, want %" PRId64, mroot.sum[0], a);
+      report_latency(name, false, false, true, check ? "_checked" : "");
+      free(samples);
+    }
+  } else if (bench == BENCH_KILL) {
+    isola_value args[1] = {isola_int(a)};
+    CHECK(isola_run_main(kill_root, isola_list(args, 1), "bench"));
+    if (kroot.killed != a || kroot.busy_ns <= 0)
+      fail("kill: %" PRId64 " exit notices, want %" PRId64, kroot.killed, a);
+    report(name, "ns_per_kill", (double)kroot.kill_ns / (double)a, "ns");
+    report(name, "busy_kill_us", (double)kroot.busy_ns / 1e3, "us");
+  } else if (bench == BENCH_TIMERS) {
+    isola_value args[2] = {isola_int(a), isola_int(b)};
+    CHECK(isola_run_main(timers_root, isola_list(args, 2), "bench"));
+    if (mroot.sum[0] != a)
+      fail("timers: %" PRId64 " fired, want %" PRId64, mroot.sum[0], a);
+    report(name, "timers_per_s",
+           (double)a / ((double)(mroot.t_end - mroot.t_start) / 1e9), "timer/s");
+  } else if (bench == BENCH_TCPECHO) {
+    isola_value args[2] = {isola_int(a), isola_int(c)};
+    CHECK(isola_run_main(echo_root, isola_list(args, 2), "bench"));
+    if (echo_closed != a)
+      fail("tcpecho: %" PRId64 " connections ended, want %" PRId64, echo_closed, a);
+  } else if (bench == BENCH_COPY1M)
     report("copy1m", "ns_per_send", run_hops(HOP_COPY, 1 << 20, a), "ns");
   else if (bench == BENCH_TRANSFER1M)
     report("transfer1m", "ns_per_send", run_hops(HOP_TRANSFER, 1 << 20, a),
@@ -1106,7 +1791,8 @@ int main(int argc, char **argv) {
     report("copynested", "ns_per_send", run_hops(HOP_NESTED, 0, a), "ns");
   else
     CHECK(isola_run_main(root_entry, isola_list(items, 3), "bench"));
-  if (bench < BENCH_COPY1M) finish(bench, a, b);
+  if (bench < BENCH_COPY1M) finish(bench, name, a, b);
+  report(name, "peak_rss_kb", (double)peak_rss_kb(), "kB");
   fflush(stdout);
   isola_shutdown_report rep;
   int rc = isola_vm_shutdown(&rep);

@@ -426,6 +426,11 @@ ISOLA_EXPORT void isola_config_init(isola_config *config);
 
 /* Starts the VM: the worker threads and the port map.  config may be NULL
  * for the defaults; it is copied.  One VM per process at a time.
+ * After fork(), the child of a process whose VM is running (or shutting
+ * down) must not use that VM (its threads did not survive the fork): it
+ * may exec, _exit, or use the calls that need no VM (values, the wire
+ * format, isola_capability_new(), which re-seeds in the child so that it
+ * never repeats the parent's capabilities), nor start a VM of its own.
  * Errors: ISOLA_EEXIST (a VM is running or shutting down), ISOLA_EINVAL,
  * ISOLA_ENOMEM, ISOLA_ESYS (a thread could not be started).  Any thread that
  * is not an isolate. */

@@ -23,8 +23,17 @@ int isola__plat_random(void *buf, size_t len);
  * tried for the pool's regions: zeroing and compacting 2 MiB at a fault
  * made spawn and fan-in slower and erratic.) */
 void *isola__plat_map(size_t len);
+/* As isola__plat_map, the start a multiple of align (a power of two, a
+ * multiple of the page size); NULL when none is left.  Returned with
+ * isola__plat_unmap(p, len).  Not backed by huge pages (see above). */
+void *isola__plat_map_aligned(size_t len, size_t align);
 /* Returns memory from isola__plat_map(). */
 void isola__plat_unmap(void *p, size_t len);
+/* Gives the pages of [p, p+len) (mapped memory; p and len multiples of the
+ * page size) back to the OS now: the range stays mapped, reads as zeros
+ * and is backed again when next written.  Where the OS cannot, nothing
+ * happens. */
+void isola__plat_release(void *p, size_t len);
 /* Asks the OS to back the pages of [p, p+len) (mapped memory) now, in one
  * call, rather than one fault per page as each is first written.  A hint:
  * where the OS cannot, nothing happens. */

@@ -45,7 +45,32 @@ void *isola__plat_map(size_t len) {
   return p == MAP_FAILED ? NULL : p;
 }
 
+void *isola__plat_map_aligned(size_t len, size_t align) {
+  /* Map align more than needed and unmap the ends outside the aligned
+   * part. */
+  char *p = mmap(NULL, len + align, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  uintptr_t start = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+  size_t head = (size_t)(start - (uintptr_t)p);
+  if (head) munmap(p, head);
+  if (align - head) munmap((char *)start + len, align - head);
+#ifdef MADV_NOHUGEPAGE
+  /* Aligned to 2 MiB, the range could get huge pages where they are on
+   * for everything; releasing 64 KiB of one would split it. */
+  (void)madvise((void *)start, len, MADV_NOHUGEPAGE);
+#endif
+  return (void *)start;
+}
+
 void isola__plat_unmap(void *p, size_t len) { munmap(p, len); }
+
+void isola__plat_release(void *p, size_t len) {
+  /* MADV_DONTNEED, not MADV_FREE: the pages leave the RSS at once (MADV_FREE
+   * leaves them counted until the kernel is short of memory), so what the
+   * pool returns shows in the figures the user reads. */
+  (void)madvise(p, len, MADV_DONTNEED);
+}
 
 void isola__plat_prefault(void *p, size_t len) {
 #ifdef MADV_POPULATE_WRITE

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "fault.h"
@@ -41,13 +42,43 @@ typedef struct block {
 } block;
 
 /* Slabs are cut from regions mapped from the OS (platform.h): one mmap
- * per 32 slabs instead of a malloc per slab, which grew a thread arena's
+ * per 31 slabs instead of a malloc per slab, which grew a thread arena's
  * heap with an mprotect per slab under the process's mmap lock (page
- * faults wait for it).  A region's first line links it. */
+ * faults wait for it).  A region is aligned to its size, so a block's
+ * region and slab follow from its address.  Its first page is a header:
+ * the link to the next region and what a trim counts per slab; the slabs
+ * follow, page-aligned, so that each can be given back to the OS alone. */
 #define REGION_BYTES ((size_t)2 << 20)
+#define REGION_HEAD ((size_t)4096)
+#define REGION_SLABS ((REGION_BYTES - REGION_HEAD) / SLAB_BYTES) /* 31 */
 typedef struct region {
   struct region *next;
+  /* Written only by a trim (under trim_lock): free blocks found per slab,
+   * and which slabs it gives back. */
+  uint32_t free_in[REGION_SLABS];
+  bool release[REGION_SLABS];
 } region;
+_Static_assert(sizeof(region) <= REGION_HEAD, "region header fits its page");
+
+/* Giving empty slabs back (a trim).  When a class's free blocks handed to
+ * the shared stack reach TRIM_HIGH bytes, the class is marked (trim_mask);
+ * the next pool thread that runs out of work (isola__pool_idle, before it
+ * parks) takes every free block of the class off the shared lists, counts
+ * them per slab, and gives back to the OS the slabs whose every block is
+ * free, keeping at least TRIM_LOW bytes of free blocks for the traffic
+ * that goes on.  The trim walks every free block twice (~50-100 ns a
+ * block), so it is kept off the path of the thread that frees: done while
+ * draining, it made a drained fan-in several times slower.  Steady traffic
+ * hands batches back as fast as it takes them and never gets to the mark.
+ * Where free blocks are scattered over slabs that are still in use,
+ * nothing can go back: the next mark then waits until that much more is
+ * free (trim_at), so a walk is paid for by at least as many frees, or
+ * until nearly every block carved for the class (7/8) is free, which is
+ * how a drained burst looks, and some frees came since (a trim in the
+ * middle of a drain finds the queue's slabs still half used).  Blocks in
+ * thread caches are not counted; a slab that holds one stays. */
+#define TRIM_HIGH ((size_t)2 << 20)
+#define TRIM_LOW ((size_t)512 << 10)
 
 /* Unused space a thread left behind (the rest of its slab of one class,
  * or of its region), kept for reuse: this header is written in its first
@@ -82,9 +113,12 @@ typedef struct shared_class {
   block *loose;
   char *carve, *carve_end;
   spare *spares; /* rests of slabs of this class that threads left */
+  uint32_t trim_at; /* batches that set off a trim; 0: trim_high() */
+  uint32_t pushed;  /* batches handed over since the last trim */
+  _Atomic size_t slabs; /* slabs carved for this class, not given back */
 } shared_class;
 
-#define SHARED_INIT {ISOLA__LOCK_INIT, 0, 0, NULL, NULL, NULL, NULL, NULL}
+#define SHARED_INIT {ISOLA__LOCK_INIT, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, 0, 0}
 static shared_class shared[ISOLA__POOL_CLASSES] = {
     SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT,
     SHARED_INIT, SHARED_INIT, SHARED_INIT, SHARED_INIT};
@@ -93,6 +127,12 @@ static region *regions; /* every region, unmapped by isola__pool_destroy */
 static size_t nregions;  /* how many: isola__pool_regions() */
 static char *slab_next, *slab_end; /* the cache-less threads' region space */
 static spare *spare_regions;       /* rests of regions threads left */
+/* Slabs given back to the OS, mapped still: reused before new space. */
+static char **idle_slabs;
+static size_t nidle, idle_cap;
+static size_t slabs_returned; /* given back so far */
+static pthread_mutex_t trim_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint32_t trim_mask; /* bit c: class c has reached its mark */
 
 static inline uint8_t class_of(size_t size) {
   uint8_t c = 0;
@@ -100,10 +140,21 @@ static inline uint8_t class_of(size_t size) {
   return c < ISOLA__POOL_CLASSES ? c : ISOLA__POOL_NONE;
 }
 
+/* Batches of class c on the shared stack that set off a trim, and the
+ * level a trim keeps (TRIM_HIGH, TRIM_LOW). */
+static inline uint32_t trim_high(uint8_t c) {
+  return (uint32_t)(TRIM_HIGH / class_size[c] / BATCH);
+}
+static inline uint32_t trim_low(uint8_t c) {
+  return (uint32_t)(TRIM_LOW / class_size[c] / BATCH);
+}
+
+static size_t trim_class(uint8_t c);
+
 /* A new region, linked into the list of regions; NULL when out of
  * memory. */
 static char *new_region(void) {
-  char *mem = isola__plat_map(REGION_BYTES);
+  char *mem = isola__plat_map_aligned(REGION_BYTES, REGION_BYTES);
   if (!mem) return NULL;
   LSAN_ADD(mem, REGION_BYTES);
   pthread_mutex_lock(&slabs_lock);
@@ -129,14 +180,25 @@ static bool region_space(char **next, char **end) {
   if (r) return true;
   char *mem = new_region();
   if (!mem) return false;
-  *next = mem + ISOLA__CACHE_LINE;
+  *next = mem + REGION_HEAD;
   *end = mem + REGION_BYTES;
   return true;
+}
+
+/* A slab a trim gave back, or NULL. */
+static char *idle_slab(void) {
+  char *slab = NULL;
+  pthread_mutex_lock(&slabs_lock);
+  if (nidle) slab = idle_slabs[--nidle];
+  pthread_mutex_unlock(&slabs_lock);
+  return slab;
 }
 
 /* A new slab for the threads without a cache (SLAB_BYTES, cache-line
  * aligned, zeroed), or NULL. */
 static char *new_slab(void) {
+  char *idle = idle_slab();
+  if (idle) return idle; /* zeroed by the OS when given back */
   pthread_mutex_lock(&slabs_lock);
   while (!slab_next || (size_t)(slab_end - slab_next) < SLAB_BYTES) {
     pthread_mutex_unlock(&slabs_lock);
@@ -164,15 +226,18 @@ static char *new_slab(void) {
  * region, its pages backed at once (one call rather than a fault each:
  * they are about to be written). */
 static char *thread_slab(void) {
-  if (!cache.region_next ||
-      (size_t)(cache.region_end - cache.region_next) < SLAB_BYTES) {
-    if (!region_space(&cache.region_next, &cache.region_end)) {
-      cache.region_next = cache.region_end = NULL;
-      return NULL;
+  char *slab = idle_slab();
+  if (!slab) {
+    if (!cache.region_next ||
+        (size_t)(cache.region_end - cache.region_next) < SLAB_BYTES) {
+      if (!region_space(&cache.region_next, &cache.region_end)) {
+        cache.region_next = cache.region_end = NULL;
+        return NULL;
+      }
     }
+    slab = cache.region_next;
+    cache.region_next += SLAB_BYTES;
   }
-  char *slab = cache.region_next;
-  cache.region_next += SLAB_BYTES;
   isola__plat_prefault(slab, SLAB_BYTES);
   return slab;
 }
@@ -215,6 +280,9 @@ static block *refill(uint8_t c) {
     /* A whole batch another thread gave back becomes our cache. */
     b = sc->batches[nb - 1];
     atomic_store_explicit(&sc->nbatches, nb - 1, memory_order_relaxed);
+    /* The free blocks are in use again: a later trim need not wait for
+     * more than TRIM_HIGH. */
+    if (nb - 1 <= trim_low(c)) sc->trim_at = 0;
     cache.head[c] = b->next;
     cache.n[c] = BATCH - 1;
   } else if (sc->loose) {
@@ -238,6 +306,7 @@ static block *refill(uint8_t c) {
     if (!have) {
       char *mem = thread_slab();
       if (!mem) return NULL;
+      atomic_fetch_add_explicit(&sc->slabs, 1, memory_order_relaxed);
       cache.carve[c] = mem;
       cache.carve_end[c] = mem + SLAB_BYTES;
     }
@@ -267,6 +336,7 @@ static block *refill(uint8_t c) {
        * left uncarved (it is still freed with the pool). */
       char *mem = new_slab();
       if (!mem) return NULL;
+      atomic_fetch_add_explicit(&sc->slabs, 1, memory_order_relaxed);
       isola__lock_acquire(&sc->lock);
       sc->carve = mem;
       sc->carve_end = mem + SLAB_BYTES;
@@ -277,6 +347,188 @@ static block *refill(uint8_t c) {
   }
   isola__lock_release(&sc->lock);
   return b;
+}
+
+/* Adds a batch to the class's stack; false when the stack cannot grow.
+ * Called with the class's lock held. */
+static bool push_batch_locked(shared_class *sc, block *first) {
+  uint32_t nb = atomic_load_explicit(&sc->nbatches, memory_order_relaxed);
+  if (nb == sc->cap) {
+    uint32_t cap = sc->cap ? sc->cap * 2 : 64;
+    block **v = realloc(sc->batches, cap * sizeof *v);
+    if (!v) return false;
+    sc->batches = v;
+    sc->cap = cap;
+  }
+  sc->batches[nb] = first;
+  atomic_store_explicit(&sc->nbatches, nb + 1, memory_order_relaxed);
+  return true;
+}
+
+static inline region *region_of(const void *p) {
+  return (region *)((uintptr_t)p & ~(uintptr_t)(REGION_BYTES - 1));
+}
+
+static inline size_t slab_index(const void *p) {
+  return (size_t)((const char *)p - (const char *)region_of(p) - REGION_HEAD) /
+         SLAB_BYTES;
+}
+
+/* Gives back the slabs of class c whose every block is free on the shared
+ * lists (see TRIM_HIGH); returns how many.  Any thread; one trim at a
+ * time (another thread's trim makes this one return 0 at once). */
+static size_t trim_class(uint8_t c) {
+  if (pthread_mutex_trylock(&trim_lock) != 0) {
+    /* Another thread trims: this class waits for the next idle thread. */
+    atomic_fetch_or_explicit(&trim_mask, 1u << c, memory_order_relaxed);
+    return 0;
+  }
+  shared_class *sc = &shared[c];
+  const size_t size = class_size[c];
+  const uint32_t per = (uint32_t)(SLAB_BYTES / size); /* blocks a slab */
+  const size_t low = TRIM_LOW / size;
+
+  /* Take the class's free blocks: the stack of batches (the array goes
+   * too; a free that comes meanwhile starts a new one) and the loose
+   * blocks.  What is taken is this thread's until it is put back. */
+  isola__lock_acquire(&sc->lock);
+  block **bv = sc->batches;
+  uint32_t nb = atomic_load_explicit(&sc->nbatches, memory_order_relaxed);
+  sc->batches = NULL;
+  sc->cap = 0;
+  atomic_store_explicit(&sc->nbatches, 0, memory_order_relaxed);
+  block *loose = sc->loose;
+  sc->loose = NULL;
+  isola__lock_release(&sc->lock);
+
+  /* Count them per slab.  Regions are only ever added at the head, and
+   * every block taken is in a region that existed then. */
+  pthread_mutex_lock(&slabs_lock);
+  region *first_region = regions;
+  pthread_mutex_unlock(&slabs_lock);
+  for (region *r = first_region; r; r = r->next) {
+    memset(r->free_in, 0, sizeof r->free_in);
+    memset(r->release, 0, sizeof r->release);
+  }
+  size_t total = 0;
+  for (uint32_t i = 0; i <= nb; i++)
+    for (block *b = i < nb ? bv[i] : loose; b; b = b->next) {
+      region_of(b)->free_in[slab_index(b)]++;
+      total++;
+    }
+
+  /* Choose the slabs wholly free, as long as TRIM_LOW stays free.  A slab
+   * with a part never carved (a thread's current slab) has fewer blocks
+   * than it holds, and stays. */
+  size_t released = 0;
+  for (region *r = first_region; r && total - released * per >= low + per;
+       r = r->next)
+    for (size_t k = 0; k < REGION_SLABS && total - released * per >= low + per;
+         k++)
+      if (r->free_in[k] == per) {
+        r->release[k] = true;
+        released++;
+      }
+
+  /* Put the other blocks back, in whole batches and the rest loose. */
+  size_t nkept = total - released * per;
+  block **kept = released ? malloc((nkept / BATCH + 1) * sizeof *kept) : NULL;
+  if (released && !kept) released = 0; /* no memory: keep everything */
+  uint32_t nkept_batches = 0;
+  block *rest = NULL, *rest_tail = NULL;
+  if (released) {
+    block *cur = NULL;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i <= nb; i++) {
+      block *b = i < nb ? bv[i] : loose;
+      while (b) {
+        block *next = b->next;
+        if (!region_of(b)->release[slab_index(b)]) {
+          b->next = cur;
+          if (!cur) rest_tail = b;
+          cur = b;
+          if (++n == BATCH) {
+            kept[nkept_batches++] = cur;
+            cur = NULL;
+            n = 0;
+          }
+        }
+        b = next;
+      }
+    }
+    rest = cur;
+    if (!rest) rest_tail = NULL;
+    /* Nothing links into the chosen slabs any more: give them back, a run
+     * of neighbours in one call (each call costs the other cores a TLB
+     * flush: one per slab made the trims of a drained fan-in cost a fifth
+     * of its run). */
+    for (region *r = first_region; r; r = r->next)
+      for (size_t k = 0; k < REGION_SLABS;) {
+        size_t end = k;
+        while (end < REGION_SLABS && r->release[end]) end++;
+        if (end > k)
+          isola__plat_release((char *)r + REGION_HEAD + k * SLAB_BYTES,
+                              (end - k) * SLAB_BYTES);
+        k = end + 1;
+      }
+    pthread_mutex_lock(&slabs_lock);
+    for (region *r = first_region; r; r = r->next)
+      for (size_t k = 0; k < REGION_SLABS; k++) {
+        if (!r->release[k]) continue;
+        char *slab = (char *)r + REGION_HEAD + k * SLAB_BYTES;
+        if (nidle == idle_cap) {
+          size_t cap = idle_cap ? idle_cap * 2 : 64;
+          char **v = realloc(idle_slabs, cap * sizeof *v);
+          if (!v) continue; /* mapped still; unmapped with its region */
+          idle_slabs = v;
+          idle_cap = cap;
+        }
+        idle_slabs[nidle++] = slab;
+        slabs_returned++;
+      }
+    pthread_mutex_unlock(&slabs_lock);
+  }
+
+  isola__lock_acquire(&sc->lock);
+  if (released) {
+    for (uint32_t i = 0; i < nkept_batches; i++)
+      if (!push_batch_locked(sc, kept[i])) {
+        /* Keep the blocks loose rather than lose them. */
+        block *last = kept[i];
+        while (last->next) last = last->next;
+        last->next = sc->loose;
+        sc->loose = kept[i];
+      }
+    if (rest) {
+      rest_tail->next = sc->loose;
+      sc->loose = rest;
+    }
+  } else {
+    for (uint32_t i = 0; i < nb; i++)
+      if (!push_batch_locked(sc, bv[i])) {
+        block *last = bv[i];
+        while (last->next) last = last->next;
+        last->next = sc->loose;
+        sc->loose = bv[i];
+      }
+    if (loose) {
+      block *last = loose;
+      while (last->next) last = last->next;
+      last->next = sc->loose;
+      sc->loose = loose;
+    }
+  }
+  /* The next trim once TRIM_HIGH - TRIM_LOW more is free. */
+  uint32_t step = trim_high(c) - trim_low(c);
+  uint32_t now = atomic_load_explicit(&sc->nbatches, memory_order_relaxed);
+  sc->trim_at = now + step > trim_high(c) ? now + step : 0;
+  sc->pushed = 0;
+  atomic_fetch_sub_explicit(&sc->slabs, released, memory_order_relaxed);
+  isola__lock_release(&sc->lock);
+  free(kept);
+  free(bv);
+  pthread_mutex_unlock(&trim_lock);
+  return released;
 }
 
 void *isola__pool_alloc(size_t size, uint8_t *cls) {
@@ -334,7 +586,27 @@ void isola__pool_free(void *p, uint8_t cls) {
   }
   sc->batches[nb] = first;
   atomic_store_explicit(&sc->nbatches, nb + 1, memory_order_relaxed);
+  /* The mark: as much free as trim_at says, or nearly all that was carved
+   * free after enough frees since the last trim (see TRIM_HIGH). */
+  uint32_t high = trim_high(cls);
+  sc->pushed++;
+  bool trim = nb + 1 >= (sc->trim_at ? sc->trim_at : high) ||
+              (nb + 1 >= high && sc->pushed >= (high - trim_low(cls)) / 4 &&
+               (size_t)(nb + 1) * BATCH * 8 >=
+                   atomic_load_explicit(&sc->slabs, memory_order_relaxed) *
+                       (SLAB_BYTES / class_size[cls]) * 7);
   isola__lock_release(&sc->lock);
+  if (ISOLA__UNLIKELY(trim) &&
+      !(atomic_load_explicit(&trim_mask, memory_order_relaxed) & (1u << cls)))
+    atomic_fetch_or_explicit(&trim_mask, 1u << cls, memory_order_relaxed);
+}
+
+void isola__pool_idle(void) {
+  if (ISOLA__LIKELY(!atomic_load_explicit(&trim_mask, memory_order_relaxed)))
+    return;
+  uint32_t m = atomic_exchange_explicit(&trim_mask, 0, memory_order_relaxed);
+  for (uint8_t c = 0; c < ISOLA__POOL_CLASSES; c++)
+    if (m & (1u << c)) trim_class(c);
 }
 
 void isola__pool_thread_start(void) { cache.on = true; }
@@ -390,6 +662,9 @@ void isola__pool_destroy(void) {
     sc->loose = NULL;
     sc->carve = sc->carve_end = NULL;
     sc->spares = NULL; /* in the regions unmapped below */
+    sc->trim_at = 0;
+    sc->pushed = 0;
+    atomic_store_explicit(&sc->slabs, 0, memory_order_relaxed);
     isola__lock_release(&sc->lock);
   }
   pthread_mutex_lock(&slabs_lock);
@@ -402,12 +677,30 @@ void isola__pool_destroy(void) {
   nregions = 0;
   slab_next = slab_end = NULL;
   spare_regions = NULL;
+  free(idle_slabs);
+  atomic_store_explicit(&trim_mask, 0, memory_order_relaxed);
+  idle_slabs = NULL;
+  nidle = idle_cap = 0;
+  slabs_returned = 0;
   pthread_mutex_unlock(&slabs_lock);
 }
 
 size_t isola__pool_regions(void) {
   pthread_mutex_lock(&slabs_lock);
   size_t n = nregions;
+  pthread_mutex_unlock(&slabs_lock);
+  return n;
+}
+
+size_t isola__pool_trim(void) {
+  size_t n = 0;
+  for (uint8_t c = 0; c < ISOLA__POOL_CLASSES; c++) n += trim_class(c);
+  return n;
+}
+
+size_t isola__pool_slabs_returned(void) {
+  pthread_mutex_lock(&slabs_lock);
+  size_t n = slabs_returned;
   pthread_mutex_unlock(&slabs_lock);
   return n;
 }

@@ -20,9 +20,14 @@
  * region for the next one that needs them, so threads that come and go do
  * not map memory apiece.
  *
- * Slabs are never returned while the VM runs: a burst of a million
- * isolates keeps its memory for reuse.  isola__pool_destroy() returns every
- * slab at shutdown.  Blocks larger than the largest class come from malloc.
+ * Memory comes back after a burst: when a class's free blocks on the
+ * shared stack reach 2 MiB, the next pool thread that runs out of work
+ * (isola__pool_idle) gives back to the OS (isola__plat_release) the slabs
+ * whose every block is free there, keeping 512 KiB free for the traffic
+ * that goes on (pool.c, TRIM_HIGH).
+ * A slab given back stays mapped and is reused before any new space.
+ * isola__pool_destroy() unmaps everything at shutdown.  Blocks larger than
+ * the largest class come from malloc.
  */
 #ifndef ISOLA_POOL_H
 #define ISOLA_POOL_H
@@ -53,5 +58,18 @@ void isola__pool_destroy(void);
 /* The 2 MiB regions mapped so far (tests: memory a thread left behind is
  * reused, not mapped again). */
 size_t isola__pool_regions(void);
+
+/* Called by a pool thread that has run out of work, before it parks: gives
+ * back the empty slabs of the classes whose free blocks reached the mark
+ * since (a walk of their free blocks; nothing when none did).  Any thread. */
+void isola__pool_idle(void);
+
+/* Gives back every slab whose blocks are all free on the shared lists, as
+ * a trim does, keeping 512 KiB free per class, whether or not the mark was
+ * reached; returns how many slabs went back.  Any thread (tests). */
+size_t isola__pool_trim(void);
+
+/* Slabs given back to the OS since the pool started (tests). */
+size_t isola__pool_slabs_returned(void);
 
 #endif

@@ -202,8 +202,8 @@ void isola__port_release(isola__port_map *m, isola__port_slot *s,
                          isola_port id) {
   isola__isolate *owner = atomic_load_explicit(&s->owner,
                                                memory_order_relaxed);
-  uint32_t index = (uint32_t)(isola__idc_decode(&m->idc, id) &
-                              ISOLA__PORT_INDEX_MASK);
+  uint32_t index =
+      isola__idc_decode_low(&m->idc, id) & ISOLA__PORT_INDEX_MASK;
   if (atomic_load_explicit(&s->state, memory_order_relaxed) ==
       ISOLA__PORT_LIVE)
     isola__st32(&owner->live_ports, isola__ld32(&owner->live_ports) - 1);

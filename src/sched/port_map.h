@@ -95,7 +95,7 @@ void isola__port_map_each_isolate(isola__port_map *m,
 static inline isola__port_slot *isola__port_slot_of(isola__port_map *m,
                                                     isola_port id) {
   uint32_t index =
-      (uint32_t)(isola__idc_decode(&m->idc, id) & ISOLA__PORT_INDEX_MASK);
+      isola__idc_decode_low(&m->idc, id) & ISOLA__PORT_INDEX_MASK;
   isola__port_slot *chunk = atomic_load_explicit(
       &m->dir[index >> ISOLA__CHUNK_BITS], memory_order_acquire);
   /* Slot 0 is never handed out, and no open port's id is 0, so

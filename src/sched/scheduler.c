@@ -310,6 +310,8 @@ static bool park(isola__vm *vm, isola__thread *t) {
   isola__sched *s = &vm->sched;
   go_offline(t);
   isola__epoch_reclaim(&vm->epoch);
+  /* Out of work: a burst that drained gives its empty slabs back now. */
+  isola__pool_idle();
   uint64_t timeout = (uint64_t)s->idle_timeout_ms * 1000000u;
   uint64_t deadline = isola__plat_now_ns() + timeout;
   for (;;) {

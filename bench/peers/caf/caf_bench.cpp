@@ -2,17 +2,23 @@
 // CAF 0.17 peer for the isola benchmarks (see bench/README.md).
 //
 // Actors are event-based CAF actors (function-based, some with state) run
-// by the default work-stealing scheduler with one thread per core. The main
+// by the default work-stealing scheduler with scheduler.max-threads set to
+// the number of cores (CAF 0.17's default is max(4, cores)). The main
 // thread drives each benchmark through a scoped_actor. Every benchmark
 // prints lines "caf <bench> <metric> <value> <unit>", checks its own result
-// and exits with status 1 if the check fails.
+// and exits with status 1 if the check fails, and ends with the process's
+// peak RSS, "peak_rss_kb" (VmHWM).
 //
 // Build: g++ -O2 -std=c++17 caf_bench.cpp -lcaf_core -lpthread -o caf-bench
 // Usage: caf-bench BENCH ARGS..., one of: pingpong N, ring P T, spawn N,
-//        fanin P M, skynet SIZE DIV, payload S N.
+//        fanin P M, skynet SIZE DIV, payload S N, pairs K N, crossworker N,
+//        hog N H, idle1m N, kill N, timers T I.
 
 #include <caf/all.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -20,6 +26,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace caf;
@@ -33,6 +40,8 @@ using zero_atom = atom_constant<atom("zero")>;
 using hops_atom = atom_constant<atom("hops")>;
 using next_atom = atom_constant<atom("next")>;
 using done_atom = atom_constant<atom("done")>;
+using go_atom = atom_constant<atom("go")>;
+using tick_atom = atom_constant<atom("tick")>;
 
 namespace {
 
@@ -58,14 +67,33 @@ void check(bool ok, const std::string& what) {
     fail(what);
 }
 
-// VmRSS of this process from /proc/self/status, in bytes.
-int64_t rss_bytes() {
+// A field of /proc/self/status (VmRSS:, VmHWM:), in KiB.
+int64_t status_kb(const char* field) {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line))
-    if (line.compare(0, 6, "VmRSS:") == 0)
-      return std::strtoll(line.c_str() + 6, nullptr, 10) * 1024;
-  fail("no VmRSS in /proc/self/status");
+    if (line.compare(0, 6, field) == 0)
+      return std::strtoll(line.c_str() + 6, nullptr, 10);
+  fail(std::string("no ") + field + " in /proc/self/status");
+}
+
+// rss_after_drain_kb, the same rule in every system: VmRSS (KiB) once it
+// has not changed for 500 ms, read every 10 ms from the end of the drain, at
+// most 5 s.
+int64_t settled_rss_kb() {
+  int64_t last = status_kb("VmRSS:");
+  for (int i = 0, same = 0; i < 500 && same < 50; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    int64_t now = status_kb("VmRSS:");
+    same = now == last ? same + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
+// VmRSS of this process, in bytes.
+int64_t rss_bytes() {
+  return status_kb("VmRSS:") * 1024;
 }
 
 // ---------------------------------------------------------------- pingpong
@@ -184,7 +212,7 @@ behavior idle(event_based_actor* self, actor driver, int64_t idx) {
   };
 }
 
-void bench_spawn(actor_system& sys, int64_t n) {
+void bench_spawn(actor_system& sys, const char* name, int64_t n) {
   check(n >= 1, "spawn: N >= 1");
   scoped_actor drv{sys};
   std::vector<actor> actors;
@@ -210,9 +238,9 @@ void bench_spawn(actor_system& sys, int64_t n) {
   sys.registry().await_running_count_equal(baseline);
   auto stop_ns = ns_since(t0);
   check(sum == n * (n - 1) / 2, "spawn: answers");
-  report("spawn", "ns_per_spawn", double(spawn_ns) / n, "ns");
-  report("spawn", "bytes_per_idle", double(rss1 - rss0) / n, "B");
-  report("spawn", "ns_per_stop", double(stop_ns) / n, "ns");
+  report(name, "ns_per_spawn", double(spawn_ns) / n, "ns");
+  report(name, "bytes_per_idle", double(rss1 - rss0) / n, "B");
+  report(name, "ns_per_stop", double(stop_ns) / n, "ns");
 }
 
 // ------------------------------------------------------------------- fanin
@@ -254,6 +282,7 @@ void bench_fanin(actor_system& sys, int64_t p, int64_t m) {
     auto ns = ns_since(t0);
     check(count == p * m && sum == p * (m * (m + 1) / 2), "fanin: count/sum");
     report("fanin", "msgs_per_s", double(p * m) / (ns / 1e9), "msg/s");
+    report("fanin", "rss_after_drain_kb", double(settled_rss_kb()), "kB");
   });
 }
 
@@ -383,16 +412,225 @@ int64_t payload_run(actor_system& sys, size_t s, int64_t n, bool copy) {
 
 void bench_payload(actor_system& sys, int64_t s, int64_t n) {
   check(s >= 1 && n >= 1, "payload: S >= 1 and N >= 1");
-  double sends = 2.0 * n; // n round trips
+  // Copy: n round trips (2n sends); transfer: 50n round trips (100n
+  // sends), as in every system, so that the run is long enough to time.
   auto tc = payload_run(sys, size_t(s), n, true);
-  auto tt = payload_run(sys, size_t(s), n, false);
-  report("payload", "copy_gbps", double(s) * sends / (tc / 1e9) / 1e9, "GB/s");
-  report("payload", "transfer_ns", tt / sends, "ns");
+  auto tt = payload_run(sys, size_t(s), 50 * n, false);
+  report("payload", "copy_gbps", double(s) * 2.0 * n / (tc / 1e9) / 1e9, "GB/s");
+  report("payload", "transfer_ns", tt / (100.0 * n), "ns");
+}
+
+// ------------------------------------------------------------ second round
+// Round-trip times in ns go to a slice of one vector per run (each pinger
+// writes its own slice; the driver reads after every pinger said done).
+// quantile = the value at index floor(p * n) of the sorted samples, the
+// same rule in every system.
+
+double quantile(const std::vector<uint32_t>& s, double p) {
+  size_t i = size_t(p * double(s.size()));
+  return double(s[std::min(i, s.size() - 1)]);
+}
+
+uint32_t clamp_ns(int64_t ns) {
+  return ns < 0 ? 0u : ns > int64_t(UINT32_MAX) ? UINT32_MAX : uint32_t(ns);
+}
+
+struct tping_state {
+  int64_t k = 0;
+  clk::time_point t0;
+};
+
+// A timed pinger: on go, n round trips with pong_a, each timed into lat.
+behavior tping(stateful_actor<tping_state>* self, actor pong_a, int64_t n,
+               uint32_t* lat, actor driver) {
+  return {
+    [=](go_atom) {
+      self->state.t0 = clk::now();
+      self->send(pong_a, n);
+    },
+    [=](int64_t x) {
+      auto& st = self->state;
+      auto t = clk::now();
+      check(x == n - st.k, "pair: wrong value back");
+      lat[st.k] = clamp_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             t - st.t0).count());
+      st.t0 = t;
+      if (++st.k < n) {
+        self->send(pong_a, x - 1);
+        return;
+      }
+      self->send(driver, done_atom::value, st.k);
+      self->send(pong_a, stop_atom::value);
+      self->quit();
+    },
+  };
+}
+
+void report_latency(const char* bench, std::vector<uint32_t>& lat) {
+  std::sort(lat.begin(), lat.end());
+  report(bench, "p50_ns", quantile(lat, 0.5), "ns");
+  report(bench, "p99_ns", quantile(lat, 0.99), "ns");
+  report(bench, "p999_ns", quantile(lat, 0.999), "ns");
+}
+
+void bench_pairs(actor_system& sys, int64_t k, int64_t n) {
+  check(k >= 1 && n >= 1, "pairs: K >= 1 and N >= 1");
+  scoped_actor drv{sys};
+  std::vector<uint32_t> lat(static_cast<size_t>(k * n));
+  std::vector<actor> pings;
+  for (int64_t i = 0; i < k; ++i)
+    pings.push_back(sys.spawn(tping, sys.spawn(pong), n, &lat[size_t(i * n)],
+                              actor{drv}));
+  auto t0 = clk::now();
+  for (auto& p : pings)
+    drv->send(p, go_atom::value);
+  int64_t total = 0;
+  for (int64_t i = 0; i < k; ++i)
+    drv->receive([&](done_atom, int64_t r) { total += r; });
+  auto ns = ns_since(t0);
+  check(total == k * n, "pairs: round trips");
+  report("pairs", "msgs_per_s", 2.0 * double(k * n) / (ns / 1e9), "msg/s");
+  report_latency("pairs", lat);
+}
+
+// Both ends detached: each runs on a thread of its own, so every hop
+// crosses threads (CAF's way to pin an actor).
+void bench_crossworker(actor_system& sys, int64_t n) {
+  check(n >= 1, "crossworker: N >= 1");
+  scoped_actor drv{sys};
+  std::vector<uint32_t> lat(static_cast<size_t>(n));
+  auto pg = sys.spawn<detached>(pong);
+  auto p = sys.spawn<detached>(tping, pg, n, lat.data(), actor{drv});
+  drv->send(p, go_atom::value);
+  drv->receive([&](done_atom, int64_t r) { check(r == n, "crossworker"); });
+  report_latency("crossworker", lat);
+}
+
+// The hog computes for h ms in one handler: CAF cannot preempt it, so it
+// holds one scheduler thread that long.
+behavior hog_actor(event_based_actor* self, int64_t h, actor driver) {
+  return {
+    [=](go_atom) {
+      auto end = clk::now() + std::chrono::milliseconds(h);
+      volatile uint64_t x = 1;
+      int64_t turns = 0;
+      while (clk::now() < end) {
+        for (int i = 0; i < 100; ++i)
+          x = x * 6364136223846793005u + 1;
+        ++turns;
+      }
+      self->send(driver, done_atom::value, -turns);
+      self->quit();
+    },
+  };
+}
+
+void bench_hog(actor_system& sys, int64_t n, int64_t h) {
+  check(n >= 1, "hog: N >= 1");
+  scoped_actor drv{sys};
+  std::vector<uint32_t> lat(static_cast<size_t>(n));
+  auto hg = sys.spawn(hog_actor, h, actor{drv});
+  auto p = sys.spawn(tping, sys.spawn(pong), n, lat.data(), actor{drv});
+  drv->send(hg, go_atom::value);
+  drv->send(p, go_atom::value);
+  int64_t rounds = 0, turns = 0;
+  for (int i = 0; i < 2; ++i)
+    drv->receive([&](done_atom, int64_t r) { (r < 0 ? turns : rounds) = r; });
+  check(rounds == n && turns < 0, "hog: round trips");
+  std::sort(lat.begin(), lat.end());
+  report("hog", "p99_ns", quantile(lat, 0.99), "ns");
+  report("hog", "max_ns", double(lat.back()), "ns");
+}
+
+// A handler cannot be interrupted, so the busy actor computes in slices
+// of 100 steps, each a message to itself: the kill (an exit message) is
+// taken between two slices.
+behavior busy(event_based_actor* self, actor driver) {
+  self->send(driver, started_atom::value);
+  self->send(self, tick_atom::value);
+  return {
+    [=](tick_atom) {
+      volatile uint64_t x = 1;
+      for (int i = 0; i < 100; ++i)
+        x = x * 6364136223846793005u + 1;
+      self->send(self, tick_atom::value);
+    },
+  };
+}
+
+behavior kidle(event_based_actor* self, actor driver) {
+  self->send(driver, started_atom::value);
+  return {
+    [=](stop_atom) { self->quit(); },
+  };
+}
+
+void bench_kill(actor_system& sys, int64_t n) {
+  check(n >= 1, "kill: N >= 1");
+  scoped_actor drv{sys};
+  std::vector<actor> actors;
+  actors.reserve(size_t(n));
+  for (int64_t i = 0; i < n; ++i)
+    actors.push_back(sys.spawn(kidle, actor{drv}));
+  for (int64_t i = 0; i < n; ++i)
+    drv->receive([](started_atom) {});
+  for (auto& a : actors)
+    drv->monitor(a);
+  auto t0 = clk::now();
+  for (auto& a : actors)
+    anon_send_exit(a, exit_reason::kill);
+  for (int64_t i = 0; i < n; ++i)
+    drv->receive([](const down_msg&) {});
+  auto kill_ns = ns_since(t0);
+  actors.clear();
+  auto b = sys.spawn(busy, actor{drv});
+  drv->monitor(b);
+  drv->receive([](started_atom) {});
+  auto t1 = clk::now();
+  anon_send_exit(b, exit_reason::kill);
+  drv->receive([](const down_msg&) {});
+  auto busy_ns = ns_since(t1);
+  report("kill", "ns_per_kill", double(kill_ns) / n, "ns");
+  report("kill", "busy_kill_us", double(busy_ns) / 1e3, "us");
+}
+
+// Actor i of is starts per = t/is one-shot timers (delayed_send to
+// itself), timer j with a delay of (i*per + j) mod 11 ms, and counts them.
+behavior tset(stateful_actor<int64_t>* self, int64_t i, int64_t per,
+              actor driver) {
+  self->state = 0;
+  for (int64_t j = 0; j < per; ++j)
+    self->delayed_send(self, std::chrono::milliseconds((i * per + j) % 11),
+                       tick_atom::value);
+  return {
+    [=](tick_atom) {
+      if (++self->state < per)
+        return;
+      self->send(driver, done_atom::value, self->state);
+      self->quit();
+    },
+  };
+}
+
+void bench_timers(actor_system& sys, int64_t t, int64_t is) {
+  check(is >= 1 && t >= is && t % is == 0, "timers: T >= I >= 1, I divides T");
+  scoped_actor drv{sys};
+  int64_t per = t / is, total = 0;
+  auto t0 = clk::now();
+  for (int64_t i = 0; i < is; ++i)
+    sys.spawn(tset, i, per, actor{drv});
+  for (int64_t i = 0; i < is; ++i)
+    drv->receive([&](done_atom, int64_t f) { total += f; });
+  auto ns = ns_since(t0);
+  check(total == t, "timers: firings");
+  report("timers", "timers_per_s", double(t) / (ns / 1e9), "timer/s");
 }
 
 [[noreturn]] void usage() {
   std::fprintf(stderr, "usage: caf-bench pingpong N | ring P T | spawn N | "
-                       "fanin P M | skynet SIZE DIV | payload S N\n");
+                       "fanin P M | skynet SIZE DIV | payload S N | pairs K N |"
+                       " crossworker N | hog N H | idle1m N | kill N | "
+                       "timers T I\n");
   std::exit(2);
 }
 
@@ -414,7 +652,11 @@ int main(int argc, char** argv) {
     if (a.size() != k)
       usage();
   };
-  actor_system_config cfg; // defaults: work stealing, one thread per core
+  actor_system_config cfg; // work stealing
+  // One scheduler thread per core, as every system runs (CAF 0.17's
+  // default is max(4, cores)).
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  cfg.set("scheduler.max-threads", size_t(cores > 0 ? cores : 1));
   actor_system sys{cfg};
   if (bench == "pingpong") {
     need(1);
@@ -424,7 +666,25 @@ int main(int argc, char** argv) {
     bench_ring(sys, a[0], a[1]);
   } else if (bench == "spawn") {
     need(1);
-    bench_spawn(sys, a[0]);
+    bench_spawn(sys, "spawn", a[0]);
+  } else if (bench == "idle1m") {
+    need(1);
+    bench_spawn(sys, "idle1m", a[0]);
+  } else if (bench == "pairs") {
+    need(2);
+    bench_pairs(sys, a[0], a[1]);
+  } else if (bench == "crossworker") {
+    need(1);
+    bench_crossworker(sys, a[0]);
+  } else if (bench == "hog") {
+    need(2);
+    bench_hog(sys, a[0], a[1]);
+  } else if (bench == "kill") {
+    need(1);
+    bench_kill(sys, a[0]);
+  } else if (bench == "timers") {
+    need(2);
+    bench_timers(sys, a[0], a[1]);
   } else if (bench == "fanin") {
     need(2);
     bench_fanin(sys, a[0], a[1]);
@@ -437,5 +697,6 @@ int main(int argc, char** argv) {
   } else {
     usage();
   }
+  report(bench.c_str(), "peak_rss_kb", double(status_kb("VmHWM:")), "kB");
   return 0;
 }

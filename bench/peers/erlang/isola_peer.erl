@@ -4,7 +4,9 @@
 %% Actors are Erlang processes and messages are ordinary sends. Each
 %% benchmark runs in a driver process spawned by main/1, prints lines
 %% "erlang <bench> <metric> <value> <unit>", checks its own result and halts
-%% the VM with status 1 if the check fails (0 otherwise).
+%% the VM with status 1 if the check fails (0 otherwise). Every run ends
+%% with the VM's peak RSS, "peak_rss_kb" (VmHWM). bench/run starts the VM
+%% with +S cores (one scheduler per core, the default too).
 %%
 %% Run compiled (not as an interpreted escript):
 %%   erlc -o OUTDIR isola_peer.erl
@@ -31,17 +33,27 @@ run([Bench | Rest]) ->
     case {Bench, Ints} of
         {"pingpong", [N]}       -> pingpong(N);
         {"ring", [P, T]}        -> ring(P, T);
-        {"spawn", [N]}          -> spawn_bench(N);
+        {"spawn", [N]}          -> spawn_bench("spawn", N);
+        {"idle1m", [N]}         -> spawn_bench("idle1m", N);
         {"fanin", [P, M]}       -> fanin(P, M);
         {"skynet", [Size, Div]} -> skynet(Size, Div);
         {"payload", [S, N]}     -> payload(S, N);
+        {"pairs", [K, N]}       -> pairs(K, N);
+        {"crossworker", [N]}    -> crossworker(N);
+        {"hog", [N, H]}         -> hog(N, H);
+        {"kill", [N]}           -> kill(N);
+        {"timers", [T, I]}      -> timers(T, I);
+        {"tcpecho", [C, _R, Port]} -> tcpecho(C, Port);
         _ -> usage()
-    end;
+    end,
+    report(Bench, "peak_rss_kb", status_kb(<<"VmHWM:">>), "kB"),
+    ok;
 run(_) -> usage().
 
 usage() ->
     io:format(standard_error, "usage: pingpong N | ring P T | spawn N | fanin P M"
-              " | skynet SIZE DIV | payload S N~n", []),
+              " | skynet SIZE DIV | payload S N | pairs K N | crossworker N"
+              " | hog N H | idle1m N | kill N | timers T I | tcpecho C R PORT~n", []),
     erlang:halt(2).
 
 %% ---------------------------------------------------------------- helpers
@@ -57,13 +69,16 @@ check(false, Fmt, Args) ->
 
 now_ns() -> erlang:monotonic_time(nanosecond).
 
-%% VmRSS of the VM process from /proc/self/status, in bytes.
-rss_bytes() ->
+%% A field of /proc/self/status of the VM process (VmRSS, VmHWM), in KiB.
+status_kb(Field) ->
     {ok, Bin} = file:read_file("/proc/self/status"),
     [Line] = [L || L <- binary:split(Bin, <<"\n">>, [global]),
-                   binary:part(L, 0, min(6, byte_size(L))) =:= <<"VmRSS:">>],
+                   binary:part(L, 0, min(6, byte_size(L))) =:= Field],
     [_, Kb | _] = binary:split(Line, [<<" ">>, <<"\t">>], [global, trim_all]),
-    binary_to_integer(Kb) * 1024.
+    binary_to_integer(Kb).
+
+%% VmRSS of the VM process, in bytes.
+rss_bytes() -> status_kb(<<"VmRSS:">>) * 1024.
 
 %% --------------------------------------------------------------- pingpong
 %% The message carries the port (pid) to reply on, as in BENCHMARKS.md.
@@ -138,7 +153,7 @@ wait_all_dead(Pids) ->
         Alive -> erlang:yield(), wait_all_dead(Alive)
     end.
 
-spawn_bench(N) ->
+spawn_bench(Name, N) ->
     D = self(),
     RssBefore = rss_bytes(),
     T0 = now_ns(),
@@ -152,9 +167,9 @@ spawn_bench(N) ->
     wait_all_dead(Pids),
     StopNs = now_ns() - T1,
     check(Sum =:= N * (N - 1) div 2, "spawn: answers sum ~p", [Sum]),
-    report("spawn", "ns_per_spawn", SpawnNs / N, "ns"),
-    report("spawn", "bytes_per_idle", (RssAlive - RssBefore) / N, "B"),
-    report("spawn", "ns_per_stop", StopNs / N, "ns").
+    report(Name, "ns_per_spawn", SpawnNs / N, "ns"),
+    report(Name, "bytes_per_idle", (RssAlive - RssBefore) / N, "B"),
+    report(Name, "ns_per_stop", StopNs / N, "ns").
 
 %% ------------------------------------------------------------------ fanin
 
@@ -177,7 +192,21 @@ fanin(P, M) ->
     Elapsed = now_ns() - T0,
     check(Count =:= Total andalso Sum =:= P * M * (M + 1) div 2,
           "fanin: count ~p sum ~p", [Count, Sum]),
-    report("fanin", "msgs_per_s", Total / (Elapsed / 1.0e9), "msg/s").
+    report("fanin", "msgs_per_s", Total / (Elapsed / 1.0e9), "msg/s"),
+    report("fanin", "rss_after_drain_kb", settled_rss_kb(), "kB").
+
+%% rss_after_drain_kb, the same rule in every system: VmRSS (KiB) once it
+%% has not changed for 500 ms, read every 10 ms from the end of the drain,
+%% at most 5 s.
+settled_rss_kb() -> settle(status_kb(<<"VmRSS:">>), 0, 0).
+
+settle(Last, Same, I) when Same >= 50; I >= 500 -> Last;
+settle(Last, Same, I) ->
+    timer:sleep(10),
+    case status_kb(<<"VmRSS:">>) of
+        Last -> settle(Last, Same + 1, I + 1);
+        Now -> settle(Now, 0, I + 1)
+    end.
 
 %% ----------------------------------------------------------------- skynet
 
@@ -242,11 +271,177 @@ payload_run(S, N, Mode, Pattern) ->
     check(Final =:= Pattern, "payload: final buffer differs", []),
     Elapsed.
 
+%% Copy: N round trips (2N sends); transfer: 50N round trips (100N sends),
+%% as in every system, so that the run is long enough to time.
 payload(S, N) when S >= 1, N >= 1 ->
     Pattern = pattern(S),
-    Sends = 2 * N,
     Tc = payload_run(S, N, copy, Pattern),
-    Tt = payload_run(S, N, transfer, Pattern),
-    report("payload", "copy_gbps", S * Sends / (Tc / 1.0e9) / 1.0e9, "GB/s"),
-    report("payload", "transfer_ns", Tt / Sends, "ns");
+    Tt = payload_run(S, 50 * N, transfer, Pattern),
+    report("payload", "copy_gbps", S * 2 * N / (Tc / 1.0e9) / 1.0e9, "GB/s"),
+    report("payload", "transfer_ns", Tt / (100 * N), "ns");
 payload(_, _) -> usage().
+
+%% ----------------------------------------------------------- second round
+%% Round-trip times are kept as 32-bit integers in a binary (4 bytes each,
+%% as the other systems keep them); quantile = the value at floor(P * n) of
+%% the sorted samples, the same rule everywhere.
+
+quantile(Sorted, Len, P) -> element(min(Len, trunc(P * Len) + 1), Sorted).
+
+report_latency(Bench, Samples, Which) ->
+    L = lists:sort([X || <<X:32>> <= Samples]),
+    Len = length(L),
+    T = list_to_tuple(L),
+    [report(Bench, Name, quantile(T, Len, P), "ns") || {Name, P} <- Which],
+    T.
+
+clamp(D) when D < 0 -> 0;
+clamp(D) when D > 16#ffffffff -> 16#ffffffff;
+clamp(D) -> D.
+
+%% A timed pinger: N round trips with Pong, each timed; sends the samples
+%% to Driver. It waits for go first.
+tping(Driver, N, Opts) ->
+    Pong = spawn_opt(fun pong/0, Opts),
+    Driver ! {ready, self()},
+    receive go -> ok end,
+    Samples = tping_loop(Pong, N, now_ns(), <<>>),
+    Pong ! {self(), 0},
+    receive {Pong, 0} -> ok end,
+    Driver ! {samples, self(), Samples}.
+
+tping_loop(_Pong, 0, _T0, Acc) -> Acc;
+tping_loop(Pong, N, T0, Acc) ->
+    Pong ! {self(), N},
+    receive {Pong, N} -> ok end,
+    T = now_ns(),
+    tping_loop(Pong, N - 1, T, <<Acc/binary, (clamp(T - T0)):32>>).
+
+start_pingers(K, N, Opts) ->
+    D = self(),
+    Pids = [spawn_opt(fun() -> tping(D, N, Opts) end, Opts) || _ <- lists:seq(1, K)],
+    [receive {ready, P} -> ok end || P <- Pids],
+    Pids.
+
+collect(Pids) ->
+    iolist_to_binary([receive {samples, P, S} -> S end || P <- Pids]).
+
+pairs(K, N) ->
+    Pids = start_pingers(K, N, []),
+    T0 = now_ns(),
+    [P ! go || P <- Pids],
+    All = collect(Pids),
+    Elapsed = now_ns() - T0,
+    check(byte_size(All) =:= 4 * K * N, "pairs: ~p samples", [byte_size(All) div 4]),
+    report("pairs", "msgs_per_s", 2 * K * N / (Elapsed / 1.0e9), "msg/s"),
+    report_latency("pairs", All, [{"p50_ns", 0.5}, {"p99_ns", 0.99}, {"p999_ns", 0.999}]).
+
+%% The two ends bound to schedulers 1 and 2 (spawn_opt's {scheduler, N}),
+%% so that every hop crosses schedulers.
+crossworker(N) ->
+    D = self(),
+    Two = min(2, erlang:system_info(schedulers_online)),
+    Pong = spawn_opt(fun pong/0, [{scheduler, Two}]),
+    Ping = spawn_opt(fun() ->
+                             receive go -> ok end,
+                             S = tping_loop(Pong, N, now_ns(), <<>>),
+                             Pong ! {self(), 0},
+                             receive {Pong, 0} -> ok end,
+                             D ! {samples, self(), S}
+                     end, [{scheduler, 1}]),
+    Ping ! go,
+    All = collect([Ping]),
+    check(byte_size(All) =:= 4 * N, "crossworker: ~p samples", [byte_size(All) div 4]),
+    report_latency("crossworker", All, [{"p50_ns", 0.5}, {"p99_ns", 0.99}, {"p999_ns", 0.999}]).
+
+spin(X, 0) -> X;
+spin(X, K) -> spin((X * 6364136223846793005 + 1) band 16#ffffffffffffffff, K - 1).
+
+hog_loop(End, Turns) ->
+    case now_ns() < End of
+        true -> _ = spin(1, 100), hog_loop(End, Turns + 1);
+        false -> Turns
+    end.
+
+%% A process computes for H ms (the VM preempts it by reductions) while a
+%% timed pair makes N round trips.
+hog(N, H) ->
+    D = self(),
+    Hog = spawn(fun() -> receive go -> ok end,
+                         D ! {hog_done, hog_loop(now_ns() + H * 1000000, 0)} end),
+    [Ping] = start_pingers(1, N, []),
+    Hog ! go,
+    Ping ! go,
+    All = collect([Ping]),
+    Turns = receive {hog_done, Tn} -> Tn end,
+    check(Turns > 0 andalso byte_size(All) =:= 4 * N, "hog: ~p samples", [byte_size(All) div 4]),
+    Sorted = report_latency("hog", All, [{"p99_ns", 0.99}]),
+    report("hog", "max_ns", element(N, Sorted), "ns").
+
+busy_loop(X) -> busy_loop(spin(X, 100)).
+
+%% exit(Pid, kill) for N idle processes, each monitored; then for a busy one.
+kill(N) ->
+    D = self(),
+    Pids = [spawn(fun() -> D ! started, receive stop -> ok end end) || _ <- lists:seq(1, N)],
+    wait_n(N, started),
+    Refs = [erlang:monitor(process, P) || P <- Pids],
+    T0 = now_ns(),
+    [exit(P, kill) || P <- Pids],
+    [receive {'DOWN', R, process, _, killed} -> ok end || R <- Refs],
+    KillNs = now_ns() - T0,
+    Busy = spawn(fun() -> D ! running, busy_loop(1) end),
+    BRef = erlang:monitor(process, Busy),
+    receive running -> ok end,
+    T1 = now_ns(),
+    exit(Busy, kill),
+    receive {'DOWN', BRef, process, _, killed} -> ok end,
+    BusyNs = now_ns() - T1,
+    report("kill", "ns_per_kill", KillNs / N, "ns"),
+    report("kill", "busy_kill_us", BusyNs / 1000, "us").
+
+%% Process I of Is starts Per = T/Is one-shot timers (erlang:send_after),
+%% timer J with a delay of (I*Per + J) mod 11 ms, and counts the firings.
+timers(T, Is) when Is >= 1, T >= Is, T rem Is =:= 0 ->
+    D = self(),
+    Per = T div Is,
+    T0 = now_ns(),
+    [spawn(fun() ->
+                   [erlang:send_after((I * Per + J) rem 11, self(), tick) || J <- lists:seq(0, Per - 1)],
+                   wait_n(Per, tick),
+                   D ! {fired, Per}
+           end) || I <- lists:seq(0, Is - 1)],
+    Total = lists:sum([receive {fired, F} -> F end || _ <- lists:seq(1, Is)]),
+    Elapsed = now_ns() - T0,
+    check(Total =:= T, "timers: ~p fired", [Total]),
+    report("timers", "timers_per_s", T / (Elapsed / 1.0e9), "timer/s");
+timers(_, _) -> usage().
+
+%% gen_tcp with {active, once}: a process per connection writes back what
+%% it gets; the server ends when C connections have closed.
+tcpecho(C, Port) ->
+    D = self(),
+    {ok, L} = gen_tcp:listen(Port, [binary, {packet, raw}, {active, false},
+                                    {reuseaddr, true}, {ip, {127, 0, 0, 1}},
+                                    {nodelay, true}, {backlog, 1024}]),
+    spawn_link(fun() -> acceptor(L, D) end),
+    wait_n(C, closed),
+    gen_tcp:close(L).
+
+acceptor(L, D) ->
+    case gen_tcp:accept(L) of
+        {ok, S} ->
+            P = spawn(fun() -> receive {go, S} -> echo_conn(S, D) end end),
+            ok = gen_tcp:controlling_process(S, P),
+            P ! {go, S},
+            acceptor(L, D);
+        {error, _} -> ok
+    end.
+
+echo_conn(S, D) ->
+    ok = inet:setopts(S, [{active, once}]),
+    receive
+        {tcp, S, Data} -> ok = gen_tcp:send(S, Data), echo_conn(S, D);
+        {tcp_closed, S} -> D ! closed;
+        {tcp_error, S, _} -> gen_tcp:close(S), D ! closed
+    end.

@@ -3,20 +3,27 @@
 //
 // Actors are goroutines; an actor's mailbox is a buffered channel. Every
 // benchmark prints lines "go <bench> <metric> <value> <unit>", checks its own
-// result and exits with status 1 if the check fails. GOMAXPROCS is left at
-// its default (all cores).
+// result and exits with status 1 if the check fails, and ends with the
+// process's peak RSS ("peak_rss_kb", VmHWM). bench/run sets GOMAXPROCS to
+// the number of cores (Go's default too).
 //
 // Usage: go-bench BENCH ARGS..., one of: pingpong N, ring P T, spawn N,
-// fanin P M, skynet SIZE DIV, payload S N.
+// fanin P M, skynet SIZE DIV, payload S N, fanin-bounded P M C, pairs K N,
+// crossworker N, hog N H, idle1m N, kill N, timers T I, tcpecho C R PORT.
 package main
 
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net"
 	"os"
+	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,22 +41,43 @@ func fail(format string, args ...interface{}) {
 	os.Exit(1)
 }
 
-// rssBytes returns VmRSS of this process from /proc/self/status, in bytes.
-func rssBytes() int64 {
+// statusKB returns a field of /proc/self/status (VmRSS, VmHWM), in KiB.
+func statusKB(field string) int64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		fail("cannot read /proc/self/status: %v", err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field+":") {
 			f := strings.Fields(line)
 			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024
+			return kb
 		}
 	}
-	fail("no VmRSS in /proc/self/status")
+	fail("no %s in /proc/self/status", field)
 	return 0
 }
+
+// settledRSSKB is rss_after_drain_kb, the same rule in every system: VmRSS
+// (KiB) once it has not changed for 500 ms, read every 10 ms from the end of
+// the drain, at most 5 s.
+func settledRSSKB() int64 {
+	last, same := statusKB("VmRSS"), 0
+	for i := 0; i < 500 && same < 50; i++ {
+		time.Sleep(10 * time.Millisecond)
+		now := statusKB("VmRSS")
+		if now == last {
+			same++
+		} else {
+			same = 0
+		}
+		last = now
+	}
+	return last
+}
+
+// rssBytes returns VmRSS of this process, in bytes.
+func rssBytes() int64 { return statusKB("VmRSS") * 1024 }
 
 // ---------------------------------------------------------------- pingpong
 
@@ -149,7 +177,7 @@ func ring(p, t int) {
 
 // ------------------------------------------------------------------- spawn
 
-func spawn(n int) {
+func spawn(name string, n int) {
 	rssBefore := rssBytes()
 	var started, ended sync.WaitGroup
 	answers := make(chan int, mailboxCap)
@@ -187,15 +215,17 @@ func spawn(n int) {
 	if sum != n*(n-1)/2 {
 		fail("spawn: answers sum %d, want %d", sum, n*(n-1)/2)
 	}
-	report("spawn", "ns_per_spawn", float64(spawnTime.Nanoseconds())/float64(n), "ns")
-	report("spawn", "bytes_per_idle", float64(rssAlive-rssBefore)/float64(n), "B")
-	report("spawn", "ns_per_stop", float64(stopTime.Nanoseconds())/float64(n), "ns")
+	report(name, "ns_per_spawn", float64(spawnTime.Nanoseconds())/float64(n), "ns")
+	report(name, "bytes_per_idle", float64(rssAlive-rssBefore)/float64(n), "B")
+	report(name, "ns_per_stop", float64(stopTime.Nanoseconds())/float64(n), "ns")
 }
 
 // ------------------------------------------------------------------- fanin
 
-func fanin(p, m int) {
-	box := make(chan int, mailboxCap)
+// fanin: the mailbox is a channel of capacity capacity (mailboxCap for
+// fanin, C for fanin-bounded).
+func fanin(name string, p, m, capacity int) {
+	box := make(chan int, capacity)
 	done := make(chan [2]int)
 	total := p * m
 	go func() { // consumer: count to P*M, also sum the values as a check
@@ -219,7 +249,8 @@ func fanin(p, m int) {
 	if res[0] != total || res[1] != p*m*(m+1)/2 {
 		fail("fanin: count %d sum %d, want %d and %d", res[0], res[1], total, p*m*(m+1)/2)
 	}
-	report("fanin", "msgs_per_s", float64(total)/elapsed.Seconds(), "msg/s")
+	report(name, "msgs_per_s", float64(total)/elapsed.Seconds(), "msg/s")
+	report(name, "rss_after_drain_kb", float64(settledRSSKB()), "kB")
 }
 
 // ------------------------------------------------------------------ skynet
@@ -331,17 +362,19 @@ func payload(s, n int) {
 	if s < 1 || n < 1 {
 		fail("payload: need S >= 1 and N >= 1")
 	}
-	sends := float64(2 * n)
+	// Copy: n round trips (2n sends). Transfer: 50n round trips (100n
+	// sends), as every system does, so that the run is long enough to time.
 	tc := payloadRun(s, n, true)
-	tt := payloadRun(s, n, false)
-	report("payload", "copy_gbps", float64(s)*sends/tc.Seconds()/1e9, "GB/s")
-	report("payload", "transfer_ns", float64(tt.Nanoseconds())/sends, "ns")
+	tt := payloadRun(s, 50*n, false)
+	report("payload", "copy_gbps", float64(s)*float64(2*n)/tc.Seconds()/1e9, "GB/s")
+	report("payload", "transfer_ns", float64(tt.Nanoseconds())/float64(100*n), "ns")
 }
 
 // -------------------------------------------------------------------- main
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go-bench pingpong N | ring P T | spawn N | fanin P M | skynet SIZE DIV | payload S N")
+	fmt.Fprintln(os.Stderr, "usage: go-bench pingpong N | ring P T | spawn N | fanin P M | skynet SIZE DIV | payload S N |\n"+
+		"  fanin-bounded P M C | pairs K N | crossworker N | hog N H | idle1m N | kill N | timers T I | tcpecho C R PORT")
 	os.Exit(2)
 }
 
@@ -349,7 +382,7 @@ func main() {
 	if len(os.Args) < 2 {
 		usage()
 	}
-	args := make([]int, 0, 2)
+	args := make([]int, 0, 3)
 	for _, a := range os.Args[2:] {
 		v, err := strconv.Atoi(a)
 		if err != nil || v < 0 {
@@ -371,10 +404,34 @@ func main() {
 		ring(args[0], args[1])
 	case "spawn":
 		need(1)
-		spawn(args[0])
+		spawn("spawn", args[0])
+	case "idle1m":
+		need(1)
+		spawn("idle1m", args[0])
 	case "fanin":
 		need(2)
-		fanin(args[0], args[1])
+		fanin("fanin", args[0], args[1], mailboxCap)
+	case "fanin-bounded":
+		need(3)
+		fanin("fanin-bounded", args[0], args[1], args[2])
+	case "pairs":
+		need(2)
+		pairs(args[0], args[1])
+	case "crossworker":
+		need(1)
+		crossworker(args[0])
+	case "hog":
+		need(2)
+		hog(args[0], args[1])
+	case "kill":
+		need(1)
+		kill(args[0])
+	case "timers":
+		need(2)
+		timers(args[0], args[1])
+	case "tcpecho":
+		need(3)
+		tcpecho(args[0], args[1], args[2])
 	case "skynet":
 		need(2)
 		skynet(int64(args[0]), int64(args[1]))
@@ -384,4 +441,270 @@ func main() {
 	default:
 		usage()
 	}
+	report(os.Args[1], "peak_rss_kb", float64(statusKB("VmHWM")), "kB")
+}
+
+// ------------------------------------------------------------ second round
+
+// quantile is the value at index floor(p*n) of the sorted samples, the
+// same rule in every system.
+func quantile(s []uint32, p float64) float64 {
+	i := int(p * float64(len(s)))
+	if i >= len(s) {
+		i = len(s) - 1
+	}
+	return float64(s[i])
+}
+
+func sortSamples(s []uint32) { sort.Slice(s, func(i, j int) bool { return s[i] < s[j] }) }
+
+func clampNs(d time.Duration) uint32 {
+	if d < 0 {
+		return 0
+	}
+	if d > time.Duration(^uint32(0)) {
+		return ^uint32(0)
+	}
+	return uint32(d)
+}
+
+// timedPair makes n round trips between a pinger and a ponger goroutine,
+// each timed from the send to the answer into lat; it starts when start is
+// closed. If lock, both goroutines are locked to OS threads of their own.
+func timedPair(n int, lat []uint32, start <-chan struct{}, lock bool, wg *sync.WaitGroup) {
+	pingBox := make(chan ppMsg, mailboxCap)
+	pongBox := make(chan ppMsg, mailboxCap)
+	go func() {
+		if lock {
+			runtime.LockOSThread()
+		}
+		for m := range pongBox {
+			m.reply <- ppMsg{n: m.n}
+			if m.n == 0 {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if lock {
+			runtime.LockOSThread()
+		}
+		<-start
+		t0 := time.Now()
+		for i := n; i > 0; i-- {
+			pongBox <- ppMsg{n: i, reply: pingBox}
+			r := <-pingBox
+			t := time.Now()
+			if r.n != i {
+				fail("pair: sent %d got %d", i, r.n)
+			}
+			lat[n-i] = clampNs(t.Sub(t0))
+			t0 = t
+		}
+		pongBox <- ppMsg{n: 0, reply: pingBox}
+		<-pingBox
+	}()
+}
+
+func pairs(k, n int) {
+	lat := make([]uint32, k*n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(k)
+	for i := 0; i < k; i++ {
+		timedPair(n, lat[i*n:(i+1)*n], start, false, &wg)
+	}
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	elapsed := time.Since(t0)
+	for _, v := range lat {
+		if v == 0 {
+			fail("pairs: a round trip was not timed")
+		}
+	}
+	report("pairs", "msgs_per_s", float64(2*k*n)/elapsed.Seconds(), "msg/s")
+	sortSamples(lat)
+	report("pairs", "p50_ns", quantile(lat, 0.5), "ns")
+	report("pairs", "p99_ns", quantile(lat, 0.99), "ns")
+	report("pairs", "p999_ns", quantile(lat, 0.999), "ns")
+}
+
+// crossworker: the two ends locked to OS threads of their own
+// (runtime.LockOSThread), so that every hop crosses threads.
+func crossworker(n int) {
+	lat := make([]uint32, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	timedPair(n, lat, start, true, &wg)
+	close(start)
+	wg.Wait()
+	sortSamples(lat)
+	report("crossworker", "p50_ns", quantile(lat, 0.5), "ns")
+	report("crossworker", "p99_ns", quantile(lat, 0.99), "ns")
+	report("crossworker", "p999_ns", quantile(lat, 0.999), "ns")
+}
+
+// hog: a goroutine computes for h ms (Go preempts it asynchronously) while
+// a timed pair makes n round trips.
+func hog(n, h int) {
+	lat := make([]uint32, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	var turns int64
+	go func() {
+		defer wg.Done()
+		<-start
+		end := time.Now().Add(time.Duration(h) * time.Millisecond)
+		x := uint64(1)
+		for time.Now().Before(end) {
+			for i := 0; i < 100; i++ {
+				x = x*6364136223846793005 + 1
+			}
+			turns++
+		}
+		if x == 0 {
+			turns--
+		}
+	}()
+	timedPair(n, lat, start, false, &wg)
+	close(start)
+	wg.Wait()
+	if turns < 1 {
+		fail("hog: the hog did not run")
+	}
+	sortSamples(lat)
+	report("hog", "p99_ns", quantile(lat, 0.99), "ns")
+	report("hog", "max_ns", float64(lat[n-1]), "ns")
+}
+
+// kill: a goroutine cannot be killed from outside; the nearest thing is a
+// kill channel it selects on next to its mailbox, and an exit notice it
+// sends as it returns. The busy goroutine polls an atomic flag at every
+// turn of its loop (what isola's isola_check_interrupts does).
+func kill(n int) {
+	exits := make(chan int, n)
+	killers := make([]chan struct{}, n)
+	var started sync.WaitGroup
+	started.Add(n)
+	for i := 0; i < n; i++ {
+		k := make(chan struct{})
+		box := make(chan int, 1)
+		killers[i] = k
+		go func(i int) {
+			defer func() { exits <- i }()
+			started.Done()
+			select {
+			case <-k:
+			case <-box:
+			}
+		}(i)
+	}
+	started.Wait()
+	t0 := time.Now()
+	for _, k := range killers {
+		close(k)
+	}
+	for i := 0; i < n; i++ {
+		<-exits
+	}
+	killTime := time.Since(t0)
+	var flag int32
+	running := make(chan struct{})
+	busyExit := make(chan struct{})
+	go func() {
+		defer close(busyExit)
+		close(running)
+		x := uint64(1)
+		for atomic.LoadInt32(&flag) == 0 {
+			for i := 0; i < 100; i++ {
+				x = x*6364136223846793005 + 1
+			}
+		}
+		if x == 0 {
+			fmt.Fprint(io.Discard, x)
+		}
+	}()
+	<-running
+	t1 := time.Now()
+	atomic.StoreInt32(&flag, 1)
+	<-busyExit
+	busy := time.Since(t1)
+	report("kill", "ns_per_kill", float64(killTime.Nanoseconds())/float64(n), "ns")
+	report("kill", "busy_kill_us", float64(busy.Nanoseconds())/1e3, "us")
+}
+
+// timers: goroutine i of n starts t/n one-shot timers (time.AfterFunc),
+// timer j with a delay of (i*t/n + j) mod 11 ms, and counts the firings.
+func timers(t, n int) {
+	if n < 1 || t < n || t%n != 0 {
+		fail("timers: need T >= I >= 1, I dividing T")
+	}
+	per := t / n
+	done := make(chan int, n)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			fired := make(chan struct{}, per)
+			for j := 0; j < per; j++ {
+				d := time.Duration((i*per+j)%11) * time.Millisecond
+				time.AfterFunc(d, func() { fired <- struct{}{} })
+			}
+			for j := 0; j < per; j++ {
+				<-fired
+			}
+			done <- per
+		}(i)
+	}
+	total := 0
+	for i := 0; i < n; i++ {
+		total += <-done
+	}
+	elapsed := time.Since(start)
+	if total != t {
+		fail("timers: %d fired, want %d", total, t)
+	}
+	report("timers", "timers_per_s", float64(t)/elapsed.Seconds(), "timer/s")
+}
+
+// tcpecho: the Go net server, a goroutine per connection that writes back
+// what it reads; it ends when c connections have closed.
+func tcpecho(c, r, port int) {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		fail("tcpecho: %v", err)
+	}
+	closed := make(chan struct{}, c)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(conn net.Conn) {
+				buf := make([]byte, 4096)
+				for {
+					k, err := conn.Read(buf)
+					if k > 0 {
+						if _, werr := conn.Write(buf[:k]); werr != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				conn.Close()
+				closed <- struct{}{}
+			}(conn)
+		}
+	}()
+	for i := 0; i < c; i++ {
+		<-closed
+	}
+	ln.Close()
+	_ = r
 }

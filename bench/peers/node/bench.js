@@ -10,9 +10,12 @@
 // fails (a failed check in a worker is thrown and reaches the main thread).
 //
 // Usage: node bench.js BENCH ARGS..., one of: pingpong N, ring P T, spawn N,
-//        fanin P M, skynet SIZE DIV, payload S N.
+//        fanin P M, skynet SIZE DIV, payload S N, pairs K N, crossworker N,
+//        hog N H, idle1m N, kill N, timers T I.
 // Spawning a Worker costs tens of milliseconds, so bench/run runs spawn,
-// ring and skynet here at reduced sizes (see bench/README.md).
+// ring, skynet, pairs, idle1m, kill and timers here at reduced sizes (see
+// bench/README.md). Every run ends with the process's peak RSS,
+// "peak_rss_kb" (VmHWM).
 
 const { Worker, MessageChannel, isMainThread, parentPort, workerData } =
   require('worker_threads');
@@ -38,12 +41,29 @@ function check(ok, what) {
   throw new Error(`CHECK FAILED: ${what}`);
 }
 
-// VmRSS of this process from /proc/self/status, in bytes.
-function rssBytes() {
-  const m = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-  check(m !== null, 'no VmRSS in /proc/self/status');
-  return Number(m[1]) * 1024;
+// A field of /proc/self/status (VmRSS, VmHWM), in KiB.
+function statusKB(field) {
+  const m = new RegExp(`${field}:\\s+(\\d+)\\s+kB`).exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  check(m !== null, `no ${field} in /proc/self/status`);
+  return Number(m[1]);
 }
+
+// rss_after_drain_kb, the same rule in every system: VmRSS (KiB) once it
+// has not changed for 500 ms, read every 10 ms from the end of the drain, at
+// most 5 s.
+async function settledRssKB() {
+  let last = statusKB('VmRSS');
+  for (let i = 0, same = 0; i < 500 && same < 50; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const now = statusKB('VmRSS');
+    same = now === last ? same + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
+// VmRSS of this process, in bytes.
+function rssBytes() { return statusKB('VmRSS') * 1024; }
 
 // Start a worker running this file in `role`. Any error in it is fatal.
 function spawn(role, data = {}, transferList = []) {
@@ -69,7 +89,64 @@ function probe(u8, s, k) {
 
 // ======================================================= worker-side roles
 
+const clampNs = (ns) => (ns > 0xffffffff ? 0xffffffff : ns);
+
 const roles = {
+  // A timed pinger: on 'go', n round trips with the pong on port, each timed
+  // into a Uint32Array that goes back to the main thread (transferred).
+  tping({ port, n }) {
+    parentPort.once('message', () => {
+      const lat = new Uint32Array(n);
+      let k = 0;
+      let t0 = nowNs();
+      port.on('message', (x) => {
+        const t = nowNs();
+        check(x === n - k, `pair: got ${x}, want ${n - k}`);
+        lat[k] = clampNs(Number(t - t0));
+        t0 = t;
+        if (++k < n) { port.postMessage(x - 1); return; }
+        port.postMessage(0); // stop pong; its answer is ignored
+        port.close();
+        parentPort.postMessage(lat, [lat.buffer]);
+      });
+      port.postMessage(n);
+    });
+    parentPort.postMessage('ready');
+  },
+
+  // hog: on 'go', compute for h ms in one loop, then report.
+  hog({ h }) {
+    parentPort.once('message', () => {
+      const end = nowNs() + BigInt(h) * 1000000n;
+      let x = 1; let turns = 0;
+      while (nowNs() < end) {
+        for (let i = 0; i < 100; i++) x = (x * 1103515245 + 12345) & 0x7fffffff;
+        turns++;
+      }
+      parentPort.postMessage({ turns, x });
+    });
+    parentPort.postMessage('ready');
+  },
+
+  // kill: an idle worker waits; a busy one computes for ever.
+  kidle() { parentPort.on('message', () => {}); parentPort.postMessage('ready'); },
+  kbusy() {
+    parentPort.postMessage('ready');
+    let x = 1;
+    for (;;) x = (x * 1103515245 + 12345) & 0x7fffffff;
+  },
+
+  // timers: per one-shot setTimeouts, timer j with a delay of
+  // (i*per + j) mod 11 ms; reports the count once all have fired.
+  tset({ i, per }) {
+    let fired = 0;
+    for (let j = 0; j < per; j++) {
+      setTimeout(() => {
+        if (++fired === per) { parentPort.postMessage(fired); parentPort.close(); }
+      }, (i * per + j) % 11);
+    }
+  },
+
   // pingpong: reply with the same int on the port it came from.
   pong({ port }) {
     port.on('message', (n) => {
@@ -260,7 +337,7 @@ async function ring(p, t) {
   report('ring', 'ns_per_hop', ns / t, 'ns');
 }
 
-async function spawnBench(n) {
+async function spawnBench(n, name = 'spawn') {
   check(n >= 1, 'spawn: N >= 1');
   const rss0 = rssBytes();
   let t0 = nowNs();
@@ -277,9 +354,9 @@ async function spawnBench(n) {
   const codes = await Promise.all(exits);
   const stopNs = nsSince(t0);
   check(sum === n * (n - 1) / 2 && codes.every((c) => c === 0), 'spawn: answers/exits');
-  report('spawn', 'ns_per_spawn', spawnNs / n, 'ns');
-  report('spawn', 'bytes_per_idle', (rss1 - rss0) / n, 'B');
-  report('spawn', 'ns_per_stop', stopNs / n, 'ns');
+  report(name, 'ns_per_spawn', spawnNs / n, 'ns');
+  report(name, 'bytes_per_idle', (rss1 - rss0) / n, 'B');
+  report(name, 'ns_per_stop', stopNs / n, 'ns');
 }
 
 async function fanin(p, m) {
@@ -296,6 +373,7 @@ async function fanin(p, m) {
   const ns = nsSince(t0);
   check(r.count === p * m && r.sum === p * m * (m + 1) / 2, `fanin: count ${r.count} sum ${r.sum}`);
   report('fanin', 'msgs_per_s', (p * m) / (ns / 1e9), 'msg/s');
+  report('fanin', 'rss_after_drain_kb', await settledRssKB(), 'kB');
 }
 
 async function skynet(size, div) {
@@ -321,16 +399,117 @@ async function payloadRun(s, n, transfer) {
 
 async function payload(s, n) {
   check(s >= 1 && n >= 1, 'payload: S >= 1 and N >= 1');
-  const sends = 2 * n; // n round trips
+  // Copy: n round trips (2n sends); transfer: 50n round trips (100n
+  // sends), as in every system, so that the run is long enough to time.
   const tc = await payloadRun(s, n, false);
-  const tt = await payloadRun(s, n, true);
-  report('payload', 'copy_gbps', (s * sends) / (tc / 1e9) / 1e9, 'GB/s');
-  report('payload', 'transfer_ns', tt / sends, 'ns');
+  const tt = await payloadRun(s, 50 * n, true);
+  report('payload', 'copy_gbps', (s * 2 * n) / (tc / 1e9) / 1e9, 'GB/s');
+  report('payload', 'transfer_ns', tt / (100 * n), 'ns');
+}
+
+// quantile = the value at index floor(p * n) of the sorted samples, the
+// same rule in every system.
+const quantile = (s, p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+
+function reportLatency(bench, lat, which) {
+  lat.sort();
+  for (const [name, p] of which) report(bench, name, quantile(lat, p), 'ns');
+}
+
+// Starts k timed pairs (a pinger and a ponger Worker each); resolves with
+// the pingers once all are ready.
+async function startPairs(k, n) {
+  const pings = [];
+  const ready = [];
+  for (let i = 0; i < k; i++) {
+    const { port1, port2 } = new MessageChannel();
+    const pong = spawn('pong', { port: port2 }, [port2]);
+    const ping = spawn('tping', { port: port1, n }, [port1]);
+    ready.push(nextMessage(pong), nextMessage(ping));
+    pings.push(ping);
+  }
+  await Promise.all(ready);
+  return pings;
+}
+
+async function pairs(k, n) {
+  check(k >= 1 && n >= 1, 'pairs: K >= 1 and N >= 1');
+  const pings = await startPairs(k, n);
+  const done = pings.map(nextMessage);
+  const t0 = nowNs();
+  for (const p of pings) p.postMessage('go');
+  const parts = await Promise.all(done);
+  const ns = nsSince(t0);
+  const lat = new Uint32Array(k * n);
+  parts.forEach((part, i) => lat.set(part, i * n));
+  report('pairs', 'msgs_per_s', (2 * k * n) / (ns / 1e9), 'msg/s');
+  reportLatency('pairs', lat, [['p50_ns', 0.5], ['p99_ns', 0.99], ['p999_ns', 0.999]]);
+}
+
+// Every Worker is a thread of its own: the two ends always cross threads.
+async function crossworker(n) {
+  check(n >= 1, 'crossworker: N >= 1');
+  const [ping] = await startPairs(1, n);
+  const done = nextMessage(ping);
+  ping.postMessage('go');
+  reportLatency('crossworker', await done, [['p50_ns', 0.5], ['p99_ns', 0.99], ['p999_ns', 0.999]]);
+}
+
+async function hog(n, h) {
+  check(n >= 1, 'hog: N >= 1');
+  const hw = spawn('hog', { h });
+  const hogReady = nextMessage(hw); // listen now: an unheard message is lost
+  const [ping] = await startPairs(1, n);
+  await hogReady;
+  const done = [nextMessage(ping), nextMessage(hw)];
+  hw.postMessage('go');
+  ping.postMessage('go');
+  const [lat, r] = await Promise.all(done);
+  check(r.turns > 0, 'hog: the hog did not run');
+  reportLatency('hog', lat, [['p99_ns', 0.99]]);
+  report('hog', 'max_ns', lat[lat.length - 1], 'ns');
+}
+
+// worker.terminate() stops a Worker even while its JavaScript runs; the
+// exit notice is the 'exit' event.
+async function kill(n) {
+  check(n >= 1, 'kill: N >= 1');
+  const ws = [];
+  for (let i = 0; i < n; i++) ws.push(spawn('kidle'));
+  await Promise.all(ws.map(nextMessage));
+  const exits = ws.map((w) => new Promise((resolve) => w.once('exit', resolve)));
+  let t0 = nowNs();
+  for (const w of ws) w.terminate();
+  await Promise.all(exits);
+  const killNs = nsSince(t0);
+  const b = spawn('kbusy');
+  await nextMessage(b);
+  const exit = new Promise((resolve) => b.once('exit', resolve));
+  t0 = nowNs();
+  b.terminate();
+  await exit;
+  const busyNs = nsSince(t0);
+  report('kill', 'ns_per_kill', killNs / n, 'ns');
+  report('kill', 'busy_kill_us', busyNs / 1e3, 'us');
+}
+
+async function timers(t, is) {
+  check(is >= 1 && t >= is && t % is === 0, 'timers: T >= I >= 1, I divides T');
+  const per = t / is;
+  const t0 = nowNs();
+  const ws = [];
+  for (let i = 0; i < is; i++) ws.push(spawn('tset', { i, per }));
+  const total = (await Promise.all(ws.map(nextMessage))).reduce((a, b) => a + b, 0);
+  const ns = nsSince(t0);
+  check(total === t, `timers: ${total} fired, want ${t}`);
+  report('timers', 'timers_per_s', t / (ns / 1e9), 'timer/s');
 }
 
 const benches = {
   pingpong: [1, pingpong], ring: [2, ring], spawn: [1, spawnBench],
   fanin: [2, fanin], skynet: [2, skynet], payload: [2, payload],
+  pairs: [2, pairs], crossworker: [1, crossworker], hog: [2, hog],
+  idle1m: [1, (n) => spawnBench(n, 'idle1m')], kill: [1, kill], timers: [2, timers],
 };
 
 async function main() {
@@ -338,11 +517,13 @@ async function main() {
   const args = rest.map(Number);
   const entry = benches[bench];
   if (!entry || args.length !== entry[0] || !args.every((x) => Number.isInteger(x) && x >= 0)) {
-    console.error('usage: node bench.js pingpong N | ring P T | spawn N | fanin P M | skynet SIZE DIV | payload S N');
+    console.error('usage: node bench.js pingpong N | ring P T | spawn N | fanin P M | skynet SIZE DIV | payload S N' +
+                  ' | pairs K N | crossworker N | hog N H | idle1m N | kill N | timers T I');
     process.exit(2);
   }
   console.log(`# node ${bench} ${rest.join(' ')}`);
   await entry[1](...args);
+  report(bench, 'peak_rss_kb', statusKB('VmHWM'), 'kB');
   process.exit(0); // do not wait for lingering workers
 }
 
