@@ -411,6 +411,15 @@ typedef struct isola_config {
   void (*unhandled_error)(void *data, const isola_isolate_info *info,
                           const char *message, const char *stack);
   void *unhandled_error_data; /* passed to unhandled_error */
+  /* Turns the stack of an uncaught error (frames[0] the innermost of n
+   * return addresses) into the text that error listeners, exit notices and
+   * unhandled_error get: a malloc'ed NUL-terminated string the runtime
+   * frees, or NULL for the default.  Called on the failing isolate's
+   * thread.  NULL, or when it returns NULL: backtrace_symbols(), one line
+   * a frame (module, exported symbol or offset, raw address).
+   * isola_symbolize() (include/isola_symbolize.h, libisola_symbolize on
+   * libdw) gives function names and file:line where debug info exists. */
+  char *(*stack_symbolizer)(void *const *frames, int n);
   /* For debuggers: every isolate starts paused under its pause capability
    * (its entry waits for isola_resume()), and / or pauses before it ends
    * normally or by an error (not when killed) until resumed. */
@@ -419,6 +428,24 @@ typedef struct isola_config {
   /* The isolate heap limit of every isolate that does not name its own
    * (isola_alloc()), in bytes.  0: no limit. */
   size_t heap_limit;
+  /* Count per-isolate figures for isola_vm_snapshot(): queue lengths,
+   * messages handled, errors, time running, the worker of the last turn
+   * (docs/observability.md).  Makes each isolate a 384-byte block instead
+   * of 192 (its counters follow it), costs each turn two clock reads, and
+   * each send two atomic adds on the receiver's counter line.  false: snapshots still list every isolate
+   * and worker and the VM's totals, which are always counted. */
+  bool isolate_stats;
+  /* Record scheduling and message events (docs/observability.md, "Trace
+   * export") and write them as Chrome trace-event JSON, which Perfetto
+   * and chrome://tracing open, to this file at isola_vm_shutdown() (and
+   * on demand, isola_trace_write()).  Per thread: the turns of each
+   * isolate, spawns, sends with flow arrows to the turn that handles
+   * them, pauses and ends with their reason.  NULL: nothing is recorded
+   * (each of those points then costs one test of a flag). */
+  const char *trace_events_path;
+  /* Events each thread keeps at most (64 bytes each); later ones are
+   * counted and dropped.  0: 65 536. */
+  size_t trace_events_per_thread;
 } isola_config;
 
 /* Fills *config with the defaults (every field 0 or NULL). */
@@ -553,6 +580,156 @@ ISOLA_EXPORT void *isola_group_data(void);
  * that spawns is running it may count up to 7 isolates ahead (spawns take
  * their counts in batches, docs/design.md); it is exact between events. */
 ISOLA_EXPORT size_t isola_live_isolates(void);
+
+/* ------------------------------------------------------------------------ */
+/* Snapshots: what every isolate and worker is doing (docs/observability.md) */
+/* ------------------------------------------------------------------------ */
+
+/* How many isola_exit_reason values there are (ISOLA_EXIT_NORMAL ..
+ * ISOLA_EXIT_NODE_LOST, "Exit notices" below): the VM's totals count ended
+ * isolates by reason. */
+#define ISOLA_EXIT_REASONS 6
+
+/* Why a message that was sent was never handled. */
+typedef enum isola_drop_reason {
+  ISOLA_DROP_CLOSED = 0, /* its port closed after it was queued */
+  ISOLA_DROP_HEAP,       /* it did not fit under its receiver's heap limit */
+  ISOLA_DROP_ENDED,      /* its receiver ended with it still queued */
+  ISOLA_DROP_REASONS
+} isola_drop_reason;
+
+/* What an isolate is doing when the snapshot looks at it. */
+typedef enum isola_isolate_state {
+  ISOLA_STATE_STARTING = 0, /* spawned, entry not run yet */
+  ISOLA_STATE_RUNNING,      /* in a turn on some thread right now */
+  ISOLA_STATE_READY,        /* has work, waits in a run queue */
+  ISOLA_STATE_IDLE,         /* waiting for a message */
+  ISOLA_STATE_PAUSED,       /* paused (pauses says by how many) */
+  ISOLA_STATE_ENDING,       /* ending: ports being closed, hooks running */
+  ISOLA_STATE_UNKNOWN       /* counters are off (config.isolate_stats) */
+} isola_isolate_state;
+
+/* One isolate.  Fields marked (stats) are counted only when the VM runs
+ * with config.isolate_stats; otherwise they are 0 and state is
+ * ISOLA_STATE_UNKNOWN.  Queue and heap figures are as of the end of the
+ * isolate's last turn (queues: as of now); times are CLOCK_MONOTONIC
+ * nanoseconds (isola_snapshot.now_ns is the snapshot's own). */
+typedef struct isola_isolate_snapshot {
+  isola_port id;        /* its control port */
+  uint64_t origin;      /* control port of the isolate it descends from */
+  uint64_t group;       /* its group's id */
+  char name[64];        /* its debug name, NUL-terminated */
+  uint32_t live_ports;  /* open ports, timers and watches that keep it alive */
+  uint32_t state;       /* an isola_isolate_state (stats) */
+  uint32_t pauses;      /* pause capabilities holding it (stats) */
+  uint32_t timers;      /* its live timers (stats) */
+  uint32_t watches;     /* its fd watches (stats) */
+  int32_t worker;       /* the worker that ran its last turn; -1: a root
+                           isolate's own thread, or never ran (stats) */
+  uint64_t queued;      /* normal messages waiting (stats) */
+  uint64_t queued_bytes;     /* their bytes (stats) */
+  uint64_t oob_queued;       /* control requests waiting (stats) */
+  uint64_t oob_queued_bytes; /* their bytes (stats) */
+  uint64_t heap_used;   /* isolate-heap bytes in use (stats) */
+  uint64_t heap_peak;   /* the most heap_used has been (stats) */
+  uint64_t heap_limit;  /* its limit; 0: none (stats) */
+  uint64_t handled;     /* messages passed to its handlers, timer ticks
+                           and fd events run (stats) */
+  uint64_t errors;      /* uncaught errors raised in it (stats) */
+  uint64_t run_ns;      /* time spent in its turns (stats) */
+  uint64_t last_run_ns; /* when its last turn began; 0: never (stats) */
+  uint64_t running_since_ns; /* when the turn it is in began; 0: not in
+                                one (stats) */
+  /* Only with ISOLA_SNAPSHOT_CAPABILITIES: a full handle (pause, kill). */
+  isola_capability pause_capability;
+  isola_capability terminate_capability;
+} isola_isolate_snapshot;
+
+/* What a worker (the right to run isolates, scheduler) is doing. */
+typedef enum isola_worker_state {
+  ISOLA_WORKER_IDLE = 0,  /* no thread holds it: its thread parked */
+  ISOLA_WORKER_SEARCHING, /* a thread holds it, looking for work */
+  ISOLA_WORKER_RUNNING    /* a thread holds it and runs an isolate */
+} isola_worker_state;
+
+typedef struct isola_worker_snapshot {
+  uint32_t id;
+  uint32_t state;       /* an isola_worker_state */
+  isola_port current;   /* the isolate it runs; 0: none (RUNNING needs
+                           config.isolate_stats to name it) */
+  uint64_t current_since_ns; /* when that turn began (isolate_stats) */
+  uint32_t runq;        /* isolates waiting in its own run queue */
+  uint32_t runnext;     /* 1 when an isolate waits in its runnext slot */
+  uint64_t turns;       /* isolate turns run on it */
+  uint64_t steals;      /* isolates taken from another worker's queue */
+  uint64_t parks;       /* times it went idle (its thread parked) */
+  uint64_t wakes;       /* times a thread was woken or started for it */
+} isola_worker_snapshot;
+
+/* Totals since the VM started. */
+typedef struct isola_vm_totals {
+  uint64_t live;        /* isola_live_isolates() */
+  uint64_t spawned;     /* isolates spawned, root isolates included */
+  uint64_t ended[ISOLA_EXIT_REASONS]; /* by isola_exit_reason */
+  uint64_t sent;        /* messages queued by isola_send() and the
+                           runtime's own notices (exit, error, ping) */
+  uint64_t sent_bytes;  /* their bytes (header and copied value) */
+  uint64_t refused;     /* sends that failed: closed port, wrong port */
+  uint64_t dropped[ISOLA_DROP_REASONS]; /* by isola_drop_reason */
+  uint64_t global_queue; /* isolates waiting in the global run queue */
+} isola_vm_totals;
+
+/* A snapshot: one block the caller owns and frees with
+ * isola_snapshot_free(); isolates and workers point into it. */
+typedef struct isola_snapshot {
+  uint64_t now_ns;       /* CLOCK_MONOTONIC when it was taken */
+  bool isolate_stats;    /* config.isolate_stats: the (stats) fields count */
+  bool shutting_down;    /* taken while isola_vm_shutdown() runs */
+  isola_vm_totals vm;
+  size_t nworkers;
+  isola_worker_snapshot *workers;
+  size_t nisolates;
+  isola_isolate_snapshot *isolates; /* in no particular order */
+} isola_snapshot;
+
+/* isola_vm_snapshot() flags. */
+#define ISOLA_SNAPSHOT_CAPABILITIES 0x1u /* fill in the capabilities */
+
+/*
+ * Takes a snapshot of the running VM: every live isolate, every worker and
+ * the VM's totals.  Nothing is stopped: each figure is read on its own
+ * (relaxed) while the VM runs, so figures of one isolate may be a turn
+ * apart, and an isolate spawned or ended meanwhile may be in it or not.
+ * Costs a walk of the port map and one allocation.  Counters belong to
+ * their owners (docs/observability.md): the send path writes only lines
+ * it writes anyway, or, with config.isolate_stats, also the receiver's
+ * counter line.  Also works while isola_vm_shutdown() waits or after it
+ * timed out (shutting_down is then true), to name stuck isolates.
+ * With ISOLA_SNAPSHOT_CAPABILITIES in flags each isolate comes with its
+ * capabilities, a full handle: for trusted in-process code only (an
+ * observer that may pause and kill).  *out receives the snapshot, which
+ * the caller frees with isola_snapshot_free().
+ * Errors: ISOLA_EINVAL (out NULL, unknown flags), ISOLA_ENOVM,
+ * ISOLA_ENOMEM.  Any thread, isolates included.
+ */
+ISOLA_EXPORT int isola_vm_snapshot(unsigned flags, isola_snapshot **out);
+
+/* Frees a snapshot (NULL: nothing).  Any thread. */
+ISOLA_EXPORT void isola_snapshot_free(isola_snapshot *snapshot);
+
+/* Writes the trace events recorded so far (config.trace_events_path set)
+ * as Chrome trace-event JSON to path (NULL: config.trace_events_path),
+ * replacing the file; recording goes on.  Errors: ISOLA_ENOVM,
+ * ISOLA_EINVAL (the VM records no events), ISOLA_ESYS (the file could not
+ * be written), ISOLA_ENOMEM.  Any thread that is not an isolate. */
+ISOLA_EXPORT int isola_trace_write(const char *path);
+
+/* Names of the drop reasons and states above ("heap", "paused" ...), for
+ * reports (isola_exit_reason_name() names exit reasons); "?" for an
+ * unknown value.  Any thread; static strings. */
+ISOLA_EXPORT const char *isola_drop_reason_name(int reason);
+ISOLA_EXPORT const char *isola_isolate_state_name(int state);
+ISOLA_EXPORT const char *isola_worker_state_name(int state);
 
 /* ------------------------------------------------------------------------ */
 /* Ports and messages                                                        */

@@ -145,9 +145,13 @@ struct isola__isolate {
    * they live here, not in the thread, because a sender that readies the
    * isolate may touch them after the thread has left. */
   _Atomic uint32_t pin_wake;
-  _Atomic uint32_t pin_sleeping;
+  _Atomic uint8_t pin_sleeping; /* not a futex word: a byte is enough */
   _Atomic bool kill_requested; /* set by shutdown; checked between events */
   bool pinned; /* a root isolate: runs on its caller's thread */
+  /* With config.isolate_stats its counters (stats.h) follow it in the
+   * same pool block (isola__iso_stats()).  Here, on the line senders
+   * already read, so a sender tests it without another miss. */
+  bool has_stats;
   /* Bytes others may still make it hold (queued messages, requests and
    * what it keeps for them), out of its heap limit; ISOLA__ROOM_NONE: no
    * limit, nothing counted.  Senders take, the isolate gives back
@@ -267,6 +271,11 @@ typedef struct isola__tls {
    * ends. */
   uint32_t sp_live, sp_members;
   isola__group *sp_group;
+  /* Trace events (trace.c): this thread's buffer, the VM generation it
+   * belongs to, and whether a turn's begin was recorded. */
+  struct isola__tbuf *tbuf;
+  uint64_t tbuf_gen;
+  bool turn_open;
 } isola__tls;
 
 extern ISOLA__TLS isola__tls isola__t;

@@ -18,19 +18,32 @@
  *                            (message and stack trace on stderr)
  *   254                      the module could not be loaded or started
  *   64                       bad command line (sysexits' EX_USAGE)
+ *   130 / 143                SIGINT / SIGTERM: every isolate was killed
+ *                            (exit listeners told) and the VM shut down
  *
  * This is a program, not the library: it prints, and it exits.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "isola.h"
+#ifdef ISOLA_HAVE_OBSERVE
+#include "isola_observe.h"
+#endif
+#ifdef ISOLA_HAVE_SYMBOLIZE
+#include "isola_symbolize.h"
+#endif
 
 enum {
   EXIT_USAGE = 64,
@@ -63,6 +76,26 @@ static const char usage[] =
     "                            paused, as Dart's without a debugger)\n"
     "  --pause-isolates-on-exit  every isolate pauses before it ends until\n"
     "                            resumed\n"
+    "  --trace-file FILE         write scheduling and message events to FILE\n"
+    "                            as Chrome trace-event JSON (Perfetto,\n"
+    "                            chrome://tracing) when the run ends\n"
+    "  --isolate-stats           count per-isolate figures (queues, time\n"
+    "                            running) for snapshots and --observe\n"
+    "  --shutdown-grace MS       how long the end of the run waits for\n"
+    "                            isolates to end (default 5000)\n"
+#ifdef ISOLA_HAVE_OBSERVE
+    "  --observe ADDR:PORT       serve a live view of the VM over HTTP (a\n"
+    "                            page, JSON, Prometheus /metrics) on ADDR,\n"
+    "                            e.g. 127.0.0.1:8080 (port 0: any free one;\n"
+    "                            the URL goes to stderr); turns on\n"
+    "                            --isolate-stats.  Anything but a loopback\n"
+    "                            address shows the VM to the network\n"
+    "  --observe-control         let the page kill and pause isolates\n"
+#endif
+    "\n"
+    "SIGINT and SIGTERM end the run: every isolate is killed (exit\n"
+    "listeners are told), the VM shuts down, and the exit status is 130 or\n"
+    "143; isolates that do not end within the grace are listed.\n"
     "\n"
     "exit status: the module's exit code; 255 if the root isolate died of\n"
     "an uncaught error (message and stack trace on stderr); 254 if the\n"
@@ -85,6 +118,60 @@ static void on_uncaught(void *data, const isola_isolate_info *info,
   if (stack && *stack && stack[strlen(stack) - 1] != '\n') fputc('\n', stderr);
   if (info->origin == info->control_port)
     atomic_store_explicit(&root_failed, true, memory_order_relaxed);
+}
+
+/* ---- shutdown on SIGINT / SIGTERM --------------------------------------- */
+
+/* Signals are blocked in every thread and taken by one thread of ours with
+ * sigwait(): a handler could call nothing of the runtime.  Whoever starts
+ * the VM's shutdown first (that thread on a signal, or main when the root
+ * isolate has ended) owns it; the other leaves it alone. */
+static pthread_mutex_t end_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool end_claimed;
+static sigset_t end_signals;
+
+/* Names what is still alive after a shutdown that timed out: the runtime's
+ * report, then a line per isolate from a snapshot. */
+static void print_stuck(const isola_shutdown_report *r) {
+  fprintf(stderr, "isola: %zu isolate(s) did not end:\n%s\n", r->stuck,
+          r->text);
+  isola_snapshot *s;
+  if (isola_vm_snapshot(0, &s) != ISOLA_OK) return;
+  for (size_t i = 0; i < s->nisolates; i++) {
+    const isola_isolate_snapshot *o = &s->isolates[i];
+    fprintf(stderr, "isola: stuck: '%s' (%016" PRIx64 ") %s", o->name, o->id,
+            isola_isolate_state_name((int)o->state));
+    if (o->running_since_ns && o->running_since_ns <= s->now_ns)
+      fprintf(stderr, " for %.1f ms",
+              (double)(s->now_ns - o->running_since_ns) / 1e6);
+    if (o->worker >= 0) fprintf(stderr, " on worker %d", o->worker);
+    if (s->isolate_stats)
+      fprintf(stderr, ", %" PRIu64 " queued, %" PRIu64 " handled", o->queued,
+              o->handled);
+    fprintf(stderr, ", %u live port(s)\n", o->live_ports);
+  }
+  isola_snapshot_free(s);
+}
+
+static void *signal_thread(void *arg) {
+  (void)arg;
+  int sig;
+  while (sigwait(&end_signals, &sig) != 0) {
+  }
+  pthread_mutex_lock(&end_lock);
+  bool mine = !end_claimed;
+  end_claimed = true;
+  pthread_mutex_unlock(&end_lock);
+  if (!mine) return NULL; /* the run is ending anyway */
+  fprintf(stderr, "isola: %s: ending every isolate\n",
+          sig == SIGINT ? "SIGINT" : "SIGTERM");
+  isola_shutdown_report report;
+  if (isola_vm_shutdown(&report) == ISOLA_ETIMEDOUT) print_stuck(&report);
+  fflush(stdout);
+  fflush(stderr);
+  /* The root isolate was killed too; main may still be returning from it,
+   * so the process ends here, with the shell's code for the signal. */
+  _exit(128 + sig);
 }
 
 static int bad_usage(const char *fmt, const char *arg) {
@@ -114,9 +201,32 @@ static bool parse_size(const char *s, size_t *out) {
   return true;
 }
 
+/* "127.0.0.1:8080", "[::1]:0": address and port. */
+static bool parse_hostport(char *s, const char **addr, uint16_t *port) {
+  char *colon = strrchr(s, ':');
+  if (!colon || colon == s) return false;
+  *colon = '\0';
+  char *end;
+  errno = 0;
+  unsigned long p = strtoul(colon + 1, &end, 10);
+  if (errno || *end || end == colon + 1 || p > 65535) return false;
+  if (*s == '[') {
+    size_t n = strlen(s);
+    if (n < 3 || s[n - 1] != ']') return false;
+    s[n - 1] = '\0';
+    s++;
+  }
+  *addr = s;
+  *port = (uint16_t)p;
+  return true;
+}
+
 static int run(int argc, char **argv) {
   isola_config cfg;
   isola_config_init(&cfg);
+  const char *observe_addr = NULL;
+  uint16_t observe_port = 0;
+  bool observe_control = false;
   int i = 0;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
     const char *a = argv[i];
@@ -143,6 +253,32 @@ static int run(int argc, char **argv) {
       cfg.pause_on_start = true;
     } else if (strcmp(a, "--pause-isolates-on-exit") == 0) {
       cfg.pause_on_exit = true;
+    } else if (strcmp(a, "--trace-file") == 0) {
+      if (++i == argc) return bad_usage("%s needs a file", a);
+      cfg.trace_events_path = argv[i];
+    } else if (strcmp(a, "--isolate-stats") == 0) {
+      cfg.isolate_stats = true;
+    } else if (strcmp(a, "--shutdown-grace") == 0) {
+      if (++i == argc) return bad_usage("%s needs milliseconds", a);
+      char *end;
+      errno = 0;
+      unsigned long n = strtoul(argv[i], &end, 10);
+      if (errno || *end || end == argv[i] || n == 0 || n > 3600000)
+        return bad_usage("--shutdown-grace: '%s' is not a number of ms "
+                         "from 1 to 3600000", argv[i]);
+      cfg.shutdown_grace_ms = (unsigned)n;
+#ifdef ISOLA_HAVE_OBSERVE
+    } else if (strcmp(a, "--observe") == 0) {
+      if (++i == argc) return bad_usage("%s needs ADDR:PORT", a);
+      /* A copy: parsing cuts it, and ps should show the argument whole. */
+      static char hostport[300];
+      snprintf(hostport, sizeof hostport, "%s", argv[i]);
+      if (!parse_hostport(hostport, &observe_addr, &observe_port))
+        return bad_usage("--observe: '%s' is not ADDR:PORT", argv[i]);
+      cfg.isolate_stats = true;
+    } else if (strcmp(a, "--observe-control") == 0) {
+      observe_control = true;
+#endif
     } else {
       return bad_usage("unknown option '%s'", a);
     }
@@ -167,6 +303,49 @@ static int run(int argc, char **argv) {
   for (int k = 0; k < nargs; k++) items[k] = isola_str(argv[i + k]);
 
   cfg.unhandled_error = on_uncaught;
+#ifdef ISOLA_HAVE_SYMBOLIZE
+  /* Function names and file:line in the stack traces it prints. */
+  cfg.stack_symbolizer = isola_symbolize;
+#endif
+  /* Before any thread starts, so that every thread inherits the mask and
+   * only signal_thread takes these two. */
+  sigemptyset(&end_signals);
+  sigaddset(&end_signals, SIGINT);
+  sigaddset(&end_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &end_signals, NULL);
+  pthread_t sig_thread;
+  if (pthread_create(&sig_thread, NULL, signal_thread, NULL) != 0) {
+    fputs("isola: cannot start the signal thread\n", stderr);
+    free(items);
+    return EXIT_LOAD;
+  }
+  pthread_detach(sig_thread);
+#ifdef ISOLA_HAVE_OBSERVE
+  isola_observe *observer = NULL;
+  if (observe_addr) {
+    isola_observe_options oo;
+    isola_observe_options_init(&oo);
+    oo.address = observe_addr;
+    oo.port = observe_port;
+    oo.allow_control = observe_control;
+    int orc = isola_observe_start(&oo, &observer);
+    if (orc != ISOLA_OK) {
+      fprintf(stderr, "isola: --observe %s:%u: %s\n", observe_addr,
+              (unsigned)observe_port, isola_strerror(orc));
+      free(items);
+      return EXIT_USAGE;
+    }
+    fprintf(stderr, "isola: observe on http://%s%s%s:%u/\n",
+            strchr(observe_addr, ':') ? "[" : "", observe_addr,
+            strchr(observe_addr, ':') ? "]" : "",
+            (unsigned)isola_observe_port(observer));
+  }
+#else
+  (void)observe_addr;
+  (void)observe_port;
+  (void)observe_control;
+  (void)parse_hostport;
+#endif
   int rc = isola_vm_init(&cfg);
   if (rc != ISOLA_OK) {
     fprintf(stderr, "isola: cannot start the VM: %s\n", isola_strerror(rc));
@@ -190,13 +369,23 @@ static int run(int argc, char **argv) {
   } else {
     status = code & 0xff; /* what the shell sees of exit(code) */
   }
+  pthread_mutex_lock(&end_lock);
+  bool mine = !end_claimed;
+  end_claimed = true;
+  pthread_mutex_unlock(&end_lock);
+  if (!mine) {
+    /* A signal came first: its thread shuts the VM down and exits. */
+    for (;;) pause();
+  }
   isola_shutdown_report report;
   rc = isola_vm_shutdown(&report);
   if (rc == ISOLA_ETIMEDOUT) {
     /* Isolates stuck in C code: say which, and leave without them. */
-    fprintf(stderr, "isola: %zu isolate(s) did not end:\n%s\n",
-            report.stuck, report.text);
+    print_stuck(&report);
   }
+#ifdef ISOLA_HAVE_OBSERVE
+  if (rc == ISOLA_OK) isola_observe_stop(observer);
+#endif
   return status;
 }
 

@@ -173,6 +173,8 @@ int isola_vm_init(const isola_config *config) {
   }
   isola__names_init(&vm->names);
   isola__timers_init(&vm->timers);
+  vm->tracing = cfg.trace_events_path != NULL;
+  isola__tracer_init(&vm->tracer, cfg.trace_events_per_thread);
   atomic_store(&vm->state, ISOLA__VM_RUNNING);
   atomic_store_explicit(&isola__the_vm, vm, memory_order_release);
   if ((rc = isola__sched_start(&vm->sched)) != ISOLA_OK) {
@@ -185,6 +187,7 @@ int isola_vm_init(const isola_config *config) {
     isola__port_map_destroy(&vm->ports);
     isola__names_destroy(&vm->names);
     isola__timers_destroy(&vm->timers);
+    isola__tracer_destroy(vm, NULL);
     pthread_cond_destroy(&vm->live_cv);
     pthread_mutex_destroy(&vm->live_lock);
     pthread_mutex_unlock(&life_lock);
@@ -342,13 +345,19 @@ int isola_vm_shutdown(isola_shutdown_report *report) {
   }
 
   /* Threads that are not isolates and came in after the loop's last look
-   * see the state and fail fast. */
+   * see the state and fail fast.  seq_cst pairs with isola_vm_snapshot()'s
+   * count then state check. */
+  atomic_store_explicit(&vm->state, ISOLA__VM_TEARDOWN, memory_order_seq_cst);
   while (atomic_load_explicit(&isola__outside_callers, memory_order_seq_cst))
     isola__plat_yield();
   isola__native_destroy_all();
   /* No isolate is left, so no timer: the timer thread can go. */
   isola__timers_destroy(&vm->timers);
   isola__sched_stop(&vm->sched);
+  /* Every thread that records has stopped (pool threads joined, root
+   * isolates' threads gone): write the trace, free the buffers. */
+  isola__tracer_destroy(vm, vm->tracing ? vm->config.trace_events_path
+                                        : NULL);
 
   atomic_store_explicit(&isola__the_vm, NULL, memory_order_seq_cst);
   pthread_key_delete(vm->thread_key);

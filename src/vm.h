@@ -9,8 +9,15 @@
 #include "port_map.h"
 #include "scheduler.h"
 #include "event_handler.h"
+#include "trace.h"
 
-enum { ISOLA__VM_RUNNING = 1, ISOLA__VM_SHUTTING_DOWN = 2 };
+/* TEARDOWN: shutdown found no isolate left and frees the VM once the
+ * outside callers have left (a snapshot may enter until then). */
+enum {
+  ISOLA__VM_RUNNING = 1,
+  ISOLA__VM_SHUTTING_DOWN = 2,
+  ISOLA__VM_TEARDOWN = 3
+};
 
 struct isola__vm {
   isola_config config;
@@ -29,6 +36,8 @@ struct isola__vm {
   isola__names names;        /* the name server (name_server.h) */
   isola__timers timers;      /* timers, fd watches, their thread
                                 (event_handler.h) */
+  bool tracing;              /* config.trace_events_path: record events */
+  isola__tracer tracer;      /* their buffers (trace.h) */
 };
 
 static inline isola__vm *isola__vm_get(void) {

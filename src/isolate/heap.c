@@ -9,6 +9,7 @@
 
 #include "control.h"
 #include "message_queue.h"
+#include "stats.h"
 #include "vm.h"
 
 /* The isolate struct is one 192-byte pool block (three cache lines,
@@ -280,6 +281,7 @@ void isola__heap_charge_msg(isola__vm *vm, isola__isolate *iso,
   size_t n = m->bytes;
   size_t held = x->in_use + x->msg_bytes;
   if (x->limit && (n > x->limit || held > x->limit - n)) {
+    ISOLA__STATS_COUNT(vm, dropped[ISOLA_DROP_HEAP]);
     if (can_raise(iso))
       isola__throw_heap_limit("out of memory: a message of %zu bytes "
                               "would pass the isolate heap limit of %zu "

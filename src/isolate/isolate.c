@@ -13,9 +13,11 @@
 #include "message_handler.h"
 #include "message_queue.h"
 #include "module.h"
+#include "platform.h"
 #include "pool.h"
 #include "port_map.h"
 #include "scheduler.h"
+#include "stats.h"
 #include "event_handler.h"
 #include "value.h"
 #include "vm.h"
@@ -209,10 +211,17 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   int rc = ISOLA_ENOMEM;
   isola__msg *start = NULL;
   uint8_t cls;
-  isola__isolate *iso = isola__pool_alloc(sizeof *iso, &cls);
+  /* With isolate stats, its counters follow it in the same block. */
+  bool stats = vm->config.isolate_stats;
+  isola__isolate *iso = isola__pool_alloc(
+      sizeof *iso + (stats ? sizeof(struct isola__istats) : 0), &cls);
   if (!iso) goto fail;
   memset(iso, 0, sizeof *iso);
   iso->pool_class = cls;
+  if (stats) {
+    iso->has_stats = true;
+    isola__istats_init(isola__iso_stats(iso));
+  }
   atomic_init(&iso->stub.next, NULL);
   atomic_init(&iso->oob_stub.next, NULL);
   /* Claimed by its builder (the scheduling bit clear) from the start:
@@ -272,6 +281,14 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   /* Credits only for the spawner's own group (a module's new group is
    * counted exactly). */
   member_add(iso->group, credits && parent);
+  if (iso->has_stats)
+    atomic_store_explicit(&isola__iso_stats(iso)->group, iso->group->id,
+                          memory_order_relaxed);
+  ISOLA__STATS_COUNT(vm, spawned);
+  if (ISOLA__UNLIKELY(vm->tracing))
+    isola__trace_event(vm, ISOLA__TEV_SPAWN, iso, 0, 0);
+  ISOLA__PROBE3(spawn, iso->control_port, iso->origin,
+                isola__isolate_name(iso));
   /* Queue the START message (the normal queue is empty: only the control
    * port is open), still claimed: the caller decides when the isolate
    * becomes runnable (isola__life_publish). */
@@ -468,9 +485,18 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
                              iso->origin, iso->group->id, iso->exit_reason};
   if (vm->config.hooks.isolate_shutdown)
     vm->config.hooks.isolate_shutdown(vm->config.hooks.data, &info);
+  int reason = iso->exit_reason < ISOLA_EXIT_REASONS ? iso->exit_reason
+                                                     : ISOLA_EXIT_NORMAL;
+  ISOLA__STATS_COUNT(vm, ended[reason]);
+  ISOLA__PROBE2(end, iso->control_port, reason);
+  if (ISOLA__UNLIKELY(vm->tracing))
+    isola__trace_event(vm, ISOLA__TEV_END, iso, 0, (uint32_t)reason);
+  ISOLA__TURN_END(vm, iso, ISOLA_STATE_ENDING);
   isola__trace(vm, ISOLA_TRACE_ISOLATES,
-               "isola: isolate '%s' (%016llx) ended\n", info.name,
-               (unsigned long long)iso->control_port);
+               "isola: %.6f isolate '%s' (%016llx) ended: %s\n",
+               (double)isola__plat_now_ns() / 1e9, info.name,
+               (unsigned long long)iso->control_port,
+               isola_exit_reason_name(reason));
   /* Its timers and watches go first: a tick or fd event already queued
    * finds none and is dropped. */
   isola__timers_cancel_all(vm, iso);

@@ -10,9 +10,11 @@
 #include "isolate.h"
 #include "lifecycle.h"
 #include "message_queue.h"
+#include "platform.h"
 #include "pool.h"
 #include "port_map.h"
 #include "scheduler.h"
+#include "stats.h"
 #include "event_handler.h"
 #include "value.h"
 #include "vm.h"
@@ -34,7 +36,23 @@ static void drain(isola__isolate *iso, isola__node *tail) {
   }
 }
 
+/* Messages still queued behind tail: what an ended isolate drops. */
+static uint64_t count_queued(isola__isolate *iso, isola__node *tail) {
+  uint64_t n = 0;
+  for (isola__node *p = atomic_load_explicit(&tail->next,
+                                             memory_order_acquire);
+       p; p = atomic_load_explicit(&p->next, memory_order_acquire))
+    if (p != &iso->stub) n++;
+  return n;
+}
+
 void isola__mh_free_isolate(isola__isolate *iso) {
+  /* Counted by the reclaiming thread; not once the VM is torn down. */
+  isola__vm *vm = isola__vm_get();
+  isola__tstats *ts = vm ? ISOLA__TSTATS(vm) : NULL;
+  if (ts)
+    isola__cnt_add(&ts->dropped[ISOLA_DROP_ENDED],
+                   count_queued(iso, iso->tail));
   /* Normally released at its end (isola__ext_end); a hook at the very end
    * may have made some again. */
   isola__ext_free(iso);
@@ -53,8 +71,8 @@ static void handle_start(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
     vm->config.hooks.isolate_created(vm->config.hooks.data, &info);
   }
   isola__trace(vm, ISOLA_TRACE_ISOLATES,
-               "isola: isolate '%s' (%016llx) started\n",
-               isola__isolate_name(iso),
+               "isola: %.6f isolate '%s' (%016llx) started\n",
+               (double)isola__plat_now_ns() / 1e9, isola__isolate_name(iso),
                (unsigned long long)iso->control_port);
   iso->entry(m->value);
 }
@@ -113,7 +131,11 @@ void isola__mt_drop(isola__isolate *iso) {
 static void handle_user(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
   isola__port_slot *s = isola__port_slot_of(&vm->ports, m->dest);
   /* A port closed after the message was queued: drop it. */
-  if (!s || !s->handler) return;
+  if (!s || !s->handler) {
+    ISOLA__STATS_COUNT(vm, dropped[ISOLA_DROP_CLOSED]);
+    return;
+  }
+  if (ISOLA__UNLIKELY(iso->has_stats)) isola__cnt_add(&isola__iso_stats(iso)->handled, 1);
   isola__trace(vm, ISOLA_TRACE_MESSAGES,
                "isola: isolate '%s' handles a message on port %016llx\n",
                isola__isolate_name(iso), (unsigned long long)m->dest);
@@ -146,9 +168,12 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
     isola__node *old, *n = isola__mq_pop(&iso->oob_tail, &old);
     if (n) {
       release_node(iso, old);
-      if (n != &iso->oob_stub &&
-          isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END)
+      if (n == &iso->oob_stub) continue;
+      if (ISOLA__UNLIKELY(iso->has_stats))
+        isola__istats_deq(isola__iso_stats(iso), true, ((isola__msg *)n)->bytes);
+      if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END) {
         return TURN_END;
+      }
       continue;
     }
 
@@ -186,15 +211,23 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         isola__msg *m = (isola__msg *)n;
         /* Out of the queue: its room back, its heap charge next. */
         isola__room_give(iso, m);
+        if (ISOLA__UNLIKELY(iso->has_stats) &&
+            m->type != ISOLA__MSG_START)
+          isola__istats_deq(isola__iso_stats(iso), false, m->bytes);
+        if (ISOLA__UNLIKELY(vm->tracing) && m->type == ISOLA__MSG_USER)
+          isola__trace_event(vm, ISOLA__TEV_FLOW_IN, NULL, (uintptr_t)m, 0);
         /* The message is in the isolate's heap while it is handled (may
          * raise out-of-memory instead: heap.h). */
         isola__heap_charge_msg(vm, iso, m);
         if (m->type == ISOLA__MSG_START)
           handle_start(vm, iso, m);
-        else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_TIMER))
+        else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_TIMER)) {
+          if (iso->has_stats) isola__cnt_add(&isola__iso_stats(iso)->handled, 1);
           isola__timer_fire(vm, iso, m);
-        else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_FD))
+        } else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_FD)) {
+          if (iso->has_stats) isola__cnt_add(&isola__iso_stats(iso)->handled, 1);
           isola__watch_fire(vm, iso, m);
+        }
         else
           handle_user(vm, iso, m);
         /* The event's microtasks, before anything else: one test of a word
@@ -235,6 +268,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
      * too) is pushed, and its spawn credits are back, before. */
     isola__event_end(vm);
     iso->unwind = NULL;
+    ISOLA__TURN_END(vm, iso, paused ? ISOLA_STATE_PAUSED : ISOLA_STATE_IDLE);
     /* Paused: idle whatever is queued.  The resume comes out of band; a
      * new normal message only schedules a turn that idles again. */
     if (isola__mq_mark_idle(&iso->head, iso->tail, !paused)) {
@@ -243,12 +277,14 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
        * us) or is seen here. */
       if (wanted(iso, oob_tail) && isola__mq_poke(&iso->head)) {
         iso->unwind = jb;
+        ISOLA__TURN_BEGIN(vm, iso);
         continue;
       }
       ISOLA__TEST_HOOK(ISOLA__HOOK_TURN_IDLE);
       return ISOLA__TURN_IDLE;
     }
     iso->unwind = jb;
+    ISOLA__TURN_BEGIN(vm, iso);
   }
 }
 
@@ -260,6 +296,7 @@ static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
   if (r != ISOLA__TURN_IDLE) {
     isola__event_end(vm);
     iso->unwind = NULL;
+    if (r != TURN_END) ISOLA__TURN_END(vm, iso, ISOLA_STATE_READY);
   }
   if (r != TURN_END) {
     isola__t.current = NULL;
@@ -273,6 +310,7 @@ static isola__turn finish(isola__vm *vm, isola__isolate *iso, isola__turn r) {
 isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
   isola__t.current = iso;
   iso->unwind = jb;
+  ISOLA__TURN_BEGIN(vm, iso);
   if (ISOLA__UNLIKELY(iso->mt_head != NULL)) {
     /* An uncaught error in a microtask unwound its event: the rest of the
      * queue still runs before the next event (Dart reschedules its
@@ -298,6 +336,8 @@ static isola__turn unwound(isola__vm *vm, isola__isolate *iso, int code,
   iso->unwind = NULL;
   isola__control_unwound(vm, iso);
   isola__event_end(vm); /* the jump ended the event */
+  if (code == ISOLA__UNWIND_ERROR && ISOLA__UNLIKELY(iso->has_stats))
+    isola__cnt_add(&isola__iso_stats(iso)->errors, 1);
   if (code == ISOLA__UNWIND_ERROR) {
     /* Not fatal: on with the next event, unless the error left the
      * isolate without a live port. */
@@ -351,8 +391,10 @@ int isola_check_interrupts(void) {
   isola__node *old, *n;
   while ((n = isola__mq_pop(&iso->oob_tail, &old))) {
     release_node(iso, old);
-    if (n != &iso->oob_stub &&
-        isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END) {
+    if (n == &iso->oob_stub) continue;
+    if (ISOLA__UNLIKELY(iso->has_stats))
+      isola__istats_deq(isola__iso_stats(iso), true, ((isola__msg *)n)->bytes);
+    if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END) {
       if (entered) isola__vm_leave(&e);
       longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_KILL);
     }

@@ -14,6 +14,7 @@
 #include "message_queue.h"
 #include "port_map.h"
 #include "scheduler.h"
+#include "stats.h"
 #include "value.h"
 #include "vm.h"
 
@@ -56,6 +57,7 @@ int isola__post(isola__vm *vm, isola__msg *m) {
   isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
   if (!iso) {
     isola__msg_free(m);
+    ISOLA__STATS_COUNT(vm, refused);
     return ISOLA_ECLOSED;
   }
   /* A control port takes no user message, and says so as an unknown id
@@ -64,6 +66,7 @@ int isola__post(isola__vm *vm, isola__msg *m) {
   if (state == ISOLA__PORT_CONTROL &&
       (m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL)) {
     isola__msg_free(m);
+    ISOLA__STATS_COUNT(vm, refused);
     return ISOLA_ECLOSED;
   }
   /* What others send an isolate it holds until it handles it: taken from
@@ -73,8 +76,10 @@ int isola__post(isola__vm *vm, isola__msg *m) {
   if ((m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL) &&
       !(m->held & ISOLA__HELD_EXEMPT) && !isola__room_take(iso, m)) {
     isola__msg_free(m);
+    ISOLA__STATS_COUNT(vm, refused);
     return ISOLA_EFULL;
   }
+  ISOLA__STATS_SENT(vm, iso, m); /* before the push: m is then the receiver's */
   isola__isolate *to = isola__t.ob_to;
   if (to) {
     if (to == iso && m->type == ISOLA__MSG_USER) {
@@ -119,6 +124,12 @@ int isola__post_control(isola__vm *vm, isola__msg *m) {
      * Dekker pair with the turn's mark-idle and wanted() re-check
      * (message_handler.c).  A dead isolate's head stays scheduled, so the
      * poke fails and the message is freed with the isolate. */
+    if (ISOLA__UNLIKELY(iso->has_stats)) {
+      atomic_fetch_add_explicit(&isola__iso_stats(iso)->oob_enq, 1,
+                                memory_order_relaxed);
+      atomic_fetch_add_explicit(&isola__iso_stats(iso)->oob_enq_bytes, m->bytes,
+                                memory_order_relaxed);
+    }
     isola__mq_push_plain(&iso->oob_head, &m->node);
     if (isola__mq_poke(&iso->head)) isola__sched_ready(&vm->sched, iso);
   } else {
@@ -141,7 +152,6 @@ struct room_check {
 };
 
 static int room_check(size_t bytes, void *arg) {
-  if (bytes <= ROOM_CHECK_MIN) return ISOLA_OK;
   struct room_check *c = arg;
   int state;
   isola__isolate *iso = isola__port_lookup(&c->vm->ports, c->port, &state);
@@ -166,8 +176,9 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
   if (rc != ISOLA_OK) return rc;
   isola__msg *m;
   struct room_check rc_arg = {e.vm, port};
-  if ((rc = isola__msg_build_checked(value, ISOLA__MOVE_BUFFERS, room_check,
-                                     &rc_arg, &m)) != ISOLA_OK) {
+  if ((rc = isola__msg_build_checked(value, ISOLA__MOVE_BUFFERS,
+                                     ROOM_CHECK_MIN, room_check, &rc_arg,
+                                     &m)) != ISOLA_OK) {
     isola__vm_leave(&e);
     return rc;
   }

@@ -3,6 +3,7 @@
 #include "epoch.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 void isola__epoch_init(isola__epoch *e,
                        void (*free_isolate)(isola__isolate *)) {
@@ -27,6 +28,7 @@ isola__epoch_rec *isola__epoch_register(isola__epoch *e) {
   }
   isola__epoch_rec *r = aligned_alloc(ISOLA__CACHE_LINE, sizeof *r);
   if (!r) return NULL;
+  memset(&r->stats, 0, sizeof r->stats);
   atomic_init(&r->epoch, 0);
   atomic_init(&r->in_use, true);
   pthread_mutex_lock(&e->lock);

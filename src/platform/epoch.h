@@ -25,11 +25,15 @@
 #define ISOLA_EPOCH_H
 
 #include "internal.h"
+#include "stats.h"
 
 struct isola__epoch_rec {
   alignas(ISOLA__CACHE_LINE) _Atomic uint64_t epoch; /* 0: offline */
   _Atomic bool in_use;    /* owned by a live thread */
   isola__epoch_rec *next; /* list of all records; append-only */
+  /* What the threads that held this record counted (stats.h): written by
+   * the holder only, on a line of its own; kept across holders. */
+  alignas(ISOLA__CACHE_LINE) isola__tstats stats;
 };
 
 typedef struct isola__epoch {

@@ -11,6 +11,7 @@
 #include "message_handler.h"
 #include "platform.h"
 #include "pool.h"
+#include "stats.h"
 #include "vm.h"
 
 /* How long an idle thread spins before parking.  A futex wake-up costs
@@ -181,6 +182,8 @@ static isola__thread *thread_new(isola__sched *s, isola__worker *w,
  * held.  Returns false when no thread could be had: w is then left idle. */
 static bool start_thread_locked(isola__sched *s, isola__worker *w,
                                 bool spinning) {
+  isola__cnt_add(&w->st_wakes, 1);
+  ISOLA__PROBE1(wake, (int)w->id);
   isola__thread *t = s->idle_threads;
   if (t) {
     s->idle_threads = t->idle_next;
@@ -200,6 +203,10 @@ static bool start_thread_locked(isola__sched *s, isola__worker *w,
 static void push_idle_worker_locked(isola__sched *s, isola__worker *w) {
   w->idle_next = s->idle_workers;
   s->idle_workers = w;
+  isola__cnt_add(&w->st_parks, 1);
+  ISOLA__PROBE1(park, (int)w->id);
+  isola__cnt_set(&w->st_cur, 0);
+  atomic_store_explicit(&w->st_idle, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&s->nidle_workers, 1, memory_order_seq_cst);
 }
 
@@ -207,6 +214,7 @@ static isola__worker *pop_idle_worker_locked(isola__sched *s) {
   isola__worker *w = s->idle_workers;
   if (w) {
     s->idle_workers = w->idle_next;
+    atomic_store_explicit(&w->st_idle, 0, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->nidle_workers, 1, memory_order_seq_cst);
   }
   return w;
@@ -403,7 +411,10 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
   uint32_t seed = w->id + 1;
   for (unsigned round = 0;; round++) {
     if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) break;
-    if ((iso = steal_any(s, w, seed++))) return iso;
+    if ((iso = steal_any(s, w, seed++))) {
+      isola__cnt_add(&w->st_steals, 1);
+      return iso;
+    }
     if ((round & 15) == 15 && isola__plat_now_ns() - start > SPIN_NS) break;
     for (int i = 0; i < 32; i++) isola__plat_relax();
   }
@@ -416,7 +427,12 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
 }
 
 static isola__isolate *find_runnable(isola__vm *vm, isola__thread *t) {
+  isola__cnt_set(&t->w->st_cur, 0);
   isola__isolate *iso = find_runnable_inner(vm, t);
+  if (iso && t->w) {
+    isola__cnt_add(&t->w->st_turns, 1);
+    isola__cnt_set(&t->w->st_cur, iso->control_port);
+  }
   /* A thread woken to look for work counts as spinning until it finds
    * some. */
   if (iso) stop_spinning(&vm->sched, t);

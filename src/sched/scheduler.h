@@ -36,6 +36,14 @@ struct isola__worker {
   uint32_t tick;    /* turns run; every 61st looks at the global queue */
   uint32_t id;
   isola__worker *idle_next; /* idle list, under sched lock */
+  /* Counters for snapshots (stats.h), on a line of their own: turns,
+   * steals and cur by the thread holding the worker; parks, wakes and
+   * idle under the sched lock.  cur is the control port of the isolate
+   * whose turn it runs (0: none), since when it began (isolate stats). */
+  alignas(ISOLA__CACHE_LINE) _Atomic uint64_t st_turns;
+  _Atomic uint64_t st_steals, st_parks, st_wakes;
+  _Atomic uint64_t st_cur, st_since;
+  _Atomic uint32_t st_idle;
 };
 
 struct isola__thread {

@@ -462,10 +462,15 @@ static char *capture_stack(void) {
   void *frames[64];
   int n = backtrace(frames, 64);
   if (n <= 0) return NULL;
-  char **syms = backtrace_symbols(frames, n);
-  if (!syms) return NULL;
   /* Frame 0 is this function and frame 1 the raise: skip both. */
   int first = n > 2 ? 2 : 0;
+  isola__vm *vm = isola__vm_get();
+  if (vm && vm->config.stack_symbolizer) {
+    char *sym = vm->config.stack_symbolizer(frames + first, n - first);
+    if (sym) return sym;
+  }
+  char **syms = backtrace_symbols(frames, n);
+  if (!syms) return NULL;
   size_t len = 1;
   for (int i = first; i < n; i++) len += strlen(syms[i]) + 1;
   char *s = malloc(len);
@@ -778,7 +783,6 @@ struct ctl_check {
 };
 
 static int ctl_check(size_t bytes, void *arg) {
-  if (bytes <= 2048) return ISOLA_OK;
   struct ctl_check *c = arg;
   int state;
   isola__isolate *iso = isola__port_lookup(&c->vm->ports, c->port, &state);
@@ -797,8 +801,8 @@ static int request(const isola_isolate *h, uint32_t type, isola_value v,
   if (rc != ISOLA_OK) return rc;
   isola__msg *m;
   struct ctl_check ck = {e.vm, h->control_port};
-  if ((rc = isola__msg_build_checked(v, ISOLA__COPY_BUFFERS, ctl_check, &ck,
-                                     &m)) == ISOLA_OK) {
+  if ((rc = isola__msg_build_checked(v, ISOLA__COPY_BUFFERS, 2048, ctl_check,
+                                     &ck, &m)) == ISOLA_OK) {
     m->type = type;
     m->dest = h->control_port;
     m->reply_to = reply_to;
@@ -998,4 +1002,8 @@ int isola_run_async(isola_run_fn fn, isola_value argument,
   int rc = isola__spawn_run(run_entry, argument, &opts, r);
   if (rc != ISOLA_OK) free(r);
   return rc;
+}
+
+uint32_t isola__control_pauses(const isola__isolate *iso) {
+  return iso->ctl ? iso->ctl->npauses : 0;
 }

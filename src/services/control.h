@@ -100,4 +100,7 @@ void isola__control_free(isola__isolate *iso);
  * the caller. */
 void isola__control_discard(isola__isolate *iso);
 
+/* Pause capabilities holding the isolate (snapshots).  Its thread only. */
+uint32_t isola__control_pauses(const isola__isolate *iso);
+
 #endif

@@ -515,3 +515,10 @@ void isola__watch_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
                              (uint64_t)(uintptr_t)w, false) != 0)
     watch_drop(vm, iso, find_watch(own_of(iso), id)); /* the fd went away */
 }
+
+void isola__timers_count(const isola__isolate *iso, uint32_t *timers,
+                         uint32_t *watches) {
+  const isola__iso_timers *own = iso->ext ? iso->ext->timers : NULL;
+  *timers = own ? (uint32_t)own->n : 0;
+  *watches = own ? (uint32_t)own->nw : 0;
+}

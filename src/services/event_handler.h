@@ -56,4 +56,8 @@ void isola__watch_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m);
 /* The isolate ends: cancels and frees its timers, closes its watches. */
 void isola__timers_cancel_all(isola__vm *vm, isola__isolate *iso);
 
+/* The isolate's live timers and watches (snapshots).  Its thread only. */
+void isola__timers_count(const isola__isolate *iso, uint32_t *timers,
+                         uint32_t *watches);
+
 #endif

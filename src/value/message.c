@@ -11,10 +11,10 @@
  * buffers move into it or are copied (value.h).  Moving consumes nothing
  * yet: the sender's handles are emptied only once the post succeeds. */
 int isola__msg_build(isola_value v, int mode, isola__msg **out) {
-  return isola__msg_build_checked(v, mode, NULL, NULL, out);
+  return isola__msg_build_checked(v, mode, SIZE_MAX, NULL, NULL, out);
 }
 
-int isola__msg_build_checked(isola_value v, int mode,
+int isola__msg_build_checked(isola_value v, int mode, size_t check_above,
                              int (*check)(size_t bytes, void *arg), void *arg,
                              isola__msg **out) {
   isola__msg *m;
@@ -29,7 +29,8 @@ int isola__msg_build_checked(isola_value v, int mode,
   } else {
     isola__plan p;
     int rc = isola__value_plan(&p, v);
-    if (rc == ISOLA_OK && check) rc = check(sizeof *m + p.size, arg);
+    if (rc == ISOLA_OK && ISOLA__UNLIKELY(p.size > check_above))
+      rc = check(sizeof *m + p.size, arg);
     if (rc == ISOLA_OK) {
       uint8_t cls;
       m = isola__pool_alloc(sizeof *m + p.size, &cls);

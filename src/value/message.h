@@ -15,9 +15,10 @@
 int isola__msg_build(isola_value v, int mode, isola__msg **out);
 
 /* As isola__msg_build(), and once the copy is planned, before anything is
- * allocated, check(bytes of the message, arg) may refuse it: its error is
- * the result.  Scalars are not planned, so not checked. */
-int isola__msg_build_checked(isola_value v, int mode,
+ * allocated, a copy of more than check_above bytes is passed to
+ * check(bytes of the message, arg), which may refuse it: its error is the
+ * result.  Scalars are not planned, so not checked. */
+int isola__msg_build_checked(isola_value v, int mode, size_t check_above,
                              int (*check)(size_t bytes, void *arg), void *arg,
                              isola__msg **out);
 
