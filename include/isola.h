@@ -107,9 +107,12 @@ ISOLA_EXPORT const char *isola_err_name(int err);
 
 /* A port id.  The id of a receive port is also its send port: a plain value
  * that can be copied, compared with ==, used as a hash key (it is already
- * uniformly distributed), and sent inside messages.  Ids cannot be guessed
- * and are not handed out again while the VM runs (see docs/design.md).
- * ISOLA_PORT_NONE is never a valid port. */
+ * uniformly distributed), and sent inside messages.  Every bit of an id
+ * depends on a per-VM key, so ids show no order and cannot be guessed but
+ * by chance (2^64 / N tries on average with N live ports; docs/security.md
+ * says what is and is not claimed), and they are not handed out again
+ * while the VM runs (see docs/design.md).  ISOLA_PORT_NONE is never a
+ * valid port. */
 typedef uint64_t isola_port;
 #define ISOLA_PORT_NONE ((isola_port)0)
 
