@@ -9,6 +9,13 @@
  * as the Dart VM does); so all the state here belongs to the isolate's
  * thread and needs no lock.  The state lives in iso->ctl, allocated on
  * first need: most isolates never use it.
+ *
+ * Where things are, in this order: room (what requests hold); set up and
+ * tear down; handling requests (the isolate's thread: pause, kill and
+ * pings, before-next-event kills and pings in one ordered list); uncaught
+ * errors (isola_throw, the error listeners, isola__control_raise); the end
+ * (the isola_run outcome and exit listeners, isola__control_finish); the
+ * requests (any thread); isola_exit; isola_run.
  */
 #include "control.h"
 
