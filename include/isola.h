@@ -663,7 +663,8 @@ typedef struct isola_vm_totals {
   uint64_t sent;        /* messages queued by isola_send() and the
                            runtime's own notices (exit, error, ping) */
   uint64_t sent_bytes;  /* their bytes (header and copied value) */
-  uint64_t refused;     /* sends that failed: closed port, wrong port */
+  uint64_t refused;     /* sends that failed at the port: closed, not a
+                           port of the kind, or no room (ISOLA_EFULL) */
   uint64_t dropped[ISOLA_DROP_REASONS]; /* by isola_drop_reason */
   uint64_t global_queue; /* isolates waiting in the global run queue */
 } isola_vm_totals;
