@@ -609,6 +609,10 @@ typedef struct isola_isolate_snapshot {
   uint64_t group;       /* its group's id */
   char name[64];        /* its debug name, NUL-terminated */
   uint32_t live_ports;  /* open ports, timers and watches that keep it alive */
+  /* Its bound (docs/security.md): bytes others may still make it hold
+   * before a send to it fails with ISOLA_EFULL; -1: unbounded (no heap
+   * limit).  Counted always. */
+  int64_t room;
   uint32_t state;       /* an isola_isolate_state (stats) */
   uint32_t pauses;      /* pause capabilities holding it (stats) */
   uint32_t timers;      /* its live timers (stats) */

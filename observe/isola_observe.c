@@ -72,6 +72,7 @@ static void isolates_json(FILE *f, const isola_snapshot *s) {
     json_str(f, o->name);
     fprintf(f,
             ",\"state\":\"%s\",\"pauses\":%u,\"live_ports\":%u,"
+            "\"room\":%" PRId64 ","
             "\"timers\":%u,\"watches\":%u,\"worker\":%d,"
             "\"queued\":%" PRIu64 ",\"queued_bytes\":%" PRIu64
             ",\"oob_queued\":%" PRIu64 ",\"oob_queued_bytes\":%" PRIu64
@@ -80,6 +81,7 @@ static void isolates_json(FILE *f, const isola_snapshot *s) {
             ",\"errors\":%" PRIu64 ",\"run_ns\":%" PRIu64
             ",\"last_run_ns\":%" PRIu64 ",\"running_since_ns\":%" PRIu64 "}",
             isola_isolate_state_name((int)o->state), o->pauses, o->live_ports,
+            o->room,
             o->timers, o->watches, o->worker, o->queued, o->queued_bytes,
             o->oob_queued, o->oob_queued_bytes, o->heap_used, o->heap_peak,
             o->heap_limit, o->handled, o->errors, o->run_ns, o->last_run_ns,
