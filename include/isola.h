@@ -1963,7 +1963,11 @@ typedef void (*isola_watch_fn)(int fd, uint32_t events, void *arg);
  * the watch is closed.  The next readiness is reported only after fn
  * returned (the runtime re-arms the watch then, also when fn threw and the
  * isolate's errors are non-fatal), so a busy fd cannot flood the isolate; make fd non-blocking and read or write until it would
- * block.  A watch keeps its isolate alive, as an open port does; an
+ * block.  If the OS refuses to re-arm the watch after an event (out of
+ * memory), the watch is closed and fn runs once more, at once, with
+ * ISOLA_FD_ERROR, so that its owner is never left waiting; a later
+ * isola_watch_set_events() or isola_watch_close() on it then answers
+ * ISOLA_ECLOSED.  A watch keeps its isolate alive, as an open port does; an
  * isolate that ends closes its watches.  The caller keeps owning fd: close
  * the watch before closing fd.  arg is the caller's.
  * Errors: ISOLA_EINVAL (fd < 0, fn or out NULL, no or unknown events),
