@@ -193,6 +193,7 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
   if (rc == ISOLA_OK)
     for (size_t i = 0; i < nbuf; i++) *handles[i] = NULL;
   if (handles != inline_handles) free(handles);
+  ISOLA__DET_POINT(ISOLA__DET_SEND);
   return rc;
 }
 
