@@ -43,7 +43,7 @@
 #include "helpers.h"
 
 /* Seeds per scenario; ISOLA_DETERM_SEEDS overrides. */
-#define DETERM_SEEDS 1000
+#define DETERM_SEEDS 3000
 
 TestSuite(determ, .timeout = 600);
 
