@@ -7,7 +7,8 @@
  *   isola --help | --version
  *
  * The module's isola_main(args, message) gets args as a list of strings
- * and a null message; it runs on the main thread, which handles the root
+ * (an argument that is not valid UTF-8 as bytes, as the OS gave it) and a
+ * null message; it runs on the main thread, which handles the root
  * isolate's messages until it has no live ports.  Then the VM shuts down
  * (ending any isolate still running) and the process exits with the
  * group's exit code (isola_set_exit_code(), 0 if unset).
@@ -29,6 +30,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,6 +40,9 @@
 #include <unistd.h>
 
 #include "isola.h"
+#ifdef ISOLA_HAVE_CLUSTER
+#include "isola_cluster.h"
+#endif
 #ifdef ISOLA_HAVE_OBSERVE
 #include "isola_observe.h"
 #endif
@@ -53,18 +58,23 @@ enum {
 
 static const char usage[] =
     "usage: isola run [options] module.so [args...]\n"
+#ifdef ISOLA_HAVE_CLUSTER
+    "       isola node --cluster URLS --node NAME [cluster options]\n"
+#endif
     "       isola --help\n"
     "       isola --version\n"
     "\n"
     "Runs the module's isola_main(args, message) as the root isolate of a\n"
-    "new VM on the main thread (args: the strings after module.so; message:\n"
-    "null) until the root isolate has no live ports, then exits with the\n"
+    "new VM on the main thread (args: the strings after module.so, each\n"
+    "that is not valid UTF-8 as bytes; message: null) until the root\n"
+    "isolate has no live ports, then exits with the\n"
     "exit code the module set with isola_set_exit_code() (0 if none).\n"
     "module.so is a file path: a name without a slash is taken in the\n"
     "current directory, not searched for.\n"
     "\n"
     "options:\n"
-    "  --threads N               worker threads (default: one per core)\n"
+    "  --threads N               worker threads, 1 to 1024 (default: one\n"
+    "                            per core)\n"
     "  --heap-limit SIZE         each isolate's heap limit (isola_alloc), in\n"
     "                            bytes or with a k, m or g suffix (powers of\n"
     "                            1024); 0: none (the default)\n"
@@ -91,6 +101,26 @@ static const char usage[] =
     "                            --isolate-stats.  Anything but a loopback\n"
     "                            address shows the VM to the network\n"
     "  --observe-control         let the page kill and pause isolates\n"
+#endif
+#ifdef ISOLA_HAVE_CLUSTER
+    "\n"
+    "cluster options (docs/cluster.md), for run and node:\n"
+    "  --cluster URLS            join the cluster at these NATS servers\n"
+    "                            (comma-separated, nats://host:port)\n"
+    "  --node NAME               this node's name (letters, digits, - and _)\n"
+    "  --nats-user USER, --nats-password PASSWORD, --nats-token TOKEN,\n"
+    "  --nats-creds FILE, --nats-nkey PUBKEY --nats-nkey-seed FILE\n"
+    "                            NATS authentication ($ISOLA_NATS_PASSWORD\n"
+    "                            and $ISOLA_NATS_TOKEN are read too)\n"
+    "  --tls-ca FILE, --tls-cert FILE, --tls-key FILE\n"
+    "                            TLS to the servers (--tls-ca alone turns\n"
+    "                            it on)\n"
+    "  --heartbeat-ms N, --node-timeout-ms N\n"
+    "                            failure detection (defaults 250, 3000)\n"
+    "  --serve-spawns            (run) serve remote spawns as a node does\n"
+    "\n"
+    "isola node joins the cluster and serves remote spawns (modules loaded\n"
+    "from this machine) until SIGINT or SIGTERM.\n"
 #endif
     "\n"
     "SIGINT and SIGTERM end the run: every isolate is killed (exit\n"
@@ -165,6 +195,10 @@ static void *signal_thread(void *arg) {
   if (!mine) return NULL; /* the run is ending anyway */
   fprintf(stderr, "isola: %s: ending every isolate\n",
           sig == SIGINT ? "SIGINT" : "SIGTERM");
+#ifdef ISOLA_HAVE_CLUSTER
+  /* The others take this node as gone at once, not after a timeout. */
+  if (isola_cluster_node()) isola_cluster_leave();
+#endif
   isola_shutdown_report report;
   if (isola_vm_shutdown(&report) == ISOLA_ETIMEDOUT) print_stuck(&report);
   fflush(stdout);
@@ -179,6 +213,28 @@ static int bad_usage(const char *fmt, const char *arg) {
   fprintf(stderr, fmt, arg);
   fputs("\n(isola --help for usage)\n", stderr);
   return EXIT_USAGE;
+}
+
+/* Whether s is valid UTF-8 as isola strings must be (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF). */
+static bool valid_utf8(const unsigned char *s) {
+  while (*s) {
+    unsigned c = *s++;
+    if (c < 0x80) continue;
+    int more;
+    unsigned min, cp;
+    if (c >= 0xc2 && c <= 0xdf) more = 1, min = 0x80, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef) more = 2, min = 0x800, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4) more = 3, min = 0x10000, cp = c & 0x07;
+    else return false;
+    for (int k = 0; k < more; k++, s++) {
+      if ((*s & 0xc0) != 0x80) return false;
+      cp = cp << 6 | (*s & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+  }
+  return true;
 }
 
 /* "4096", "64k", "16M", "1g": bytes, suffixes in powers of 1024. */
@@ -221,15 +277,141 @@ static bool parse_hostport(char *s, const char **addr, uint16_t *port) {
   return true;
 }
 
+#ifdef ISOLA_HAVE_CLUSTER
+/* A cluster option at argv[*i]: 1 taken (and *i moved past its value), 0
+ * not a cluster option, -1 a usage error (reported). */
+static int cluster_option(int argc, char **argv, int *i,
+                          isola_cluster_config *cc) {
+  static const struct {
+    const char *name;
+    size_t off;
+  } strs[] = {
+      {"--cluster", offsetof(isola_cluster_config, servers)},
+      {"--node", offsetof(isola_cluster_config, node)},
+      {"--nats-user", offsetof(isola_cluster_config, user)},
+      {"--nats-password", offsetof(isola_cluster_config, password)},
+      {"--nats-token", offsetof(isola_cluster_config, token)},
+      {"--nats-creds", offsetof(isola_cluster_config, credentials_file)},
+      {"--nats-nkey", offsetof(isola_cluster_config, nkey_public)},
+      {"--nats-nkey-seed", offsetof(isola_cluster_config, nkey_seed_file)},
+      {"--tls-ca", offsetof(isola_cluster_config, tls_ca_file)},
+      {"--tls-cert", offsetof(isola_cluster_config, tls_cert_file)},
+      {"--tls-key", offsetof(isola_cluster_config, tls_key_file)},
+  };
+  const char *a = argv[*i];
+  for (size_t k = 0; k < sizeof strs / sizeof *strs; k++) {
+    if (strcmp(a, strs[k].name) != 0) continue;
+    if (++*i == argc) {
+      bad_usage("%s needs a value", a);
+      return -1;
+    }
+    *(const char **)((char *)cc + strs[k].off) = argv[*i];
+    if (strncmp(a, "--tls", 5) == 0) cc->tls = true;
+    return 1;
+  }
+  if (strcmp(a, "--heartbeat-ms") == 0 ||
+      strcmp(a, "--node-timeout-ms") == 0) {
+    if (++*i == argc) {
+      bad_usage("%s needs a number", a);
+      return -1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(argv[*i], &end, 10);
+    if (errno || *end || end == argv[*i] || n == 0 || n > 3600000) {
+      bad_usage("'%s' is not a number of milliseconds", argv[*i]);
+      return -1;
+    }
+    if (a[2] == 'h')
+      cc->heartbeat_ms = (unsigned)n;
+    else
+      cc->node_timeout_ms = (unsigned)n;
+    return 1;
+  }
+  if (strcmp(a, "--serve-spawns") == 0) {
+    cc->allow_spawn = true;
+    return 1;
+  }
+  return 0;
+}
+
+static int join(isola_cluster_config *cc) {
+  if (!cc->servers && !cc->node) return ISOLA_OK;
+  /* Secrets may come from the environment (kept off the command line,
+   * as process spawns pass them). */
+  if (!cc->password) cc->password = getenv("ISOLA_NATS_PASSWORD");
+  if (!cc->token) cc->token = getenv("ISOLA_NATS_TOKEN");
+  if (!cc->servers || !cc->node) {
+    fputs("isola: --cluster and --node go together\n", stderr);
+    return ISOLA_EINVAL;
+  }
+  int rc = isola_cluster_join(cc);
+  if (rc != ISOLA_OK)
+    fprintf(stderr, "isola: cannot join the cluster at %s as %s: %s%s%s\n",
+            cc->servers, cc->node, isola_strerror(rc),
+            *isola_cluster_error() ? ": " : "", isola_cluster_error());
+  return rc;
+}
+
+/* isola node: a VM that only serves remote spawns, until a signal. */
+static int node(int argc, char **argv) {
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+  cc.allow_spawn = true;
+  isola_config cfg;
+  isola_config_init(&cfg);
+  for (int i = 0; i < argc; i++) {
+    int r = cluster_option(argc, argv, &i, &cc);
+    if (r < 0) return EXIT_USAGE;
+    if (r == 0) return bad_usage("node: unknown option '%s'", argv[i]);
+  }
+  if (!cc.servers || !cc.node)
+    return bad_usage("%s", "node: --cluster and --node are required");
+  /* The signals are taken by sigwait below, in every thread. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  cfg.unhandled_error = on_uncaught;
+  int rc = isola_vm_init(&cfg);
+  if (rc != ISOLA_OK) {
+    fprintf(stderr, "isola: cannot start the VM: %s\n", isola_strerror(rc));
+    return EXIT_LOAD;
+  }
+  if (join(&cc) != ISOLA_OK) {
+    isola_vm_shutdown(NULL);
+    return EXIT_LOAD;
+  }
+  /* Scripts and tests wait for this line. */
+  printf("isola: node %s joined the cluster\n", cc.node);
+  fflush(stdout);
+  int sig = 0;
+  sigwait(&set, &sig);
+  isola_cluster_leave();
+  isola_vm_shutdown(NULL);
+  return 0;
+}
+#endif
+
 static int run(int argc, char **argv) {
   isola_config cfg;
   isola_config_init(&cfg);
+#ifdef ISOLA_HAVE_CLUSTER
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+#endif
   const char *observe_addr = NULL;
   uint16_t observe_port = 0;
   bool observe_control = false;
   int i = 0;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
     const char *a = argv[i];
+#ifdef ISOLA_HAVE_CLUSTER
+    int r = cluster_option(argc, argv, &i, &cc);
+    if (r < 0) return EXIT_USAGE;
+    if (r > 0) continue;
+#endif
     if (strcmp(a, "--") == 0) {
       i++;
       break;
@@ -238,8 +420,9 @@ static int run(int argc, char **argv) {
       char *end;
       errno = 0;
       unsigned long n = strtoul(argv[i], &end, 10);
-      if (errno || *end || end == argv[i] || n == 0 || n > 4096)
-        return bad_usage("--threads: '%s' is not a number from 1 to 4096",
+      /* The VM's own bound (isola_config.workers). */
+      if (errno || *end || end == argv[i] || n == 0 || n > 1024)
+        return bad_usage("--threads: '%s' is not a number from 1 to 1024",
                          argv[i]);
       cfg.workers = (unsigned)n;
     } else if (strcmp(a, "--heap-limit") == 0) {
@@ -300,7 +483,14 @@ static int run(int argc, char **argv) {
     fputs("isola: out of memory\n", stderr);
     return EXIT_LOAD;
   }
-  for (int k = 0; k < nargs; k++) items[k] = isola_str(argv[i + k]);
+  /* A file name or other argument need not be UTF-8: such a one goes to
+   * the module as the bytes the OS gave, not refused. */
+  for (int k = 0; k < nargs; k++) {
+    const char *a = argv[i + k];
+    items[k] = valid_utf8((const unsigned char *)a)
+                   ? isola_str(a)
+                   : isola_bytes(a, strlen(a));
+  }
 
   cfg.unhandled_error = on_uncaught;
 #ifdef ISOLA_HAVE_SYMBOLIZE
@@ -352,6 +542,13 @@ static int run(int argc, char **argv) {
     free(items);
     return EXIT_LOAD;
   }
+#ifdef ISOLA_HAVE_CLUSTER
+  if (join(&cc) != ISOLA_OK) {
+    free(items);
+    isola_vm_shutdown(NULL);
+    return EXIT_LOAD;
+  }
+#endif
   int code = 0;
   rc = isola_run_main_uri(path, isola_list(items, (size_t)nargs),
                           isola_null(), "main", &code);
@@ -377,6 +574,9 @@ static int run(int argc, char **argv) {
     /* A signal came first: its thread shuts the VM down and exits. */
     for (;;) pause();
   }
+#ifdef ISOLA_HAVE_CLUSTER
+  if (cc.servers) isola_cluster_leave(); /* before its gateway is ended */
+#endif
   isola_shutdown_report report;
   rc = isola_vm_shutdown(&report);
   if (rc == ISOLA_ETIMEDOUT) {
@@ -406,5 +606,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(cmd, "run") == 0) return run(argc - 2, argv + 2);
+#ifdef ISOLA_HAVE_CLUSTER
+  if (strcmp(cmd, "node") == 0) return node(argc - 2, argv + 2);
+#endif
   return bad_usage("unknown command '%s'", cmd);
 }

@@ -248,6 +248,13 @@ uint32_t isola__det_rand(int kind, uint32_t n) {
   return k;
 }
 
+uint64_t isola__det_now(void) {
+  pthread_mutex_lock(&mu);
+  uint64_t now = trace_steps * 1000u;
+  pthread_mutex_unlock(&mu);
+  return now;
+}
+
 bool isola__det_give_up(void) {
   isola__det_point(ISOLA__DET_SPIN);
   return isola__det_rand(ISOLA__DET_SPIN, 4) == 0;

@@ -17,9 +17,11 @@
  * queue first, when to look at the global queue) is drawn from the same
  * PRNG.  Parking is explicit: a parked participant waits on a word in
  * determ.c's books, and a waker marks it ready under the baton's mutex, so
- * the candidates at each choice never depend on OS timing.  Time is
- * frozen for the scheduler (ISOLA__SCHED_NOW() is 0): spin and idle limits
- * are PRNG draws instead.
+ * the candidates at each choice never depend on OS timing.  The
+ * scheduler's clock (ISOLA__SCHED_NOW()) counts decisions, 1 µs each, so
+ * its spin and stuck-worker limits are step counts; a spinning thread also
+ * gives up, and a parked one times out, when the PRNG says so.  The
+ * monitor thread (which wakes by the real clock) is not started.
  *
  * A new pool thread is registered (ready) by the thread that creates it,
  * before pthread_create, and the baton stays closed until work first comes
@@ -105,6 +107,8 @@ uint32_t isola__det_rand(int kind, uint32_t n);
 /* Writes the participants and their states into buf (for a test's report
  * of a hung seed); returns the length written. */
 size_t isola__det_describe(char *buf, size_t size);
+/* The scheduler's clock in this mode: 1000 ns per decision so far. */
+uint64_t isola__det_now(void);
 /* A spinning participant: a decision point, then whether it gives up. */
 bool isola__det_give_up(void);
 
@@ -117,8 +121,9 @@ bool isola__det_give_up(void);
 #define ISOLA__DET_UNREGISTER(key) isola__det_unregister(key)
 #define ISOLA__DET_START(key) isola__det_start(key)
 #define ISOLA__DET_EXIT() isola__det_leave()
-/* The scheduler's clock: frozen. */
-#define ISOLA__SCHED_NOW() ((uint64_t)0)
+#define ISOLA__DET_MODE 1
+/* The scheduler's clock: decisions, not time. */
+#define ISOLA__SCHED_NOW() isola__det_now()
 /* A spinning thread gives up (time is frozen: the PRNG says when). */
 #define ISOLA__DET_GIVE_UP() isola__det_give_up()
 /* A parked thread's idle time ran out. */
@@ -152,6 +157,7 @@ bool isola__det_give_up(void);
 
 #else /* !ISOLA_DETERMINISTIC */
 
+#define ISOLA__DET_MODE 0
 #define ISOLA__DET_POINT(kind) ((void)0)
 #define ISOLA__DET_ENTER() ((void)0)
 #define ISOLA__DET_LEAVE() ((void)0)
