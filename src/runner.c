@@ -83,7 +83,9 @@ static const char usage[] =
     "  --pause-isolates-on-start every isolate starts paused until resumed\n"
     "                            with its pause capability (by its spawner;\n"
     "                            the root isolate has no spawner and stays\n"
-    "                            paused, as Dart's without a debugger)\n"
+    "                            paused, as Dart's without a debugger: the\n"
+    "                            run says so on stderr and waits until\n"
+    "                            killed)\n"
     "  --pause-isolates-on-exit  every isolate pauses before it ends until\n"
     "                            resumed\n"
     "  --trace-file FILE         write scheduling and message events to FILE\n"
@@ -492,6 +494,16 @@ static int run(int argc, char **argv) {
                    : isola_bytes(a, strlen(a));
   }
 
+  if (cfg.pause_on_start)
+    /* Otherwise the run would wait in silence: nobody holds the root's
+     * pause capability to resume it. */
+    fprintf(stderr,
+            "isola: --pause-isolates-on-start: every isolate waits before "
+            "its entry until it is resumed with its pause capability.  The "
+            "root isolate 'main' has no spawner to resume it, so this run "
+            "waits until it is killed (Ctrl-C).  The flag is for embedders "
+            "and debuggers that hold the handles (isola_config."
+            "pause_on_start).\n");
   cfg.unhandled_error = on_uncaught;
 #ifdef ISOLA_HAVE_SYMBOLIZE
   /* Function names and file:line in the stack traces it prints. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "control.h"
+#include "detail.h"
 #include "message.h"
 #include "message_queue.h"
 #include "port_map.h"
@@ -147,7 +148,10 @@ static int room_check(size_t bytes, void *arg) {
 }
 
 int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
-  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  if (port == ISOLA_PORT_NONE) {
+    isola__detail_set("isola_send: the port is ISOLA_PORT_NONE");
+    return ISOLA_EINVAL;
+  }
   /* A send from a handler is an interrupt point (control.h): taken before
    * anything is built, so a kill that lands here leaves nothing behind. */
   isola__isolate *self = isola__t.current;
@@ -158,7 +162,10 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
    * shutdown waits for entered callers. */
   isola__call e;
   int rc = isola__vm_enter(&e);
-  if (rc != ISOLA_OK) return rc;
+  if (rc != ISOLA_OK) {
+    isola__detail_set("isola_send: %s", isola_strerror(rc));
+    return rc;
+  }
   isola__msg *m;
   struct room_check rc_arg = {e.vm, port};
   if ((rc = isola__msg_build_checked(value, ISOLA__MOVE_BUFFERS,
@@ -192,6 +199,9 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
   isola__vm_leave(&e);
   if (rc == ISOLA_OK)
     for (size_t i = 0; i < nbuf; i++) *handles[i] = NULL;
+  else
+    isola__detail_set("isola_send: port %016llx is closed or unknown (%s)",
+                      (unsigned long long)port, isola_err_name(rc));
   if (handles != inline_handles) free(handles);
   ISOLA__DET_POINT(ISOLA__DET_SEND);
   return rc;
