@@ -218,6 +218,7 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
     isola__detail_set("isola_send: port %016llx is closed or unknown (%s)",
                       (unsigned long long)port, isola_err_name(rc));
   if (handles != inline_handles) free(handles);
+  ISOLA__DET_POINT(ISOLA__DET_SEND);
   return rc;
 }
 
