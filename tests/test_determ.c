@@ -24,7 +24,11 @@
  *                                 on_exit exactly once;
  *       outbox vs spawn           a row of sends to Y is handled before
  *                                 anything a child spawned after it, or an
- *                                 isolate told after it, sends to Y.
+ *                                 isolate told after it, sends to Y;
+ *       blocking section          a handler blocked in a blocking section
+ *                                 waits for another isolate: the blocked
+ *                                 thread steps out of the baton (explored,
+ *                                 not replayed exactly).
  *
  * Each scenario runs DETERM_SEEDS seeds (ISOLA_DETERM_SEEDS=n overrides)
  * from a base taken from the clock (printed).  A failed check prints its seed; rerun it alone with
@@ -726,6 +730,57 @@ static void outbox_vs_spawn(uint64_t seed) {
 }
 
 /* ---------------------------------------------------------------------- */
+/* A blocking section that waits for another isolate                       */
+/* ---------------------------------------------------------------------- */
+
+/* The blocked thread steps out of the baton until the section ends, so
+ * the isolate it waits for runs (explored, not replayed exactly: the
+ * blocked thread races the baton). */
+static th_counter bl_signal = TH_COUNTER_INIT;
+static struct {
+  isola_port root;
+  int done;
+} bl;
+
+static void bl_waiter(isola_value msg) {
+  (void)msg;
+  DCHECK(isola_blocking_begin() == ISOLA_OK, "blocking_begin");
+  DCHECK(th_counter_wait_ge(&bl_signal, 1, 20000),
+         "the other isolate never ran while this handler blocked");
+  DCHECK(isola_blocking_end() == ISOLA_OK, "blocking_end");
+  DCHECK(isola_send(bl.root, INTS(T_DONE, 0, 0)) == ISOLA_OK, "done");
+}
+
+static void bl_signaller(isola_value msg) {
+  (void)msg;
+  th_counter_add(&bl_signal, 1);
+  DCHECK(isola_send(bl.root, INTS(T_DONE, 1, 0)) == ISOLA_OK, "done");
+}
+
+static void bl_root_h(void *ctx, isola_port port, isola_value m,
+                      isola_port reply_to) {
+  (void)ctx, (void)reply_to, (void)m;
+  if (++bl.done == 2) isola_port_close(port);
+}
+
+static void bl_root(isola_value msg) {
+  (void)msg;
+  DCHECK(isola_port_open(bl_root_h, NULL, &bl.root) == ISOLA_OK, "port");
+  spawn(bl_waiter, isola_null(), "waiter", ISOLA_PORT_NONE);
+  spawn(bl_signaller, isola_null(), "signaller", ISOLA_PORT_NONE);
+}
+
+static void blocking_section(uint64_t seed) {
+  memset(&bl, 0, sizeof bl);
+  pthread_mutex_lock(&bl_signal.mu);
+  bl_signal.value = 0;
+  pthread_mutex_unlock(&bl_signal.mu);
+  vm_start(seed);
+  run_root(bl_root);
+  vm_stop();
+}
+
+/* ---------------------------------------------------------------------- */
 /* The tests                                                               */
 /* ---------------------------------------------------------------------- */
 
@@ -757,6 +812,10 @@ Test(determ, exit_listeners_added_while_dying) {
 
 Test(determ, outbox_vs_spawn_ordering) {
   explore("outbox_vs_spawn_ordering", outbox_vs_spawn);
+}
+
+Test(determ, blocking_section_waits_for_another_isolate) {
+  explore("blocking_section_waits_for_another_isolate", blocking_section);
 }
 
 /* One seed replays one interleaving: the same trace of decisions and the

@@ -10,7 +10,9 @@
 
 #include "platform.h"
 
-enum { READY = 1, RUNNING, PARKED };
+/* OUTSIDE: in a blocking section (isola_blocking_begin): runs without the
+ * baton, as a thread outside the VM would. */
+enum { READY = 1, RUNNING, PARKED, OUTSIDE };
 
 /* A participant: a pool thread (key: its isola__thread) or a root isolate's
  * thread (key: NULL). */
@@ -204,6 +206,10 @@ void isola__det_open(void) {
 void isola__det_point(int kind) {
   if (!me) return;
   pthread_mutex_lock(&mu);
+  if (me->state == OUTSIDE) {
+    pthread_mutex_unlock(&mu);
+    return;
+  }
   me->state = READY;
   pass_locked(kind);
   wait_baton_locked();
@@ -248,6 +254,25 @@ uint32_t isola__det_rand(int kind, uint32_t n) {
   return k;
 }
 
+void isola__det_step_out(void) {
+  if (!me) return;
+  pthread_mutex_lock(&mu);
+  me->state = OUTSIDE;
+  if (holder == me) pass_locked(ISOLA__DET_PARK);
+  pthread_mutex_unlock(&mu);
+}
+
+void isola__det_step_in(void) {
+  if (!me) return;
+  pthread_mutex_lock(&mu);
+  if (me->state == OUTSIDE) {
+    me->state = READY;
+    if (!holder) pass_locked(ISOLA__DET_WAKE_THREAD);
+    wait_baton_locked();
+  }
+  pthread_mutex_unlock(&mu);
+}
+
 uint64_t isola__det_now(void) {
   pthread_mutex_lock(&mu);
   uint64_t now = trace_steps * 1000u;
@@ -261,7 +286,8 @@ bool isola__det_give_up(void) {
 }
 
 size_t isola__det_describe(char *buf, size_t size) {
-  static const char *const names[] = {"?", "ready", "running", "parked"};
+  static const char *const names[] = {"?", "ready", "running", "parked",
+                                      "outside"};
   size_t len = 0;
   pthread_mutex_lock(&mu);
   int n = snprintf(buf, size, "baton %s, holder %d:", open_ ? "open" : "closed",

@@ -29,7 +29,8 @@
  * isolate): so from the first decision on, the same seed replays the same
  * interleaving, for runs driven from inside isolates (isola_run_main's
  * root isolate, pool workers; no timers, no plain threads sending, no
- * blocking sections; those still run, but what they do races the baton).
+ * blocking sections; those still run, but what they do races the baton:
+ * a thread in a blocking section steps out of the baton until its end).
  *
  * The seed: isola__det_set_seed(), else the environment variable
  * ISOLA_SCHED_SEED, else 1; read when a VM is created.  Every decision is
@@ -107,6 +108,11 @@ uint32_t isola__det_rand(int kind, uint32_t n);
 /* Writes the participants and their states into buf (for a test's report
  * of a hung seed); returns the length written. */
 size_t isola__det_describe(char *buf, size_t size);
+/* isola_blocking_begin: the calling participant runs without the baton
+ * (and gives it away) until isola__det_step_in(), at the section's end,
+ * where it waits for the baton again. */
+void isola__det_step_out(void);
+void isola__det_step_in(void);
 /* The scheduler's clock in this mode: 1000 ns per decision so far. */
 uint64_t isola__det_now(void);
 /* A spinning participant: a decision point, then whether it gives up. */
@@ -121,6 +127,8 @@ bool isola__det_give_up(void);
 #define ISOLA__DET_UNREGISTER(key) isola__det_unregister(key)
 #define ISOLA__DET_START(key) isola__det_start(key)
 #define ISOLA__DET_EXIT() isola__det_leave()
+#define ISOLA__DET_STEP_OUT() isola__det_step_out()
+#define ISOLA__DET_STEP_IN() isola__det_step_in()
 #define ISOLA__DET_MODE 1
 /* The scheduler's clock: decisions, not time. */
 #define ISOLA__SCHED_NOW() isola__det_now()
@@ -167,6 +175,8 @@ bool isola__det_give_up(void);
 #define ISOLA__DET_UNREGISTER(key) ((void)0)
 #define ISOLA__DET_START(key) ((void)0)
 #define ISOLA__DET_EXIT() ((void)0)
+#define ISOLA__DET_STEP_OUT() ((void)0)
+#define ISOLA__DET_STEP_IN() ((void)0)
 #define ISOLA__SCHED_NOW() isola__plat_now_ns()
 #define ISOLA__DET_GIVE_UP() 0
 #define ISOLA__DET_IDLE_TIMEOUT() 0

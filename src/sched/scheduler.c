@@ -846,11 +846,13 @@ int isola__sched_blocking_begin(isola__sched *s, isola__thread *t) {
    * (never freed while it runs): let reclamation go on without it.  A send
    * made meanwhile comes online for its own duration. */
   go_offline(t);
+  ISOLA__DET_STEP_OUT(); /* runs without the baton until the end */
   return rc;
 }
 
 void isola__sched_blocking_end(isola__sched *s, isola__thread *t) {
   if (--t->blocking > 0) return;
+  ISOLA__DET_STEP_IN();
   isola__vm *vm = isola__vm_get();
   go_online(vm, t);
   if (t->pinned) return;
