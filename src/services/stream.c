@@ -56,6 +56,10 @@ struct isola_stream {
   bool connecting; /* a connect() in progress */
   bool closing;    /* isola_stream_close(): flush, then close */
   bool closed;     /* the fd is closed; freed in a microtask */
+  /* on_ready frames of this stream on the stack, and whether its free
+   * waits for them (the microtask could not be scheduled). */
+  int depth;
+  bool finish_pending;
   bool want_drain; /* on_drain owed when the buffer empties */
   bool eof;        /* the peer closed its side: flushing, then EOF */
   int reason, err;
@@ -164,7 +168,14 @@ static void close_with(isola_stream *s, int reason, int err) {
   close(s->fd);
   owned *o = isola_local_get(&owned_key);
   if (o) UNLINK(o->streams, s);
-  if (isola_microtask(finish, s) != ISOLA_OK) finish(s);
+  if (isola_microtask(finish, s) == ISOLA_OK) return;
+  /* No memory for the microtask: free it once no frame of it is left (a
+   * close from on_data must not free the buffer deliver() is reading:
+   * ASan saw it in the fault sweep), else now. */
+  if (s->depth > 0)
+    s->finish_pending = true;
+  else
+    finish(s);
 }
 
 /* ---- the watch --------------------------------------------------------- */
@@ -366,9 +377,17 @@ static void on_readable(isola_stream *s) {
   }
 }
 
+static void on_ready_in(isola_stream *s, uint32_t events);
+
 static void on_ready(int fd, uint32_t events, void *arg) {
   isola_stream *s = arg;
   (void)fd;
+  s->depth++;
+  on_ready_in(s, events);
+  if (--s->depth == 0 && s->finish_pending) finish(s);
+}
+
+static void on_ready_in(isola_stream *s, uint32_t events) {
   if (s->closed) return;
   if ((events & ISOLA_FD_ERROR) &&
       isola_watch_set_events(s->watch, s->events) == ISOLA_ECLOSED) {
