@@ -520,6 +520,12 @@ typedef struct isola_spawn_options {
    * (isola_add_error_notice_listener()) rather than [message, stack
    * trace]. */
   bool error_notice;
+  /* A bound on the isolate's queued normal messages: a count and bytes
+   * (message bytes as isola_send counts them); 0: that dimension is not
+   * bounded; both 0 (the default): no bound, as in Dart.  See
+   * isola_set_mailbox_bound() for what a bound does. */
+  size_t mailbox_bound;
+  size_t mailbox_bound_bytes;
 } isola_spawn_options;
 
 /*
@@ -787,6 +793,63 @@ ISOLA_EXPORT int isola_send(isola_port port, isola_value value);
  * argument. */
 ISOLA_EXPORT int isola_send_reply(isola_port port, isola_value value,
                                   isola_port reply_to);
+
+/*
+ * Backpressure: a mailbox bound (isola_spawn_options.mailbox_bound and
+ * mailbox_bound_bytes, isola_set_mailbox_bound()) caps the normal messages
+ * an isolate holds queued.  The receiver is FULL while its queued messages
+ * (or bytes) are at or over the bound, and at its LOW-WATER MARK when they
+ * are at or below half the bound (every bounded dimension).  Control
+ * requests (pause, resume, kill, ping, listeners), timer and fd events,
+ * and exit and error messages the runtime sends are never counted or held
+ * back.  What a send to a full receiver does depends on who sends:
+ *   - an isolate (any isola_send/_reply, and isola_send_wait, from a
+ *     handler, a root isolate included): the message is queued (never
+ *     dropped, nobody blocks) and the sender is MUTED: its current event
+ *     runs to its end, then it handles no normal message until every
+ *     receiver that muted it drained to its low-water mark (or ended).
+ *     A muted isolate still handles its control requests at once, as a
+ *     paused one does: kill (either priority) ends it, pings are answered
+ *     (ISOLA_BEFORE_NEXT_EVENT ones too: muting holds its next event),
+ *     pause and resume are kept; a paused muted isolate resumes only once
+ *     both are over.  An isolate whose own queue is full is never muted,
+ *     and a muted one whose queue becomes full runs again: so isolates that
+ *     flood each other in a cycle cannot all wait on each other (the last
+ *     one muted was muted by a receiver that has not run since and so is
+ *     still full).  A send to itself never mutes;
+ *   - a plain thread, with isola_send or isola_send_reply: the message is
+ *     queued and the call returns at once (a plain thread is not held
+ *     back: use isola_send_wait or isola_try_send to be);
+ *   - isola_try_send, from any thread: refused with ISOLA_EFULL;
+ *   - isola_send_wait from a plain thread: waits (see there).
+ * A sender's event may send many messages to a full receiver before it
+ * ends: the bound is where senders are stopped, not a hard cap.  The heap
+ * limit (isola_alloc()) is a hard cap on queued bytes: a send past it
+ * fails with ISOLA_EFULL whatever the bound.
+ */
+
+/* As isola_send(), but a full bounded receiver refuses the message with
+ * ISOLA_EFULL (nothing is sent, no handle emptied) and the caller is
+ * never muted.  Other errors as isola_send().  Any thread. */
+ISOLA_EXPORT int isola_try_send(isola_port port, isola_value value);
+
+/* As isola_send(), but from a plain thread (not an isolate) a full bounded
+ * receiver makes the call wait, up to timeout_ms milliseconds, until the
+ * receiver drains to its low-water mark, then sends.  Errors as
+ * isola_send(), and ISOLA_ETIMEDOUT (still full when the time ran out:
+ * nothing is sent), ISOLA_ECLOSED (the receiver ended while we waited).
+ * The message is copied before the wait.  From an isolate it never waits:
+ * it is isola_send() (the sender is muted instead).  Any thread. */
+ISOLA_EXPORT int isola_send_wait(isola_port port, isola_value value,
+                                 uint32_t timeout_ms);
+
+/* Sets the calling isolate's mailbox bound at run time: at most messages
+ * normal messages and bytes bytes queued (0: that dimension unbounded;
+ * both 0: no bound).  Messages already queued stay.  Senders muted by it,
+ * and waiting threads, are released at once if the new bound leaves the
+ * queue at or below its low-water mark (always, when the bound is
+ * removed).  Errors: ISOLA_ENOTISOLATE, ISOLA_ENOMEM.  Isolate only. */
+ISOLA_EXPORT int isola_set_mailbox_bound(size_t messages, size_t bytes);
 
 /* ------------------------------------------------------------------------ */
 /* Blocking inside a handler                                                 */

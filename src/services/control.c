@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backpressure.h"
 #include "isolate.h"
 #include "lifecycle.h"
 #include "message.h"
@@ -65,6 +66,10 @@ struct isola__control {
    * detail), or NULL. */
   char *exit_detail;
   struct isola__run *run;
+  /* Its mailbox bound and muting (backpressure.h), or NULL.  Set once by
+   * the isolate's thread and kept until the isolate is freed: senders
+   * read it (after the room word told them of a bound). */
+  struct isola__bp *bp;
 };
 
 /* The error being raised on this thread, between isola_throw() and the
@@ -140,6 +145,15 @@ bool isola__control_admit(isola__isolate *iso, isola__msg *m) {
 static struct isola__control *ctl_of(isola__isolate *iso) {
   if (!iso->ctl) iso->ctl = calloc(1, sizeof *iso->ctl);
   return iso->ctl;
+}
+
+struct isola__bp *isola__control_bp(const isola__isolate *iso) {
+  return iso->ctl ? iso->ctl->bp : NULL;
+}
+
+struct isola__bp **isola__control_bp_slot(isola__isolate *iso) {
+  struct isola__control *c = ctl_of(iso);
+  return c ? &c->bp : NULL;
 }
 
 static void pause_add(isola__isolate *iso, isola_capability cap) {
@@ -321,6 +335,7 @@ void isola__control_free(isola__isolate *iso) {
   free(c->errors);
   free(c->exit_detail);
   run_free(c->run);
+  if (c->bp) isola__bp_free(c->bp);
   free(c);
   iso->ctl = NULL;
 }
@@ -422,6 +437,10 @@ isola__ctl_action isola__control_hold(isola__vm *vm, isola__isolate *iso) {
     }
   }
   if (iso->hold & ISOLA__HOLD_EXITING) return ISOLA__CTL_END;
+  /* Muted (backpressure.h): control requests are handled, the kill and
+   * pings for the next event above included; normal messages wait. */
+  if ((iso->hold & ISOLA__HOLD_MUTED) && isola__bp_still_muted(iso))
+    return ISOLA__CTL_PAUSE;
   return ISOLA__CTL_GO;
 }
 
@@ -769,7 +788,7 @@ static int ctl_check(size_t bytes, void *arg) {
   isola__isolate *iso = isola__port_lookup(&c->vm->ports, c->port, &state);
   if (!iso || state != ISOLA__PORT_CONTROL) return ISOLA_ECLOSED;
   uint32_t room = atomic_load_explicit(&iso->room, memory_order_relaxed);
-  if (room != ISOLA__ROOM_NONE && bytes > room) return ISOLA_EFULL;
+  if (isola__room_short(room, bytes)) return ISOLA_EFULL;
   return ISOLA_OK;
 }
 
