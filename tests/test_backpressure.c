@@ -154,24 +154,24 @@ Test(backpressure, a_sender_to_a_full_receiver_is_muted_until_it_drains) {
   (void)p;
   mute_p();
   ping_twice(&p, ISOLA_IMMEDIATE);
-  cr_assert_eq(th_counter_get(&p_tick), 0, "a muted isolate handled a message");
-  cr_assert_eq(th_counter_get(&c_got), 0);
+  cr_assert(th_counter_get(&p_tick) == 0, "a muted isolate handled a message");
+  cr_assert((th_counter_get(&c_got)) == 0, "th_counter_get(&c_got)");
   /* C drains to its low-water mark (4): P is released, nothing lost. */
   TH_ASSERT_OK(isola_resume(&c, c.pause_capability));
   TH_WAIT_GE(&p_tick, 1);
   TH_WAIT_GE(&c_got, 20);
-  cr_assert_eq(atomic_load(&c_last[1]), 20);
+  cr_assert((atomic_load(&c_last[1])) == 20, "atomic_load(&c_last[1])");
   /* Muted again and released again. */
   TH_ASSERT_OK(isola_pause(&c, c.pause_capability));
   p_send(0, 20);
   TH_WAIT_GE(&p_go, 2);
   p_send(1, 0);
   ping_twice(&p, ISOLA_IMMEDIATE);
-  cr_assert_eq(th_counter_get(&p_tick), 1);
+  cr_assert((th_counter_get(&p_tick)) == 1, "th_counter_get(&p_tick)");
   TH_ASSERT_OK(isola_resume(&c, c.pause_capability));
   TH_WAIT_GE(&p_tick, 2);
   TH_WAIT_GE(&c_got, 40);
-  cr_assert_eq(atomic_load(&c_last[1]), 40);
+  cr_assert((atomic_load(&c_last[1])) == 40, "atomic_load(&c_last[1])");
   th_vm_shutdown_ok();
 }
 
@@ -195,7 +195,7 @@ Test(backpressure, a_muted_isolate_handles_control_requests) {
   /* Pings of both priorities are answered while muted. */
   ping_twice(&p, ISOLA_IMMEDIATE);
   ping_twice(&p, ISOLA_BEFORE_NEXT_EVENT);
-  cr_assert_eq(th_counter_get(&p_tick), 0);
+  cr_assert((th_counter_get(&p_tick)) == 0, "th_counter_get(&p_tick)");
   /* Paused and muted: released by C, it still waits for its resume. */
   isola_capability r = isola_capability_new();
   TH_ASSERT_OK(isola_pause(&p, r));
@@ -203,7 +203,7 @@ Test(backpressure, a_muted_isolate_handles_control_requests) {
   TH_ASSERT_OK(isola_resume(&c, c.pause_capability));
   TH_WAIT_GE(&c_got, 20);
   ping_twice(&p, ISOLA_IMMEDIATE);
-  cr_assert_eq(th_counter_get(&p_tick), 0, "a paused isolate ran");
+  cr_assert(th_counter_get(&p_tick) == 0, "a paused isolate ran");
   TH_ASSERT_OK(isola_resume(&p, r));
   TH_WAIT_GE(&p_tick, 1);
   /* Muted again, then killed: it ends without being released. */
@@ -225,7 +225,7 @@ Test(backpressure, killing_a_full_receiver_releases_its_muted_senders) {
   (void)p;
   mute_p();
   ping_twice(&p, ISOLA_IMMEDIATE);
-  cr_assert_eq(th_counter_get(&p_tick), 0);
+  cr_assert((th_counter_get(&p_tick)) == 0, "th_counter_get(&p_tick)");
   TH_ASSERT_OK(isola_kill(&c, ISOLA_IMMEDIATE));
   TH_WAIT_GE(&p_tick, 1);
   th_vm_shutdown_ok(); /* and nothing leaked */
@@ -272,12 +272,12 @@ Test(backpressure, plain_threads_try_wait_or_send_unbounded) {
   TH_ASSERT_OK(isola_send(atomic_load(&c_port), isola_list(it, 2)));
   /* A waiting thread goes once C drains. */
   struct waiter w = {.seq = 6};
-  cr_assert(pthread_create(&w.t, NULL, wait_send, &w) == 0);
+  cr_assert(pthread_create(&w.t, NULL, wait_send, &w) == 0, "pthread_create");
   TH_ASSERT_OK(isola_resume(&c, c.pause_capability));
   pthread_join(w.t, NULL);
   TH_ASSERT_OK(w.rc);
   TH_WAIT_GE(&c_got, 6);
-  cr_assert_eq(atomic_load(&c_last[2]), 6);
+  cr_assert((atomic_load(&c_last[2])) == 6, "atomic_load(&c_last[2])");
   /* A thread waiting on a receiver that is killed gets ISOLA_ECLOSED. */
   TH_ASSERT_OK(isola_pause(&c, c.pause_capability));
   for (int i = 7; i <= 10; i++) {
@@ -285,7 +285,7 @@ Test(backpressure, plain_threads_try_wait_or_send_unbounded) {
     TH_ASSERT_OK(isola_try_send(atomic_load(&c_port), isola_list(it, 2)));
   }
   struct waiter w2 = {.seq = 11};
-  cr_assert(pthread_create(&w2.t, NULL, wait_send, &w2) == 0);
+  cr_assert(pthread_create(&w2.t, NULL, wait_send, &w2) == 0, "pthread_create");
   /* A send that finds the receiver gone also answers ECLOSED: either way
    * the waiter does not stay. */
   TH_ASSERT_OK(isola_kill(&c, ISOLA_IMMEDIATE));

@@ -321,7 +321,11 @@ static void run_free(struct isola__run *r) {
   free(r);
 }
 
-void isola__control_free(isola__isolate *iso) {
+/* Frees the control state; keep_bp: all but the backpressure state, kept
+ * (in an otherwise empty control state) until the isolate is freed,
+ * because senders and waiting threads that found the isolate may still
+ * use it (backpressure.h). */
+static void control_release(isola__isolate *iso, bool keep_bp) {
   for (isola__msg *x = iso->exits, *next; x; x = next) {
     next = exit_next(x);
     isola__msg_free(x);
@@ -335,10 +339,18 @@ void isola__control_free(isola__isolate *iso) {
   free(c->errors);
   free(c->exit_detail);
   run_free(c->run);
+  if (keep_bp && c->bp) {
+    struct isola__bp *bp = c->bp;
+    memset(c, 0, sizeof *c);
+    c->bp = bp;
+    return;
+  }
   if (c->bp) isola__bp_free(c->bp);
   free(c);
   iso->ctl = NULL;
 }
+
+void isola__control_free(isola__isolate *iso) { control_release(iso, false); }
 
 void isola__control_discard(isola__isolate *iso) {
   if (iso->ctl) iso->ctl->run = NULL;
@@ -752,7 +764,7 @@ void isola__control_finish(isola__vm *vm, isola__isolate *iso) {
     isola__post(vm, x); /* its node is the queue's from here */
     x = next;
   }
-  isola__control_free(iso);
+  control_release(iso, true);
 }
 
 /* ---- the requests (any thread) ----------------------------------------- */
