@@ -1520,7 +1520,7 @@ ISOLA_EXPORT void *isola_local_get(isola_local_key *key);
  * isolate's right pause or terminate capability (a full isolate can still
  * be paused and killed), the runtime's own messages (timers, fd events,
  * exit notices and responses it is owed), and isolates whose limit is 0,
- * SIZE_MAX or 4 GiB and more (docs/security.md).
+ * SIZE_MAX or 2 GiB and more (docs/security.md).
  */
 
 /* A block of size bytes (size 0: a unique block of no bytes) in the
