@@ -1766,8 +1766,10 @@ ISOLA_EXPORT int isola_watch_set_events(isola_watch watch, uint32_t events);
  * (each handed to on_data), and writes through a bounded buffer that
  * pushes back on the isolate.  Its struct and both buffers are allocated
  * in the owner's isolate heap (isola_alloc), so the owner's heap limit
- * covers them: a buffer that would pass it raises the out-of-memory error
- * in the owner, as any allocation does.  Every function is isolate only,
+ * covers them: a stream checks before it grows a buffer, and one that
+ * would pass the limit is reported, not raised (a write returns
+ * ISOLA_ENOMEM; a read buffer that cannot grow closes the stream with
+ * ISOLA_STREAM_ERROR, err ENOMEM).  Every function is isolate only,
  * from the owner (ISOLA_ENOTOWNER from another isolate); callbacks run as
  * events of the owner.  The stream owns its fd: it is closed with the
  * stream, and when the owner ends every stream and listener it still has
@@ -1842,7 +1844,8 @@ typedef struct isola_stream_options {
  * opts is copied.  Reading starts at once.  *out receives the stream.
  * Errors: ISOLA_EINVAL (fd < 0, opts or out NULL, on_data NULL, a bad
  * framing or max_frame), ISOLA_ESYS (the fd cannot be watched),
- * ISOLA_ENOMEM, ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
+ * ISOLA_ENOMEM (also: the heap limit has no room for the stream),
+ * ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
  */
 ISOLA_EXPORT int isola_stream_open(int fd, const isola_stream_options *opts,
                                    isola_stream **out);
@@ -1863,7 +1866,11 @@ ISOLA_EXPORT int isola_stream_connect(const char *ip, uint16_t port,
  * the rest is kept in the write buffer and written as the socket drains.
  * If the buffer cannot take it all (it would pass write_limit), nothing is
  * written and ISOLA_EWOULDBLOCK is returned: wait for on_drain.  data may
- * be reused when the call returns.  Errors: ISOLA_EWOULDBLOCK, ISOLA_EINVAL
+ * be reused when the call returns.  ISOLA_ENOMEM: the write buffer would
+ * have to grow past the owner's heap limit; nothing was written, unless
+ * part of the data had gone out already, in which case the stream is
+ * closed (on_close: ISOLA_STREAM_ERROR, err ENOMEM).  Errors:
+ * ISOLA_EWOULDBLOCK, ISOLA_ENOMEM, ISOLA_EINVAL
  * (s NULL, data NULL with len > 0, a line holding '\n', a frame over 4 GiB
  * or more than write_limit with its prefix), ISOLA_ECLOSED (closed or
  * closing), ISOLA_ENOTOWNER, ISOLA_ENOTISOLATE.  A broken connection is

@@ -5,7 +5,8 @@
  *
  * Everything belongs to the owner isolate's thread.  The struct and both
  * buffers come from the owner's heap (isola_alloc), so its heap limit
- * covers them.  A stream is closed at once (watch and fd) but freed, and
+ * covers them; a growth that would pass the limit is checked for first
+ * and reported (ISOLA_ENOMEM, or a close with ENOMEM), never raised.  A stream is closed at once (watch and fd) but freed, and
  * on_close run, in a microtask after the event: code that called into the
  * stream from a callback never returns into freed memory.  An
  * isolate-local list closes the fds of whatever is still open when the
@@ -109,6 +110,17 @@ static int check(const isola_stream *s) {
   if (rc != ISOLA_OK) return rc;
   if (!s) return ISOLA_EINVAL;
   return p == s->owner ? ISOLA_OK : ISOLA_ENOTOWNER;
+}
+
+/* Whether growing a heap block from old_cap to new_cap bytes (0: a new
+ * block) stays within the owner's heap limit.  The stream checks before it
+ * allocates, so it never raises the out-of-memory error: it reports it. */
+static bool heap_room(size_t old_cap, size_t new_cap) {
+  isola_isolate_stats st;
+  if (isola_current_stats(&st) != ISOLA_OK || !st.heap_limit) return true;
+  size_t used = st.heap_bytes + st.message_bytes;
+  size_t more = new_cap - old_cap + (old_cap ? 0 : 64); /* + a header */
+  return used <= st.heap_limit && more <= st.heap_limit - used;
 }
 
 const char *isola_stream_reason_name(int reason) {
@@ -309,7 +321,11 @@ static void on_readable(isola_stream *s) {
         close_with(s, ISOLA_STREAM_OVERSIZE, 0);
         return;
       }
-      s->rbuf = isola_realloc(s->rbuf, cap); /* raises past the limit */
+      if (!heap_room(s->rcap, cap)) {
+        close_with(s, ISOLA_STREAM_ERROR, ENOMEM);
+        return;
+      }
+      s->rbuf = isola_realloc(s->rbuf, cap);
       s->rcap = cap;
     }
     ssize_t n = read(s->fd, s->rbuf + s->rlen, s->rcap - s->rlen);
@@ -369,6 +385,10 @@ static int make(int fd, const isola_stream_options *opts, bool connecting,
   if (rc != ISOLA_OK) {
     if (fd >= 0) close(fd);
     return rc;
+  }
+  if (!heap_room(0, sizeof(isola_stream))) {
+    close(fd);
+    return ISOLA_ENOMEM;
   }
   isola_stream *s = isola_calloc(sizeof *s);
   s->owner = owner;
@@ -501,7 +521,13 @@ int isola_stream_write(isola_stream *s, const void *data, size_t len) {
     size_t cap = s->wcap ? s->wcap : 4096;
     while (cap < need) cap *= 2;
     if (cap > s->o.write_limit) cap = s->o.write_limit;
-    s->wbuf = isola_realloc(s->wbuf, cap); /* raises past the heap limit */
+    if (!heap_room(s->wcap, cap)) {
+      /* Part of it went out already: the framing is lost, so is the
+       * stream. */
+      if (done) close_with(s, ISOLA_STREAM_ERROR, ENOMEM);
+      return ISOLA_ENOMEM;
+    }
+    s->wbuf = isola_realloc(s->wbuf, cap);
     s->wcap = cap;
   }
   const uint8_t *parts[3] = {head, data, tail};
@@ -599,6 +625,10 @@ int isola_stream_listen(const char *ip, uint16_t port,
     close(fd);
     errno = e;
     return ISOLA_ESYS;
+  }
+  if (!heap_room(0, sizeof(isola_stream_listener))) {
+    close(fd);
+    return ISOLA_ENOMEM;
   }
   isola_stream_listener *l = isola_calloc(sizeof *l);
   l->owner = owner;
