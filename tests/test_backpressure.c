@@ -54,12 +54,19 @@ static isola_isolate spawn_c(size_t bound, bool paused) {
 /* P, a producer: [0, n] sends n messages to C in one event; [1]: a tick. */
 static _Atomic isola_port p_port;
 static th_counter p_go = TH_COUNTER_INIT, p_tick = TH_COUNTER_INIT;
+static th_counter p_fill = TH_COUNTER_INIT;
 
 static void p_handler(void *ctx, isola_port port, isola_value msg,
                       isola_port reply_to) {
   (void)ctx, (void)port, (void)reply_to;
   static int64_t seq; /* P runs on one thread at a time */
-  if (th_item_int(msg, 0) == 0) {
+  if (th_item_int(msg, 0) == 2) {
+    /* [2, n]: first wait (blocking) until the test filled P's queue. */
+    TH_CHECK_OK(isola_blocking_begin());
+    TH_CHECK_WAIT_GE(&p_fill, 1);
+    TH_CHECK_OK(isola_blocking_end());
+  }
+  if (th_item_int(msg, 0) != 1) {
     int64_t n = th_item_int(msg, 1);
     for (int64_t i = 0; i < n; i++) {
       isola_value it[2] = {isola_int(1), isola_int(++seq)};
@@ -79,8 +86,9 @@ static void p_entry(isola_value msg) {
   atomic_store(&p_port, p);
 }
 
-static isola_isolate spawn_p(isola_port on_exit) {
+static isola_isolate spawn_pb(isola_port on_exit, size_t bound) {
   isola_spawn_options o = {0};
+  o.mailbox_bound = bound;
   o.on_exit = on_exit;
   o.on_exit_message = isola_int(99);
   o.on_error = ISOLA_PORT_NONE;
@@ -91,6 +99,10 @@ static isola_isolate spawn_p(isola_port on_exit) {
   TH_ASSERT_OK(isola_resume(&h, h.pause_capability));
   while (atomic_load(&p_port) == ISOLA_PORT_NONE) th_counter_wait_ge(&p_go, 0, 1);
   return h;
+}
+
+static isola_isolate spawn_p(isola_port on_exit) {
+  return spawn_pb(on_exit, 0);
 }
 
 static void p_send(int64_t a, int64_t b) {
@@ -140,6 +152,7 @@ static void init(void) {
   th_counter_init(&c_got);
   th_counter_init(&p_go);
   th_counter_init(&p_tick);
+  th_counter_init(&p_fill);
   th_counter_init(&pong);
   th_vm_init(NULL);
   start_pong();
@@ -206,12 +219,13 @@ Test(backpressure, a_muted_isolate_handles_control_requests) {
   cr_assert(th_counter_get(&p_tick) == 0, "a paused isolate ran");
   TH_ASSERT_OK(isola_resume(&p, r));
   TH_WAIT_GE(&p_tick, 1);
-  /* Muted again, then killed: it ends without being released. */
+  /* Muted again, then killed before its next event (which muting holds
+   * back): it ends without being released. */
   TH_ASSERT_OK(isola_pause(&c, c.pause_capability));
   p_send(0, 20);
   TH_WAIT_GE(&p_go, 2);
   long before = th_counter_get(&pong);
-  TH_ASSERT_OK(isola_kill(&p, ISOLA_IMMEDIATE));
+  TH_ASSERT_OK(isola_kill(&p, ISOLA_BEFORE_NEXT_EVENT));
   TH_WAIT_GE(&pong, before + 1); /* its exit message */
   TH_ASSERT_OK(isola_resume(&c, c.pause_capability));
   TH_WAIT_GE(&c_got, 40);
@@ -429,5 +443,36 @@ Test(backpressure, isolates_flooding_each_other_do_not_deadlock) {
     TH_ASSERT_OK(isola_send(atomic_load(&cyc_port[r & 1]), isola_int(k)));
   /* Each seed k makes 2^(k+1) - 1 messages in all. */
   TH_WAIT_GE(&cyc_got, 4L * ((1L << (k + 1)) - 1));
+  th_vm_shutdown_ok();
+}
+
+Test(backpressure, a_muted_isolate_killed_at_once_ends) {
+  init();
+  isola_isolate c = spawn_c(8, true);
+  isola_isolate p = spawn_p(atomic_load(&pong_port));
+  mute_p();
+  long before = th_counter_get(&pong);
+  TH_ASSERT_OK(isola_kill(&p, ISOLA_IMMEDIATE));
+  TH_WAIT_GE(&pong, before + 1); /* its exit message */
+  cr_assert(th_counter_get(&p_tick) == 0, "a muted isolate handled a message");
+  TH_ASSERT_OK(isola_resume(&c, c.pause_capability));
+  TH_WAIT_GE(&c_got, 20);
+  th_vm_shutdown_ok();
+}
+
+Test(backpressure, an_isolate_whose_own_queue_is_full_is_not_held_muted) {
+  init();
+  isola_isolate c = spawn_c(8, true);
+  spawn_pb(ISOLA_PORT_NONE, 2);
+  p_send(2, 20); /* P waits inside this event ... */
+  for (int i = 0; i < 3; i++) p_send(1, 0); /* ... its queue fills (3 >= 2) */
+  th_counter_add(&p_fill, 1);
+  /* P sent 20 to full C while full itself: not muted, so it handles all
+   * three ticks while C stays full (muted, it would stop below 2). */
+  TH_WAIT_GE(&p_go, 1);
+  TH_WAIT_GE(&p_tick, 3);
+  cr_assert(th_counter_get(&c_got) == 0, "C ran while paused");
+  TH_ASSERT_OK(isola_resume(&c, c.pause_capability));
+  TH_WAIT_GE(&c_got, 20);
   th_vm_shutdown_ok();
 }
