@@ -16,6 +16,7 @@
 
 #include <execinfo.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +69,8 @@ struct isola__control {
   struct isola__run *run;
   /* Its mailbox bound and muting (backpressure.h), or NULL.  Set once by
    * the isolate's thread and kept until the isolate is freed: senders
-   * read it (after the room word told them of a bound). */
+   * read it (after the room word told them of a bound).  Last: an
+   * ended isolate's control state is cleared up to it (control_release). */
   struct isola__bp *bp;
 };
 
@@ -340,9 +342,8 @@ static void control_release(isola__isolate *iso, bool keep_bp) {
   free(c->exit_detail);
   run_free(c->run);
   if (keep_bp && c->bp) {
-    struct isola__bp *bp = c->bp;
-    memset(c, 0, sizeof *c);
-    c->bp = bp;
+    /* All but bp, the last member, which other threads may be reading. */
+    memset(c, 0, offsetof(struct isola__control, bp));
     return;
   }
   if (c->bp) isola__bp_free(c->bp);
