@@ -14,7 +14,7 @@ static _Atomic int64_t c_last[4];
 static void c_handler(void *ctx, isola_port port, isola_value msg,
                       isola_port reply_to) {
   (void)ctx, (void)port, (void)reply_to;
-  if ((msg.kind == ISOLA_LIST)) { /* [producer, seq] */
+  if (msg.kind == ISOLA_LIST) { /* [producer, seq] */
     int64_t who = th_item_int(msg, 0), seq = th_item_int(msg, 1);
     TH_CHECKF(seq == atomic_load(&c_last[who]) + 1,
               "producer %lld: %lld after %lld", (long long)who,
@@ -343,9 +343,9 @@ static th_counter r_got = TH_COUNTER_INIT;
 static void r_handler(void *ctx, isola_port port, isola_value msg,
                       isola_port reply_to) {
   (void)ctx, (void)port, (void)reply_to;
-  if ((msg.kind == ISOLA_LIST) && th_item_int(msg, 0) == 0) {
+  if (msg.kind == ISOLA_LIST && th_item_int(msg, 0) == 0) {
     TH_CHECK_OK(isola_set_mailbox_bound((size_t)th_item_int(msg, 1), 0));
-  } else if ((msg.kind == ISOLA_LIST) && th_item_int(msg, 0) == 1) {
+  } else if (msg.kind == ISOLA_LIST && th_item_int(msg, 0) == 1) {
     TH_CHECK_OK(isola_set_mailbox_bound(100, 0));
     TH_CHECK_OK(isola_blocking_begin());
     TH_CHECK_WAIT_GE(&p_tick, 1);
