@@ -785,7 +785,9 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * built), ISOLA_EINVAL (port NONE, a malformed value), ISOLA_ETRANSFER
  * (an empty buffer handle, or one buffer twice), ISOLA_ENOMEM,
  * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is sent on error, and no handle
- * is emptied.  Any thread.
+ * is emptied.  A receiver's mailbox bound never makes isola_send fail: a
+ * full receiver mutes a sending isolate after its event, and takes a plain
+ * thread's message at once (see "Backpressure" below).  Any thread.
  */
 ISOLA_EXPORT int isola_send(isola_port port, isola_value value);
 
