@@ -107,9 +107,12 @@ ISOLA_EXPORT const char *isola_err_name(int err);
 
 /* A port id.  The id of a receive port is also its send port: a plain value
  * that can be copied, compared with ==, used as a hash key (it is already
- * uniformly distributed), and sent inside messages.  Ids cannot be guessed
- * and are not handed out again while the VM runs (see docs/design.md).
- * ISOLA_PORT_NONE is never a valid port. */
+ * uniformly distributed), and sent inside messages.  Every bit of an id
+ * depends on a per-VM key, so ids show no order and cannot be guessed but
+ * by chance (2^64 / N tries on average with N live ports; docs/security.md
+ * says what is and is not claimed), and they are not handed out again
+ * while the VM runs (see docs/design.md).  ISOLA_PORT_NONE is never a
+ * valid port. */
 typedef uint64_t isola_port;
 #define ISOLA_PORT_NONE ((isola_port)0)
 
@@ -863,11 +866,17 @@ ISOLA_EXPORT int isola_set_mailbox_bound(size_t messages, size_t bytes);
  * This matters for the isolates the handler has just sent messages to:
  * the last one readied runs next on this worker, after the handler's event
  * ends (that is what keeps two talking isolates on one core), so a handler
- * that goes on for long without isola_blocking_begin() holds it back.  It
+ * that goes on for long without isola_blocking_begin() holds it back until
+ * another thread notices the worker stuck in one turn and takes it (about
+ * a millisecond; at once from isola_check_interrupts()).  It
  * also hands over the messages the event sent and still holds (see
  * isola_send()), and sends until isola_blocking_end() go out at once.
  * Calls nest.  Errors: ISOLA_ENOTISOLATE; isola_blocking_end() without a
- * begin gives ISOLA_EINVAL.  Isolate only. */
+ * begin gives ISOLA_EINVAL; isola_blocking_begin() gives ISOLA_ESYS when
+ * no stand-in thread could be started (the section has begun all the
+ * same: call isola_blocking_end(); the worker's queue waits until another
+ * thread takes it, about a millisecond, instead of running at once).
+ * Isolate only. */
 ISOLA_EXPORT int isola_blocking_begin(void);
 ISOLA_EXPORT int isola_blocking_end(void);
 
@@ -1111,8 +1120,12 @@ ISOLA_EXPORT int isola_kill(const isola_isolate *isolate,
 
 /* Asks the isolate to send a copy of response (made now) to response_port
  * (Dart's Isolate.ping).  At ISOLA_IMMEDIATE it is answered even while the
- * isolate is paused.  Needs no capability.  Errors: ISOLA_EINVAL (isolate
- * NULL, response_port NONE, a malformed response), ISOLA_ECLOSED,
+ * isolate is paused.  Needs no capability.  The isolate makes one more
+ * copy when it answers; if its thread is out of memory then, the ping goes
+ * unanswered although this call returned ISOLA_OK (a caller that must
+ * know waits with a timeout, as for an isolate that ended meanwhile).
+ * Errors: ISOLA_EINVAL (isolate NULL, response_port NONE, a malformed
+ * response), ISOLA_ECLOSED,
  * ISOLA_EFULL (the request and its response do not fit the isolate's room,
  * see isola_alloc(); the response may also be dropped later if
  * response_port's isolate has no room for it), ISOLA_ENOMEM, ISOLA_ENOVM,
@@ -1127,9 +1140,12 @@ ISOLA_EXPORT int isola_ping(const isola_isolate *isolate,
  * its response.  Handled out of band; a request that reaches an isolate
  * already ending is dropped with it (no message).  Needs no capability.
  * The isolate holds response until it ends, in its room (see the isolate
- * heap, isola_alloc()).  Errors: ISOLA_EINVAL (isolate NULL, port NONE, a malformed
- * response), ISOLA_ECLOSED, ISOLA_EFULL (no room for the request),
- * ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any thread. */
+ * heap, isola_alloc()).  It copies the response again when it records the
+ * listener; if it is out of memory then, the listener is not added
+ * although this call returned ISOLA_OK.  Errors: ISOLA_EINVAL (isolate
+ * NULL, port NONE, a malformed response), ISOLA_ECLOSED, ISOLA_EFULL (no
+ * room for the request), ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any
+ * thread. */
 ISOLA_EXPORT int isola_add_exit_listener(const isola_isolate *isolate,
                                          isola_port port,
                                          isola_value response);
@@ -1224,7 +1240,11 @@ ISOLA_EXPORT int isola_set_errors_fatal(const isola_isolate *isolate,
  * shutting down) this call does not return: the handler is abandoned as by
  * isola_throw() and the isolate ends.  isola_send() and
  * isola_send_reply() from a handler do the same before they send.  Messages
- * the event sent and still holds (see isola_send()) go out here.
+ * the event sent and still holds (see isola_send()) go out here, and the
+ * isolates they (or a ping's answer) readied run on other threads rather
+ * than wait for the event to end; memory the runtime holds for isolates
+ * that ended meanwhile can be freed (a handler that computes for long
+ * without calling this holds that memory back until it returns).
  * Returns ISOLA_OK, or ISOLA_ENOTISOLATE.  Isolate only. */
 ISOLA_EXPORT int isola_check_interrupts(void);
 
@@ -1697,8 +1717,10 @@ typedef void (*isola_timer_fn)(void *arg);
  * same time run in the order they were started.  A live timer keeps its
  * isolate alive, as an open port does; a one-shot stops doing so when it
  * has fired.  A paused isolate's due timers wait until it resumes; an
- * isolate that ends cancels its timers.  arg is the caller's: the runtime
- * never touches it.  *out receives the timer.
+ * isolate that ends cancels its timers.  When memory is short the runtime
+ * delays a tick or an fd event (and tries again every millisecond) rather
+ * than drop it.  arg is the caller's: the runtime never touches it.  *out
+ * receives the timer.
  * Errors: ISOLA_EINVAL (fn or out NULL, a delay or period over about 290
  * years), ISOLA_ENOMEM, ISOLA_ESYS (the timer thread could not start),
  * ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
@@ -1729,8 +1751,8 @@ typedef void (*isola_watch_fn)(int fd, uint32_t events, void *arg);
  * Watches fd for events (ISOLA_READABLE and/or ISOLA_WRITABLE): fn(fd,
  * ready, arg) runs as an event of this isolate whenever fd is ready, until
  * the watch is closed.  The next readiness is reported only after fn
- * returned (the runtime re-arms the watch then), so a busy fd cannot flood
- * the isolate; make fd non-blocking and read or write until it would
+ * returned (the runtime re-arms the watch then, also when fn threw and the
+ * isolate's errors are non-fatal), so a busy fd cannot flood the isolate; make fd non-blocking and read or write until it would
  * block.  A watch keeps its isolate alive, as an open port does; an
  * isolate that ends closes its watches.  The caller keeps owning fd: close
  * the watch before closing fd.  arg is the caller's.
@@ -1951,10 +1973,23 @@ typedef void (*isola_native_handler)(void *ctx, isola_port port,
  * in the order a sender sent them.  concurrent true: up to one handler per
  * pool worker at once, so handler must be thread-safe and messages from one
  * sender may be handled out of order.  The port is served by hidden
- * isolates named name (NULL: "native"), which the VM's hooks see.  *out
- * receives the port.  Errors: ISOLA_EINVAL (handler or out NULL),
- * ISOLA_ENOMEM, ISOLA_ELIMIT, ISOLA_ENOVM, ISOLA_ESHUTDOWN, ISOLA_ESYS (as
- * for isola_spawn()).  Any thread.
+ * isolates named name (NULL: "native"), which the VM's hooks see; from an
+ * isolate they join its group.
+ * What applies to a handler: its hidden isolate has errors non-fatal and
+ * no heap limit (isola_config.heap_limit does not apply), so a handler that
+ * throws, or a message of any size, does not end the port; an uncaught
+ * error is reported as for any isolate (the unhandled_error hook), and the
+ * message counts as handled.  Every send that returned ISOLA_OK is handled
+ * (a concurrent port that cannot hand a message to a worker, for lack of
+ * memory, runs the handler on the dispatcher itself), except when the VM
+ * shuts down first, or when a handler ends its own hidden isolate with
+ * isola_exit() or closes the port with isola_port_close(): then a serial
+ * port is closed and what was queued is dropped (a concurrent port goes on
+ * with its other workers).  A handler must do neither.
+ * *out receives the port.  Errors: ISOLA_EINVAL (handler or out NULL),
+ * ISOLA_ENOMEM, ISOLA_ELIMIT (the hidden isolates exceed
+ * isola_config.max_isolates; nothing is left running), ISOLA_ENOVM,
+ * ISOLA_ESHUTDOWN, ISOLA_ESYS (as for isola_spawn()).  Any thread.
  */
 ISOLA_EXPORT int isola_native_port_new(const char *name,
                                        isola_native_handler handler,
@@ -1964,10 +1999,15 @@ ISOLA_EXPORT int isola_native_port_new(const char *name,
 /* Closes a native port and waits until no handler of it runs: messages
  * sent to it before, by the calling thread, are handled first; later sends
  * fail with ISOLA_ECLOSED.  From an isolate, the wait hands the worker to
- * a stand-in (isola_blocking_begin).  A handler must not close its own
- * port.  VM shutdown closes the native ports left open.  Errors:
- * ISOLA_ECLOSED (not an open native port), ISOLA_ENOVM, ISOLA_ESHUTDOWN.
- * Any thread. */
+ * a stand-in (isola_blocking_begin).  The wait ends when every hidden
+ * isolate of the port has ended, however it ended, so it needs no memory
+ * and does not depend on a handler returning normally; it lasts as long
+ * as a handler of the port runs.  VM shutdown closes the native ports left
+ * open.  Errors: ISOLA_ECLOSED (not an open native port), ISOLA_EBUSY
+ * (called from a handler of this port: it would wait for itself; the port
+ * stays open), ISOLA_ENOVM, ISOLA_ESHUTDOWN (the VM is shutting down: the
+ * port is closed and no handler of it runs any more, but messages still
+ * queued were dropped).  Any thread. */
 ISOLA_EXPORT int isola_native_port_close(isola_port port);
 
 #ifdef __cplusplus

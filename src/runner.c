@@ -7,7 +7,8 @@
  *   isola --help | --version
  *
  * The module's isola_main(args, message) gets args as a list of strings
- * and a null message; it runs on the main thread, which handles the root
+ * (an argument that is not valid UTF-8 as bytes, as the OS gave it) and a
+ * null message; it runs on the main thread, which handles the root
  * isolate's messages until it has no live ports.  Then the VM shuts down
  * (ending any isolate still running) and the process exits with the
  * group's exit code (isola_set_exit_code(), 0 if unset).
@@ -57,14 +58,16 @@ static const char usage[] =
     "       isola --version\n"
     "\n"
     "Runs the module's isola_main(args, message) as the root isolate of a\n"
-    "new VM on the main thread (args: the strings after module.so; message:\n"
-    "null) until the root isolate has no live ports, then exits with the\n"
+    "new VM on the main thread (args: the strings after module.so, each\n"
+    "that is not valid UTF-8 as bytes; message: null) until the root\n"
+    "isolate has no live ports, then exits with the\n"
     "exit code the module set with isola_set_exit_code() (0 if none).\n"
     "module.so is a file path: a name without a slash is taken in the\n"
     "current directory, not searched for.\n"
     "\n"
     "options:\n"
-    "  --threads N               worker threads (default: one per core)\n"
+    "  --threads N               worker threads, 1 to 1024 (default: one\n"
+    "                            per core)\n"
     "  --heap-limit SIZE         each isolate's heap limit (isola_alloc), in\n"
     "                            bytes or with a k, m or g suffix (powers of\n"
     "                            1024); 0: none (the default)\n"
@@ -181,6 +184,28 @@ static int bad_usage(const char *fmt, const char *arg) {
   return EXIT_USAGE;
 }
 
+/* Whether s is valid UTF-8 as isola strings must be (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF). */
+static bool valid_utf8(const unsigned char *s) {
+  while (*s) {
+    unsigned c = *s++;
+    if (c < 0x80) continue;
+    int more;
+    unsigned min, cp;
+    if (c >= 0xc2 && c <= 0xdf) more = 1, min = 0x80, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef) more = 2, min = 0x800, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4) more = 3, min = 0x10000, cp = c & 0x07;
+    else return false;
+    for (int k = 0; k < more; k++, s++) {
+      if ((*s & 0xc0) != 0x80) return false;
+      cp = cp << 6 | (*s & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+  }
+  return true;
+}
+
 /* "4096", "64k", "16M", "1g": bytes, suffixes in powers of 1024. */
 static bool parse_size(const char *s, size_t *out) {
   char *end;
@@ -238,8 +263,9 @@ static int run(int argc, char **argv) {
       char *end;
       errno = 0;
       unsigned long n = strtoul(argv[i], &end, 10);
-      if (errno || *end || end == argv[i] || n == 0 || n > 4096)
-        return bad_usage("--threads: '%s' is not a number from 1 to 4096",
+      /* The VM's own bound (isola_config.workers). */
+      if (errno || *end || end == argv[i] || n == 0 || n > 1024)
+        return bad_usage("--threads: '%s' is not a number from 1 to 1024",
                          argv[i]);
       cfg.workers = (unsigned)n;
     } else if (strcmp(a, "--heap-limit") == 0) {
@@ -300,7 +326,14 @@ static int run(int argc, char **argv) {
     fputs("isola: out of memory\n", stderr);
     return EXIT_LOAD;
   }
-  for (int k = 0; k < nargs; k++) items[k] = isola_str(argv[i + k]);
+  /* A file name or other argument need not be UTF-8: such a one goes to
+   * the module as the bytes the OS gave, not refused. */
+  for (int k = 0; k < nargs; k++) {
+    const char *a = argv[i + k];
+    items[k] = valid_utf8((const unsigned char *)a)
+                   ? isola_str(a)
+                   : isola_bytes(a, strlen(a));
+  }
 
   cfg.unhandled_error = on_uncaught;
 #ifdef ISOLA_HAVE_SYMBOLIZE

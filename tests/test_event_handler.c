@@ -45,12 +45,14 @@ typedef struct spawn_req {
 } spawn_req;
 
 static spawn_req req;
+static bool req_nonfatal; /* spawn it with errors non-fatal */
 
 static void root_entry(isola_value msg) {
   (void)msg;
   isola_port exits;
   TH_CHECK_OK(isola_port_open(on_exit_handler, NULL, &exits));
-  isola_spawn_options o = {.name = "timed", .on_exit = exits};
+  isola_spawn_options o = {.name = "timed", .on_exit = exits,
+                           .errors_nonfatal = req_nonfatal};
   TH_CHECK_OK(isola_spawn(req.entry, isola_int(req.arg), &o, &req.handle));
   th_counter_add(&req.ready, 1);
 }
@@ -440,3 +442,125 @@ Test(watch, bad_watches_give_their_errors) {
   close(sp[0]);
   close(sp[1]);
 }
+
+/* ---- issue 11.11, 18.7: nothing is lost for good -------------------------
+ * A thrown callback, and (with the test hooks) messages the event thread
+ * fails to build or an epoch record it fails to get. */
+
+static void on_readable_throws(int fd, uint32_t events, void *arg) {
+  (void)arg;
+  TH_CHECK(events & ISOLA_READABLE);
+  char buf[64];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) th_counter_add(&bytes, n);
+  if (th_counter_get(&bytes) >= 3) {
+    TH_CHECK_OK(isola_watch_close(the_watch));
+    return;
+  }
+  isola_throw("callback throws after %ld bytes", th_counter_get(&bytes));
+}
+
+static void throwing_reader_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK_OK(isola_watch_open(sp[1], ISOLA_READABLE, on_readable_throws,
+                               NULL, &the_watch));
+  th_counter_add(&fired, 1);
+}
+
+static void quiet_errors(void *data, const isola_isolate_info *info,
+                         const char *message, const char *stack) {
+  (void)data, (void)info, (void)message, (void)stack;
+}
+
+/* 11.11: with errors non-fatal, a callback that throws is re-armed. */
+Test(watch, a_callback_that_throws_is_re_armed) {
+  make_pair();
+  isola_config c;
+  isola_config_init(&c);
+  c.unhandled_error = quiet_errors;
+  th_vm_init(&c);
+  req_nonfatal = true;
+  pthread_t th = start(throwing_reader_entry, 0);
+  TH_WAIT_GE(&fired, 1);
+  for (int i = 0; i < 3; i++) {
+    cr_assert(write(sp[0], "x", 1) == 1, "write");
+    TH_WAIT_GE(&bytes, i + 1);
+  }
+  TH_WAIT_GE(&ended, 1);
+  pthread_join(th, NULL);
+  th_vm_shutdown_ok();
+  close(sp[0]);
+  close(sp[1]);
+}
+
+#ifdef ISOLA_TEST_HOOKS
+#include "../src/platform/test_hooks.h"
+
+static th_counter nticks = TH_COUNTER_INIT;
+
+static void tick5(void *arg) {
+  isola_timer *t = arg;
+  th_counter_add(&nticks, 1);
+  if (th_counter_get(&nticks) == 5) TH_CHECK_OK(isola_timer_cancel(*t));
+}
+
+static void periodic5_entry(isola_value msg) {
+  (void)msg;
+  static isola_timer t;
+  TH_CHECK_OK(isola_timer_start(1, 1, tick5, &t, &t));
+}
+
+/* 11.11: three messages the event thread cannot build (out of memory)
+ * delay a periodic timer; it ticks again after. */
+Test(timer, a_periodic_timer_ticks_again_after_failed_posts) {
+  th_vm_init(NULL);
+  isola__test_fail(ISOLA__FAIL_EVENT_MSG, 3);
+  pthread_t th = start(periodic5_entry, 0);
+  TH_WAIT_GE(&ended, 1); /* ends after its fifth tick cancels it */
+  cr_assert(th_counter_get(&nticks) == 5, "th_counter_get(&nticks) == 5");
+  pthread_join(th, NULL);
+  th_vm_shutdown_ok();
+}
+
+/* 11.11: an isolate whose only live thing is a one-shot still ends. */
+Test(timer, a_one_shot_fires_after_failed_posts) {
+  th_vm_init(NULL);
+  isola__test_fail(ISOLA__FAIL_EVENT_MSG, 3);
+  pthread_t th = start(one_shot_entry, 1);
+  TH_WAIT_GE(&ended, 1);
+  cr_assert(th_counter_get(&fired) == 1, "th_counter_get(&fired) == 1");
+  pthread_join(th, NULL);
+  th_vm_shutdown_ok();
+}
+
+/* 18.7: an event thread without an epoch record posts nothing until it
+ * has one; the timer then fires. */
+Test(timer, a_timer_fires_after_the_event_thread_failed_to_get_a_record) {
+  th_vm_init(NULL);
+  isola__test_fail(ISOLA__FAIL_EVENT_REC, 3);
+  pthread_t th = start(one_shot_entry, 1);
+  TH_WAIT_GE(&ended, 1);
+  cr_assert(th_counter_get(&fired) == 1, "th_counter_get(&fired) == 1");
+  pthread_join(th, NULL);
+  th_vm_shutdown_ok();
+}
+
+/* 11.11: an fd event whose message cannot be built is posted later (epoll
+ * reports a one-shot watch once). */
+Test(watch, an_event_is_delivered_after_failed_posts) {
+  make_pair();
+  th_vm_init(NULL);
+  pthread_t th = start(reader_entry, 0);
+  TH_WAIT_GE(&fired, 1);
+  isola__test_fail(ISOLA__FAIL_EVENT_MSG, 3);
+  for (int i = 0; i < 3; i++) {
+    cr_assert(write(sp[0], "x", 1) == 1, "write");
+    TH_WAIT_GE(&bytes, i + 1);
+  }
+  TH_WAIT_GE(&ended, 1);
+  pthread_join(th, NULL);
+  th_vm_shutdown_ok();
+  close(sp[0]);
+  close(sp[1]);
+}
+#endif

@@ -505,6 +505,27 @@ Test(module, runner_heap_limit) {
   EXPECT_RUN(r, 64);
 }
 
+/* Issue 11.13: an argument that is not UTF-8 reaches the module as bytes
+ * (it was refused as "invalid argument"), and --threads takes what the VM
+ * takes (1 to 1024; 2000 passed the runner, then failed the VM's init). */
+Test(module, runner_arguments_that_are_not_utf8_and_threads_bound) {
+  run_result r;
+  run_runner((const char *[]){"run", TM_EXITS, "kind", "caf\xc3\xa9", NULL},
+             &r);
+  EXPECT_RUN(r, 10);
+  run_runner((const char *[]){"run", TM_EXITS, "kind", "bad\xff\xfe", NULL},
+             &r);
+  EXPECT_RUN(r, 11);
+  run_runner((const char *[]){"run", TM_EXITS, "kind", "\xed\xa0\x80", NULL},
+             &r);
+  EXPECT_RUN(r, 11); /* a surrogate is not UTF-8 */
+  run_runner((const char *[]){"run", "--threads", "2000", TM_EXITS, "ok",
+                              NULL},
+             &r);
+  EXPECT_RUN(r, 64);
+  cr_assert(contains(r.out, "1 to 1024"), "%s", r.out);
+}
+
 Test(module, runner_load_errors_and_usage) {
   run_result r;
   run_runner((const char *[]){"run", "/nonexistent/m.so", NULL}, &r);

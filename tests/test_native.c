@@ -6,6 +6,8 @@
  */
 #include "helpers.h"
 
+#include <sched.h>
+
 TestSuite(native, .timeout = TH_TEST_TIMEOUT_S);
 
 #define SENDERS 4
@@ -138,4 +140,183 @@ Test(native, bad_calls_give_their_errors) {
                ISOLA_EINVAL);
   TH_ASSERT_RC(isola_native_port_close(12345), ISOLA_ECLOSED);
   th_vm_shutdown_ok();
+}
+
+/* ---- issue 11.2, 11.5, 11.13, 18.7 ------------------------------------- */
+
+/* 11.2: the hidden isolates cannot all be spawned (the VM's isolate limit):
+ * the call fails with the spawn's error, those that started are stopped
+ * and nothing is freed under them (ASan) or left behind (LSan). */
+Test(native, new_fails_cleanly_when_its_isolates_cannot_all_be_spawned) {
+  isola_config c;
+  isola_config_init(&c);
+  c.workers = 2;
+  c.max_isolates = 2; /* a concurrent port needs 3 */
+  th_vm_init(&c);
+  isola_port p;
+  for (int i = 0; i < 20; i++)
+    TH_ASSERT_RC(isola_native_port_new("x", count_handler, NULL, true, &p),
+                 ISOLA_ELIMIT);
+  /* The limit is free again: a serial port (one isolate) opens. */
+  th_wait_live_isolates(0);
+  TH_ASSERT_OK(isola_native_port_new("x", count_handler, NULL, false, &p));
+  TH_ASSERT_OK(isola_native_port_close(p));
+  th_vm_shutdown_ok();
+}
+
+/* 11.5: a handler that throws does not end the port: every send that
+ * returned OK is handled, and close returns. */
+static _Atomic long thrown;
+
+static void throw_once_handler(void *ctx, isola_port port, isola_value msg,
+                               isola_port reply_to) {
+  (void)ctx, (void)port, (void)reply_to;
+  atomic_fetch_add(&handled, 1);
+  if (msg.as.i % 10 == 0) {
+    atomic_fetch_add(&thrown, 1);
+    isola_throw("handler %lld throws", (long long)msg.as.i);
+  }
+}
+
+static void throwing_port(bool concurrent) {
+  isola_config c;
+  isola_config_init(&c);
+  c.workers = 2;
+  th_vm_init(&c);
+  isola_port p;
+  TH_ASSERT_OK(
+      isola_native_port_new("t", throw_once_handler, NULL, concurrent, &p));
+  for (int i = 0; i < 100; i++) TH_ASSERT_OK(isola_send(p, isola_int(i)));
+  TH_ASSERT_OK(isola_native_port_close(p));
+  cr_assert(atomic_load(&handled) == 100, "handled %ld of 100",
+            atomic_load(&handled));
+  cr_assert(atomic_load(&thrown) == 10, "atomic_load(&thrown) == 10");
+  th_vm_shutdown_ok();
+}
+
+Test(native, a_throwing_handler_does_not_end_a_concurrent_port) {
+  throwing_port(true);
+}
+
+Test(native, a_throwing_handler_does_not_end_a_serial_port) {
+  throwing_port(false);
+}
+
+/* 11.5: the VM's heap limit is not the hidden isolates': a message larger
+ * than it is handled, and so is everything after it. */
+static void size_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx, (void)port, (void)reply_to;
+  if (msg.kind == ISOLA_STRING) TH_CHECK(msg.len == 65536);
+  atomic_fetch_add(&handled, 1);
+}
+
+Test(native, a_message_over_the_vm_heap_limit_does_not_end_the_port) {
+  isola_config c;
+  isola_config_init(&c);
+  c.workers = 2;
+  c.heap_limit = 4096;
+  th_vm_init(&c);
+  static char big[65536];
+  memset(big, 'x', sizeof big);
+  for (int conc = 0; conc < 2; conc++) {
+    atomic_store(&handled, 0);
+    isola_port p;
+    TH_ASSERT_OK(isola_native_port_new("big", size_handler, NULL, conc, &p));
+    for (int i = 0; i < 10; i++) {
+      TH_ASSERT_OK(isola_send(p, isola_strn(big, sizeof big)));
+      TH_ASSERT_OK(isola_send(p, isola_int(i)));
+    }
+    TH_ASSERT_OK(isola_native_port_close(p));
+    cr_assert(atomic_load(&handled) == 20, "handled %ld of 20",
+              atomic_load(&handled));
+  }
+  th_vm_shutdown_ok();
+}
+
+/* 11.5: closing a port from its own handler cannot wait for itself. */
+static th_counter own_closed = TH_COUNTER_INIT;
+
+static void self_close_handler(void *ctx, isola_port port, isola_value msg,
+                               isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  TH_CHECK_RC(isola_native_port_close(port), ISOLA_EBUSY);
+  th_counter_add(&own_closed, 1);
+}
+
+Test(native, close_from_its_own_handler_returns_ebusy) {
+  isola_config c;
+  isola_config_init(&c);
+  c.workers = 2;
+  th_vm_init(&c);
+  for (int conc = 0; conc < 2; conc++) {
+    isola_port p;
+    TH_ASSERT_OK(
+        isola_native_port_new("self", self_close_handler, NULL, conc, &p));
+    TH_ASSERT_OK(isola_send(p, isola_int(1)));
+    TH_WAIT_GE(&own_closed, conc + 1);
+    TH_ASSERT_OK(isola_native_port_close(p));
+  }
+  th_vm_shutdown_ok();
+}
+
+Test(native, close_without_a_vm_returns_enovm) {
+  TH_ASSERT_RC(isola_native_port_close(12345), ISOLA_ENOVM);
+  th_vm_init(NULL);
+  isola_port p;
+  TH_ASSERT_OK(isola_native_port_new("x", count_handler, NULL, false, &p));
+  th_vm_shutdown_ok();
+  TH_ASSERT_RC(isola_native_port_close(p), ISOLA_ENOVM);
+}
+
+/* 11.5, 18.7: a close whose stop is queued behind a handler that is still
+ * running when shutdown kills the port's isolates returns (the killed
+ * dispatcher never handles the stop), and nothing leaks. */
+static th_counter blocked_in = TH_COUNTER_INIT;
+static th_counter release_handler = TH_COUNTER_INIT;
+static th_counter close_done = TH_COUNTER_INIT;
+static _Atomic int close_rc;
+
+static void blocking_handler(void *ctx, isola_port port, isola_value msg,
+                             isola_port reply_to) {
+  (void)ctx, (void)port, (void)msg, (void)reply_to;
+  th_counter_add(&blocked_in, 1);
+  TH_CHECK_WAIT_GE(&release_handler, 1);
+}
+
+static void *closer(void *arg) {
+  atomic_store(&close_rc, isola_native_port_close(*(isola_port *)arg));
+  th_counter_add(&close_done, 1);
+  return NULL;
+}
+
+static void *shutter(void *arg) {
+  (void)arg;
+  TH_CHECK_OK(isola_vm_shutdown(NULL));
+  return NULL;
+}
+
+Test(native, close_racing_shutdown_returns_and_leaks_nothing) {
+  isola_config c;
+  isola_config_init(&c);
+  c.workers = 2;
+  c.shutdown_grace_ms = 60000;
+  th_vm_init(&c);
+  isola_port p;
+  TH_ASSERT_OK(isola_native_port_new("s", blocking_handler, NULL, false, &p));
+  TH_ASSERT_OK(isola_send(p, isola_int(1)));
+  TH_WAIT_GE(&blocked_in, 1);
+  pthread_t ct, st;
+  cr_assert(pthread_create(&ct, NULL, closer, &p) == 0, "pthread_create");
+  cr_assert(pthread_create(&st, NULL, shutter, NULL) == 0, "pthread_create");
+  /* Shutdown has begun once a send is refused. */
+  while (isola_send(p, isola_int(2)) == ISOLA_OK) sched_yield();
+  th_counter_add(&release_handler, 1);
+  TH_WAIT_GE(&close_done, 1);
+  int rc = atomic_load(&close_rc);
+  cr_assert(rc == ISOLA_OK || rc == ISOLA_ESHUTDOWN, "close gave %s",
+            isola_err_name(rc));
+  pthread_join(ct, NULL);
+  pthread_join(st, NULL);
+  th_leak_check();
 }

@@ -92,6 +92,46 @@ Test(security, the_id_permutation_round_trips_and_the_short_decode_agrees) {
   }
 }
 
+static th_counter memo_got = TH_COUNTER_INIT;
+static isola_port memo_old;
+
+static void memo_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  th_counter_add(&memo_got, 1);
+  TH_CHECK_OK(isola_port_close(port));
+}
+
+static void memo_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(memo_handler, NULL, &p));
+  /* An id of the VM before: this thread decoded it then. */
+  if (memo_old)
+    TH_CHECK_RC(isola_send(memo_old, isola_int(1)), ISOLA_ECLOSED);
+  for (int i = 0; i < 3; i++) { /* decoded, then remembered */
+    isola_port q;
+    TH_CHECK_OK(isola_port_open(noop_handler, NULL, &q));
+    TH_CHECK_OK(isola_send(q, isola_int(i)));
+    TH_CHECK_OK(isola_port_close(q));
+    TH_CHECK_RC(isola_send(q, isola_int(i)), ISOLA_ECLOSED);
+  }
+  TH_CHECK_OK(isola_send(p, isola_int(1)));
+  memo_old = p;
+}
+
+Test(security, a_threads_id_memo_is_per_vm) {
+  /* The lookup remembers the slot of ids it decoded (port_map.h): an id of
+   * an earlier VM, or of a closed port, still answers ECLOSED, and a new
+   * VM's ids are found. */
+  for (int round = 0; round < 3; round++) {
+    th_vm_init(NULL);
+    TH_ASSERT_OK(isola_run_main(memo_entry, isola_null(), NULL));
+    TH_WAIT_GE(&memo_got, round + 1);
+    th_vm_shutdown_ok();
+  }
+}
+
 /* ---------------------------------------------------------------------- */
 /* 12.1: every wrong id answers alike                                      */
 /* ---------------------------------------------------------------------- */

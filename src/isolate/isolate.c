@@ -562,8 +562,7 @@ int isola_blocking_begin(void) {
   if (!isola__t.current || !t) return ISOLA_ENOTISOLATE;
   isola__vm *vm = isola__vm_get();
   isola__outbox_flush(vm); /* what it sent may be what it waits on */
-  isola__sched_blocking_begin(&vm->sched, t);
-  return ISOLA_OK;
+  return isola__sched_blocking_begin(&vm->sched, t);
 }
 
 int isola_blocking_end(void) {

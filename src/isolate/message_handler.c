@@ -247,6 +247,9 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
           if (isola__sched_has_other_work(&vm->sched))
             return ISOLA__TURN_YIELD;
           handled = 0;
+          /* A turn that goes on: a newer epoch every batch, so isolates
+           * that end meanwhile can be freed (scheduler.h). */
+          isola__sched_interrupt_point(vm);
         }
         continue;
       }
@@ -398,5 +401,8 @@ int isola_check_interrupts(void) {
     if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END)
       longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_KILL);
   }
+  /* What the event readied (a ping's answer) runs elsewhere meanwhile, and
+   * reclamation goes on while the event does (scheduler.h). */
+  isola__sched_interrupt_point(vm);
   return ISOLA_OK;
 }

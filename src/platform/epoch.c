@@ -12,6 +12,7 @@ void isola__epoch_init(isola__epoch *e,
   atomic_init(&e->recs, NULL);
   e->retired_head = e->retired_tail = NULL;
   atomic_init(&e->nretired, 0);
+  atomic_init(&e->nfreed, 0);
   e->free_isolate = free_isolate;
 }
 
@@ -112,11 +113,14 @@ static isola__isolate *take_safe(isola__isolate **head, isola__isolate **tail,
 }
 
 static void free_all(isola__epoch *e, isola__isolate *iso) {
+  size_t n = 0;
   while (iso) {
     isola__isolate *next = iso->retire_next;
     e->free_isolate(iso);
     iso = next;
+    n++;
   }
+  if (n) atomic_fetch_add_explicit(&e->nfreed, n, memory_order_relaxed);
 }
 
 void isola__epoch_reclaim(isola__epoch *e) {
@@ -124,10 +128,20 @@ void isola__epoch_reclaim(isola__epoch *e) {
   stamp_pending(e);
   bool shared = atomic_load_explicit(&e->nretired, memory_order_relaxed) != 0;
   if (!t->retire_head && !shared) return;
-  uint64_t min = min_online(e);
-  free_all(e, take_safe(&t->retire_head, &t->retire_tail, min));
+  if (t->retire_head)
+    free_all(e, take_safe(&t->retire_head, &t->retire_tail, min_online(e)));
   if (shared) {
     pthread_mutex_lock(&e->lock);
+    /* The minimum is taken after the lock, not before: an isolate another
+     * thread hands over (thread_exit) after an earlier scan may be held by
+     * a thread that came online after that scan at an epoch below its
+     * stamp, which that scan could not see (with nobody online it gave
+     * UINT64_MAX, and the isolate would be freed under the newcomer).
+     * Everything on the list now was stamped, so unlinked, before the
+     * handing thread's unlock; our lock, then the fence in min_online(),
+     * order that before the scan: a thread the scan misses came online
+     * after it, and its loads see the unlink (the pair in epoch.h). */
+    uint64_t min = min_online(e);
     isola__isolate *list =
         take_safe(&e->retired_head, &e->retired_tail, min);
     size_t n = 0;

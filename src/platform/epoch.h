@@ -19,7 +19,12 @@
  *
  * Pool threads stay online while they run isolates and refresh once per
  * turn (a load and a store, no fence), so the send path inside a handler
- * pays nothing.  Other threads come online for the duration of one call.
+ * pays nothing; a turn that goes on refreshes every batch of messages and
+ * at every isola_check_interrupts() (scheduler.h), and a root isolate's
+ * thread between its turns, so reclamation never waits for a turn to end
+ * (a handler that computes without reaching an interrupt point holds back
+ * only what ends while it computes).  Other threads come online for the
+ * duration of one call.
  */
 #ifndef ISOLA_EPOCH_H
 #define ISOLA_EPOCH_H
@@ -42,6 +47,7 @@ typedef struct isola__epoch {
   _Atomic(isola__epoch_rec *) recs;
   isola__isolate *retired_head, *retired_tail;
   _Atomic size_t nretired;
+  _Atomic size_t nfreed; /* isolates freed so far (tests count them) */
   void (*free_isolate)(isola__isolate *);
 } isola__epoch;
 

@@ -49,12 +49,26 @@ static inline bool isola__mq_push(_Atomic(uintptr_t) *head, isola__node *node) {
   return isola__mq_push_chain(head, node, node);
 }
 
-/* The OOB queue has no scheduling bit: the same push on a plain pointer. */
+/* The OOB queue has no scheduling bit: the same push on a plain pointer.
+ *
+ * seq_cst, not acq_rel: this exchange is one side of a Dekker pair.  The
+ * sender then pokes (a seq_cst load of the normal head, isola__mq_poke);
+ * the consumer marks itself idle (a seq_cst CAS of that head) and then
+ * loads oob_head (seq_cst, wanted() in message_handler.c).  Only if both
+ * stores and both loads are in the single total order S of seq_cst
+ * operations does one side see the other's store (C11 7.17.3: a seq_cst
+ * load sees the last seq_cst store before it in S, or a later one): the
+ * sender sees the idle mark and schedules the isolate, or the consumer
+ * sees the message and takes itself back.  With acq_rel the exchange is
+ * not in S, and a weakly ordered machine may let the sender's load of head
+ * pass its store to oob_head: both would miss, and the request would wait
+ * for the next message.  (On x86 and on AArch64's LDAXR/STLXR the two
+ * orders compile to the same instructions.) */
 static inline void isola__mq_push_plain(_Atomic(isola__node *) *head,
                                         isola__node *node) {
   atomic_store_explicit(&node->next, NULL, memory_order_relaxed);
   isola__node *p =
-      atomic_exchange_explicit(head, node, memory_order_acq_rel);
+      atomic_exchange_explicit(head, node, memory_order_seq_cst);
   atomic_store_explicit(&p->next, node, memory_order_release);
 }
 

@@ -27,6 +27,8 @@ static ISOLA__TLS struct {
 static _Atomic uint64_t map_gen = 1;
 static uint64_t current_gen; /* set in init; read by this VM's threads */
 
+ISOLA__TLS isola__id_memo isola__id_memos[ISOLA__ID_MEMO];
+
 int isola__port_map_init(isola__port_map *m) {
   m->dir = calloc(ISOLA__DIR_SIZE, sizeof *m->dir);
   if (!m->dir) return ISOLA_ENOMEM;
@@ -39,6 +41,9 @@ int isola__port_map_init(isola__port_map *m) {
     return ISOLA_ESYS;
   }
   current_gen = atomic_fetch_add(&map_gen, 1) + 1;
+  /* The id memos keep 32 bits of it: a map born 2^32 VMs later could
+   * take an old entry for its own only if the same id also came back. */
+  m->gen = current_gen & UINT32_MAX;
   return ISOLA_OK;
 }
 

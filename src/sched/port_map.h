@@ -54,6 +54,7 @@ typedef struct isola__port_map {
   /* Read by every send, written only at init: a line of their own. */
   _Alignas(64) isola__idc idc; /* the id permutation's keys */
   _Atomic(isola__port_slot *) *dir; /* ISOLA__DIR_SIZE chunk pointers */
+  uint64_t gen; /* this map's number in the process (never 0) */
   _Alignas(64) _Atomic uint32_t high; /* first index never handed out */
   isola__lock lock;                 /* protects free_head, nfree */
   uint32_t free_head;
@@ -91,11 +92,38 @@ void isola__port_map_each_isolate(isola__port_map *m,
                                   void (*fn)(isola__isolate *, void *),
                                   void *arg);
 
+/* Each thread's memo of the ids it decoded last: an id names the same slot
+ * index for the whole life of its map (the permutation's key is fixed), so
+ * a thread that sends to a few ports again and again (a ping-pong, a
+ * request and its replies) decodes each once.  The slot's own id still
+ * says whether the port is open.  gen tells this map's entries from an
+ * earlier VM's. */
+#define ISOLA__ID_MEMO 16
+typedef struct isola__id_memo {
+  uint64_t id;
+  uint64_t gen_index; /* map gen << 32 | slot index */
+} isola__id_memo;
+extern ISOLA__TLS isola__id_memo isola__id_memos[ISOLA__ID_MEMO];
+
+/* The slot index an id would name (not checked). */
+static inline uint32_t isola__port_index(isola__port_map *m, isola_port id) {
+  isola__id_memo *e = &isola__id_memos[(id ^ (id >> 32)) &
+                                       (ISOLA__ID_MEMO - 1)];
+  uint64_t tag = m->gen << 32;
+  if (ISOLA__LIKELY(e->id == id &&
+                    (e->gen_index & ~(uint64_t)UINT32_MAX) == tag))
+    return (uint32_t)e->gen_index;
+  uint32_t index =
+      isola__idc_decode_low(&m->idc, id) & ISOLA__PORT_INDEX_MASK;
+  e->id = id;
+  e->gen_index = tag | index;
+  return index;
+}
+
 /* The slot of an open port, or NULL. */
 static inline isola__port_slot *isola__port_slot_of(isola__port_map *m,
                                                     isola_port id) {
-  uint32_t index =
-      isola__idc_decode_low(&m->idc, id) & ISOLA__PORT_INDEX_MASK;
+  uint32_t index = isola__port_index(m, id);
   isola__port_slot *chunk = atomic_load_explicit(
       &m->dir[index >> ISOLA__CHUNK_BITS], memory_order_acquire);
   /* Slot 0 is never handed out, and no open port's id is 0, so

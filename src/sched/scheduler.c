@@ -8,10 +8,12 @@
 
 #include "control.h"
 #include "epoch.h"
+#include "isolate.h"
 #include "message_handler.h"
 #include "platform.h"
 #include "pool.h"
 #include "stats.h"
+#include "test_hooks.h"
 #include "vm.h"
 
 /* How long an idle thread spins before parking.  A futex wake-up costs
@@ -20,6 +22,15 @@
 #define SPIN_NS 50000u
 /* Turns in a row taken from runnext before the runq gets a turn. */
 #define RUNNEXT_MAX 64u
+/* A worker whose turn count has not moved for this long is in one long
+ * turn (a handler computing or blocked in C): a busy worker steals what
+ * waits behind it, and a parked thread wakes this often to look while
+ * some worker holds queued work. */
+#define STUCK_NS 1000000u
+/* A spinning thread takes another worker's runnext once that worker has
+ * been in the same turn for this long (Go's 3 µs): a ping-pong hop is far
+ * shorter, so talking isolates are left alone. */
+#define RUNNEXT_STEAL_NS 5000u
 
 static void *thread_main(void *arg);
 
@@ -121,6 +132,74 @@ static isola__isolate *runq_steal(isola__worker *w, isola__worker *victim) {
     if (n) atomic_store_explicit(&w->rq_tail, wt + n, memory_order_release);
     return iso;
   }
+}
+
+/* Thief: the isolate at the head of victim's ring, or NULL. */
+static isola__isolate *runq_take(isola__worker *victim) {
+  for (;;) {
+    uint32_t h = atomic_load_explicit(&victim->rq_head, memory_order_acquire);
+    uint32_t t = atomic_load_explicit(&victim->rq_tail, memory_order_acquire);
+    if (t == h || t - h > ISOLA__RUNQ_SIZE) {
+      if (t == h) return NULL;
+      continue; /* inconsistent snapshot: head moved under us */
+    }
+    isola__isolate *iso = atomic_load_explicit(
+        &victim->rq[h % ISOLA__RUNQ_SIZE], memory_order_relaxed);
+    if (atomic_compare_exchange_weak_explicit(&victim->rq_head, &h, h + 1,
+                                              memory_order_acq_rel,
+                                              memory_order_relaxed))
+      return iso;
+  }
+}
+
+/* How long v has been in its current turn as far as the calling thread can
+ * tell: 0 the first time a turn is seen, then the time since.  A worker
+ * nobody runs (idle) looks stuck too, but holds no work. */
+static uint64_t stuck_for(isola__worker *v, uint64_t now) {
+  uint64_t turns = isola__cnt(&v->st_turns);
+  if (turns != atomic_load_explicit(&v->seen_turns, memory_order_relaxed)) {
+    atomic_store_explicit(&v->seen_at, now, memory_order_relaxed);
+    atomic_store_explicit(&v->seen_turns, turns, memory_order_relaxed);
+    return 0;
+  }
+  uint64_t at = atomic_load_explicit(&v->seen_at, memory_order_relaxed);
+  return now > at ? now - at : 0;
+}
+
+/* Takes v's runnext if v has been in one turn for at least min_ns.  The
+ * CAS pairs with the owner's exchanges: exactly one of them gets it. */
+static isola__isolate *steal_runnext(isola__worker *v, uint64_t now,
+                                     uint64_t min_ns) {
+  isola__isolate *x = atomic_load_explicit(&v->runnext, memory_order_relaxed);
+  if (!x || stuck_for(v, now) < min_ns) return NULL;
+  if (atomic_compare_exchange_strong_explicit(&v->runnext, &x, NULL,
+                                              memory_order_acq_rel,
+                                              memory_order_relaxed))
+    return x;
+  return NULL;
+}
+
+/* Whether v holds work another thread could take: a runnext or a ring. */
+static bool holds_work(isola__worker *v) {
+  return atomic_load_explicit(&v->runnext, memory_order_relaxed) != NULL ||
+         !runq_empty(v);
+}
+
+/* A busy worker, every 61st turn: takes work from a worker stuck in one
+ * long turn (its ring, then its runnext), or NULL.  Half the ring when
+ * w's own is empty, else one isolate (w's ring may be full). */
+static isola__isolate *steal_stuck(isola__sched *s, isola__worker *w) {
+  uint64_t now = 0;
+  for (unsigned i = 0; i < s->nworkers; i++) {
+    isola__worker *v = &s->workers[i];
+    if (v == w || !holds_work(v)) continue;
+    if (!now) now = isola__plat_now_ns();
+    if (stuck_for(v, now) < STUCK_NS) continue;
+    isola__isolate *iso = runq_empty(w) ? runq_steal(w, v) : runq_take(v);
+    if (!iso) iso = steal_runnext(v, now, STUCK_NS);
+    if (iso) return iso;
+  }
+  return NULL;
 }
 
 static void wakep(isola__sched *s);
@@ -251,8 +330,8 @@ void isola__sched_ready(isola__sched *s, isola__isolate *iso) {
   if (w) {
     /* Runs next on this thread: no wake-up needed for it.  The isolate it
      * displaces becomes stealable. */
-    isola__isolate *old = w->runnext;
-    w->runnext = iso;
+    isola__isolate *old =
+        atomic_exchange_explicit(&w->runnext, iso, memory_order_acq_rel);
     if (old) {
       runq_put(s, w, old);
       wakep(s);
@@ -265,7 +344,10 @@ void isola__sched_ready(isola__sched *s, isola__isolate *iso) {
 
 bool isola__sched_has_other_work(isola__sched *s) {
   isola__thread *t = isola__t.thread;
-  if (t && t->w && (t->w->runnext || !runq_empty(t->w))) return true;
+  if (t && t->w &&
+      (atomic_load_explicit(&t->w->runnext, memory_order_relaxed) ||
+       !runq_empty(t->w)))
+    return true;
   return atomic_load_explicit(&s->gq_len, memory_order_relaxed) != 0;
 }
 
@@ -385,18 +467,21 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
   isola__worker *w = t->w;
   isola__isolate *iso;
 
-  if (++w->tick % 61 == 0 && (iso = gq_get(s, w, 1))) return iso;
-  if (w->runnext) {
-    if (w->streak < RUNNEXT_MAX ||
-        (runq_empty(w) &&
-         !atomic_load_explicit(&s->gq_len, memory_order_relaxed))) {
-      w->streak++;
-      iso = w->runnext;
-      w->runnext = NULL;
-      return iso;
+  if (++w->tick % 61 == 0 &&
+      ((iso = gq_get(s, w, 1)) || (iso = steal_stuck(s, w))))
+    return iso;
+  if (atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
+    /* An exchange: a thief may have taken it meanwhile. */
+    iso = atomic_exchange_explicit(&w->runnext, NULL, memory_order_acquire);
+    if (iso) {
+      if (w->streak < RUNNEXT_MAX ||
+          (runq_empty(w) &&
+           !atomic_load_explicit(&s->gq_len, memory_order_relaxed))) {
+        w->streak++;
+        return iso;
+      }
+      runq_put(s, w, iso);
     }
-    runq_put(s, w, w->runnext);
-    w->runnext = NULL;
   }
   w->streak = 0;
   if ((iso = runq_get(w))) return iso;
@@ -415,7 +500,17 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
       isola__cnt_add(&w->st_steals, 1);
       return iso;
     }
-    if ((round & 15) == 15 && isola__plat_now_ns() - start > SPIN_NS) break;
+    if ((round & 15) == 15) {
+      /* A runnext held by a worker that stays in one turn. */
+      uint64_t now = isola__plat_now_ns();
+      for (unsigned i = 0; i < s->nworkers; i++)
+        if (&s->workers[i] != w &&
+            (iso = steal_runnext(&s->workers[i], now, RUNNEXT_STEAL_NS))) {
+          isola__cnt_add(&w->st_steals, 1);
+          return iso;
+        }
+      if (now - start > SPIN_NS) break;
+    }
     for (int i = 0; i < 32; i++) isola__plat_relax();
   }
   /* Stop spinning before the final check in release_worker(), so a maker
@@ -430,7 +525,7 @@ static isola__isolate *find_runnable(isola__vm *vm, isola__thread *t) {
   isola__cnt_set(&t->w->st_cur, 0);
   isola__isolate *iso = find_runnable_inner(vm, t);
   if (iso && t->w) {
-    isola__cnt_add(&t->w->st_turns, 1);
+    isola__cnt_add(&t->w->st_turns, 1); /* stuck_for() sees it move */
     isola__cnt_set(&t->w->st_cur, iso->control_port);
   }
   /* A thread woken to look for work counts as spinning until it finds
@@ -531,6 +626,34 @@ static void *thread_main(void *arg) {
   return NULL;
 }
 
+/* ---- the monitor ---------------------------------------------------------
+ * A worker in one long turn makes no wake-up for what waits behind it (a
+ * runnext, a ring filled before the turn), and the other threads may all
+ * be parked.  One thread (Go's sysmon) looks every STUCK_NS while some
+ * worker is busy, every 10 ms otherwise, and wakes a spinning thread when
+ * a stuck worker holds work; the spinner steals it.  It reads only the
+ * workers' counters, never an isolate, so it needs no epoch record. */
+
+static void *monitor_main(void *arg) {
+  isola__sched *s = arg;
+  while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
+    bool busy = atomic_load_explicit(&s->nidle_workers,
+                                     memory_order_relaxed) < s->nworkers;
+    /* Idle workers are looked at too: one left without a thread (no
+     * stand-in could be started) may hold work. */
+    isola__plat_wait(&s->monitor_wake, 0, busy ? STUCK_NS : 10000000u);
+    uint64_t now = isola__plat_now_ns();
+    for (unsigned i = 0; i < s->nworkers; i++) {
+      isola__worker *v = &s->workers[i];
+      if (holds_work(v) && stuck_for(v, now) >= STUCK_NS) {
+        wakep(s);
+        break;
+      }
+    }
+  }
+  return NULL;
+}
+
 /* Joins threads that have exited.  Called with s->lock held: exited
  * threads no longer take it. */
 static void reap_zombies_locked(isola__sched *s) {
@@ -587,6 +710,7 @@ int isola__sched_init(isola__sched *s, unsigned nworkers,
   atomic_init(&s->nidle_workers, 0);
   atomic_init(&s->gq_len, 0);
   atomic_init(&s->stopping, false);
+  atomic_init(&s->monitor_wake, 0);
   pthread_mutex_init(&s->gq_lock, NULL);
   pthread_mutex_init(&s->lock, NULL);
   return ISOLA_OK;
@@ -594,6 +718,9 @@ int isola__sched_init(isola__sched *s, unsigned nworkers,
 
 /* Starts one thread per worker; called once the VM is published. */
 int isola__sched_start(isola__sched *s) {
+  if (pthread_create(&s->monitor, NULL, monitor_main, s) != 0)
+    return ISOLA_ESYS;
+  s->monitor_started = true;
   pthread_mutex_lock(&s->lock);
   for (unsigned i = 0; i < s->nworkers; i++) {
     if (!thread_new(s, &s->workers[i], false)) {
@@ -607,6 +734,12 @@ int isola__sched_start(isola__sched *s) {
 
 void isola__sched_stop(isola__sched *s) {
   atomic_store_explicit(&s->stopping, true, memory_order_seq_cst);
+  if (s->monitor_started) {
+    atomic_store_explicit(&s->monitor_wake, 1, memory_order_seq_cst);
+    isola__plat_wake_one(&s->monitor_wake);
+    pthread_join(s->monitor, NULL);
+    s->monitor_started = false;
+  }
   for (;;) {
     pthread_mutex_lock(&s->lock);
     for (isola__thread *t = s->idle_threads; t; t = t->idle_next) {
@@ -632,8 +765,11 @@ void isola__sched_wait_pinned(isola__sched *s, isola__thread *t,
   isola__vm *vm = isola__vm_get();
   uint64_t start = isola__plat_now_ns();
   for (unsigned round = 0;; round++) {
-    if (atomic_exchange_explicit(&iso->pin_wake, 0, memory_order_acquire))
+    if (atomic_exchange_explicit(&iso->pin_wake, 0, memory_order_acquire)) {
+      /* Between turns: a newer epoch, as a pool thread takes per turn. */
+      if (t->online) isola__epoch_refresh(&vm->epoch, t->rec);
       return;
+    }
     if ((round & 15) == 15 && isola__plat_now_ns() - start > SPIN_NS) break;
     for (int i = 0; i < 32; i++) isola__plat_relax();
   }
@@ -648,24 +784,53 @@ void isola__sched_wait_pinned(isola__sched *s, isola__thread *t,
   go_online(vm, t);
 }
 
-void isola__sched_blocking_begin(isola__sched *s, isola__thread *t) {
-  if (t->blocking++ > 0) return;
+void isola__sched_interrupt_point(isola__vm *vm) {
+  isola__outbox_flush(vm);
+  isola__thread *t = isola__t.thread;
+  if (!t) return;
+  isola__worker *w = t->w;
+  if (w && atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
+    /* What this long event readied (a ping's answer, a send) runs
+     * elsewhere instead of after the event. */
+    isola__isolate *rn =
+        atomic_exchange_explicit(&w->runnext, NULL, memory_order_acquire);
+    if (rn) {
+      runq_put(&vm->sched, w, rn);
+      wakep(&vm->sched);
+    }
+  }
+  /* No pointer loaded before is held (the outbox is pushed): a newer
+   * epoch lets isolates retired since the turn began be freed. */
+  if (t->online) isola__epoch_refresh(&vm->epoch, t->rec);
+}
+
+int isola__sched_blocking_begin(isola__sched *s, isola__thread *t) {
+  if (t->blocking++ > 0) return ISOLA_OK;
+  int rc = ISOLA_OK;
   isola__worker *w = t->w;
   if (w && !t->pinned) {
     t->w = NULL;
-    if (w->runnext) {
-      runq_put(s, w, w->runnext);
-      w->runnext = NULL;
-    }
+    isola__isolate *rn =
+        atomic_exchange_explicit(&w->runnext, NULL, memory_order_acquire);
+    if (rn) runq_put(s, w, rn);
     /* Hand the worker, with its queue, to another thread (a stand-in). */
     pthread_mutex_lock(&s->lock);
-    if (!start_thread_locked(s, w, false)) push_idle_worker_locked(s, w);
+    if (isola__test_failing(ISOLA__FAIL_STAND_IN) ||
+        !start_thread_locked(s, w, false)) {
+      /* None could be had: the worker waits idle.  What waits on it is
+       * not lost: it counts as stuck, so the monitor wakes a thread for
+       * it and busy workers steal from it; a thread back from blocking
+       * takes the worker.  The caller is told. */
+      push_idle_worker_locked(s, w);
+      rc = ISOLA_ESYS;
+    }
     pthread_mutex_unlock(&s->lock);
   }
   /* While blocked this thread holds no runtime pointer but its own isolate
    * (never freed while it runs): let reclamation go on without it.  A send
    * made meanwhile comes online for its own duration. */
   go_offline(t);
+  return rc;
 }
 
 void isola__sched_blocking_end(isola__sched *s, isola__thread *t) {

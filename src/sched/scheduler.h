@@ -8,7 +8,8 @@
  *
  *   runnext  one isolate readied by the one running on this worker; it runs
  *            next, on the same thread, so two isolates that talk stay on one
- *            core and in one cache.  Never stolen.
+ *            core and in one cache.  Stolen only when the worker's turn has
+ *            not changed for a while (below).
  *   runq     a bounded ring: the owner pushes at the tail; the owner and
  *            thieves take from the head with a CAS.
  *   global   a locked list for isolates readied off the pool (a root
@@ -18,6 +19,15 @@
  * runq, or the global queue), then gives its worker back and parks on a
  * futex.  Whoever makes stealable work wakes a parked thread only if no
  * thread is spinning, so a burst of messages costs at most one wake-up.
+ *
+ * A handler that runs for long must not strand what waits on its worker.
+ * Each worker counts its turns (st_turns, for snapshots too); a worker
+ * whose count has not moved for STUCK_NS is in one long turn.  Then a
+ * spinning thread takes its runnext (after RUNNEXT_STEAL_NS), a busy worker
+ * looks at the others every 61st turn and steals from a stuck one, and a
+ * monitor thread, every millisecond while a worker is busy, wakes a
+ * spinning thread when a stuck worker holds work.  So runnext is an atomic
+ * word the owner exchanges.
  */
 #ifndef ISOLA_SCHEDULER_H
 #define ISOLA_SCHEDULER_H
@@ -30,12 +40,18 @@ struct isola__worker {
   alignas(ISOLA__CACHE_LINE) _Atomic uint32_t rq_head; /* owner and thieves */
   alignas(ISOLA__CACHE_LINE) _Atomic uint32_t rq_tail; /* written by owner */
   _Atomic(isola__isolate *) rq[ISOLA__RUNQ_SIZE];
+  /* The owner exchanges it; a thief takes it with a CAS (scheduler.c). */
+  _Atomic(isola__isolate *) runnext;
   /* The fields below belong to the thread holding the worker. */
-  isola__isolate *runnext;
   unsigned streak;  /* isolates in a row taken from runnext */
   uint32_t tick;    /* turns run; every 61st looks at the global queue */
   uint32_t id;
   isola__worker *idle_next; /* idle list, under sched lock */
+  /* What other threads last saw of st_turns, and when (scheduler.c's
+   * stuck_for); any thread writes them, relaxed: a lost update only
+   * delays a steal. */
+  alignas(ISOLA__CACHE_LINE) _Atomic uint64_t seen_turns;
+  _Atomic uint64_t seen_at;
   /* Counters for snapshots (stats.h), on a line of their own: turns,
    * steals and cur by the thread holding the worker; parks, wakes and
    * idle under the sched lock.  cur is the control port of the isolate
@@ -82,6 +98,9 @@ typedef struct isola__sched {
   isola__thread *threads; /* every pool thread alive */
   isola__thread *zombies; /* exited, not yet joined */
   size_t nthreads;
+  pthread_t monitor; /* stuck workers (scheduler.c) */
+  bool monitor_started;
+  _Atomic uint32_t monitor_wake; /* futex word: set to stop the monitor */
 } isola__sched;
 
 /* Starts the pool with n workers, each on its own thread. */
@@ -107,8 +126,17 @@ bool isola__sched_has_other_work(isola__sched *s);
 void isola__sched_wait_pinned(isola__sched *s, isola__thread *t,
                               isola__isolate *iso);
 
+/* At an interrupt point of a long event (isola_check_interrupts, every
+ * batch of a long turn): pushes the outbox, hands this worker's runnext to
+ * the other threads, and refreshes the thread's epoch so reclamation goes
+ * on.  The caller holds no pointer to another isolate.  Pool and root
+ * threads; a no-op elsewhere. */
+void isola__sched_interrupt_point(isola__vm *vm);
+
 /* isola_blocking_begin/end for the calling thread. */
-void isola__sched_blocking_begin(isola__sched *s, isola__thread *t);
+/* begin: ISOLA_OK, or ISOLA_ESYS when no stand-in thread could take the
+ * worker (the section has begun all the same). */
+int isola__sched_blocking_begin(isola__sched *s, isola__thread *t);
 void isola__sched_blocking_end(isola__sched *s, isola__thread *t);
 
 #endif

@@ -5,11 +5,15 @@
 
 #include <stdlib.h>
 
+#include <setjmp.h>
+
+#include "control.h"
 #include "epoch.h"
 #include "heap.h"
 #include "lifecycle.h"
 #include "isolate.h"
 #include "platform.h"
+#include "test_hooks.h"
 #include "vm.h"
 
 struct isola__timer {
@@ -38,6 +42,11 @@ struct isola__watch {
   void *arg;
   bool closed;                 /* under the lock */
   struct isola__watch *next_dead; /* the graveyard, under the lock */
+  /* An event whose message could not be built, to post again (under the
+   * lock): epoll reports a one-shot watch once. */
+  bool retrying;
+  uint32_t retry_events;
+  struct isola__watch *next_retry;
 };
 
 /* The isolate's own list of its timers (owner only), in iso->ext. */
@@ -98,36 +107,104 @@ static void heap_remove(isola__timers *ts, isola__timer *t) {
 
 /* ---- the thread --------------------------------------------------------- */
 
-typedef struct due_event {
-  isola_port port;
-  uint64_t id;
-  uint32_t type;   /* ISOLA__MSG_TIMER or ISOLA__MSG_FD */
-  uint32_t events; /* fd events */
-} due_event;
+/* A due event whose message cannot be built (memory is short) is not
+ * dropped: the timer stays in the heap, due again this much later, and an
+ * fd event waits on the retry list; the thread tries again then. */
+#define RETRY_NS 1000000u
 
-/* Posts what came due: online while we look ports up (epoch.h). */
-static void post_all(isola__vm *vm, isola__epoch_rec *rec, due_event *due,
+/* The message for one due event, or NULL when out of memory. */
+static isola__msg *due_msg(isola_port port, uint64_t id, uint32_t type,
+                           uint32_t events) {
+  isola__msg *m;
+  if (isola__test_failing(ISOLA__FAIL_EVENT_MSG) ||
+      isola__msg_new(isola_int((int64_t)id), &m) != ISOLA_OK)
+    return NULL;
+  m->type = type;
+  m->dest = port;
+  m->reply_to = events; /* fd events ride in the unused field */
+  return m;
+}
+
+/* Posts what came due: online while we look ports up (epoch.h).  A post
+ * fails only for a closed port: the isolate ended meanwhile. */
+static void post_all(isola__vm *vm, isola__epoch_rec *rec, isola__msg **due,
                      size_t n) {
-  if (rec) isola__epoch_online(&vm->epoch, rec);
-  for (size_t i = 0; i < n; i++) {
-    isola__msg *m;
-    if (isola__msg_new(isola_int((int64_t)due[i].id), &m) != ISOLA_OK)
-      continue; /* out of memory: the tick or event is lost, not the watch */
-    m->type = due[i].type;
-    m->dest = due[i].port;
-    m->reply_to = due[i].events; /* fd events ride in the unused field */
-    isola__post(vm, m); /* a closed port: the isolate ended meanwhile */
+  isola__epoch_online(&vm->epoch, rec);
+  for (size_t i = 0; i < n; i++) isola__post(vm, due[i]);
+  isola__epoch_offline(rec);
+}
+
+/* Takes the due timers off (or along) the heap and builds their messages
+ * into due; returns how many.  Under ts->lock. */
+static size_t take_due_timers(isola__timers *ts, uint64_t now,
+                              isola__msg **due, size_t max) {
+  size_t ndue = 0;
+  while (ts->n && ts->heap[0]->due <= now && ndue < max) {
+    isola__timer *t = ts->heap[0];
+    bool post = !t->period ||
+                !atomic_load_explicit(&t->in_flight, memory_order_acquire);
+    isola__msg *m = NULL;
+    if (post &&
+        !(m = due_msg(t->port, t->id, ISOLA__MSG_TIMER, 0))) {
+      t->due = now + RETRY_NS; /* nothing is lost: due again soon */
+      sift_down(ts, 0);
+      continue;
+    }
+    if (t->period) {
+      /* A periodic tick is posted and not yet handled: the next tick
+       * waits, so a slow or paused isolate does not pile ticks up. */
+      if (post)
+        atomic_store_explicit(&t->in_flight, true, memory_order_relaxed);
+      /* Next tick from the one due, not from now: no drift. */
+      t->due += t->period;
+      if (t->due <= now) t->due = now + t->period; /* fell behind */
+      sift_down(ts, 0);
+    } else {
+      heap_remove(ts, t);
+    }
+    if (m) due[ndue++] = m;
   }
-  if (rec) isola__epoch_offline(rec);
+  return ndue;
+}
+
+/* Builds the messages of fd events waiting for memory.  Under ts->lock;
+ * with rec NULL only drops the closed watches. */
+static size_t take_retries(isola__timers *ts, isola__epoch_rec *rec,
+                           isola__msg **due, size_t max, size_t ndue) {
+  isola__watch **pp = &ts->retry;
+  while (*pp) {
+    isola__watch *w = *pp;
+    isola__msg *m = NULL;
+    if (!w->closed) {
+      if (!rec || ndue >= max ||
+          !(m = due_msg(w->port, w->id, ISOLA__MSG_FD, w->retry_events))) {
+        pp = &w->next_retry;
+        continue;
+      }
+      due[ndue++] = m;
+    }
+    *pp = w->next_retry;
+    w->retrying = false;
+  }
+  return ndue;
+}
+
+static isola__epoch_rec *event_rec(isola__vm *vm) {
+  if (isola__test_failing(ISOLA__FAIL_EVENT_REC)) return NULL;
+  return isola__epoch_register(&vm->epoch);
 }
 
 static void *event_thread(void *arg) {
   isola__timers *ts = arg;
   isola__vm *vm = isola__vm_get();
-  isola__epoch_rec *rec = isola__epoch_register(&vm->epoch);
-  due_event due[64];
+  /* Without a record the thread posts nothing (it could not keep the
+   * receiver alive while it pushes): what is due waits, and the
+   * registration is tried again, every RETRY_NS. */
+  isola__epoch_rec *rec = event_rec(vm);
+  isola__msg *due[64];
   isola__poll_event ev[64];
   for (;;) {
+    if (!rec) rec = event_rec(vm);
     size_t ndue = 0;
     uint64_t wait = UINT64_MAX;
     pthread_mutex_lock(&ts->lock);
@@ -135,32 +212,19 @@ static void *event_thread(void *arg) {
       pthread_mutex_unlock(&ts->lock);
       break;
     }
-    /* Watches closed since the last wait: no event of theirs is in hand
-     * any more, so they can go. */
+    /* Closed watches leave the retry list first, then, no event of theirs
+     * being in hand any more, they can go. */
+    ndue = take_retries(ts, rec, due, 64, 0);
     while (ts->graveyard) {
       isola__watch *w = ts->graveyard;
       ts->graveyard = w->next_dead;
       free(w);
     }
     uint64_t now = isola__plat_now_ns();
-    while (ts->n && ts->heap[0]->due <= now && ndue < 64) {
-      isola__timer *t = ts->heap[0];
-      bool post = true;
-      if (t->period) {
-        /* Next tick from the one due, not from now: no drift. */
-        post = !atomic_load_explicit(&t->in_flight, memory_order_acquire);
-        if (post)
-          atomic_store_explicit(&t->in_flight, true, memory_order_relaxed);
-        t->due += t->period;
-        if (t->due <= now) t->due = now + t->period; /* fell behind */
-        sift_down(ts, 0);
-      } else {
-        heap_remove(ts, t);
-      }
-      if (post)
-        due[ndue++] = (due_event){t->port, t->id, ISOLA__MSG_TIMER, 0};
-    }
-    if (ts->n && ndue < 64) wait = ts->heap[0]->due - now;
+    if (rec) ndue += take_due_timers(ts, now, due + ndue, 64 - ndue);
+    if (ts->n && ndue < 64)
+      wait = ts->heap[0]->due > now ? ts->heap[0]->due - now : 0;
+    if ((ts->retry || !rec) && wait > RETRY_NS) wait = RETRY_NS;
     pthread_mutex_unlock(&ts->lock);
 
     if (ndue) {
@@ -173,10 +237,20 @@ static void *event_thread(void *arg) {
     for (int i = 0; i < n; i++) {
       isola__watch *w = (isola__watch *)(uintptr_t)ev[i].key;
       if (w->closed) continue; /* closed after the kernel reported it */
-      due[ndue++] = (due_event){w->port, w->id, ISOLA__MSG_FD, ev[i].events};
+      isola__msg *m =
+          rec ? due_msg(w->port, w->id, ISOLA__MSG_FD, ev[i].events) : NULL;
+      if (m) {
+        due[ndue++] = m;
+      } else if (!w->retrying) {
+        /* One-shot: epoll will not report it again; keep the event. */
+        w->retrying = true;
+        w->retry_events = ev[i].events;
+        w->next_retry = ts->retry;
+        ts->retry = w;
+      }
     }
     pthread_mutex_unlock(&ts->lock);
-    post_all(vm, rec, due, ndue);
+    if (ndue) post_all(vm, rec, due, ndue);
   }
   if (rec) isola__epoch_unregister(rec);
   return NULL;
@@ -197,6 +271,7 @@ void isola__timers_init(isola__timers *ts) {
   pthread_mutex_init(&ts->lock, NULL);
   ts->poller = NULL;
   ts->graveyard = NULL;
+  ts->retry = NULL;
   ts->heap = NULL;
   ts->n = ts->cap = 0;
   ts->seq = 0;
@@ -496,6 +571,20 @@ int isola_watch_close(isola_watch watch) {
   return ISOLA_OK;
 }
 
+/* Re-arms the one-shot watch id after its event, unless it was closed
+ * meanwhile or waits for nothing (isola_watch_set_events(0): a hang-up
+ * would be reported again and again); a watch whose fd went away is
+ * closed. */
+static void watch_rearm(isola__vm *vm, isola__isolate *iso, uint64_t id) {
+  size_t i = find_watch(own_of(iso), id);
+  if (i == SIZE_MAX) return;
+  isola__watch *w = own_of(iso)->watches[i];
+  if (!w->events) return;
+  if (isola__plat_poller_arm(vm->timers.poller, w->fd, poll_bits(w->events),
+                             (uint64_t)(uintptr_t)w, false) != 0)
+    watch_drop(vm, iso, i);
+}
+
 void isola__watch_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
   isola__iso_timers *own = own_of(iso);
   uint64_t id = (uint64_t)m->value.as.i;
@@ -506,14 +595,23 @@ void isola__watch_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
   if (m->reply_to & ISOLA__POLL_IN) got |= ISOLA_READABLE;
   if (m->reply_to & ISOLA__POLL_OUT) got |= ISOLA_WRITABLE;
   if (m->reply_to & ISOLA__POLL_ERR) got |= ISOLA_FD_ERROR;
-  w->fn(w->fd, got, w->arg);
-  /* Still open (the callback may have closed it)?  One-shot: re-arm,
-   * unless it waits for nothing (isola_watch_set_events(0): a hang-up
-   * would be reported again and again). */
-  if (find_watch(own_of(iso), id) != SIZE_MAX && w->events &&
-      isola__plat_poller_arm(vm->timers.poller, w->fd, poll_bits(w->events),
-                             (uint64_t)(uintptr_t)w, false) != 0)
-    watch_drop(vm, iso, find_watch(own_of(iso), id)); /* the fd went away */
+  /* A callback that throws leaves by a jump to the turn: catch it on the
+   * way, so that with errors non-fatal the watch is re-armed and keeps
+   * working, then let it go on to the turn as it was.  (A kill or
+   * isola_exit ends the isolate, which closes the watch anyway.) */
+  void *turn = iso->unwind;
+  jmp_buf jb;
+  int code = turn ? setjmp(jb) : 0;
+  if (code == 0) {
+    if (turn) iso->unwind = &jb;
+    w->fn(w->fd, got, w->arg);
+    iso->unwind = turn;
+    watch_rearm(vm, iso, id);
+    return;
+  }
+  iso->unwind = turn;
+  if (code == ISOLA__UNWIND_ERROR) watch_rearm(vm, iso, id);
+  longjmp(*(jmp_buf *)turn, code);
 }
 
 void isola__timers_count(const isola__isolate *iso, uint32_t *timers,

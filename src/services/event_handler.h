@@ -14,6 +14,11 @@
  * its isolate's control port, on the normal queue, so a paused isolate's
  * timers wait for the resume and a killed isolate's are freed with its
  * queue.  Timers due together are posted, and so run, in creation order.
+ * The thread builds each message before it takes a timer off the heap or
+ * lets an fd event go: one it cannot build (memory is short) leaves the
+ * timer due again a millisecond later and puts the fd event on a retry
+ * list, so nothing is lost for good; and it posts nothing while it has no
+ * epoch record, trying to get one every millisecond.
  *
  * A timer belongs to its isolate, which allocates and frees it; the thread
  * only links it in and out of the heap, under the lock.  A live timer
@@ -35,6 +40,7 @@ typedef struct isola__timers {
   uint64_t seq;          /* creation order, under lock */
   isola__poller *poller; /* opened with the thread */
   isola__watch *graveyard; /* closed watches for the thread to free */
+  isola__watch *retry;     /* events to post again (event_handler.c) */
   _Atomic uint64_t next_id;
   bool started, stopping;
   pthread_t thread;

@@ -12,6 +12,7 @@
  *                 root ends first, never answering the ping: exit 5.
  *   "alloc" N     isola_alloc(N) in the root, then free it: exit 0, or
  *                 255 if that passes the heap limit
+ *   "kind" X      exit 10 if X arrived as a string, 11 as bytes
  * Anything else: exit code 3. */
 #include <isola.h>
 #include <stdlib.h>
@@ -123,6 +124,14 @@ void isola_main(isola_value args, isola_value message) {
     isola_set_exit_code(5);
     if (isola_spawn(child_main, isola_null(), NULL, NULL) != ISOLA_OK)
       isola_throw("exits: spawn failed");
+    return;
+  }
+  if (strcmp(what, "kind") == 0) {
+    isola_value v;
+    if (isola_list_get(args, 1, &v) != ISOLA_OK) isola_throw("exits: no X");
+    isola_set_exit_code(v.kind == ISOLA_STRING  ? 10
+                        : v.kind == ISOLA_BYTES ? 11
+                                                : 12);
     return;
   }
   if (strcmp(what, "alloc") == 0) {

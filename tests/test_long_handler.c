@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_long_handler.c — a handler that runs for long strands nothing
+ * (issue 11.7, 11.10, 18.2): what waits on its worker runs elsewhere, a
+ * ping it answers is delivered while it goes on, and ended isolates are
+ * still freed while it (or an isolate that sends itself messages without
+ * end) keeps one turn going.
+ */
+#include "helpers.h"
+
+#include <sched.h>
+#include <time.h>
+
+TestSuite(long_handler, .timeout = TH_TEST_TIMEOUT_S);
+
+static _Atomic bool stop_all;
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static isola_config two_workers(void) {
+  isola_config c;
+  isola_config_init(&c);
+  c.workers = 2;
+  return c;
+}
+
+/* ---- a receiver readied by a long handler (11.7) ----------------------- */
+
+static _Atomic bool r1_got;
+static isola_port r1_port, r2_port;
+static th_counter receivers_ready = TH_COUNTER_INIT;
+static th_counter long_done = TH_COUNTER_INIT;
+
+static void receiver_handler(void *ctx, isola_port port, isola_value msg,
+                             isola_port reply_to) {
+  (void)msg, (void)reply_to;
+  if (ctx) atomic_store(&r1_got, true);
+  TH_CHECK_OK(isola_port_close(port));
+}
+
+static void receiver_entry(isola_value msg) {
+  isola_port *where = msg.as.i ? &r1_port : &r2_port;
+  TH_CHECK_OK(isola_port_open(receiver_handler, msg.as.i ? (void *)1 : NULL,
+                              where));
+  th_counter_add(&receivers_ready, 1);
+}
+
+static void long_entry(isola_value msg) {
+  (void)msg;
+  /* The send to r2 pushes the one to r1 (sends in a row): r1 is readied
+   * into this worker's runnext, and then this handler computes. */
+  TH_CHECK_OK(isola_send(r1_port, isola_int(1)));
+  TH_CHECK_OK(isola_send(r2_port, isola_int(2)));
+  double deadline = now_ms() + (double)TH_WAIT_MS;
+  while (!atomic_load(&r1_got) && now_ms() < deadline) {
+  }
+  TH_CHECKF(atomic_load(&r1_got),
+            "the receiver readied by a long handler never ran elsewhere");
+  th_counter_add(&long_done, 1);
+}
+
+Test(long_handler, a_receiver_it_readied_runs_on_another_worker) {
+  isola_config c = two_workers();
+  th_vm_init(&c);
+  TH_ASSERT_OK(isola_spawn(receiver_entry, isola_int(1), NULL, NULL));
+  TH_ASSERT_OK(isola_spawn(receiver_entry, isola_int(0), NULL, NULL));
+  TH_WAIT_GE(&receivers_ready, 2);
+  TH_ASSERT_OK(isola_spawn(long_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&long_done, 1);
+  th_vm_shutdown_ok();
+}
+
+/* ---- a ping answered at isola_check_interrupts (11.10 a) --------------- */
+
+static th_counter pinged = TH_COUNTER_INIT;
+static th_counter spin_started = TH_COUNTER_INIT;
+static isola_port answer_port;
+static th_counter answer_ready = TH_COUNTER_INIT;
+
+static void answer_handler(void *ctx, isola_port port, isola_value msg,
+                           isola_port reply_to) {
+  (void)ctx, (void)reply_to;
+  TH_CHECK(msg.kind == ISOLA_INT && msg.as.i == 7);
+  th_counter_add(&pinged, 1);
+  TH_CHECK_OK(isola_port_close(port));
+}
+
+static void answer_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK_OK(isola_port_open(answer_handler, NULL, &answer_port));
+  th_counter_add(&answer_ready, 1);
+}
+
+static void spin_at_interrupts_entry(isola_value msg) {
+  (void)msg;
+  th_counter_add(&spin_started, 1);
+  while (!atomic_load(&stop_all)) TH_CHECK_OK(isola_check_interrupts());
+}
+
+Test(long_handler, a_ping_answered_inside_it_is_delivered) {
+  isola_config c = two_workers();
+  th_vm_init(&c);
+  TH_ASSERT_OK(isola_spawn(answer_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&answer_ready, 1);
+  isola_isolate spinner;
+  TH_ASSERT_OK(
+      isola_spawn(spin_at_interrupts_entry, isola_null(), NULL, &spinner));
+  TH_WAIT_GE(&spin_started, 1);
+  TH_ASSERT_OK(
+      isola_ping(&spinner, answer_port, isola_int(7), ISOLA_IMMEDIATE));
+  TH_WAIT_GE(&pinged, 1); /* while the spinner still spins */
+  atomic_store(&stop_all, true);
+  th_vm_shutdown_ok();
+}
+
+/* ---- pairs queued behind a spinning handler (11.10 b) ------------------ */
+
+#define PAIRS 4
+#define ROUNDS TH_SIZE(20000)
+
+static _Atomic isola_port pong_ports[PAIRS];
+static th_counter pongs_ready = TH_COUNTER_INIT;
+static th_counter pairs_done = TH_COUNTER_INIT;
+static th_counter pairs_started = TH_COUNTER_INIT;
+
+static void pong_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx;
+  TH_CHECK_OK(isola_send_reply(reply_to, msg, port));
+  if (msg.as.i + 1 >= ROUNDS) TH_CHECK_OK(isola_port_close(port));
+}
+
+static void pong_entry(isola_value msg) {
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(pong_handler, NULL, &p));
+  atomic_store(&pong_ports[msg.as.i], p);
+  th_counter_add(&pongs_ready, 1);
+}
+
+static void ping_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx;
+  if (msg.as.i == ROUNDS / 2) th_counter_add(&pairs_started, 1);
+  if (msg.as.i + 1 >= ROUNDS) {
+    th_counter_add(&pairs_done, 1);
+    TH_CHECK_OK(isola_port_close(port));
+    return;
+  }
+  TH_CHECK_OK(isola_send_reply(reply_to, isola_int(msg.as.i + 1), port));
+}
+
+static void ping_entry(isola_value msg) {
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(ping_handler, NULL, &p));
+  TH_CHECK_OK(isola_send_reply(atomic_load(&pong_ports[msg.as.i]),
+                               isola_int(0), p));
+}
+
+static void pure_spin_entry(isola_value msg) {
+  (void)msg;
+  th_counter_add(&spin_started, 1);
+  while (!atomic_load(&stop_all)) {
+  }
+}
+
+Test(long_handler, pairs_queued_behind_it_are_taken_by_another_worker) {
+  isola_config c = two_workers();
+  th_vm_init(&c);
+  for (int i = 0; i < PAIRS; i++)
+    TH_ASSERT_OK(isola_spawn(pong_entry, isola_int(i), NULL, NULL));
+  TH_WAIT_GE(&pongs_ready, PAIRS);
+  for (int i = 0; i < PAIRS; i++)
+    TH_ASSERT_OK(isola_spawn(ping_entry, isola_int(i), NULL, NULL));
+  /* The spinner lands on a worker while the pairs are running: whatever
+   * waits on that worker is stranded unless another takes it. */
+  TH_ASSERT_OK(isola_spawn(pure_spin_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&spin_started, 1);
+  TH_WAIT_GE(&pairs_done, PAIRS);
+  atomic_store(&stop_all, true);
+  th_vm_shutdown_ok();
+}
+
+/* ---- reclamation during a long turn (11.10 c, 18.2) --------------------
+ * An isolate B spawns short-lived children in rounds of 32 on its worker
+ * (the last child of a round asks for the next), while one turn runs on
+ * the other worker without end.  The children must be freed meanwhile. */
+
+#ifdef ISOLA_TEST_HOOKS
+#include "../src/platform/test_hooks.h"
+
+#define CHILDREN 32
+static isola_port spawner_port;
+static th_counter spawner_ready = TH_COUNTER_INIT;
+static th_counter long_ready = TH_COUNTER_INIT;
+
+static void child_entry(isola_value msg) {
+  if (msg.as.i == CHILDREN - 1) {
+    int rc = isola_send(spawner_port, isola_int(0));
+    TH_CHECKF(rc == ISOLA_OK || rc == ISOLA_ECLOSED || rc == ISOLA_ESHUTDOWN,
+              "send: %s", isola_err_name(rc));
+  }
+}
+
+static void spawner_handler(void *ctx, isola_port port, isola_value msg,
+                            isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  if (atomic_load(&stop_all)) {
+    TH_CHECK_OK(isola_port_close(port));
+    return;
+  }
+  for (int i = 0; i < CHILDREN; i++) {
+    int rc = isola_spawn(child_entry, isola_int(i), NULL, NULL);
+    TH_CHECKF(rc == ISOLA_OK || rc == ISOLA_ESHUTDOWN, "spawn: %s",
+              isola_err_name(rc));
+  }
+}
+
+static void spawner_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK_OK(isola_port_open(spawner_handler, NULL, &spawner_port));
+  th_counter_add(&spawner_ready, 1);
+}
+
+static void self_handler(void *ctx, isola_port port, isola_value msg,
+                         isola_port reply_to) {
+  (void)ctx, (void)reply_to;
+  if (atomic_load(&stop_all)) {
+    TH_CHECK_OK(isola_port_close(port));
+    return;
+  }
+  /* Shutdown may come between the look at stop_all and the send. */
+  int rc = isola_send(port, msg);
+  TH_CHECKF(rc == ISOLA_OK || rc == ISOLA_ESHUTDOWN, "send: %s",
+            isola_err_name(rc));
+}
+
+static void self_sender_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(self_handler, NULL, &p));
+  TH_CHECK_OK(isola_send(p, isola_int(0)));
+  th_counter_add(&long_ready, 1);
+}
+
+static void interrupt_spinner_entry(isola_value msg) {
+  (void)msg;
+  th_counter_add(&long_ready, 1);
+  while (!atomic_load(&stop_all)) TH_CHECK_OK(isola_check_interrupts());
+}
+
+static void children_are_freed_during(isola_entry long_one) {
+  isola_config c = two_workers();
+  th_vm_init(&c);
+  TH_ASSERT_OK(isola_spawn(spawner_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&spawner_ready, 1);
+  TH_ASSERT_OK(isola_spawn(long_one, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&long_ready, 1);
+  size_t before = isola__test_isolates_freed();
+  TH_ASSERT_OK(isola_send(spawner_port, isola_int(0)));
+  size_t target = before + (size_t)TH_SIZE(20000);
+  double deadline = now_ms() + (double)TH_WAIT_MS;
+  while (isola__test_isolates_freed() < target && now_ms() < deadline)
+    sched_yield();
+  size_t freed = isola__test_isolates_freed() - before;
+  atomic_store(&stop_all, true);
+  cr_assert(freed >= (size_t)TH_SIZE(20000),
+            "%zu ended isolates freed while one turn went on", freed);
+  th_vm_shutdown_ok();
+}
+
+Test(long_handler, ended_isolates_are_freed_while_it_calls_check_interrupts) {
+  children_are_freed_during(interrupt_spinner_entry);
+}
+
+Test(long_handler, ended_isolates_are_freed_while_one_sends_itself_messages) {
+  children_are_freed_during(self_sender_entry);
+}
+
+/* ---- isola_blocking_begin without a stand-in (11.13) -------------------
+ * One worker; the handler readies Y, then blocks with no stand-in thread
+ * to be had: it is told (ESYS), and Y still runs, on a thread the monitor
+ * wakes for the idle worker. */
+
+static th_counter y_ran = TH_COUNTER_INIT;
+static th_counter bb_done = TH_COUNTER_INIT;
+
+static void y_entry(isola_value msg) {
+  (void)msg;
+  th_counter_add(&y_ran, 1);
+}
+
+static void blocker_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK_OK(isola_spawn(y_entry, isola_null(), NULL, NULL));
+  isola__test_fail(ISOLA__FAIL_STAND_IN, 1);
+  TH_CHECK_RC(isola_blocking_begin(), ISOLA_ESYS);
+  TH_CHECK_WAIT_GE(&y_ran, 1);
+  TH_CHECK_OK(isola_blocking_end());
+  th_counter_add(&bb_done, 1);
+}
+
+Test(long_handler, blocking_begin_without_a_stand_in_is_reported) {
+  isola_config c;
+  isola_config_init(&c);
+  c.workers = 1;
+  th_vm_init(&c);
+  TH_ASSERT_OK(isola_spawn(blocker_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&bb_done, 1);
+  th_vm_shutdown_ok();
+}
+#endif
