@@ -3,13 +3,16 @@
  * hello.c — the showcase: isolates that share nothing and talk only through
  * ports.
  *
- * The program's main thread becomes the root isolate (isola_run_main).  It
- * spawns four worker isolates, sends each a slice of a sum to compute along
- * with the port to answer on, and prints the answers as they arrive.  Then
- * two isolates on the pool play ping-pong to show what a message costs:
- * the runtime keeps two isolates that talk on one worker thread.  When the root
- * isolate closes its last port, isola_run_main returns and the VM shuts
- * down, freeing everything.
+ * The program's main thread becomes the root isolate (isola_run_main_ctx,
+ * whose entry gets a context pointer: no globals).  It hands four slices
+ * of a sum to isola_run_async_opts, each computed in an isolate of its
+ * own; each completion comes back tagged with the slice's name, in
+ * whatever order they finish.  Then two isolates on the pool play
+ * ping-pong to show what a message costs: the runtime keeps two isolates
+ * that talk on one worker thread.  Ping spawns pong with isola_spawn_port,
+ * which hands back pong's port at once: no "send me your port" handshake.
+ * When the root isolate closes its last port, isola_run_main_ctx returns
+ * and the VM shuts down, freeing everything.
  *
  * The same file builds two ways: as the program `hello` (main below), and
  * as the module hello.so (HELLO_MODULE defined) that the runner runs, where
@@ -22,7 +25,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include <isola.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <time.h>
 
 #define WORKERS 4
@@ -35,72 +37,57 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* ---- a worker: sums [from, to) and answers [name, sum] ------------------- */
+/* ---- a worker: isola_run computes one slice [from, to) ------------------ */
 
-static void worker_entry(isola_value msg) {
-  /* msg = [from, to, reply port] */
-  isola_value from, to, reply;
-  isola_list_get(msg, 0, &from);
-  isola_list_get(msg, 1, &to);
-  isola_list_get(msg, 2, &reply);
+static isola_value sum_slice(isola_value job) {
+  int64_t from, to;
+  if (isola_unpack(job, "[i i]", &from, &to) != ISOLA_OK)
+    isola_throw("bad job: %s", isola_error_detail());
   long long sum = 0;
-  for (long long i = from.as.i; i < to.as.i; i++) sum += i;
-  isola_isolate_info me;
-  isola_current_info(&me);
-  isola_value answer[2] = {isola_str(me.name), isola_int(sum)};
-  isola_send(reply.as.port, isola_list(answer, 2));
-  /* No port was opened: the isolate ends when this function returns. */
+  for (long long i = from; i < to; i++) sum += i;
+  return isola_int(sum);
 }
 
 /* ---- ping-pong between two isolates on the pool ------------------------ */
 
-static void pong_handler(void *ctx, isola_port port, isola_value msg,
-                         isola_port reply_to) {
+static void pong(void *ctx, isola_port port, isola_value msg,
+                 isola_port reply_to) {
   (void)ctx;
-  if (msg.as.i < 0) {       /* ping says stop */
-    isola_port_close(port); /* last port closed: this isolate ends */
+  if (msg.kind != ISOLA_INT) { /* ping says stop */
+    isola_port_close(port);    /* last port closed: this isolate ends */
     return;
   }
   isola_send_reply(reply_to, msg, port); /* bounce the ball back */
 }
 
-static void pong_entry(isola_value ping_port) {
-  isola_port me;
-  isola_port_open(pong_handler, NULL, &me);
-  isola_send(ping_port.as.port, isola_sendport(me)); /* tell ping where I am */
-}
-
 typedef struct ping_state {
-  isola_port root;
+  isola_port root, pong;
+  int64_t n;
   double t0;
 } ping_state;
 
-static void ping_handler(void *ctx, isola_port port, isola_value msg,
-                         isola_port reply_to) {
+static void ping(void *ctx, isola_port port, isola_value msg,
+                 isola_port reply_to) {
+  (void)msg, (void)reply_to;
   ping_state *st = ctx;
-  if (msg.kind == ISOLA_PORT) { /* pong is ready: serve */
-    st->t0 = now_ms();
-    isola_send_reply(msg.as.port, isola_int(1), port);
+  if (++st->n < ROUND_TRIPS) {
+    isola_send_reply(st->pong, isola_int(st->n), port);
     return;
   }
-  if (msg.as.i < ROUND_TRIPS) {
-    isola_send_reply(reply_to, isola_int(msg.as.i + 1), port);
-    return;
-  }
-  double ms = now_ms() - st->t0;
-  isola_send(reply_to, isola_int(-1)); /* pong: stop */
-  isola_send(st->root, isola_double(ms));
+  isola_send(st->pong, isola_null()); /* pong: stop */
+  isola_send(st->root, isola_double(now_ms() - st->t0));
   isola_port_close(port);
-  free(st);
 }
 
-static void ping_entry(isola_value root_port) {
-  ping_state *st = malloc(sizeof *st);
-  st->root = root_port.as.port;
-  isola_port me;
-  isola_port_open(ping_handler, st, &me);
+static void ping_entry(isola_value root) {
+  ping_state *st = isola_calloc(sizeof *st); /* freed when ping ends */
+  isola_value_get_port(root, &st->root);
   isola_spawn_options o = {.name = "pong"};
-  isola_spawn(pong_entry, isola_sendport(me), &o, NULL);
+  isola_spawn_port(NULL, isola_null(), pong, NULL, &o, NULL, &st->pong);
+  isola_port me;
+  isola_port_open(ping, st, &me);
+  st->t0 = now_ms();
+  isola_send_reply(st->pong, isola_int(0), me);
 }
 
 /* ---- the root isolate --------------------------------------------------- */
@@ -110,52 +97,47 @@ typedef struct root_state {
   long long total;
 } root_state;
 
-static root_state st;
-
-static void root_handler(void *ctx, isola_port port, isola_value msg,
-                         isola_port reply_to) {
-  (void)ctx;
+static void on_root(void *ctx, isola_port port, isola_value msg,
+                    isola_port reply_to) {
   (void)reply_to;
-  if (msg.kind == ISOLA_LIST) { /* a worker's [name, sum] */
-    isola_value name, sum;
-    isola_list_get(msg, 0, &name);
-    isola_list_get(msg, 1, &sum);
-    printf("  %-9s answered %lld\n", name.as.str, (long long)sum.as.i);
-    st.total += sum.as.i;
-    if (++st.answers == WORKERS) {
-      long long expect = LIMIT * (LIMIT - 1) / 2;
-      printf("root: total %lld, expected %lld: %s\n\n", st.total, expect,
-             st.total == expect ? "correct" : "WRONG");
-      printf("root: spawning 'ping', which spawns 'pong'; they bounce a "
-             "ball %d times\n", ROUND_TRIPS);
-      isola_spawn_options o = {.name = "ping"};
-      isola_spawn(ping_entry, isola_sendport(port), &o, NULL);
-    }
-  } else { /* ping's time */
-    double ms = msg.as.d;
+  root_state *st = ctx;
+  const char *name;
+  int64_t sum;
+  double ms;
+  if (isola_unpack(msg, "[s b i]", &name, NULL, &sum) == ISOLA_OK) {
+    printf("  %-9s answered %lld\n", name, (long long)sum); /* a slice */
+    st->total += sum;
+    if (++st->answers < WORKERS) return;
+    long long expect = LIMIT * (LIMIT - 1) / 2;
+    printf("root: total %lld, expected %lld: %s\n\n", st->total, expect,
+           st->total == expect ? "correct" : "WRONG");
+    if (st->total != expect) isola_set_exit_code(1);
+    printf("root: spawning 'ping', which spawns 'pong'; they bounce a "
+           "ball %d times\n", ROUND_TRIPS);
+    isola_spawn_options o = {.name = "ping"};
+    isola_spawn(ping_entry, isola_sendport(port), &o, NULL);
+  } else if (isola_unpack(msg, "d", &ms) == ISOLA_OK) { /* ping's time */
     printf("root: %d round trips in %.1f ms: %.0f ns per round trip\n\n",
            ROUND_TRIPS, ms, ms * 1e6 / ROUND_TRIPS);
-    isola_port_close(port); /* the root's last port: run_main returns */
+    isola_port_close(port); /* the root's last port: the run ends */
+  } else {
+    isola_throw("unexpected message: %s", isola_error_detail());
   }
 }
 
-static void root_entry(isola_value msg) {
+static void root_entry(void *ctx, isola_value msg) {
   (void)msg;
   isola_port me;
-  isola_port_open(root_handler, NULL, &me);
-  printf("root: spawning %d workers to sum 0..%lld\n", WORKERS, LIMIT - 1);
+  isola_port_open(on_root, ctx, &me);
+  printf("root: %d isolates sum 0..%lld\n", WORKERS, LIMIT - 1);
   for (int i = 0; i < WORKERS; i++) {
     char name[16];
     snprintf(name, sizeof name, "worker-%d", i);
-    isola_value job[3] = {isola_int(LIMIT / WORKERS * i),
-                          isola_int(LIMIT / WORKERS * (i + 1)),
-                          isola_sendport(me)};
-    isola_spawn_options o = {.name = name};
-    int rc = isola_spawn(worker_entry, isola_list(job, 3), &o, NULL);
-    if (rc != ISOLA_OK) {
-      fprintf(stderr, "spawn: %s\n", isola_strerror(rc));
-      exit(1);
-    }
+    isola_value job[2] = {isola_int(LIMIT / WORKERS * i),
+                          isola_int(LIMIT / WORKERS * (i + 1))};
+    isola_run_options o = {.name = name, .tag = isola_str(name)};
+    int rc = isola_run_async_opts(sum_slice, isola_list(job, 2), &o, me);
+    if (rc != ISOLA_OK) isola_throw("run: %s", isola_strerror(rc));
   }
 }
 
@@ -163,19 +145,22 @@ static void root_entry(isola_value msg) {
 ISOLA_MODULE();
 
 /* The runner calls this on its main thread, as the root isolate; it exits
- * once the root has closed its last port (root_handler). */
+ * once the root has closed its last port (on_root). */
 void isola_main(isola_value args, isola_value message) {
   (void)args;
   printf("isola %s: isolates share nothing and talk only through ports\n\n",
          ISOLA_VERSION_STRING);
-  root_entry(message);
+  root_entry(isola_calloc(sizeof(root_state)), message);
 }
 #else
 int main(void) {
   printf("isola %s: isolates share nothing and talk only through ports\n\n",
          ISOLA_VERSION_STRING);
+  root_state st = {0};
+  isola_spawn_options o = {.name = "root"};
   int rc = isola_vm_init(NULL); /* one worker thread per core */
-  if (rc == ISOLA_OK) rc = isola_run_main(root_entry, isola_null(), "root");
+  if (rc == ISOLA_OK)
+    rc = isola_run_main_ctx(root_entry, &st, isola_null(), &o);
   if (rc != ISOLA_OK) {
     fprintf(stderr, "isola: %s\n", isola_strerror(rc));
     return 1;

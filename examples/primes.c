@@ -5,19 +5,21 @@
  *
  *   isola run build/examples/primes.so [N [slices]]     (defaults 10000000 4)
  *
- * The root isolate spawns one worker per slice and sends it [lo, hi, reply
- * port] as its spawn message.  A worker shares nothing with the others: it
- * sieves the small primes up to sqrt(hi) itself, then sieves its own slice
- * with them (a segmented sieve of Eratosthenes), answers [lo, hi, count] and
- * ends (it opened no port).  The root adds the counts as they arrive, in
- * whatever order the workers finish, and when the last one has answered it
- * prints the total and closes its port, which ends the run.  For powers of
+ * The root isolate hands each slice [lo, hi] to isola_run_async_opts,
+ * which computes it in an isolate of its own and sends the completion to
+ * the root's port, tagged with the slice.  A worker shares nothing with
+ * the others: it sieves the small primes up to sqrt(hi) itself, then
+ * sieves its own slice with them (a segmented sieve of Eratosthenes), and
+ * returns the count.  The root reads each completion with one
+ * isola_unpack, adds the counts as they arrive, in whatever order the
+ * workers finish, and when the last one has answered it prints the total
+ * and closes its port, which ends the run.  For powers of
  * ten it checks the total against the known value of pi(N) and sets the
  * exit code to 1 on a mismatch (isola_set_exit_code).
  *
- * What it shows: spawning with a message, answering through a port carried
- * in that message, and that isolates run in parallel on the worker pool
- * (try --threads 1 and --threads 4 with `time`).
+ * What it shows: isola_run_async_opts with tagged completions, reading a
+ * message's shape in one call, and that isolates run in parallel on the
+ * worker pool (try --threads 1 and --threads 4 with `time`).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <isola.h>
@@ -57,62 +59,51 @@ static int64_t count_primes(int64_t lo, int64_t hi) {
   return n;
 }
 
-static void worker_entry(isola_value msg) {
-  /* msg = [lo, hi, reply port] */
+/* The isolate's computation: job = [lo, hi]. */
+static isola_value sieve(isola_value job) {
   int64_t lo, hi;
-  isola_port reply;
-  isola_value v;
-  isola_list_get(msg, 0, &v);
-  isola_value_get_int(v, &lo);
-  isola_list_get(msg, 1, &v);
-  isola_value_get_int(v, &hi);
-  isola_list_get(msg, 2, &v);
-  isola_value_get_port(v, &reply);
-  isola_value answer[3] = {isola_int(lo), isola_int(hi),
-                           isola_int(count_primes(lo, hi))};
-  isola_send(reply, isola_list(answer, 3));
+  if (isola_unpack(job, "[i i]", &lo, &hi) != ISOLA_OK)
+    isola_throw("bad job: %s", isola_error_detail());
+  return isola_int(count_primes(lo, hi));
 }
 
 /* ---- the root isolate ---------------------------------------------------- */
 
-static struct {
+typedef struct run_state {
   int64_t n;
   int slices, answered;
   int64_t total;
   struct timespec t0;
-} run;
+} run_state;
 
 /* pi(10^k) for k = 1 .. 10. */
 static const int64_t known_pi[] = {4,      25,      168,      1229,
                                    9592,   78498,   664579,   5761455,
                                    50847534, 455052511};
 
+/* A completion: [[lo, hi] (the tag), true, count]. */
 static void on_answer(void *ctx, isola_port port, isola_value msg,
                       isola_port reply_to) {
-  (void)ctx, (void)reply_to;
-  isola_value v;
+  (void)reply_to;
+  run_state *run = ctx;
   int64_t lo, hi, count;
-  isola_list_get(msg, 0, &v);
-  isola_value_get_int(v, &lo);
-  isola_list_get(msg, 1, &v);
-  isola_value_get_int(v, &hi);
-  isola_list_get(msg, 2, &v);
-  isola_value_get_int(v, &count);
+  if (isola_unpack(msg, "[[i i] b i]", &lo, &hi, NULL, &count) != ISOLA_OK)
+    isola_throw("a slice failed: %s", isola_error_detail());
   printf("  [%lld, %lld): %lld primes\n", (long long)lo, (long long)hi,
          (long long)count);
-  run.total += count;
-  if (++run.answered < run.slices) return;
+  run->total += count;
+  if (++run->answered < run->slices) return;
 
   struct timespec t1;
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  double ms = (t1.tv_sec - run.t0.tv_sec) * 1e3 +
-              (t1.tv_nsec - run.t0.tv_nsec) / 1e6;
+  double ms = (t1.tv_sec - run->t0.tv_sec) * 1e3 +
+              (t1.tv_nsec - run->t0.tv_nsec) / 1e6;
   printf("%lld primes below %lld (%d isolates, %.1f ms)\n",
-         (long long)run.total, (long long)run.n, run.slices, ms);
+         (long long)run->total, (long long)run->n, run->slices, ms);
   int64_t p10 = 10;
   for (size_t k = 0; k < sizeof known_pi / sizeof *known_pi; k++, p10 *= 10)
-    if (p10 == run.n && known_pi[k] != run.total) {
-      printf("WRONG: pi(%lld) is %lld\n", (long long)run.n,
+    if (p10 == run->n && known_pi[k] != run->total) {
+      printf("WRONG: pi(%lld) is %lld\n", (long long)run->n,
              (long long)known_pi[k]);
       isola_set_exit_code(1);
     }
@@ -130,29 +121,31 @@ static int64_t arg_int(isola_value args, size_t i, int64_t dflt) {
 
 void isola_main(isola_value args, isola_value message) {
   (void)message;
-  run.n = arg_int(args, 0, 10000000);
-  run.slices = (int)arg_int(args, 1, 4);
-  if (run.n < 2 || run.n > 1000000000LL || run.slices < 1 ||
-      run.slices > 1024) {
+  run_state *run = isola_calloc(sizeof *run); /* freed when the root ends */
+  run->n = arg_int(args, 0, 10000000);
+  run->slices = (int)arg_int(args, 1, 4);
+  if (run->n < 2 || run->n > 1000000000LL || run->slices < 1 ||
+      run->slices > 1024) {
     fprintf(stderr, "usage: isola run primes.so [N [slices]] "
                     "(2 <= N <= 1e9, 1 <= slices <= 1024)\n");
     isola_set_exit_code(2);
     return;
   }
   isola_port me;
-  if (isola_port_open(on_answer, NULL, &me) != ISOLA_OK)
+  if (isola_port_open(on_answer, run, &me) != ISOLA_OK)
     isola_throw("cannot open a port");
-  clock_gettime(CLOCK_MONOTONIC, &run.t0);
-  printf("counting the primes below %lld in %d slices\n", (long long)run.n,
-         run.slices);
-  int64_t step = run.n / run.slices;
-  for (int i = 0; i < run.slices; i++) {
-    int64_t lo = step * i, hi = i == run.slices - 1 ? run.n : lo + step;
-    isola_value job[3] = {isola_int(lo), isola_int(hi), isola_sendport(me)};
+  clock_gettime(CLOCK_MONOTONIC, &run->t0);
+  printf("counting the primes below %lld in %d slices\n", (long long)run->n,
+         run->slices);
+  int64_t step = run->n / run->slices;
+  for (int i = 0; i < run->slices; i++) {
+    int64_t lo = step * i, hi = i == run->slices - 1 ? run->n : lo + step;
+    isola_value job[2] = {isola_int(lo), isola_int(hi)};
     char name[24];
     snprintf(name, sizeof name, "sieve-%d", i);
-    isola_spawn_options o = {.name = name};
-    int rc = isola_spawn(worker_entry, isola_list(job, 3), &o, NULL);
-    if (rc != ISOLA_OK) isola_throw("spawn: %s", isola_strerror(rc));
+    /* The tag is the slice: each completion says which one it answers. */
+    isola_run_options o = {.name = name, .tag = isola_list(job, 2)};
+    int rc = isola_run_async_opts(sieve, isola_list(job, 2), &o, me);
+    if (rc != ISOLA_OK) isola_throw("run: %s", isola_strerror(rc));
   }
 }

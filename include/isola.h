@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -100,6 +101,22 @@ ISOLA_EXPORT const char *isola_strerror(int err);
 /* The code's name, e.g. "ISOLA_ECLOSED" ("ISOLA_UNKNOWN" for an unknown
  * code).  Any thread; the string is static. */
 ISOLA_EXPORT const char *isola_err_name(int err);
+
+/* Why the calling thread's last failed call failed, when the code alone
+ * does not say: which item of a value was refused and why (e.g. "value[1]
+ * [0]: a string of 5 bytes is not valid UTF-8: byte 3 (0xff) is a byte
+ * that never occurs in UTF-8"), which port was closed, where a wire
+ * decode stopped, which position of an isola_unpack() format did not
+ * match.  Set by isola_send(), isola_send_reply(), isola_spawn() and the
+ * other spawns, isola_value_copy(), isola_wire_encode*() and
+ * isola_wire_decode(), isola_unpack() and isola_pack(), and the
+ * isola_call / isola_receiver calls, when they fail.  Like errno, a call
+ * that succeeds does not clear it: read it right after the failure.  ""
+ * if no call on this thread has set it (module loads have
+ * isola_module_error()).  The string is the thread's own (an isolate's
+ * handler sees the detail of its own pool thread) and changes with the
+ * thread's next failure.  Any thread. */
+ISOLA_EXPORT const char *isola_error_detail(void);
 
 /* ------------------------------------------------------------------------ */
 /* Ports and values                                                          */
@@ -313,6 +330,73 @@ ISOLA_EXPORT int isola_map_find(isola_value v, isola_value key,
  * empty (the buffer was taken or transferred). */
 ISOLA_EXPORT int isola_value_get_buffer(isola_value v, uint8_t **data,
                                         size_t *size);
+
+/*
+ * Reads a whole value by a format, checking its shape: one call instead of
+ * a chain of isola_list_get() and isola_value_get_*().  Each format item
+ * matches one value and stores it through the next argument(s):
+ *
+ *   n         null (no argument)
+ *   b         a bool          -> bool *
+ *   i         an int          -> int64_t *
+ *   d         a double        -> double *
+ *   s         a string        -> const char ** (received strings are
+ *                                NUL-terminated; see isola_value_get_str)
+ *   S         a string        -> const char **, size_t * (its length)
+ *   y         bytes           -> const uint8_t **, size_t *
+ *   p         a port          -> isola_port *
+ *   c         a capability    -> isola_capability *
+ *   v         any value       -> isola_value * (not checked)
+ *   _         any value, skipped (no argument)
+ *   [ ... ]   a list of exactly these items; [ ... *] at least these
+ *   { k:x ... }  a map: for each key k (letters, digits, _ - .; compared
+ *             with a string key by isola_map_find) the item x; other keys
+ *             are allowed
+ *   ?x        x, or null: then x's outputs are left untouched
+ *
+ * Spaces and commas between items are ignored.  An output pointer may be
+ * NULL (the item is checked, not stored).  Stored pointers point into v,
+ * as isola_value_get_str() does.  Example: [true, [lo, n]] is
+ *
+ *   bool ok; int64_t lo, n;
+ *   if (isola_unpack(msg, "[b [i i]]", &ok, &lo, &n) != ISOLA_OK)
+ *     isola_throw("bad request: %s", isola_error_detail());
+ *
+ * Errors: ISOLA_ETYPE (a value has another kind), ISOLA_ERANGE (a list has
+ * another length), ISOLA_ENOKEY (a map lacks a key), ISOLA_EINVAL (fmt
+ * NULL or malformed).  isola_error_detail() then names the position, e.g.
+ * "at value[1][0]: expected an int, got a string (format "[b [i i]]",
+ * offset 4)".  Outputs stored before the mismatch keep their values.  Any
+ * thread.
+ */
+ISOLA_EXPORT int isola_unpack(isola_value v, const char *fmt, ...);
+ISOLA_EXPORT int isola_vunpack(isola_value v, const char *fmt, va_list ap);
+
+/*
+ * Builds a value by a format and copies it into one block the caller owns
+ * (*out; release it with isola_value_free()).  Items as for isola_unpack(),
+ * each taking its content as the next argument(s), by value:
+ *
+ *   n  (none)   b  int (0 false)   i  int   l  int64_t   d  double
+ *   s  const char * (NUL-terminated UTF-8)  S  const char *, size_t
+ *   y  const void *, size_t   p  isola_port   c  isola_capability
+ *   v  isola_value (copied; a transferable buffer's bytes are copied)
+ *   [ ... ]  a list   { k:x ... }  a map with string keys k
+ *
+ * Note 'i' takes an int and 'l' an int64_t: pass exactly those types (a
+ * variadic argument is not converted).  Example:
+ *
+ *   isola_value req;
+ *   isola_pack(&req, "{op:s, n:l, reply:p}", "sum", (int64_t)n, me);
+ *   isola_send(server, req);
+ *   isola_value_free(&req);
+ *
+ * Errors: ISOLA_EINVAL (out or fmt NULL, a malformed format, a NULL 's'
+ * argument, an invalid string: see isola_error_detail()), ISOLA_ENOMEM.
+ * On error *out is null.  Any thread.
+ */
+ISOLA_EXPORT int isola_pack(isola_value *out, const char *fmt, ...);
+ISOLA_EXPORT int isola_vpack(isola_value *out, const char *fmt, va_list ap);
 
 /* Deep-copies v (sharing and cycles preserved) into one block of memory that
  * the caller owns and releases with isola_value_free().  A transferable
@@ -559,6 +643,23 @@ ISOLA_EXPORT int isola_spawn(isola_entry entry, isola_value message,
  */
 ISOLA_EXPORT int isola_run_main(isola_entry entry, isola_value message,
                                 const char *name);
+
+/* A root isolate's entry with the caller's context (isola_run_main_ctx). */
+typedef void (*isola_main_entry)(void *ctx, isola_value message);
+
+/*
+ * As isola_run_main(): entry(ctx, message) runs as the root isolate on the
+ * calling thread, which handles its messages until it has no live ports.
+ * ctx is the caller's, handed through untouched (settings in, results out:
+ * no globals needed); message is copied.  opts (may be NULL) are those of
+ * isola_spawn(): name (NULL: "main"), heap_limit, on_exit, on_error,
+ * errors_nonfatal; paused makes the entry wait for isola_resume() from
+ * another thread.  Errors: those of isola_run_main().  Any thread that is
+ * not an isolate.
+ */
+ISOLA_EXPORT int isola_run_main_ctx(isola_main_entry entry, void *ctx,
+                                    isola_value message,
+                                    const isola_spawn_options *opts);
 
 /* The running isolate's full handle.  Errors: ISOLA_EINVAL (out NULL),
  * ISOLA_ENOTISOLATE.  Isolate only. */
@@ -839,14 +940,15 @@ ISOLA_EXPORT int isola_send_reply(isola_port port, isola_value value,
 ISOLA_EXPORT int isola_try_send(isola_port port, isola_value value);
 
 /* As isola_send(), but from a plain thread (not an isolate) a full bounded
- * receiver makes the call wait, up to timeout_ms milliseconds, until the
- * receiver drains to its low-water mark, then sends.  Errors as
+ * receiver makes the call wait, up to timeout_ms milliseconds (0: not at
+ * all; ISOLA_FOREVER: no limit), until the receiver drains to its
+ * low-water mark, then sends.  Errors as
  * isola_send(), and ISOLA_ETIMEDOUT (still full when the time ran out:
  * nothing is sent), ISOLA_ECLOSED (the receiver ended while we waited).
  * The message is copied before the wait.  From an isolate it never waits:
  * it is isola_send() (the sender is muted instead).  Any thread. */
 ISOLA_EXPORT int isola_send_wait(isola_port port, isola_value value,
-                                 uint32_t timeout_ms);
+                                 uint64_t timeout_ms);
 
 /* Sets the calling isolate's mailbox bound at run time: at most messages
  * normal messages and bytes bytes queued (0: that dimension unbounded;
@@ -855,6 +957,116 @@ ISOLA_EXPORT int isola_send_wait(isola_port port, isola_value value,
  * queue at or below its low-water mark (always, when the bound is
  * removed).  Errors: ISOLA_ENOTISOLATE, ISOLA_ENOMEM.  Isolate only. */
 ISOLA_EXPORT int isola_set_mailbox_bound(size_t messages, size_t bytes);
+
+/* ------------------------------------------------------------------------ */
+/* Calls and receivers (request and response, docs/calls.md)                 */
+/* ------------------------------------------------------------------------ */
+
+/* A timeout meaning "never". */
+#define ISOLA_FOREVER UINT64_MAX
+
+/*
+ * As isola_spawn(), with a receive port the new isolate owns before the
+ * call returns: *port receives it and can be sent to at once, no "send me
+ * your port" handshake needed.  Messages sent to it wait behind the entry
+ * (they are handled after entry returns, or after the resume of a paused
+ * isolate).  The port runs handler(ctx, ...) in the new isolate, as if the
+ * isolate had opened it with isola_port_open() (it keeps the isolate
+ * alive; the isolate may close it).  entry may be NULL: then the isolate
+ * only serves the port.  ctx is the caller's, used in the child's thread:
+ * pass memory the child may use (the child's own state can live in
+ * isolate-locals, ISOLA_LOCAL).  Errors: those of isola_spawn(), and
+ * ISOLA_EINVAL for handler or port NULL.  On error *port is
+ * ISOLA_PORT_NONE and nothing is started.  Any thread.
+ */
+ISOLA_EXPORT int isola_spawn_port(isola_entry entry, isola_value message,
+                                  isola_handler handler, void *ctx,
+                                  const isola_spawn_options *opts,
+                                  isola_isolate *out, isola_port *port);
+
+/* Told once how an isola_call() ended: status ISOLA_OK with the reply
+ * (valid until the callback returns; keep it with isola_value_copy()), or
+ * ISOLA_ETIMEDOUT with null.  It runs as an event of the calling isolate. */
+typedef void (*isola_call_fn)(void *ctx, int status, isola_value reply);
+
+/*
+ * An asynchronous call from an isolate: sends request to port with a new
+ * reply port of the caller's as reply_to (a server replies with
+ * isola_send(reply_to, ...) from its handler), and later runs
+ * done(ctx, ...) exactly once: with the first reply, or with
+ * ISOLA_ETIMEDOUT when timeout_ms passes first (ISOLA_FOREVER: no
+ * timeout).  Whichever comes first closes the reply port, so a later reply
+ * is dropped (its sender gets ISOLA_ECLOSED, or it is freed unread if
+ * already queued).  A pending call keeps the isolate alive, as an open
+ * port does; if the isolate ends first (killed, an error, isola_exit) the
+ * call is dropped and done never runs.  ctx is the caller's.  If the
+ * callee dies without replying, only the timeout tells.
+ * Errors (done will not run): ISOLA_EINVAL (done NULL, port NONE,
+ * timeout_ms 0, a malformed request), ISOLA_ENOTISOLATE, ISOLA_ENOMEM, and
+ * those of isola_send() and isola_timer_start().  Isolate only.
+ */
+ISOLA_EXPORT int isola_call(isola_port port, isola_value request,
+                            uint64_t timeout_ms, isola_call_fn done,
+                            void *ctx);
+
+/*
+ * The blocking call for a plain thread: sends request to port with a reply
+ * port made for this call as reply_to, and waits up to timeout_ms
+ * (ISOLA_FOREVER: no limit) for the first reply.  On ISOLA_OK *reply is a
+ * copy the caller owns (isola_value_free()).  A reply that comes after the
+ * timeout is dropped: the port is closed by then.  Each call makes and
+ * ends a receiver (an isolate), a few microseconds; a thread that makes
+ * many calls in a row may keep a receiver of its own and use
+ * isola_send_reply() and isola_receiver_wait().  Errors: ISOLA_ETIMEDOUT,
+ * ISOLA_ESHUTDOWN (the VM shut down while waiting), ISOLA_EINVAL (reply
+ * NULL, port NONE, a malformed request), ISOLA_EBUSY (called from an
+ * isolate: use isola_call()), and those of isola_send() and
+ * isola_receiver_new(); *reply is null on error.  Any thread that is not
+ * an isolate.
+ */
+ISOLA_EXPORT int isola_call_wait(isola_port port, isola_value request,
+                                 uint64_t timeout_ms, isola_value *reply);
+
+/* A receive port owned by a plain thread, which waits on it. */
+typedef struct isola_receiver isola_receiver;
+
+/*
+ * Opens a receiver: a port (isola_receiver_port()) whose messages queue
+ * until a thread takes them with isola_receiver_wait().  It is served by a
+ * hidden isolate named name (NULL: "receiver"), which the VM's hooks see;
+ * each message is copied once more into the receiver's queue.  *out (the
+ * caller's until isola_receiver_close()) receives it.  Errors:
+ * ISOLA_EINVAL (out NULL), ISOLA_EBUSY (called from an isolate, which
+ * receives through port handlers), ISOLA_ENOMEM, and those of
+ * isola_spawn().  Any thread that is not an isolate.
+ */
+ISOLA_EXPORT int isola_receiver_new(const char *name, isola_receiver **out);
+
+/* The receiver's port (ISOLA_PORT_NONE for NULL).  Any thread. */
+ISOLA_EXPORT isola_port isola_receiver_port(const isola_receiver *r);
+
+/*
+ * Takes the oldest message of the receiver, waiting up to timeout_ms for
+ * one (0: do not wait; ISOLA_FOREVER: no limit).  On ISOLA_OK *message is
+ * a copy the caller owns (isola_value_free()) and *reply_to (reply_to may
+ * be NULL) the sender's reply_to.  Several threads may wait on one
+ * receiver; each message goes to one of them.  Errors: ISOLA_ETIMEDOUT,
+ * ISOLA_ESHUTDOWN (the VM shut down: the port is closed and every message
+ * was taken; close the receiver), ISOLA_EINVAL (r or message NULL),
+ * ISOLA_EBUSY (called from an isolate).  Any thread that is not an
+ * isolate.
+ */
+ISOLA_EXPORT int isola_receiver_wait(isola_receiver *r, uint64_t timeout_ms,
+                                     isola_value *message,
+                                     isola_port *reply_to);
+
+/* Closes the receiver: messages not taken are freed, its port closes and
+ * r is freed.  From a plain thread it returns once the port is closed, so
+ * later sends fail with ISOLA_ECLOSED; from an isolate it does not wait
+ * (a message sent meanwhile is dropped).  Call it once no thread waits on
+ * r; it also works after the VM has shut down.  NULL does nothing.  Any
+ * thread. */
+ISOLA_EXPORT void isola_receiver_close(isola_receiver *r);
 
 /* ------------------------------------------------------------------------ */
 /* Blocking inside a handler                                                 */
@@ -876,7 +1088,17 @@ ISOLA_EXPORT int isola_set_mailbox_bound(size_t messages, size_t bytes);
  * no stand-in thread could be started (the section has begun all the
  * same: call isola_blocking_end(); the worker's queue waits until another
  * thread takes it, about a millisecond, instead of running at once).
- * Isolate only. */
+ * Isolate only.
+ *
+ * When not to use it: for computing, when the pool is busy anyway (a pool
+ * of CPU-bound workers, a parallel job split into as many isolates as
+ * cores).  Each blocking section hands its worker to another thread
+ * (started, or woken, for it), so N handlers computing inside blocking
+ * sections put N threads more than there are workers on the cores: they
+ * only share the cores, with more switching and cold caches, and finish no
+ * sooner.  Use it for waits that leave the core idle (I/O, a lock, a
+ * sleep); split long computations into events (or isola_run() per chunk)
+ * and call isola_check_interrupts() in long loops instead. */
 ISOLA_EXPORT int isola_blocking_begin(void);
 ISOLA_EXPORT int isola_blocking_end(void);
 
@@ -1331,6 +1553,31 @@ ISOLA_EXPORT int isola_run(isola_run_fn fn, isola_value argument,
  * thread. */
 ISOLA_EXPORT int isola_run_async(isola_run_fn fn, isola_value argument,
                                  isola_port completion_port);
+
+/* Options of isola_run_opts() and isola_run_async_opts(). */
+typedef struct isola_run_options {
+  const char *name;  /* the isolate's debug name; NULL: "isola_run" */
+  size_t heap_limit; /* as in isola_spawn_options: 0 the VM's, SIZE_MAX
+                        none */
+  /* isola_run_async_opts(): copied at the call, and the first item of the
+   * completion, so one port can tell which call each completion answers. */
+  isola_value tag;
+} isola_run_options;
+
+/* isola_run() with options (options may be NULL: the defaults).  Errors
+ * as isola_run().  Any thread that is not an isolate. */
+ISOLA_EXPORT int isola_run_opts(isola_run_fn fn, isola_value argument,
+                                const isola_run_options *options,
+                                isola_value *result);
+
+/* isola_run_async() with options.  With options not NULL the completion
+ * says which call it answers: [tag, true, result] or [tag, false, message,
+ * stack trace] (options->tag, null if unset); with NULL it is as
+ * isola_run_async()'s.  Errors: those of isola_run_async(), ISOLA_EINVAL
+ * for a malformed tag.  Any thread. */
+ISOLA_EXPORT int isola_run_async_opts(isola_run_fn fn, isola_value argument,
+                                      const isola_run_options *options,
+                                      isola_port completion_port);
 
 /* ------------------------------------------------------------------------ */
 /* Supervisors (docs/supervisors.md)                                         */

@@ -30,6 +30,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,6 +40,9 @@
 #include <unistd.h>
 
 #include "isola.h"
+#ifdef ISOLA_HAVE_CLUSTER
+#include "isola_cluster.h"
+#endif
 #ifdef ISOLA_HAVE_OBSERVE
 #include "isola_observe.h"
 #endif
@@ -54,6 +58,9 @@ enum {
 
 static const char usage[] =
     "usage: isola run [options] module.so [args...]\n"
+#ifdef ISOLA_HAVE_CLUSTER
+    "       isola node --cluster URLS --node NAME [cluster options]\n"
+#endif
     "       isola --help\n"
     "       isola --version\n"
     "\n"
@@ -76,7 +83,9 @@ static const char usage[] =
     "  --pause-isolates-on-start every isolate starts paused until resumed\n"
     "                            with its pause capability (by its spawner;\n"
     "                            the root isolate has no spawner and stays\n"
-    "                            paused, as Dart's without a debugger)\n"
+    "                            paused, as Dart's without a debugger: the\n"
+    "                            run says so on stderr and waits until\n"
+    "                            killed)\n"
     "  --pause-isolates-on-exit  every isolate pauses before it ends until\n"
     "                            resumed\n"
     "  --trace-file FILE         write scheduling and message events to FILE\n"
@@ -94,6 +103,26 @@ static const char usage[] =
     "                            --isolate-stats.  Anything but a loopback\n"
     "                            address shows the VM to the network\n"
     "  --observe-control         let the page kill and pause isolates\n"
+#endif
+#ifdef ISOLA_HAVE_CLUSTER
+    "\n"
+    "cluster options (docs/cluster.md), for run and node:\n"
+    "  --cluster URLS            join the cluster at these NATS servers\n"
+    "                            (comma-separated, nats://host:port)\n"
+    "  --node NAME               this node's name (letters, digits, - and _)\n"
+    "  --nats-user USER, --nats-password PASSWORD, --nats-token TOKEN,\n"
+    "  --nats-creds FILE, --nats-nkey PUBKEY --nats-nkey-seed FILE\n"
+    "                            NATS authentication ($ISOLA_NATS_PASSWORD\n"
+    "                            and $ISOLA_NATS_TOKEN are read too)\n"
+    "  --tls-ca FILE, --tls-cert FILE, --tls-key FILE\n"
+    "                            TLS to the servers (--tls-ca alone turns\n"
+    "                            it on)\n"
+    "  --heartbeat-ms N, --node-timeout-ms N\n"
+    "                            failure detection (defaults 250, 3000)\n"
+    "  --serve-spawns            (run) serve remote spawns as a node does\n"
+    "\n"
+    "isola node joins the cluster and serves remote spawns (modules loaded\n"
+    "from this machine) until SIGINT or SIGTERM.\n"
 #endif
     "\n"
     "SIGINT and SIGTERM end the run: every isolate is killed (exit\n"
@@ -168,6 +197,10 @@ static void *signal_thread(void *arg) {
   if (!mine) return NULL; /* the run is ending anyway */
   fprintf(stderr, "isola: %s: ending every isolate\n",
           sig == SIGINT ? "SIGINT" : "SIGTERM");
+#ifdef ISOLA_HAVE_CLUSTER
+  /* The others take this node as gone at once, not after a timeout. */
+  if (isola_cluster_node()) isola_cluster_leave();
+#endif
   isola_shutdown_report report;
   if (isola_vm_shutdown(&report) == ISOLA_ETIMEDOUT) print_stuck(&report);
   fflush(stdout);
@@ -246,15 +279,141 @@ static bool parse_hostport(char *s, const char **addr, uint16_t *port) {
   return true;
 }
 
+#ifdef ISOLA_HAVE_CLUSTER
+/* A cluster option at argv[*i]: 1 taken (and *i moved past its value), 0
+ * not a cluster option, -1 a usage error (reported). */
+static int cluster_option(int argc, char **argv, int *i,
+                          isola_cluster_config *cc) {
+  static const struct {
+    const char *name;
+    size_t off;
+  } strs[] = {
+      {"--cluster", offsetof(isola_cluster_config, servers)},
+      {"--node", offsetof(isola_cluster_config, node)},
+      {"--nats-user", offsetof(isola_cluster_config, user)},
+      {"--nats-password", offsetof(isola_cluster_config, password)},
+      {"--nats-token", offsetof(isola_cluster_config, token)},
+      {"--nats-creds", offsetof(isola_cluster_config, credentials_file)},
+      {"--nats-nkey", offsetof(isola_cluster_config, nkey_public)},
+      {"--nats-nkey-seed", offsetof(isola_cluster_config, nkey_seed_file)},
+      {"--tls-ca", offsetof(isola_cluster_config, tls_ca_file)},
+      {"--tls-cert", offsetof(isola_cluster_config, tls_cert_file)},
+      {"--tls-key", offsetof(isola_cluster_config, tls_key_file)},
+  };
+  const char *a = argv[*i];
+  for (size_t k = 0; k < sizeof strs / sizeof *strs; k++) {
+    if (strcmp(a, strs[k].name) != 0) continue;
+    if (++*i == argc) {
+      bad_usage("%s needs a value", a);
+      return -1;
+    }
+    *(const char **)((char *)cc + strs[k].off) = argv[*i];
+    if (strncmp(a, "--tls", 5) == 0) cc->tls = true;
+    return 1;
+  }
+  if (strcmp(a, "--heartbeat-ms") == 0 ||
+      strcmp(a, "--node-timeout-ms") == 0) {
+    if (++*i == argc) {
+      bad_usage("%s needs a number", a);
+      return -1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(argv[*i], &end, 10);
+    if (errno || *end || end == argv[*i] || n == 0 || n > 3600000) {
+      bad_usage("'%s' is not a number of milliseconds", argv[*i]);
+      return -1;
+    }
+    if (a[2] == 'h')
+      cc->heartbeat_ms = (unsigned)n;
+    else
+      cc->node_timeout_ms = (unsigned)n;
+    return 1;
+  }
+  if (strcmp(a, "--serve-spawns") == 0) {
+    cc->allow_spawn = true;
+    return 1;
+  }
+  return 0;
+}
+
+static int join(isola_cluster_config *cc) {
+  if (!cc->servers && !cc->node) return ISOLA_OK;
+  /* Secrets may come from the environment (kept off the command line,
+   * as process spawns pass them). */
+  if (!cc->password) cc->password = getenv("ISOLA_NATS_PASSWORD");
+  if (!cc->token) cc->token = getenv("ISOLA_NATS_TOKEN");
+  if (!cc->servers || !cc->node) {
+    fputs("isola: --cluster and --node go together\n", stderr);
+    return ISOLA_EINVAL;
+  }
+  int rc = isola_cluster_join(cc);
+  if (rc != ISOLA_OK)
+    fprintf(stderr, "isola: cannot join the cluster at %s as %s: %s%s%s\n",
+            cc->servers, cc->node, isola_strerror(rc),
+            *isola_cluster_error() ? ": " : "", isola_cluster_error());
+  return rc;
+}
+
+/* isola node: a VM that only serves remote spawns, until a signal. */
+static int node(int argc, char **argv) {
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+  cc.allow_spawn = true;
+  isola_config cfg;
+  isola_config_init(&cfg);
+  for (int i = 0; i < argc; i++) {
+    int r = cluster_option(argc, argv, &i, &cc);
+    if (r < 0) return EXIT_USAGE;
+    if (r == 0) return bad_usage("node: unknown option '%s'", argv[i]);
+  }
+  if (!cc.servers || !cc.node)
+    return bad_usage("%s", "node: --cluster and --node are required");
+  /* The signals are taken by sigwait below, in every thread. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  cfg.unhandled_error = on_uncaught;
+  int rc = isola_vm_init(&cfg);
+  if (rc != ISOLA_OK) {
+    fprintf(stderr, "isola: cannot start the VM: %s\n", isola_strerror(rc));
+    return EXIT_LOAD;
+  }
+  if (join(&cc) != ISOLA_OK) {
+    isola_vm_shutdown(NULL);
+    return EXIT_LOAD;
+  }
+  /* Scripts and tests wait for this line. */
+  printf("isola: node %s joined the cluster\n", cc.node);
+  fflush(stdout);
+  int sig = 0;
+  sigwait(&set, &sig);
+  isola_cluster_leave();
+  isola_vm_shutdown(NULL);
+  return 0;
+}
+#endif
+
 static int run(int argc, char **argv) {
   isola_config cfg;
   isola_config_init(&cfg);
+#ifdef ISOLA_HAVE_CLUSTER
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+#endif
   const char *observe_addr = NULL;
   uint16_t observe_port = 0;
   bool observe_control = false;
   int i = 0;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
     const char *a = argv[i];
+#ifdef ISOLA_HAVE_CLUSTER
+    int r = cluster_option(argc, argv, &i, &cc);
+    if (r < 0) return EXIT_USAGE;
+    if (r > 0) continue;
+#endif
     if (strcmp(a, "--") == 0) {
       i++;
       break;
@@ -335,6 +494,16 @@ static int run(int argc, char **argv) {
                    : isola_bytes(a, strlen(a));
   }
 
+  if (cfg.pause_on_start)
+    /* Otherwise the run would wait in silence: nobody holds the root's
+     * pause capability to resume it. */
+    fprintf(stderr,
+            "isola: --pause-isolates-on-start: every isolate waits before "
+            "its entry until it is resumed with its pause capability.  The "
+            "root isolate 'main' has no spawner to resume it, so this run "
+            "waits until it is killed (Ctrl-C).  The flag is for embedders "
+            "and debuggers that hold the handles (isola_config."
+            "pause_on_start).\n");
   cfg.unhandled_error = on_uncaught;
 #ifdef ISOLA_HAVE_SYMBOLIZE
   /* Function names and file:line in the stack traces it prints. */
@@ -385,6 +554,13 @@ static int run(int argc, char **argv) {
     free(items);
     return EXIT_LOAD;
   }
+#ifdef ISOLA_HAVE_CLUSTER
+  if (join(&cc) != ISOLA_OK) {
+    free(items);
+    isola_vm_shutdown(NULL);
+    return EXIT_LOAD;
+  }
+#endif
   int code = 0;
   rc = isola_run_main_uri(path, isola_list(items, (size_t)nargs),
                           isola_null(), "main", &code);
@@ -410,6 +586,9 @@ static int run(int argc, char **argv) {
     /* A signal came first: its thread shuts the VM down and exits. */
     for (;;) pause();
   }
+#ifdef ISOLA_HAVE_CLUSTER
+  if (cc.servers) isola_cluster_leave(); /* before its gateway is ended */
+#endif
   isola_shutdown_report report;
   rc = isola_vm_shutdown(&report);
   if (rc == ISOLA_ETIMEDOUT) {
@@ -439,5 +618,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(cmd, "run") == 0) return run(argc - 2, argv + 2);
+#ifdef ISOLA_HAVE_CLUSTER
+  if (strcmp(cmd, "node") == 0) return node(argc - 2, argv + 2);
+#endif
   return bad_usage("unknown command '%s'", cmd);
 }

@@ -259,13 +259,14 @@ struct waiter {
   pthread_t t;
   int rc;
   int64_t seq;
+  uint64_t timeout_ms;
 };
 
 static void *wait_send(void *arg) {
   struct waiter *w = arg;
   isola_value it[2] = {isola_int(2), isola_int(w->seq)};
   w->rc = isola_send_wait(atomic_load(&c_port), isola_list(it, 2),
-                          (uint32_t)TH_WAIT_MS);
+                          w->timeout_ms);
   return NULL;
 }
 
@@ -280,12 +281,14 @@ Test(backpressure, plain_threads_try_wait_or_send_unbounded) {
   it[1] = isola_int(5);
   TH_ASSERT_RC(isola_try_send(atomic_load(&c_port), isola_list(it, 2)),
                ISOLA_EFULL);
+  TH_ASSERT_RC(isola_send_wait(atomic_load(&c_port), isola_list(it, 2), 0),
+               ISOLA_ETIMEDOUT);
   TH_ASSERT_RC(isola_send_wait(atomic_load(&c_port), isola_list(it, 2), 20),
                ISOLA_ETIMEDOUT);
   /* Plain isola_send is not held back. */
   TH_ASSERT_OK(isola_send(atomic_load(&c_port), isola_list(it, 2)));
   /* A waiting thread goes once C drains. */
-  struct waiter w = {.seq = 6};
+  struct waiter w = {.seq = 6, .timeout_ms = (uint64_t)TH_WAIT_MS};
   cr_assert(pthread_create(&w.t, NULL, wait_send, &w) == 0, "pthread_create");
   TH_ASSERT_OK(isola_resume(&c, c.pause_capability));
   pthread_join(w.t, NULL);
@@ -298,7 +301,7 @@ Test(backpressure, plain_threads_try_wait_or_send_unbounded) {
     it[1] = isola_int(i);
     TH_ASSERT_OK(isola_try_send(atomic_load(&c_port), isola_list(it, 2)));
   }
-  struct waiter w2 = {.seq = 11};
+  struct waiter w2 = {.seq = 11, .timeout_ms = ISOLA_FOREVER};
   cr_assert(pthread_create(&w2.t, NULL, wait_send, &w2) == 0, "pthread_create");
   /* A send that finds the receiver gone also answers ECLOSED: either way
    * the waiter does not stay. */

@@ -65,15 +65,23 @@ static int expect_rc(int rc, const char *call, const char *file, int line,
 /* How long a run may wait for one event before it counts as lost. */
 #define RUN_WAIT_MS 10000L
 
-/* The injected failure's call site as an offset into the executable, for
- * addr2line -e test_fault 0x<offset>. */
-static unsigned long site_offset(void) {
+/* The injected failure's call stack as offsets into the executable, for
+ * addr2line -f -e test_fault <offsets>. */
+static const char *fault_stack(void) {
   extern char __executable_start;
+  static char text[400];
+  text[0] = '\0';
   for (int c = 0; c < ISOLA__FAULT_NCATS; c++) {
-    char *site = isola__fault_first_site((isola__fault_cat)c);
-    if (site) return (unsigned long)(site - &__executable_start);
+    void *frames[12];
+    int n = isola__fault_first_stack((isola__fault_cat)c, frames, 12);
+    size_t at = 0;
+    for (int i = 1; i < n && at + 20 < sizeof text; i++)
+      at += (size_t)snprintf(text + at, sizeof text - at, " 0x%lx",
+                             (unsigned long)((char *)frames[i] -
+                                             &__executable_start));
+    if (n) break;
   }
-  return 0;
+  return text;
 }
 
 #define WAIT_GE(counter, target)                                             \
@@ -82,9 +90,9 @@ static unsigned long site_offset(void) {
     if (!th_counter_wait_ge((counter), fi_t_, RUN_WAIT_MS))                  \
       th_check_failed(__FILE__, __LINE__,                                    \
                       "lost: %s is %ld, waited for %ld (the failed call: "   \
-                      "addr2line -e test_fault 0x%lx)",                      \
+                      "addr2line -f -e test_fault%s)",                       \
                       #counter, th_counter_get(counter), fi_t_,              \
-                      site_offset());                                        \
+                      fault_stack());                                        \
   } while (0)
 
 /* ---------------------------------------------------------------------- */
@@ -705,6 +713,47 @@ static void sc_shutdown(void) {
   /* run_finish shuts down with the pairs still bouncing. */
 }
 
+/* spawn_uri: a module in a new group (tests/modules/echo.c): it sends
+ * [tag, calls, args, group, quit port] and stays until told to quit. */
+static void on_module_hello(void *ctx, isola_port port, isola_value msg,
+                            isola_port reply_to) {
+  (void)ctx, (void)port, (void)reply_to;
+  if (msg.kind == ISOLA_LIST && msg.len == 5) {
+    isola_value quit;
+    TH_CHECK_OK(isola_list_get(msg, 4, &quit));
+    th_counter_add(&sink_n[K_ENTRY], 1);
+    /* If the quit cannot be sent, the test sends it once nothing fails. */
+    if (EXPECT(isola_send(quit.as.port, isola_null()), ISOLA_ENOMEM) !=
+        ISOLA_OK)
+      atomic_store(&sink_last[K_PORT], (int64_t)quit.as.port);
+    th_counter_add(&sink_any, 1);
+    return;
+  }
+  sink_handler(NULL, port, msg, reply_to);
+}
+
+static void sc_spawn_uri(void) {
+  if (EXPECT(isola_native_port_new("module sink", on_module_hello, NULL,
+                                   false, &sink),
+             ISOLA_ENOMEM, ISOLA_ELIMIT, ISOLA_ESYS) != ISOLA_OK)
+    return;
+  isola_spawn_options o = {0};
+  o.on_exit = sink;
+  o.on_exit_message = tag(K_EXIT, 0);
+  isola_value args[1] = {isola_str("arg")};
+  int rc = EXPECT(isola_spawn_uri(TM_ECHO_A, isola_list(args, 1),
+                                  isola_sendport(sink), &o, NULL),
+                  ISOLA_ENOMEM, ISOLA_ESYS, ISOLA_EMODULE);
+  if (rc != ISOLA_OK) return;
+  /* It runs isola_main once (or fails there and ends), then ends once it
+   * gets its quit. */
+  WAIT_GE(&sink_any, 1);
+  isola__fault_disarm();
+  isola_port quit = (isola_port)atomic_load(&sink_last[K_PORT]);
+  if (quit != ISOLA_PORT_NONE) TH_CHECK_OK(isola_send(quit, isola_null()));
+  WAIT_GE(&sink_n[K_EXIT], 1);
+}
+
 /* ---------------------------------------------------------------------- */
 /* The sweep                                                               */
 /* ---------------------------------------------------------------------- */
@@ -844,3 +893,4 @@ SCENARIO(names, true)
 SCENARIO(native, true)
 SCENARIO(wire, false)
 SCENARIO(shutdown, true)
+SCENARIO(spawn_uri, true)

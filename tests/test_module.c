@@ -484,6 +484,65 @@ Test(module, runner_pause_on_exit) {
   EXPECT_RUN(r, 5);
 }
 
+/* Runs the runner until its output contains marker (or TH_WAIT_MS pass:
+ * the test fails), then kills it: for runs that do not end by themselves. */
+static void runner_until(const char **args, const char *marker,
+                         run_result *r) {
+  const char *argv[16] = {ISOLA_RUNNER};
+  size_t n = 1;
+  for (; args[n - 1]; n++) argv[n] = args[n - 1];
+  argv[n] = NULL;
+  int fds[2];
+  cr_assert(pipe(fds) == 0, "pipe: %s", strerror(errno));
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+  posix_spawn_file_actions_addclose(&fa, fds[0]);
+  posix_spawn_file_actions_addclose(&fa, fds[1]);
+  pid_t pid;
+  int rc = posix_spawn(&pid, ISOLA_RUNNER, &fa, NULL, (char *const *)argv,
+                       environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(fds[1]);
+  cr_assert(rc == 0, "posix_spawn: %s", strerror(rc));
+  size_t len = 0;
+  r->out[0] = '\0';
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  while (!strstr(r->out, marker)) {
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    long left = TH_WAIT_MS - ((t.tv_sec - t0.tv_sec) * 1000L +
+                              (t.tv_nsec - t0.tv_nsec) / 1000000L);
+    struct pollfd p = {fds[0], POLLIN, 0};
+    int pr = left > 0 ? poll(&p, 1, (int)left) : 0;
+    if (pr < 0 && errno == EINTR) continue;
+    char buf[1024];
+    ssize_t got = pr > 0 ? read(fds[0], buf, sizeof buf) : 0;
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break; /* timed out, or the runner ended */
+    size_t keep = (size_t)got;
+    if (keep > sizeof r->out - 1 - len) keep = sizeof r->out - 1 - len;
+    memcpy(r->out + len, buf, keep);
+    len += keep;
+    r->out[len] = '\0';
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  close(fds[0]);
+  cr_assert(strstr(r->out, marker), "no \"%s\" in the output:\n%s", marker,
+            r->out);
+}
+
+Test(module, runner_pause_on_start_says_what_it_waits_for) {
+  /* Issue 17 item 9: this run used to wait with no output at all. */
+  run_result r;
+  runner_until((const char *[]){"run", "--pause-isolates-on-start", TM_EXITS,
+                                "pause-exit", NULL},
+               "waits until it is killed", &r);
+  cr_assert(strstr(r.out, "root isolate 'main' has no spawner"), "%s", r.out);
+}
+
 Test(module, runner_heap_limit) {
   run_result r;
   run_runner((const char *[]){"run", "--heap-limit", "1M", TM_EXITS, "alloc",

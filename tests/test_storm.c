@@ -360,9 +360,12 @@ static void on_bounce(void *ctx, isola_port port, isola_value msg,
 static void bounce_entry(isola_value msg) {
   isola_port me;
   TH_CHECK_OK(isola_port_open(on_bounce, NULL, &me));
-  if (msg.kind == ISOLA_PORT)
-    TH_CHECK_OK(isola_send_reply(msg.as.port, isola_int(1), me));
-  else {
+  if (msg.kind == ISOLA_PORT) {
+    /* The partner may already be gone: shutdown can begin at any moment. */
+    int rc = isola_send_reply(msg.as.port, isola_int(1), me);
+    TH_CHECKF(rc == ISOLA_OK || rc == ISOLA_ECLOSED || rc == ISOLA_ESHUTDOWN,
+              "first bounce: %s", isola_err_name(rc));
+  } else {
     atomic_store(&bounce_port, me);
     th_counter_add(&bounce_ready, 1);
   }

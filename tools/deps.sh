@@ -4,7 +4,9 @@
 # Usage: tools/deps.sh [extra-package ...]
 set -eu
 need=""
-for pkg in cmake make gcc libc6-dev pkg-config libcriterion-dev "$@"; do
+# libnats-dev and nats-server: the cluster component and its tests.
+for pkg in cmake make gcc libc6-dev pkg-config libcriterion-dev libnats-dev \
+  nats-server "$@"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
     need="$need $pkg"
   fi

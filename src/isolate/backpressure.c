@@ -148,7 +148,8 @@ static void mute(isola__vm *vm, isola__isolate *self, struct isola__bp *rbp) {
 }
 
 /* A plain thread waits until bp's owner is not full (woken at its
- * low-water mark), it ends, or the deadline passes. */
+ * low-water mark), it ends, or the deadline (monotonic ns; UINT64_MAX:
+ * none) passes. */
 static int wait_room(struct isola__bp *bp, uint64_t deadline_ns) {
   struct timespec ts = {(time_t)(deadline_ns / 1000000000u),
                         (long)(deadline_ns % 1000000000u)};
@@ -157,7 +158,10 @@ static int wait_room(struct isola__bp *bp, uint64_t deadline_ns) {
   bp->nwaiters++;
   atomic_fetch_add_explicit(&bp->waiting, 1, memory_order_seq_cst);
   while (!bp->closed && full(bp)) {
-    if (pthread_cond_timedwait(&bp->cond, &bp->lock, &ts) == ETIMEDOUT) {
+    if (deadline_ns == UINT64_MAX) {
+      pthread_cond_wait(&bp->cond, &bp->lock);
+    } else if (pthread_cond_timedwait(&bp->cond, &bp->lock, &ts) ==
+               ETIMEDOUT) {
       if (!bp->closed && full(bp)) rc = ISOLA_ETIMEDOUT;
       break;
     }

@@ -8,6 +8,7 @@
 
 #include "backpressure.h"
 #include "control.h"
+#include "detail.h"
 #include "epoch.h"
 #include "heap.h"
 #include "lifecycle.h"
@@ -191,7 +192,8 @@ static void member_add(isola__group *g, bool credits) {
 static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
                        const isola_spawn_options *opts, const char *name,
                        bool pinned, struct isola__run *run,
-                       isola__module *module, isola__isolate **out) {
+                       isola__module *module, const isola__first_port *fp,
+                       isola__isolate **out) {
   ISOLA__TEST_HOOK(ISOLA__HOOK_SPAWN_ENTERED);
   size_t max = vm->config.max_isolates;
   bool credits = take_credits(vm);
@@ -270,12 +272,25 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
     rc = ISOLA_ENOMEM;
     goto fail;
   }
+  /* A receive port opened for the isolate before it first runs
+   * (isola_spawn_port): its id is handed out only when the spawn returns,
+   * so nothing is sent to it before START is queued. */
+  isola_port first = ISOLA_PORT_NONE;
+  if (fp) {
+    rc = isola__port_open(&vm->ports, iso, ISOLA__PORT_LIVE, fp->handler,
+                          fp->ctx, &first);
+    if (rc != ISOLA_OK) {
+      if (!parent) group_discard(vm, g);
+      goto fail;
+    }
+  }
   /* The control port last: once it is open, shutdown's scan and control
    * requests find the isolate (they only queue: its builder holds the
    * claim), so nothing may fail after it. */
   rc = isola__port_open(&vm->ports, iso, ISOLA__PORT_CONTROL, NULL, NULL,
                         &iso->control_port);
   if (rc != ISOLA_OK) {
+    if (first) isola__port_close(vm, isola__port_slot_of(&vm->ports, first));
     if (!parent) group_discard(vm, g);
     goto fail;
   }
@@ -286,6 +301,7 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   /* Credits only for the spawner's own group (a module's new group is
    * counted exactly). */
   member_add(iso->group, credits && parent);
+  if (fp) *fp->out = first;
   if (iso->has_stats)
     atomic_store_explicit(&isola__iso_stats(iso)->group, iso->group->id,
                           memory_order_relaxed);
@@ -325,16 +341,26 @@ static void handle_of(const isola__isolate *iso, isola_isolate *out) {
 
 static int spawn(isola_entry entry, isola_value message,
                  const isola_spawn_options *opts, struct isola__run *run,
-                 isola__module *module, isola_isolate *out) {
+                 isola__module *module, const isola__first_port *fp,
+                 isola_isolate *out) {
   isola__call e;
   int rc = isola__vm_enter(&e);
-  if (rc != ISOLA_OK) return rc;
+  if (rc != ISOLA_OK) {
+    isola__detail_set("isola_spawn: %s", isola_strerror(rc));
+    return rc;
+  }
   isola__vm *vm = e.vm;
   isola__isolate *iso = NULL;
   /* What the spawning event sent goes before anything the child sends. */
   isola__outbox_flush(vm);
   rc = isolate_new(vm, entry, message, opts, opts ? opts->name : NULL, false,
-                   run, module, &iso);
+                   run, module, fp, &iso);
+  if (rc == ISOLA_ELIMIT)
+    isola__detail_set("isola_spawn: %zu isolates are live, the limit "
+                      "(isola_config.max_isolates)",
+                      vm->config.max_isolates);
+  else if (rc != ISOLA_OK && rc != ISOLA_EINVAL && rc != ISOLA_ETRANSFER)
+    isola__detail_set("isola_spawn: %s", isola_strerror(rc));
   if (rc == ISOLA_OK) {
     if (out) handle_of(iso, out);
     /* Complete: schedule it (its builder holds the claim). */
@@ -347,13 +373,22 @@ static int spawn(isola_entry entry, isola_value message,
 
 int isola_spawn(isola_entry entry, isola_value message,
                 const isola_spawn_options *opts, isola_isolate *out) {
-  if (!entry) return ISOLA_EINVAL;
-  return spawn(entry, message, opts, NULL, NULL, out);
+  if (!entry) {
+    isola__detail_set("isola_spawn: entry is NULL");
+    return ISOLA_EINVAL;
+  }
+  return spawn(entry, message, opts, NULL, NULL, NULL, out);
 }
 
 int isola__spawn_run(isola_entry entry, isola_value message,
                      const isola_spawn_options *opts, struct isola__run *run) {
-  return spawn(entry, message, opts, run, NULL, NULL);
+  return spawn(entry, message, opts, run, NULL, NULL, NULL);
+}
+
+int isola__spawn_ex(isola_entry entry, isola_value message,
+                    const isola_spawn_options *opts, struct isola__run *run,
+                    const isola__first_port *fp, isola_isolate *out) {
+  return spawn(entry, message, opts, run, NULL, fp, out);
 }
 
 /* A root thread's source of turns for the unwind driver: its one isolate,
@@ -378,7 +413,8 @@ static isola__isolate *root_next(void *arg, isola__isolate *prev,
  * the new group's once this succeeds (on error it stays the caller's) and
  * *exit_code gets the group's exit code. */
 static int run_main(isola_entry entry, isola_value message, const char *name,
-                    isola__module *module, int *exit_code) {
+                    const isola_spawn_options *ropts, isola__module *module,
+                    int *exit_code) {
   isola__call e;
   int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
@@ -388,8 +424,8 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
   if (!t) {
     rc = ISOLA_ENOMEM;
   } else {
-    rc = isolate_new(vm, entry, message, NULL, name ? name : "main", true,
-                     NULL, module, &iso);
+    rc = isolate_new(vm, entry, message, ropts, name ? name : "main", true,
+                     NULL, module, NULL, &iso);
   }
   if (rc != ISOLA_OK) {
     free(t);
@@ -434,10 +470,17 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
   return ISOLA_OK;
 }
 
+int isola__run_main_ex(isola_entry entry, isola_value message,
+                       const isola_spawn_options *opts) {
+  if (!entry) return ISOLA_EINVAL;
+  if (isola__t.current || isola__t.thread) return ISOLA_EBUSY;
+  return run_main(entry, message, opts ? opts->name : NULL, opts, NULL, NULL);
+}
+
 int isola_run_main(isola_entry entry, isola_value message, const char *name) {
   if (!entry) return ISOLA_EINVAL;
   if (isola__t.current || isola__t.thread) return ISOLA_EBUSY;
-  return run_main(entry, message, name, NULL, NULL);
+  return run_main(entry, message, name, NULL, NULL, NULL);
 }
 
 /* ---- modules ----------------------------------------------------------- */
@@ -448,7 +491,8 @@ int isola_spawn_uri(const char *path, isola_value args, isola_value message,
   int rc = isola__module_load(path, &m);
   if (rc != ISOLA_OK) return rc;
   isola_value pair[2] = {args, message};
-  rc = spawn(isola__module_entry, isola_list(pair, 2), opts, NULL, m, out);
+  rc = spawn(isola__module_entry, isola_list(pair, 2), opts, NULL, m, NULL,
+             out);
   if (rc != ISOLA_OK) isola__module_unload(m);
   return rc;
 }
@@ -462,7 +506,8 @@ int isola_run_main_uri(const char *path, isola_value args,
   int rc = isola__module_load(path, &m);
   if (rc != ISOLA_OK) return rc;
   isola_value pair[2] = {args, message};
-  rc = run_main(isola__module_entry, isola_list(pair, 2), name, m, exit_code);
+  rc = run_main(isola__module_entry, isola_list(pair, 2), name, NULL, m,
+                exit_code);
   if (rc != ISOLA_OK) isola__module_unload(m);
   return rc;
 }

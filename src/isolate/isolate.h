@@ -66,4 +66,23 @@ struct isola__run;
 int isola__spawn_run(isola_entry entry, isola_value message,
                      const isola_spawn_options *opts, struct isola__run *run);
 
+/* A receive port the spawner opens for a new isolate before it runs
+ * (isola_spawn_port): handler and ctx as for isola_port_open(); *out gets
+ * the port when the spawn succeeds. */
+typedef struct isola__first_port {
+  isola_handler handler;
+  void *ctx;
+  isola_port *out;
+} isola__first_port;
+
+/* isola_spawn with, each optional, an isola_run state (as
+ * isola__spawn_run) and a first port. */
+int isola__spawn_ex(isola_entry entry, isola_value message,
+                    const isola_spawn_options *opts, struct isola__run *run,
+                    const isola__first_port *fp, isola_isolate *out);
+
+/* isola_run_main with spawn options (name, heap limit, listeners). */
+int isola__run_main_ex(isola_entry entry, isola_value message,
+                       const isola_spawn_options *opts);
+
 #endif

@@ -9,6 +9,7 @@
 
 #include "backpressure.h"
 #include "control.h"
+#include "detail.h"
 #include "message.h"
 #include "message_queue.h"
 #include "platform.h"
@@ -159,7 +160,10 @@ static int room_check(size_t bytes, void *arg) {
 
 static int send_mode(isola_port port, isola_value value, isola_port reply_to,
                      int mode, uint64_t deadline) {
-  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  if (port == ISOLA_PORT_NONE) {
+    isola__detail_set("isola_send: the port is ISOLA_PORT_NONE");
+    return ISOLA_EINVAL;
+  }
   /* A send from a handler is an interrupt point (control.h): taken before
    * anything is built, so a kill that lands here leaves nothing behind. */
   isola__isolate *self = isola__t.current;
@@ -170,7 +174,10 @@ static int send_mode(isola_port port, isola_value value, isola_port reply_to,
    * shutdown waits for entered callers. */
   isola__call e;
   int rc = isola__vm_enter(&e);
-  if (rc != ISOLA_OK) return rc;
+  if (rc != ISOLA_OK) {
+    isola__detail_set("isola_send: %s", isola_strerror(rc));
+    return rc;
+  }
   isola__msg *m;
   struct room_check rc_arg = {e.vm, port};
   if ((rc = isola__msg_build_checked(value, ISOLA__MOVE_BUFFERS,
@@ -207,6 +214,13 @@ static int send_mode(isola_port port, isola_value value, isola_port reply_to,
   isola__vm_leave(&e);
   if (rc == ISOLA_OK)
     for (size_t i = 0; i < nbuf; i++) *handles[i] = NULL;
+  else if (rc == ISOLA_ECLOSED)
+    isola__detail_set("isola_send: port %016llx is closed or unknown (%s)",
+                      (unsigned long long)port, isola_err_name(rc));
+  else
+    isola__detail_set("isola_send to port %016llx: %s (%s)",
+                      (unsigned long long)port, isola_strerror(rc),
+                      isola_err_name(rc));
   if (handles != inline_handles) free(handles);
   return rc;
 }
@@ -223,7 +237,10 @@ int isola_try_send(isola_port port, isola_value value) {
   return send_mode(port, value, ISOLA_PORT_NONE, ISOLA__SEND_TRY, 0);
 }
 
-int isola_send_wait(isola_port port, isola_value value, uint32_t timeout_ms) {
-  return send_mode(port, value, ISOLA_PORT_NONE, ISOLA__SEND_WAIT,
-                   isola__plat_now_ns() + (uint64_t)timeout_ms * 1000000u);
+int isola_send_wait(isola_port port, isola_value value, uint64_t timeout_ms) {
+  /* UINT64_MAX: no deadline (ISOLA_FOREVER, or so far off it saturates). */
+  uint64_t deadline = UINT64_MAX;
+  if (timeout_ms < (UINT64_MAX - isola__plat_now_ns()) / 1000000u)
+    deadline = isola__plat_now_ns() + timeout_ms * 1000000u;
+  return send_mode(port, value, ISOLA_PORT_NONE, ISOLA__SEND_WAIT, deadline);
 }

@@ -21,6 +21,7 @@
 #undef getrandom
 
 #include <errno.h>
+#include <execinfo.h>
 #include <stdatomic.h>
 
 typedef struct window {
@@ -29,6 +30,8 @@ typedef struct window {
   _Atomic uint64_t last;   /* index of the last to fail; UINT64_MAX: no end */
   _Atomic uint64_t failed; /* calls failed since the last arm */
   _Atomic(void *) site;    /* return address of the first failed call */
+  void *stack[12];         /* its call stack (written by that call only) */
+  int depth;
 } window;
 
 static window windows[ISOLA__FAULT_NCATS];
@@ -63,13 +66,24 @@ void *isola__fault_first_site(isola__fault_cat cat) {
   return atomic_load(&windows[cat].site);
 }
 
+int isola__fault_first_stack(isola__fault_cat cat, void **frames, int max) {
+  window *w = &windows[cat];
+  if (!atomic_load(&w->site)) return 0;
+  int n = w->depth < max ? w->depth : max;
+  for (int i = 0; i < n; i++) frames[i] = w->stack[i];
+  return n;
+}
+
 bool isola__fault_hit(isola__fault_cat cat, void *site) {
   window *w = &windows[cat];
   uint64_t first = atomic_load_explicit(&w->first, memory_order_acquire);
   if (first == 0) return false;
   uint64_t k = atomic_fetch_add(&w->calls, 1) + 1;
   if (k < first || k > atomic_load(&w->last)) return false;
-  if (atomic_fetch_add(&w->failed, 1) == 0) atomic_store(&w->site, site);
+  if (atomic_fetch_add(&w->failed, 1) == 0) {
+    w->depth = backtrace(w->stack, 12);
+    atomic_store(&w->site, site);
+  }
   return true;
 }
 

@@ -76,6 +76,10 @@ uint64_t isola__fault_failed(isola__fault_cat cat);
  * in the sweep's report. */
 void *isola__fault_first_site(isola__fault_cat cat);
 
+/* The call stack of that first injected failure (at most max frames, the
+ * innermost first); returns how many were stored, 0 when none failed. */
+int isola__fault_first_stack(isola__fault_cat cat, void **frames, int max);
+
 /* Counts a call of cat; true when it must fail.  site: the caller's
  * return address.  Any thread. */
 bool isola__fault_hit(isola__fault_cat cat, void *site);

@@ -48,7 +48,24 @@ struct isola__run {
   bool done;          /* fn returned: result holds its value */
   isola_value result;
   char *err_msg, *err_stack; /* the last uncaught error, or NULL */
+  /* isola_run_async_opts: a copy of the caller's tag, the completion's
+   * first item. */
+  bool tagged;
+  isola_value tag;
+  /* Not a computation: fn is NULL and on_end(on_end_arg) runs on the
+   * isolate's thread as it ends, after its ports closed (receivers,
+   * call.c). */
+  void (*on_end)(void *arg);
+  void *on_end_arg;
 };
+
+struct isola__run *isola__run_on_end(void (*fn)(void *arg), void *arg) {
+  struct isola__run *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->on_end = fn;
+  r->on_end_arg = arg;
+  return r;
+}
 
 struct isola__control {
   isola_capability *pauses; /* a set: Dart's pause capabilities */
@@ -308,7 +325,10 @@ int isola__control_init(isola__vm *vm, isola__isolate *iso,
     error_add(iso, opts->on_error, opts->error_notice, NULL);
     if (c->nerrors == 0) return ISOLA_ENOMEM;
   }
-  if ((opts && opts->paused) || vm->config.pause_on_start) {
+  /* A runtime helper (a receiver's isolate) is not paused for debuggers:
+   * it runs no user code. */
+  if ((opts && opts->paused) ||
+      (vm->config.pause_on_start && !(run && run->on_end))) {
     pause_add(iso, iso->pause_cap);
     if (c->npauses == 0) return ISOLA_ENOMEM;
   }
@@ -318,6 +338,7 @@ int isola__control_init(isola__vm *vm, isola__isolate *iso,
 static void run_free(struct isola__run *r) {
   if (!r) return;
   isola_value_free(&r->result);
+  isola_value_free(&r->tag);
   free(r->err_msg);
   free(r->err_stack);
   free(r);
@@ -662,6 +683,10 @@ void isola__control_unwound(isola__vm *vm, isola__isolate *iso) {
 /* ---- the end ----------------------------------------------------------- */
 
 static void run_deliver(isola__vm *vm, struct isola__run *r) {
+  if (r->on_end) {
+    r->on_end(r->on_end_arg);
+    return;
+  }
   const char *msg = r->err_msg ? r->err_msg
                                : "the isolate ended before the computation "
                                  "returned (killed, or isola_exit)";
@@ -691,15 +716,18 @@ static void run_deliver(isola__vm *vm, struct isola__run *r) {
   }
   isola__msg *m = NULL;
   int rc = ISOLA_EINVAL;
+  /* Tagged (isola_run_async_opts): the tag goes first. */
+  size_t t = r->tagged ? 1 : 0;
   if (r->done) {
-    isola_value items[2] = {isola_bool(true), r->result};
-    rc = isola__msg_new(isola_list(items, 2), &m);
+    isola_value items[3] = {r->tag, isola_bool(true), r->result};
+    rc = isola__msg_new(isola_list(items + 1 - t, 2 + t), &m);
     if (rc == ISOLA_EINVAL) msg = "the result of the computation is malformed";
   }
   if (rc != ISOLA_OK) {
-    isola_value items[3] = {isola_bool(false), isola_str(msg),
+    isola_value items[4] = {r->tag, isola_bool(false), isola_str(msg),
                             isola_str(stack)};
-    if (isola__msg_new(isola_list(items, 3), &m) != ISOLA_OK) return;
+    if (isola__msg_new(isola_list(items + 1 - t, 3 + t), &m) != ISOLA_OK)
+      return;
   }
   m->dest = r->port;
   m->held |= ISOLA__HELD_EXEMPT; /* owed to the caller: not refused */
@@ -964,7 +992,18 @@ static void run_entry(isola_value argument) {
   longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_EXIT);
 }
 
-int isola_run(isola_run_fn fn, isola_value argument, isola_value *result) {
+/* The spawn options of an isola_run isolate. */
+static isola_spawn_options run_spawn_options(const isola_run_options *o) {
+  isola_spawn_options opts = {.name = "isola_run"};
+  if (o) {
+    if (o->name) opts.name = o->name;
+    opts.heap_limit = o->heap_limit;
+  }
+  return opts;
+}
+
+int isola_run_opts(isola_run_fn fn, isola_value argument,
+                   const isola_run_options *options, isola_value *result) {
   if (!fn || !result) return ISOLA_EINVAL;
   *result = isola_null();
   if (isola__t.current) return ISOLA_EBUSY;
@@ -978,7 +1017,7 @@ int isola_run(isola_run_fn fn, isola_value argument, isola_value *result) {
   w.result = isola_null();
   r->fn = fn;
   r->waiter = &w;
-  isola_spawn_options opts = {.name = "isola_run"};
+  isola_spawn_options opts = run_spawn_options(options);
   int rc = isola__spawn_run(run_entry, argument, &opts, r);
   if (rc == ISOLA_OK) {
     pthread_mutex_lock(&w.mu);
@@ -994,17 +1033,39 @@ int isola_run(isola_run_fn fn, isola_value argument, isola_value *result) {
   return rc;
 }
 
-int isola_run_async(isola_run_fn fn, isola_value argument,
-                    isola_port completion_port) {
+int isola_run(isola_run_fn fn, isola_value argument, isola_value *result) {
+  return isola_run_opts(fn, argument, NULL, result);
+}
+
+int isola_run_async_opts(isola_run_fn fn, isola_value argument,
+                         const isola_run_options *options,
+                         isola_port completion_port) {
   if (!fn || completion_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
   struct isola__run *r = calloc(1, sizeof *r);
   if (!r) return ISOLA_ENOMEM;
   r->fn = fn;
   r->port = completion_port;
-  isola_spawn_options opts = {.name = "isola_run"};
+  if (options) {
+    int rc = isola_value_copy(options->tag, &r->tag);
+    if (rc != ISOLA_OK) {
+      free(r);
+      return rc;
+    }
+    r->tagged = true;
+  }
+  isola_spawn_options opts = run_spawn_options(options);
   int rc = isola__spawn_run(run_entry, argument, &opts, r);
-  if (rc != ISOLA_OK) free(r);
+  if (rc != ISOLA_OK) {
+    isola_value_free(&r->tag);
+    free(r);
+  }
   return rc;
+}
+
+int isola_run_async(isola_run_fn fn, isola_value argument,
+                    isola_port completion_port) {
+  if (!fn || completion_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
+  return isola_run_async_opts(fn, argument, NULL, completion_port);
 }
 
 uint32_t isola__control_pauses(const isola__isolate *iso) {

@@ -39,6 +39,11 @@ typedef enum {
 
 struct isola__run;
 
+/* An isola__run that computes nothing: fn(arg) runs on the isolate's
+ * thread as it ends, however it ends, after its ports closed.  Give it to
+ * isola__spawn_ex(), which then owns it.  NULL when out of memory. */
+struct isola__run *isola__run_on_end(void (*fn)(void *arg), void *arg);
+
 /* Whether a control request or a kill waits for the running isolate: the
  * test that makes a runtime call (a send) an interrupt point.  One load of
  * a line the isolate owns, unless a request is being pushed. */

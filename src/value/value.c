@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* value.c — values: typed reads, buffers, validation, deep copy, equality. */
 #include "value.h"
+#include "detail.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -345,7 +346,11 @@ int isola__value_plan(isola__plan *p, isola_value v) {
     for (size_t k = 0; rc == ISOLA_OK && k < n; k++)
       rc = visit(p, items[k], &bytes);
   }
-  if (rc != ISOLA_OK) return rc;
+  if (rc != ISOLA_OK) {
+    /* Refused: say which item and why (the thread's error detail). */
+    if (rc != ISOLA_ENOMEM) isola__detail_value(v, rc);
+    return rc;
+  }
   if (isola__value_has_block(v))
     p->size = align8(ISOLA__BLOCK_HDR + p->items_bytes + bytes) +
               p->nbuf * 2 * sizeof(void *);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "value.h"
+#include "detail.h"
 
 /* Tags of our own, from the first-come-first-served range (RFC 8949
  * §9.2): ASCII "isop" and "isoc". */
@@ -518,7 +519,13 @@ int isola_wire_decode(const uint8_t *bytes, size_t len,
                                           : ISOLA_WIRE_DEFAULT_SIZE;
   isola_value v;
   int rc = pass(&d, &v);
-  if (rc != ISOLA_OK) return rc;
+  if (rc != ISOLA_OK) {
+    isola__detail_set("isola_wire_decode: %s (%s), stopped at byte %zu of "
+                      "%zu",
+                      isola_strerror(rc), isola_err_name(rc),
+                      (size_t)(d.p - d.start), len);
+    return rc;
+  }
   size_t nshare = d.nshare;
   d.build = true;
   if (nshare) {

@@ -35,5 +35,8 @@ void isola_main(isola_value args, isola_value message) {
   isola_value items[5] = {isola_str(module_tag()), isola_int(module_bump()),
                           args, isola_int((int64_t)info.group),
                           isola_sendport(quit)};
-  isola_send(reply, isola_list(items, 5));
+  /* A send that fails (out of memory: the fault sweep) ends the module's
+   * isolate, which its exit listener then hears. */
+  if (isola_send(reply, isola_list(items, 5)) != ISOLA_OK)
+    isola_throw("echo: the reply could not be sent");
 }
