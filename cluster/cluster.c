@@ -49,12 +49,22 @@ enum {
   T_EXIT_ADD = 4, /* [4, ctl, relay] */
   T_EXIT_DEL = 5, /* [5, ctl, relay] */
   T_SPAWN = 6,    /* [6, req, path, args, message, name|null, relay|null,
-                      on_error|null, paused, nonfatal, heap_limit] */
+                      on_error|null, paused, nonfatal, heap_limit,
+                      error_notice] */
   T_REPLY = 7,    /* [7, req, rc, error text, ctl|null, pcap, tcap] */
   T_NAMECHK = 8,  /* [8, req, name, id]: is name still registered to id? */
 };
 
-enum { K_PAUSE = 1, K_RESUME, K_KILL, K_PING, K_FATAL, K_ERR_ADD, K_ERR_DEL };
+enum {
+  K_PAUSE = 1,
+  K_RESUME,
+  K_KILL,
+  K_PING,
+  K_FATAL,
+  K_ERR_ADD,
+  K_ERR_DEL,
+  K_ERRN_ADD /* an error notice listener */
+};
 
 /* Requests from API callers to the gateway (its api port). */
 enum {
@@ -63,7 +73,8 @@ enum {
   OP_EXIT_DEL, /* [op, ctl, listener] */
   OP_SPAWN,    /* [op, waiter, node, path, args, message, name|null,
                    on_exit|null, on_exit_message, on_error|null, paused,
-                   nonfatal, heap_limit, exit_notice, pid] */
+                   nonfatal, heap_limit, exit_notice, pid,
+                   error_notice] */
   OP_LEAVE,    /* [op, waiter] */
   OP_NAME,     /* [op, waiter, node, incarnation, id, secret, name] */
   OP_WAIT_PEER, /* [op, waiter, node]: done when node is first heard */
@@ -873,6 +884,9 @@ static void handle_ctl(isola_value E) {
   case K_ERR_DEL:
     if (arg) isola_remove_error_listener(&h, arg);
     break;
+  case K_ERRN_ADD:
+    if (arg) isola_add_error_notice_listener(&h, arg);
+    break;
   default:
     break;
   }
@@ -883,7 +897,7 @@ static void handle_spawn(uint32_t peer_i, isola_value E) {
   const char *path, *name;
   isola_value args, message;
   isola_port relay_p, on_error;
-  bool paused, nonfatal;
+  bool paused, nonfatal, error_notice = false;
   if (!get_int(E, 1, &req)) return;
   if (!get_str(E, 2, &path) || !path ||
       isola_list_get(E, 3, &args) != ISOLA_OK ||
@@ -899,7 +913,9 @@ static void handle_spawn(uint32_t peer_i, isola_value E) {
           NULL);
     return;
   }
+  if (E.len > 11) get_bool(E, 11, &error_notice);
   isola_spawn_options o = {.name = name,
+                           .error_notice = error_notice,
                            .on_exit = relay_p,
                            .exit_notice = relay_p != ISOLA_PORT_NONE,
                            .on_error = on_error,
@@ -1141,7 +1157,7 @@ static bool proxy_peer(isola_port p, uint32_t *peer_i) {
 
 static void op_spawn(isola_value m) {
   int64_t wp, heap, pid;
-  bool notice;
+  bool notice, error_notice;
   const char *node, *path, *name;
   isola_value args, message, exit_msg;
   isola_port on_exit, on_error;
@@ -1154,7 +1170,8 @@ static void op_spawn(isola_value m) {
       !get_port(m, 7, &on_exit) || isola_list_get(m, 8, &exit_msg) != ISOLA_OK ||
       !get_port(m, 9, &on_error) || !get_bool(m, 10, &paused) ||
       !get_bool(m, 11, &nonfatal) || !get_int(m, 12, &heap) ||
-      !get_bool(m, 13, &notice) || !get_int(m, 14, &pid)) {
+      !get_bool(m, 13, &notice) || !get_int(m, 14, &pid) ||
+      !get_bool(m, 15, &error_notice)) {
     waiter_done(w, ISOLA_EINVAL);
     return;
   }
@@ -1184,7 +1201,7 @@ static void op_spawn(isola_value m) {
   p->peer = peer_i;
   p->w = w;
   p->r = r;
-  isola_value E[11] = {isola_int(T_SPAWN),
+  isola_value E[12] = {isola_int(T_SPAWN),
                        isola_int((int64_t)p->req),
                        isola_str(path),
                        args,
@@ -1194,8 +1211,9 @@ static void op_spawn(isola_value m) {
                        on_error ? isola_sendport(on_error) : isola_null(),
                        isola_bool(paused),
                        isola_bool(nonfatal),
-                       isola_int(heap)};
-  int rc = emit(peer_i, isola_list(E, 11));
+                       isola_int(heap),
+                       isola_bool(error_notice)};
+  int rc = emit(peer_i, isola_list(E, 12));
   if (rc != ISOLA_OK) {
     if (r) relay_free(r);
     free(p);
@@ -1802,6 +1820,15 @@ int isola_cluster_add_error_listener(const isola_isolate *isolate,
   return handled ? rc : isola_add_error_listener(isolate, port);
 }
 
+int isola_cluster_add_error_notice_listener(const isola_isolate *isolate,
+                                           isola_port port) {
+  if (!isolate || !isolate->control_port || !port) return ISOLA_EINVAL;
+  bool handled;
+  int rc = ctl_request(isolate, K_ERRN_ADD, 0, 0, port, isola_null(), 0,
+                       &handled);
+  return handled ? rc : isola_add_error_notice_listener(isolate, port);
+}
+
 int isola_cluster_remove_error_listener(const isola_isolate *isolate,
                                         isola_port port) {
   if (!isolate || !isolate->control_port || !port) return ISOLA_EINVAL;
@@ -1876,7 +1903,7 @@ static int spawn_remote(const char *node, const char *path, isola_value args,
   if (!w) return ISOLA_ENOMEM;
   isola_spawn_options o = {0};
   if (opts) o = *opts;
-  isola_value items[15] = {
+  isola_value items[16] = {
       isola_int(OP_SPAWN),
       isola_int((int64_t)(intptr_t)w),
       isola_str(node),
@@ -1891,8 +1918,9 @@ static int spawn_remote(const char *node, const char *path, isola_value args,
       isola_bool(o.errors_nonfatal),
       isola_int((int64_t)o.heap_limit),
       isola_bool(o.exit_notice),
-      isola_int((int64_t)pid)};
-  int rc = isola_send(api, isola_list(items, 15));
+      isola_int((int64_t)pid),
+      isola_bool(o.error_notice)};
+  int rc = isola_send(api, isola_list(items, 16));
   if (rc != ISOLA_OK) {
     waiter_unref(w);
     waiter_unref(w);

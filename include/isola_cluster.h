@@ -214,6 +214,12 @@ ISOLA_EXPORT int isola_cluster_ping(const isola_isolate *isolate,
                                     isola_priority priority);
 ISOLA_EXPORT int isola_cluster_add_error_listener(const isola_isolate *isolate,
                                                   isola_port port);
+/* Error notices [message, stack trace, isolate] (isola.h), the isolate
+ * being the control port as this node knows it; removed by
+ * isola_cluster_remove_error_listener().  The spawn options' error_notice
+ * crosses too. */
+ISOLA_EXPORT int isola_cluster_add_error_notice_listener(
+    const isola_isolate *isolate, isola_port port);
 ISOLA_EXPORT int isola_cluster_remove_error_listener(
     const isola_isolate *isolate, isola_port port);
 

@@ -268,10 +268,23 @@ Test(cluster, control) {
   TH_ASSERT_OK(isola_cluster_resume(&h, 0));
   cr_assert(th_int(got(seen++)) == 1, "th_int(got(seen++)) == 1");
 
-  /* Uncaught errors reach the remote error listener. */
+  /* Uncaught errors reach the remote error listener; an error notice
+   * listener also gets the isolate, as this node knows it. */
+  isola_port home3;
+  TH_ASSERT_OK(isola_native_port_new("home3", on_home, NULL, false, &home3));
+  TH_ASSERT_OK(isola_cluster_add_error_notice_listener(&h, home3));
   TH_ASSERT_OK(isola_send(echo, isola_str("throw")));
-  isola_value err = got(seen++);
-  cr_assert(strstr(th_item_str(err, 0), "boom") != NULL, "strstr(th_item_str(err, 0), \"boom\") != NULL");
+  bool plain_err = false, notice_err = false;
+  for (int k = 0; k < 2; k++) {
+    isola_value err = got(seen++);
+    cr_assert(strstr(th_item_str(err, 0), "boom") != NULL, "the message");
+    if (err.len >= 3 && th_item_port(err, 2) == h.control_port)
+      notice_err = true;
+    else
+      plain_err = true;
+  }
+  cr_assert(plain_err && notice_err, "both error listeners got it");
+  TH_ASSERT_OK(isola_cluster_remove_error_listener(&h, home3));
 
   /* A handle without the capability is refused here; one with a forged
    * capability is ignored there (the ping after it is answered, the
@@ -308,6 +321,7 @@ Test(cluster, control) {
   }
   cr_assert(ended && bye, "ended && bye");
   TH_ASSERT_OK(isola_native_port_close(home2));
+  TH_ASSERT_OK(isola_native_port_close(home3));
   cr_assert(ch_node_stop(b, SIGTERM) == 0, "ch_node_stop(b, SIGTERM) == 0");
   finish();
 }
