@@ -430,17 +430,28 @@ ISOLA_EXPORT bool isola_value_equal(isola_value a, isola_value b);
 typedef struct isola_isolate_info {
   const char *name;        /* debug name, never NULL */
   isola_port control_port; /* identifies the isolate while it lives */
-  uint64_t origin;         /* control port of the first isolate it was
-                              spawned from (itself for a root isolate) */
+  uint64_t origin;         /* control port of the first isolate of its line:
+                              itself when it was spawned from a thread that
+                              is not an isolate, by isola_run_main, or as a
+                              module's first isolate; else its spawner's
+                              origin */
   uint64_t group;          /* id of its group */
   /* In the isolate_shutdown and isolate_cleanup hooks: why it ends (an
    * isola_exit_reason); 0 everywhere else. */
   int exit_reason;
 } isola_isolate_info;
 
-/* Embedder hooks.  All optional (NULL to skip).  They run on the thread
- * that runs the isolate concerned, with no runtime lock held, and must not
- * block for long. */
+/* Embedder hooks.  All optional (NULL to skip).  They run with no runtime
+ * lock held and must not block for long: isolate_created, isolate_shutdown
+ * and isolate_cleanup on the thread that runs the isolate concerned;
+ * group_created on the thread that spawns the group's first isolate, inside
+ * that spawn call (before the isolate exists); group_cleanup on the thread
+ * that ran the group's last isolate, after it ended.  From the time an
+ * isolate starts ending (isolate_shutdown on) nothing new can be opened
+ * for it: ports, timers, watches and microtasks fail with ISOLA_EENDING
+ * and isola_local_get() creates no value.  Blocking calls (isola_run,
+ * native ports) from group_cleanup, or from any hook on a pool thread
+ * outside an event, return ISOLA_EBUSY. */
 typedef struct isola_hooks {
   void *data; /* passed to every hook */
   /* A group was created (by a spawn from a thread that is not an isolate,
@@ -845,7 +856,9 @@ typedef void (*isola_handler)(void *ctx, isola_port port, isola_value message,
  * passed to handler(ctx, …).  An open port keeps its isolate alive.
  * ctx is the caller's: the runtime never touches it.
  * Errors: ISOLA_EINVAL (handler or out NULL), ISOLA_ENOMEM,
- * ISOLA_ENOTISOLATE.  Isolate only. */
+ * ISOLA_ENOTISOLATE, ISOLA_EENDING (the isolate is ending: called from an
+ * isolate_shutdown or isolate_cleanup hook or an isolate-local destructor).
+ * Isolate only. */
 ISOLA_EXPORT int isola_port_open(isola_handler handler, void *ctx,
                                  isola_port *out);
 
@@ -853,7 +866,8 @@ ISOLA_EXPORT int isola_port_open(isola_handler handler, void *ctx,
  * dropped; later sends to it fail with ISOLA_ECLOSED.  When the last live
  * port closes, the isolate ends after the current event.  Errors:
  * ISOLA_ECLOSED (already closed or unknown), ISOLA_ENOTOWNER,
- * ISOLA_ENOTISOLATE.  Isolate only. */
+ * ISOLA_EINVAL (the isolate's own control port, which closes only when
+ * the isolate ends), ISOLA_ENOTISOLATE.  Isolate only. */
 ISOLA_EXPORT int isola_port_close(isola_port port);
 
 /* Whether an open port keeps its isolate alive (true when opened; Dart's
@@ -1508,12 +1522,15 @@ ISOLA_EXPORT ISOLA_NORETURN_ void isola__assert_fail(const char *expr,
  * Ends the running isolate at once (Dart's Isolate.exit): value is sent
  * to port as the isolate's last message, then the isolate ends as if its
  * last port had closed (exit listeners are told; pause_on_exit does not
- * apply).  value is copied, as isola_send() does; see isola_exit_owned()
- * to hand over a block without a copy.  The current event is abandoned as
- * by isola_throw().  On success it does not return.  A closed port, or
- * one whose isolate has no room for it (ISOLA_EFULL for a send), loses
- * the message; the isolate still ends.  Errors (the isolate carries on):
+ * apply).  value is sent as isola_send() sends it: copied, with its
+ * transferable buffers moved (their handles emptied); see
+ * isola_exit_owned() to hand over a block without a copy.  The current
+ * event is abandoned as by isola_throw().  On success it does not return.
+ * A closed port, one whose isolate has no room for it (ISOLA_EFULL for a
+ * send), or a VM shutting down, loses the message; the isolate still ends.
+ * Errors (the isolate carries on, nothing moved):
  * ISOLA_ENOTISOLATE, ISOLA_EINVAL (port NONE, a malformed value),
+ * ISOLA_ETRANSFER (an empty buffer handle, or one buffer twice),
  * ISOLA_ENOMEM.  Isolate only, from an event.
  */
 ISOLA_EXPORT int isola_exit(isola_port port, isola_value value);
@@ -1541,7 +1558,9 @@ typedef isola_value (*isola_run_fn)(isola_value argument);
  * are those of isola_spawn() (*result is then null).  The isolate ends
  * when fn returns, even if it opened ports.  Any thread that is not an
  * isolate (an isolate gets ISOLA_EBUSY: it must not block; use
- * isola_run_async()).
+ * isola_run_async()).  A hook that runs on a pool thread or a root
+ * isolate's thread outside an event (group_cleanup, for one) gets
+ * ISOLA_EBUSY too: the wait would hold the thread the computation needs.
  */
 ISOLA_EXPORT int isola_run(isola_run_fn fn, isola_value argument,
                            isola_value *result);
@@ -1716,10 +1735,11 @@ ISOLA_EXPORT uint64_t isola_supervisor_restarts(const isola_supervisor *sup);
  * send).  An uncaught error in a microtask (isola_throw) is an uncaught
  * error of the isolate like any other: with errors fatal the isolate ends;
  * otherwise the remaining microtasks run, then the next event.  Microtasks
- * still pending when the isolate ends (killed, isola_exit, a fatal error,
- * or scheduled by an isola_local destructor or a hook at its end) are
- * dropped without running.  arg is the caller's; isola never frees it.
- * Errors: ISOLA_EINVAL (fn NULL), ISOLA_ENOMEM.  Isolate only. */
+ * still pending when the isolate ends (killed, isola_exit, a fatal error)
+ * are dropped without running.  arg is the caller's; isola never frees it.
+ * Errors: ISOLA_EINVAL (fn NULL), ISOLA_ENOMEM, ISOLA_ENOTISOLATE,
+ * ISOLA_EENDING (the isolate is ending: from an isola_local destructor or
+ * a hook at its end nothing is scheduled).  Isolate only. */
 ISOLA_EXPORT int isola_microtask(void (*fn)(void *arg), void *arg);
 
 /* An isolate-local variable: one value of size bytes per isolate.  Declare
@@ -1750,7 +1770,8 @@ typedef struct isola_local_key {
  * ends, after key->destroy ran on it.  Destructors run on the isolate's
  * thread after its ports closed, newest value first; while they run,
  * isola_local_get() returns the values not yet destroyed and NULL for the
- * others (none is created again).  Values live in runtime memory, not in
+ * others (none is created again; nor from the isolate_shutdown and
+ * isolate_cleanup hooks).  Values live in runtime memory, not in
  * the isolate heap: they do not count toward its limit.  Returns NULL from
  * a thread that is not running an isolate, for key NULL, or when out of
  * memory.  Isolate only (a C thread-local would be wrong: an isolate may
@@ -1808,7 +1829,8 @@ ISOLA_EXPORT void *isola_realloc(void *p, size_t size);
 /* Returns p, a block of the calling isolate's heap, at once.  NULL: nothing
  * happens.  A block of another isolate is detected (it would corrupt that
  * isolate's heap) and raised as an uncaught error; a pointer that is no
- * isola_alloc block at all is undefined behaviour, as with free().  From a
+ * isola_alloc block at all, or a block already freed, is undefined
+ * behaviour, as with free() (a second free is not detected).  From a
  * thread that is not running an isolate it does nothing.  Isolate only. */
 ISOLA_EXPORT void isola_free(void *p);
 
@@ -1970,7 +1992,8 @@ typedef void (*isola_timer_fn)(void *arg);
  * receives the timer.
  * Errors: ISOLA_EINVAL (fn or out NULL, a delay or period over about 290
  * years), ISOLA_ENOMEM, ISOLA_ESYS (the timer thread could not start),
- * ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
+ * ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE, ISOLA_EENDING (as for
+ * isola_port_open()).  Isolate only.
  */
 ISOLA_EXPORT int isola_timer_start(uint64_t delay_ms, uint64_t period_ms,
                                    isola_timer_fn fn, void *arg,
@@ -2005,7 +2028,8 @@ typedef void (*isola_watch_fn)(int fd, uint32_t events, void *arg);
  * the watch before closing fd.  arg is the caller's.
  * Errors: ISOLA_EINVAL (fd < 0, fn or out NULL, no or unknown events),
  * ISOLA_ESYS (the OS refused fd: not pollable, or already watched),
- * ISOLA_ENOMEM, ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE.  Isolate only.
+ * ISOLA_ENOMEM, ISOLA_ESHUTDOWN, ISOLA_ENOTISOLATE, ISOLA_EENDING (as for
+ * isola_port_open()).  Isolate only.
  */
 ISOLA_EXPORT int isola_watch_open(int fd, uint32_t events, isola_watch_fn fn,
                                   void *arg, isola_watch *out);
@@ -2236,7 +2260,10 @@ typedef void (*isola_native_handler)(void *ctx, isola_port port,
  * *out receives the port.  Errors: ISOLA_EINVAL (handler or out NULL),
  * ISOLA_ENOMEM, ISOLA_ELIMIT (the hidden isolates exceed
  * isola_config.max_isolates; nothing is left running), ISOLA_ENOVM,
- * ISOLA_ESHUTDOWN, ISOLA_ESYS (as for isola_spawn()).  Any thread.
+ * ISOLA_ESHUTDOWN, ISOLA_ESYS (as for isola_spawn()), ISOLA_EBUSY (from a
+ * hook on a pool or root thread outside an event: the wait for the hidden
+ * isolates would hold the thread they need; see isola_run()).  Any
+ * thread.
  */
 ISOLA_EXPORT int isola_native_port_new(const char *name,
                                        isola_native_handler handler,
@@ -2252,9 +2279,10 @@ ISOLA_EXPORT int isola_native_port_new(const char *name,
  * as a handler of the port runs.  VM shutdown closes the native ports left
  * open.  Errors: ISOLA_ECLOSED (not an open native port), ISOLA_EBUSY
  * (called from a handler of this port: it would wait for itself; the port
- * stays open), ISOLA_ENOVM, ISOLA_ESHUTDOWN (the VM is shutting down: the
- * port is closed and no handler of it runs any more, but messages still
- * queued were dropped).  Any thread. */
+ * stays open; or from a hook, as isola_native_port_new()), ISOLA_ENOVM,
+ * ISOLA_ESHUTDOWN (the VM is shutting down: the port is closed and no
+ * handler of it runs any more, but messages still queued were dropped).
+ * Any thread. */
 ISOLA_EXPORT int isola_native_port_close(isola_port port);
 
 #ifdef __cplusplus

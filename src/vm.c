@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* vm.c — the VM's life: init, shutdown, configuration, tracing, and the
- * list of live isolates. */
+ * count of live isolates (there is no list: shutdown finds them through
+ * their control ports). */
 #include "vm.h"
 
 #include <errno.h>
@@ -93,7 +94,12 @@ int isola__vm_enter(isola__call *c) {
     isola__vm_leave(c);
     return rc;
   }
-  if (c->rec) {
+  /* Entries nest: a call made inside another call on this thread (a hook
+   * that calls the API while a spawn runs it) finds the record online and
+   * leaves it so; only the outermost entry takes it offline again.  The
+   * record is this thread's: a relaxed load of its own store. */
+  if (c->rec &&
+      atomic_load_explicit(&c->rec->epoch, memory_order_relaxed) == 0) {
     isola__epoch_online(&vm->epoch, c->rec);
     c->online = true;
   }

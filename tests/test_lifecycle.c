@@ -33,11 +33,13 @@ static void quiet_errors(void *data, const isola_isolate_info *info,
  * after the error, must be requeued, not lost. */
 static _Atomic bool spin_stop;
 static th_counter spin_ready = TH_COUNTER_INIT;
+static th_counter spin_done = TH_COUNTER_INIT;
 static void spin_handler(void *ctx, isola_port port, isola_value msg,
                          isola_port reply_to) {
   (void)ctx, (void)msg, (void)reply_to;
   if (atomic_load(&spin_stop)) {
     TH_CHECK_OK(isola_port_close(port));
+    th_counter_add(&spin_done, 1);
     return;
   }
   /* Shutdown may come between the look at spin_stop and the send. */
@@ -94,6 +96,7 @@ Test(lifecycle, nonfatal_error_then_yield_in_the_same_turn_is_not_lost) {
   TH_WAIT_GE(&errors_seen, 1);
   TH_ASSERT_OK(isola_send(p, isola_int(-1)));
   atomic_store(&spin_stop, true);
+  TH_WAIT_GE(&spin_done, 1); /* no send of its races the shutdown */
   th_vm_shutdown_ok();
 }
 
@@ -465,3 +468,211 @@ Test(lifecycle, two_turns_of_one_sender_keep_their_order) {
   th_vm_shutdown_ok();
 }
 #endif
+
+/* ---------------------------------------------------------------------- */
+/* 11.8: before-next-event kills and pings keep the order they were sent   */
+/* ---------------------------------------------------------------------- */
+
+static _Atomic isola_port plain_port;
+static th_counter plain_ready = TH_COUNTER_INIT;
+static void plain_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(noop_handler, NULL, &p));
+  atomic_store(&plain_port, p);
+  th_counter_add(&plain_ready, 1);
+}
+
+Test(lifecycle, a_kill_before_the_next_event_drops_the_pings_sent_after_it) {
+  th_vm_init(NULL);
+  isola_port r = rec_start();
+  isola_isolate h;
+  TH_ASSERT_OK(isola_spawn(plain_entry, isola_null(), NULL, &h));
+  TH_WAIT_GE(&plain_ready, 1);
+  TH_ASSERT_OK(isola_add_exit_listener(&h, r, isola_int(99)));
+  TH_ASSERT_OK(isola_pause(&h, 0));
+  TH_ASSERT_OK(isola_send(atomic_load(&plain_port), isola_int(0)));
+  TH_ASSERT_OK(isola_ping(&h, r, isola_int(1), ISOLA_BEFORE_NEXT_EVENT));
+  TH_ASSERT_OK(isola_kill(&h, ISOLA_BEFORE_NEXT_EVENT));
+  TH_ASSERT_OK(isola_ping(&h, r, isola_int(2), ISOLA_BEFORE_NEXT_EVENT));
+  TH_ASSERT_OK(isola_resume(&h, 0));
+  /* The exit listener's 99 comes last of all. */
+  for (;;) {
+    TH_WAIT_GE(&rec_got, 1);
+    long n = th_counter_get(&rec_got);
+    if (rec_at((int)n - 1) == 99) break;
+    TH_WAIT_GE(&rec_got, n + 1);
+  }
+  cr_assert(th_counter_get(&rec_got) == 2 && rec_at(0) == 1,
+            "got %ld responses: %lld %lld %lld", th_counter_get(&rec_got),
+            (long long)rec_at(0), (long long)rec_at(1), (long long)rec_at(2));
+  TH_ASSERT_OK(isola_send(r, isola_int(-1)));
+  th_vm_shutdown_ok();
+}
+
+/* ---------------------------------------------------------------------- */
+/* 11.9: isola_exit moves a transferable buffer                            */
+/* ---------------------------------------------------------------------- */
+
+static _Atomic(uint8_t *) sent_bytes;
+static _Atomic int got_same_bytes = -1;
+static th_counter buf_got = TH_COUNTER_INIT;
+static th_counter buf_ready = TH_COUNTER_INIT;
+static _Atomic isola_port buf_port;
+static void buf_handler(void *ctx, isola_port port, isola_value msg,
+                        isola_port reply_to) {
+  (void)ctx, (void)reply_to;
+  uint8_t *data = NULL;
+  size_t size = 0;
+  TH_CHECK_OK(isola_value_get_buffer(msg, &data, &size));
+  atomic_store(&got_same_bytes,
+               data == atomic_load(&sent_bytes) && size == (1u << 20));
+  TH_CHECK_OK(isola_port_close(port));
+  th_counter_add(&buf_got, 1);
+}
+static void buf_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(buf_handler, NULL, &p));
+  atomic_store(&buf_port, p);
+  th_counter_add(&buf_ready, 1);
+}
+static void exiter_entry(isola_value msg) {
+  (void)msg;
+  isola_buffer *b = isola_buffer_new(1u << 20);
+  TH_CHECK(b != NULL);
+  memset(isola_buffer_data(b), 7, 1u << 20);
+  atomic_store(&sent_bytes, isola_buffer_data(b));
+  isola_exit(atomic_load(&buf_port), isola_transfer(&b));
+  TH_CHECK(!"isola_exit returned");
+}
+
+Test(lifecycle, isola_exit_moves_a_transferable_buffer) {
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_spawn(buf_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&buf_ready, 1);
+  TH_ASSERT_OK(isola_spawn(exiter_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&buf_got, 1);
+  cr_assert(atomic_load(&got_same_bytes) == 1,
+            "the receiver got a copy, not the buffer sent");
+  th_vm_shutdown_ok(); /* LeakSanitizer: the original is not left behind */
+}
+
+/* ---------------------------------------------------------------------- */
+/* 18.4: what a blocking section posts goes through the VM entry           */
+/* ---------------------------------------------------------------------- */
+
+/* (Debug builds assert on every post that the posting thread is online in
+ * the epoch; the handler below answers a ping from inside a blocking
+ * section, where the thread is offline.) */
+static th_counter blocked_in = TH_COUNTER_INIT;
+static th_counter pinged = TH_COUNTER_INIT;
+static void blocking_handler(void *ctx, isola_port port, isola_value msg,
+                             isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  TH_CHECK_OK(isola_blocking_begin());
+  th_counter_add(&blocked_in, 1);
+  TH_CHECK_WAIT_GE(&pinged, 1);
+  TH_CHECK_OK(isola_check_interrupts()); /* answers the ping */
+  TH_CHECK_OK(isola_blocking_end());
+  TH_CHECK_OK(isola_port_close(port));
+}
+static _Atomic isola_port blocking_port;
+static th_counter blocking_ready = TH_COUNTER_INIT;
+static void blocking_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(blocking_handler, NULL, &p));
+  atomic_store(&blocking_port, p);
+  th_counter_add(&blocking_ready, 1);
+}
+
+Test(lifecycle, a_ping_answered_inside_a_blocking_section_is_posted_online) {
+  th_vm_init(NULL);
+  isola_port r = rec_start();
+  isola_isolate h;
+  TH_ASSERT_OK(isola_spawn(blocking_entry, isola_null(), NULL, &h));
+  TH_WAIT_GE(&blocking_ready, 1);
+  TH_ASSERT_OK(isola_send(atomic_load(&blocking_port), isola_null()));
+  TH_WAIT_GE(&blocked_in, 1);
+  TH_ASSERT_OK(isola_ping(&h, r, isola_int(5), ISOLA_IMMEDIATE));
+  th_counter_add(&pinged, 1);
+  TH_WAIT_GE(&rec_got, 1);
+  cr_assert(rec_at(0) == 5, "got %lld", (long long)rec_at(0));
+  TH_ASSERT_OK(isola_send(r, isola_int(-1)));
+  th_vm_shutdown_ok();
+}
+
+/* ---------------------------------------------------------------------- */
+/* 18.3: entering the VM from a hook nests                                 */
+/* ---------------------------------------------------------------------- */
+
+/* (Debug builds assert on every post that the posting thread is online:
+ * the root's first send checks that the hook's inner call left the root
+ * thread's epoch record online.) */
+static _Atomic int hook_send_rc = 1;
+static void *entering_group_hook(void *data, uint64_t group) {
+  (void)data, (void)group;
+  /* Any call that enters the VM; the port names nothing. */
+  atomic_store(&hook_send_rc, isola_send(12345, isola_int(1)));
+  return NULL;
+}
+static void nested_root_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK_OK(isola_send(atomic_load(&rec.port), isola_int(7)));
+}
+
+Test(lifecycle, a_hook_that_enters_the_vm_leaves_the_root_thread_online) {
+  isola_config cfg;
+  isola_config_init(&cfg);
+  cfg.hooks.group_created = entering_group_hook;
+  th_vm_init(&cfg);
+  isola_port r = rec_start();
+  TH_ASSERT_OK(isola_run_main(nested_root_entry, isola_null(), "nested"));
+  TH_WAIT_GE(&rec_got, 1);
+  cr_assert(atomic_load(&hook_send_rc) == ISOLA_ECLOSED, "hook's send: %s",
+            isola_err_name(atomic_load(&hook_send_rc)));
+  TH_ASSERT_OK(isola_send(r, isola_int(-1)));
+  th_vm_shutdown_ok();
+}
+
+/* ---------------------------------------------------------------------- */
+/* 18.5: blocking calls from a hook on a pool thread are refused           */
+/* ---------------------------------------------------------------------- */
+
+static isola_value run_one(isola_value v) { return v; }
+static void native_noop(void *ctx, isola_port port, isola_value msg,
+                        isola_port reply_to) {
+  (void)ctx, (void)port, (void)msg, (void)reply_to;
+}
+static _Atomic int cleanup_run_rc = 1, cleanup_native_rc = 1;
+static th_counter cleanup_seen = TH_COUNTER_INIT;
+static void blocking_group_cleanup(void *data, uint64_t group, void *gdata) {
+  (void)data, (void)group, (void)gdata;
+  if (th_counter_get(&cleanup_seen) > 0) return; /* the first group only */
+  isola_value res;
+  atomic_store(&cleanup_run_rc, isola_run(run_one, isola_int(1), &res));
+  if (atomic_load(&cleanup_run_rc) == ISOLA_OK) isola_value_free(&res);
+  isola_port np;
+  atomic_store(&cleanup_native_rc,
+               isola_native_port_new("n", native_noop, NULL, false, &np));
+  if (atomic_load(&cleanup_native_rc) == ISOLA_OK)
+    isola_native_port_close(np);
+  th_counter_add(&cleanup_seen, 1);
+}
+static void ends_at_once(isola_value msg) { (void)msg; }
+
+Test(lifecycle, blocking_calls_from_a_hook_on_a_pool_thread_are_refused) {
+  isola_config cfg;
+  isola_config_init(&cfg);
+  cfg.hooks.group_cleanup = blocking_group_cleanup;
+  th_vm_init(&cfg);
+  TH_ASSERT_OK(isola_spawn(ends_at_once, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&cleanup_seen, 1);
+  cr_assert(atomic_load(&cleanup_run_rc) == ISOLA_EBUSY, "isola_run: %s",
+            isola_err_name(atomic_load(&cleanup_run_rc)));
+  cr_assert(atomic_load(&cleanup_native_rc) == ISOLA_EBUSY,
+            "isola_native_port_new: %s",
+            isola_err_name(atomic_load(&cleanup_native_rc)));
+  th_vm_shutdown_ok();
+}

@@ -12,9 +12,10 @@
 #include "stats.h"
 #include "vm.h"
 
-/* The isolate struct is one 256-byte pool block (pool.h): state added to
- * it must go behind iso->ext instead of growing it. */
-_Static_assert(sizeof(isola__isolate) <= 256,
+/* The isolate struct is one 192-byte pool block (three cache lines,
+ * internal.h; pool.h's 192-byte class): state added to it must go behind
+ * iso->ext instead of growing it. */
+_Static_assert(sizeof(isola__isolate) <= 192,
                "the isolate outgrew its pool class: move state to ext");
 /* Blocks are aligned for any type because the header's size is. */
 _Static_assert(sizeof(isola__heap_hdr) % alignof(max_align_t) == 0,
@@ -234,7 +235,10 @@ void isola_free(void *p) {
   h->prev->next = h->next;
   h->next->prev = h->prev;
   iso->ext->in_use -= sizeof *h + h->size;
-  /* A stale owner word would let a block freed twice pass the check. */
+  /* Cleared so that a block freed twice is more likely to fail the owner
+   * check, but that is not a detection: the second isola_free reads the
+   * header of freed memory, undefined behaviour as with free() (isola.h
+   * says so). */
   h->owner = NULL;
   free(h);
 }

@@ -4,7 +4,7 @@
  * isolate-local values (local.c) and the tail of its microtask queue
  * (message_handler.c).
  *
- * The isolate struct is one pool block of 256 bytes made by the million,
+ * The isolate struct is one pool block of 192 bytes made by the million,
  * so this state lives behind iso->ext, allocated on first use (or at spawn
  * when the spawn names a heap limit of its own).  Only the microtask
  * queue's head sits in the isolate itself (iso->mt_head), on the line the

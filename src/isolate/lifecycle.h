@@ -51,6 +51,16 @@ static inline int isola__life_opening(isola__isolate **out) {
   return ISOLA_OK;
 }
 
+/* For a call that waits for other isolates (isola_run, native ports'
+ * open and close): ISOLA_EBUSY on a thread that runs isolates but is not
+ * inside one's event (a hook on a pool or root thread, after the isolate
+ * let go of it).  There the wait would hold the thread's worker, or the
+ * root thread, that the awaited isolates need; inside an event the caller
+ * hands its worker on first (isola_blocking_begin). */
+static inline int isola__life_may_wait(void) {
+  return isola__t.thread && !isola__t.current ? ISOLA_EBUSY : ISOLA_OK;
+}
+
 /* Whether iso has begun to end. */
 static inline bool isola__life_ending(const isola__isolate *iso) {
   return iso->state >= ISOLA__ISO_ENDING;

@@ -392,15 +392,26 @@ int isola_check_interrupts(void) {
     iso->exit_reason = ISOLA_EXIT_SHUTDOWN;
     longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_KILL);
   }
+  /* A request may post (a ping's answer) and so touch another isolate:
+   * inside a blocking section this thread is offline in the epoch, so it
+   * enters the VM for that, as any thread that is not running a turn
+   * does.  Shutting down: the kill flag ends the isolate anyway. */
+  isola__thread *t = isola__t.thread;
+  bool entered = t && t->blocking;
+  isola__call e;
+  if (entered && isola__vm_enter(&e) != ISOLA_OK) return ISOLA_OK;
   isola__node *old, *n;
   while ((n = isola__mq_pop(&iso->oob_tail, &old))) {
     release_node(iso, old);
     if (n == &iso->oob_stub) continue;
     if (ISOLA__UNLIKELY(iso->has_stats))
       isola__istats_deq(isola__iso_stats(iso), true, ((isola__msg *)n)->bytes);
-    if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END)
+    if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END) {
+      if (entered) isola__vm_leave(&e);
       longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_KILL);
+    }
   }
+  if (entered) isola__vm_leave(&e);
   /* What the event readied (a ping's answer) runs elsewhere meanwhile, and
    * reclamation goes on while the event does (scheduler.h). */
   isola__sched_interrupt_point(vm);

@@ -4,12 +4,14 @@
  * handler's sends in a row to one isolate as one chain. */
 #include "send.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backpressure.h"
 #include "control.h"
 #include "detail.h"
+#include "epoch.h"
 #include "message.h"
 #include "message_queue.h"
 #include "platform.h"
@@ -34,7 +36,18 @@
  * epoch for the whole event. */
 #define OUTBOX_MAX 64
 
+/* Every post touches an isolate found through the port map, which stays
+ * valid only while this thread is online in the epoch (epoch.h): a pool
+ * thread between turns of a blocking section, or a plain thread outside
+ * isola__vm_enter(), is not.  Checked in debug builds.  (The event
+ * thread's record is not in isola__t: not checked.) */
+static inline void assert_online(void) {
+  assert(!isola__t.rec ||
+         atomic_load_explicit(&isola__t.rec->epoch, memory_order_relaxed));
+}
+
 void isola__outbox_push(isola__vm *vm) {
+  assert_online();
   isola__isolate *to = isola__t.ob_to;
   isola__t.ob_to = NULL;
   if (isola__mq_push_chain(&to->head, isola__t.ob_first, isola__t.ob_last))
@@ -42,6 +55,7 @@ void isola__outbox_push(isola__vm *vm) {
 }
 
 int isola__post(isola__vm *vm, isola__msg *m) {
+  assert_online();
   int state;
   isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
   if (!iso) {
@@ -105,6 +119,7 @@ int isola__post(isola__vm *vm, isola__msg *m) {
 }
 
 int isola__post_control(isola__vm *vm, isola__msg *m) {
+  assert_online();
   int rc = ISOLA_OK;
   /* A request goes after the normal messages sent before it. */
   isola__outbox_flush(vm);

@@ -9,6 +9,13 @@
  * as the Dart VM does); so all the state here belongs to the isolate's
  * thread and needs no lock.  The state lives in iso->ctl, allocated on
  * first need: most isolates never use it.
+ *
+ * Where things are, in this order: room (what requests hold); set up and
+ * tear down; handling requests (the isolate's thread: pause, kill and
+ * pings, before-next-event kills and pings in one ordered list); uncaught
+ * errors (isola_throw, the error listeners, isola__control_raise); the end
+ * (the isola_run outcome and exit listeners, isola__control_finish); the
+ * requests (any thread); isola_exit; isola_run.
  */
 #include "control.h"
 
@@ -76,9 +83,12 @@ struct isola__control {
     bool held;   /* ERROR_ROOM of the isolate's room is taken for it */
   } *errors;
   uint32_t nerrors, errors_cap;
-  isola__msg **pings; /* ISOLA_BEFORE_NEXT_EVENT pings, addressed */
+  /* ISOLA_BEFORE_NEXT_EVENT pings (addressed responses) and kills (NULL),
+   * in the order received: a kill ends the isolate there, and the pings
+   * after it are never answered. */
+  isola__msg **pings;
   uint32_t npings, pings_cap;
-  bool kill_next;   /* ISOLA_BEFORE_NEXT_EVENT kill received */
+  bool kill_next; /* a kill that found no room in pings: after them all */
   bool exit_paused; /* pause_on_exit applied once */
   /* The message of the error that ends the isolate (exit notices'
    * detail), or NULL. */
@@ -356,7 +366,8 @@ static void control_release(isola__isolate *iso, bool keep_bp) {
   iso->exits = NULL;
   struct isola__control *c = iso->ctl;
   if (!c) return;
-  for (uint32_t i = 0; i < c->npings; i++) isola__msg_free(c->pings[i]);
+  for (uint32_t i = 0; i < c->npings; i++)
+    if (c->pings[i]) isola__msg_free(c->pings[i]);
   free(c->pings);
   free(c->pauses);
   free(c->errors);
@@ -401,7 +412,12 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
     break;
   case ISOLA__MSG_KILL_NEXT:
     if (cap == iso->terminate_cap && ctl_of(iso)) {
-      iso->ctl->kill_next = true;
+      struct isola__control *c = iso->ctl;
+      if (grow((void **)&c->pings, &c->pings_cap, c->npings,
+               sizeof *c->pings))
+        c->pings[c->npings++] = NULL; /* in order with the pings */
+      else
+        c->kill_next = true;
       iso->hold |= ISOLA__HOLD_NEXT;
     }
     break;
@@ -460,11 +476,21 @@ isola__ctl_action isola__control_hold(isola__vm *vm, isola__isolate *iso) {
   struct isola__control *c = iso->ctl;
   if (iso->hold & ISOLA__HOLD_NEXT) {
     iso->hold &= ~(uint32_t)ISOLA__HOLD_NEXT;
-    for (uint32_t i = 0; i < c->npings; i++) {
+    uint32_t i = 0, n = c->npings;
+    c->npings = 0;
+    for (; i < n && c->pings[i]; i++) {
       isola__room_give(iso, c->pings[i]);
       isola__post(vm, c->pings[i]);
     }
-    c->npings = 0;
+    if (i < n) { /* a kill, in order: later pings go unanswered */
+      while (++i < n)
+        if (c->pings[i]) {
+          isola__room_give(iso, c->pings[i]);
+          isola__msg_free(c->pings[i]);
+        }
+      iso->exit_reason = ISOLA_EXIT_KILLED;
+      return ISOLA__CTL_END;
+    }
     if (c->kill_next) {
       iso->exit_reason = ISOLA_EXIT_KILLED;
       return ISOLA__CTL_END;
@@ -939,8 +965,17 @@ int isola_set_errors_fatal(const isola_isolate *isolate, bool fatal) {
 
 /* ---- isola_exit -------------------------------------------------------- */
 
+/* Posts the last message m and leaves the event.  The post goes through
+ * the VM entry: inside a blocking section this thread is offline in the
+ * epoch, and the receiver must stay alive while the post touches it. */
 ISOLA_NORETURN_ static void exit_with(isola__isolate *iso, isola__msg *m) {
-  isola__post(isola__vm_get(), m); /* a closed port drops it */
+  isola__call e;
+  if (isola__vm_enter(&e) == ISOLA_OK) {
+    isola__post(e.vm, m); /* a closed port drops it */
+    isola__vm_leave(&e);
+  } else {
+    isola__msg_free(m); /* shutting down: dropped, the isolate ends */
+  }
   longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_EXIT);
 }
 
@@ -948,14 +983,13 @@ int isola_exit(isola_port port, isola_value value) {
   isola__isolate *iso = isola__t.current;
   if (!iso || !iso->unwind) return ISOLA_ENOTISOLATE;
   if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
-  isola__msg *m = addressed(value, port);
-  if (!m) {
-    isola__msg *probe;
-    int rc = isola__msg_new(value, &probe);
-    if (rc == ISOLA_OK) isola__msg_free(probe);
-    return rc == ISOLA_OK ? ISOLA_ENOMEM : rc;
-  }
-  exit_with(iso, m);
+  /* Sent as isola_send() sends (through the VM entry, transferable
+   * buffers moved and their handles emptied), then the end.  Only a
+   * message that could not be built lets the isolate carry on. */
+  int rc = isola_send(port, value);
+  if (rc == ISOLA_EINVAL || rc == ISOLA_ENOMEM || rc == ISOLA_ETRANSFER)
+    return rc;
+  longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_EXIT);
 }
 
 int isola_exit_owned(isola_port port, isola_value *owned) {
@@ -1007,6 +1041,8 @@ int isola_run_opts(isola_run_fn fn, isola_value argument,
   if (!fn || !result) return ISOLA_EINVAL;
   *result = isola_null();
   if (isola__t.current) return ISOLA_EBUSY;
+  int brc = isola__life_may_wait(); /* a hook on a pool or root thread */
+  if (brc != ISOLA_OK) return brc;
   struct isola__run *r = calloc(1, sizeof *r);
   if (!r) return ISOLA_ENOMEM;
   run_waiter w;

@@ -321,7 +321,7 @@ static void forget(isola__isolate *iso, size_t i) {
   for (size_t k = i + 1; k < own->n; k++)
     own->items[k - 1] = own->items[k];
   own->n--;
-  /* A timer counted as a live port (timer.h). */
+  /* A timer counted as a live port (event_handler.h). */
   isola__st32(&iso->live_ports, isola__ld32(&iso->live_ports) - 1);
 }
 

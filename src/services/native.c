@@ -37,6 +37,7 @@
 
 #include "internal.h"
 #include "isolate.h"
+#include "lifecycle.h"
 #include "message_handler.h"
 #include "vm.h"
 
@@ -278,6 +279,8 @@ static void stop_ready(isola__vm *vm, native *n) {
 int isola_native_port_new(const char *name, isola_native_handler handler,
                           void *ctx, bool concurrent, isola_port *out) {
   if (!handler || !out) return ISOLA_EINVAL;
+  int brc = isola__life_may_wait(); /* waits for its hidden isolates */
+  if (brc != ISOLA_OK) return brc;
   isola__call e;
   int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
@@ -366,6 +369,8 @@ int isola_native_port_new(const char *name, isola_native_handler handler,
 }
 
 int isola_native_port_close(isola_port port) {
+  int brc = isola__life_may_wait(); /* waits for its hidden isolates */
+  if (brc != ISOLA_OK) return brc;
   isola__vm *vm = isola__vm_get();
   if (!vm) return ISOLA_ENOVM;
   if (port == ISOLA_PORT_NONE) return ISOLA_ECLOSED;
