@@ -730,6 +730,10 @@ typedef struct isola_isolate_snapshot {
   uint64_t group;       /* its group's id */
   char name[64];        /* its debug name, NUL-terminated */
   uint32_t live_ports;  /* open ports, timers and watches that keep it alive */
+  /* Its bound (docs/security.md): bytes others may still make it hold
+   * before a send to it fails with ISOLA_EFULL; -1: unbounded (no heap
+   * limit).  Counted always. */
+  int64_t room;
   uint32_t state;       /* an isola_isolate_state (stats) */
   uint32_t pauses;      /* pause capabilities holding it (stats) */
   uint32_t timers;      /* its live timers (stats) */
@@ -784,7 +788,8 @@ typedef struct isola_vm_totals {
   uint64_t sent;        /* messages queued by isola_send() and the
                            runtime's own notices (exit, error, ping) */
   uint64_t sent_bytes;  /* their bytes (header and copied value) */
-  uint64_t refused;     /* sends that failed: closed port, wrong port */
+  uint64_t refused;     /* sends that failed at the port: closed, not a
+                           port of the kind, or no room (ISOLA_EFULL) */
   uint64_t dropped[ISOLA_DROP_REASONS]; /* by isola_drop_reason */
   uint64_t global_queue; /* isolates waiting in the global run queue */
 } isola_vm_totals;

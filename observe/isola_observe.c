@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -72,6 +73,7 @@ static void isolates_json(FILE *f, const isola_snapshot *s) {
     json_str(f, o->name);
     fprintf(f,
             ",\"state\":\"%s\",\"pauses\":%u,\"live_ports\":%u,"
+            "\"room\":%" PRId64 ","
             "\"timers\":%u,\"watches\":%u,\"worker\":%d,"
             "\"queued\":%" PRIu64 ",\"queued_bytes\":%" PRIu64
             ",\"oob_queued\":%" PRIu64 ",\"oob_queued_bytes\":%" PRIu64
@@ -80,6 +82,7 @@ static void isolates_json(FILE *f, const isola_snapshot *s) {
             ",\"errors\":%" PRIu64 ",\"run_ns\":%" PRIu64
             ",\"last_run_ns\":%" PRIu64 ",\"running_since_ns\":%" PRIu64 "}",
             isola_isolate_state_name((int)o->state), o->pauses, o->live_ports,
+            o->room,
             o->timers, o->watches, o->worker, o->queued, o->queued_bytes,
             o->oob_queued, o->oob_queued_bytes, o->heap_used, o->heap_peak,
             o->heap_limit, o->handled, o->errors, o->run_ns, o->last_run_ns,
@@ -454,20 +457,33 @@ int isola_observe_start(const isola_observe_options *opts,
   o->refresh_ms = opts->refresh_ms ? opts->refresh_ms : 1000;
   o->loopback = loopback;
   snprintf(o->host, sizeof o->host, v6 ? "[%s]" : "%s", addr);
+  /* The socket is bound here, so the port (chosen by the system for port
+   * 0) is known before the server's thread starts reading o. */
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  socklen_t sl = v6 ? sizeof *in6 : sizeof *in4;
+  if (fd < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 64) != 0 ||
+      getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+    if (fd >= 0) close(fd);
+    free(o);
+    return ISOLA_ESYS;
+  }
+  o->port = ntohs(v6 ? in6->sin6_port : in4->sin_port);
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
   if (v6) flags |= MHD_USE_IPv6;
-  o->daemon = MHD_start_daemon(flags, opts->port, NULL, NULL, serve, o,
-                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+  /* MHD closes the socket when it stops. */
+  o->daemon = MHD_start_daemon(flags, 0, NULL, NULL, serve, o,
+                               MHD_OPTION_LISTEN_SOCKET, fd,
                                MHD_OPTION_CONNECTION_LIMIT, 64u,
                                MHD_OPTION_CONNECTION_TIMEOUT, 30u,
                                MHD_OPTION_END);
   if (!o->daemon) {
+    close(fd);
     free(o);
     return ISOLA_ESYS;
   }
-  const union MHD_DaemonInfo *info =
-      MHD_get_daemon_info(o->daemon, MHD_DAEMON_INFO_BIND_PORT);
-  o->port = info ? info->port : opts->port;
   *out = o;
   return ISOLA_OK;
 }

@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -242,6 +243,15 @@ Test(observe, control_needs_permission_and_the_header) {
   th_vm_shutdown_ok();
 }
 
+static int count_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  cr_assert(d != NULL, "%s", "opendir /proc/self/fd");
+  while (readdir(d)) n++;
+  closedir(d);
+  return n;
+}
+
 Test(observe, bad_arguments) {
   isola_observe_options opts;
   isola_observe_options_init(&opts);
@@ -256,9 +266,19 @@ Test(observe, bad_arguments) {
                ISOLA_EINVAL);
   isola_observe_stop(NULL);
   /* Without a VM the server answers 503. */
+  int fds = count_fds();
   TH_ASSERT_OK(isola_observe_start(NULL, &o));
   resp r = http(isola_observe_port(o), "GET", "/api/vm", NULL);
   cr_assert((r.status) == (503), "%s", "r.status == 503");
   free(r.body);
+  /* A port in use: ISOLA_ESYS, and nothing left open. */
+  isola_observe_options_init(&opts);
+  opts.port = isola_observe_port(o);
+  isola_observe *o2 = NULL;
+  TH_ASSERT_RC(isola_observe_start(&opts, &o2), ISOLA_ESYS);
+  cr_assert(o2 == NULL, "%s", "*out set on error");
   isola_observe_stop(o);
+  /* Stopping closes the listening socket (and every connection). */
+  cr_assert(count_fds() == fds, "open fds: %d before, %d after", fds,
+            count_fds());
 }

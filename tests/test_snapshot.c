@@ -193,13 +193,16 @@ Test(snapshot, kill_counts_as_killed_and_capabilities_only_on_request) {
   isola_config c = stats_config();
   th_vm_init(&c);
   isola_isolate h;
-  isola_spawn_options o = {.name = "victim"};
+  isola_spawn_options o = {.name = "victim", .heap_limit = 1 << 20};
   TH_ASSERT_OK(isola_spawn(idle_entry, isola_null(), &o, &h));
   TH_WAIT_GE(&sink_ready, 1);
   isola_snapshot *s;
   TH_ASSERT_OK(isola_vm_snapshot(0, &s));
   const isola_isolate_snapshot *me = find(s, h.control_port);
   cr_assert(me && me->terminate_capability == 0 && me->pause_capability == 0, "%s", "check failed");
+  /* Bounded by its heap limit: some room, at most the limit. */
+  cr_assert(me->room > 0 && me->room <= 1 << 20, "room %lld",
+            (long long)me->room);
   isola_snapshot_free(s);
   TH_ASSERT_OK(isola_vm_snapshot(ISOLA_SNAPSHOT_CAPABILITIES, &s));
   me = find(s, h.control_port);
@@ -230,6 +233,8 @@ Test(snapshot, without_isolate_stats_lists_isolates_and_totals) {
   cr_assert(strcmp(me->name, "plain") == 0, "%s", "me->name == \"plain\"");
   cr_assert(me->state == ISOLA_STATE_UNKNOWN && me->queued == 0 &&
             me->live_ports == 1, "%s", "check failed");
+  cr_assert(me->room == -1, "an unbounded isolate has room %lld",
+            (long long)me->room);
   cr_assert(s->vm.spawned == 1 && s->vm.live == 1, "%s", "check failed");
   cr_assert(s->nworkers == 1, "%s", "check failed");
   isola_snapshot_free(s);

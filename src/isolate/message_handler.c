@@ -168,7 +168,13 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
       return TURN_END;
     }
 
-    isola__node *old, *n = isola__mq_pop(&iso->oob_tail, &old);
+    /* A request is handled only once the memory it needs was had: else it
+     * stays queued and the turn comes back for it (control.h). */
+    isola__node *old, *n = isola__mq_peek(iso->oob_tail);
+    if (n && n != &iso->oob_stub &&
+        ISOLA__UNLIKELY(!isola__control_prepare(iso, (isola__msg *)n)))
+      return ISOLA__TURN_YIELD;
+    n = isola__mq_pop(&iso->oob_tail, &old);
     if (n) {
       release_node(iso, old);
       if (n == &iso->oob_stub) continue;
@@ -401,7 +407,12 @@ int isola_check_interrupts(void) {
   isola__call e;
   if (entered && isola__vm_enter(&e) != ISOLA_OK) return ISOLA_OK;
   isola__node *old, *n;
-  while ((n = isola__mq_pop(&iso->oob_tail, &old))) {
+  /* A request whose memory cannot be had now stays queued for the turn's
+   * end (control.h). */
+  while ((n = isola__mq_peek(iso->oob_tail)) &&
+         (n == &iso->oob_stub ||
+          isola__control_prepare(iso, (isola__msg *)n)) &&
+         (n = isola__mq_pop(&iso->oob_tail, &old))) {
     release_node(iso, old);
     if (n == &iso->oob_stub) continue;
     if (ISOLA__UNLIKELY(iso->has_stats))

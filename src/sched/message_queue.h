@@ -87,6 +87,12 @@ static inline isola__node *isola__mq_pop(isola__node **tail,
   return next;
 }
 
+/* The node isola__mq_pop() would return next, without taking it (NULL
+ * when none is there yet).  Consumer only. */
+static inline isola__node *isola__mq_peek(isola__node *tail) {
+  return atomic_load_explicit(&tail->next, memory_order_acquire);
+}
+
 /* Whether the queue looks empty to its consumer: nothing after tail and no
  * push under way. */
 static inline bool isola__mq_empty(_Atomic(uintptr_t) *head,

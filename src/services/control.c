@@ -298,12 +298,73 @@ static void error_remove(isola__isolate *iso, isola_port port) {
   }
 }
 
-/* A copy of v addressed to port, or NULL (out of memory: dropped). */
+/* A copy of v addressed to port, or NULL (out of memory). */
 static isola__msg *addressed(isola_value v, isola_port port) {
   isola__msg *m;
   if (isola__msg_new(v, &m) != ISOLA_OK) return NULL;
   m->dest = port;
   return m;
+}
+
+/* The response isola__control_prepare() built for the request being
+ * handled on this thread (prepare and handle follow each other on the
+ * isolate's thread, nothing in between), or NULL. */
+static _Thread_local isola__msg *prepared;
+static _Thread_local const isola__msg *prepared_for;
+
+/* The copy of request m's value addressed to its reply port: the one
+ * prepared for it, else made now (NULL: out of memory). */
+static isola__msg *response_of(isola__msg *m) {
+  isola__msg *r = prepared;
+  if (r && prepared_for == m) {
+    prepared = NULL;
+    prepared_for = NULL;
+    return r;
+  }
+  return addressed(m->value, m->reply_to);
+}
+
+static bool prepare_response(isola__msg *m) {
+  if (prepared_for == m) return true;
+  if (!(prepared = addressed(m->value, m->reply_to))) return false;
+  prepared_for = m;
+  return true;
+}
+
+bool isola__control_prepare(isola__isolate *iso, isola__msg *m) {
+  uint64_t cap = m->value.kind == ISOLA_INT ? (uint64_t)m->value.as.i : 0;
+  struct isola__control *c;
+  if (prepared && prepared_for != m) { /* left over: not handled after all */
+    isola__msg_free(prepared);
+    prepared = NULL;
+    prepared_for = NULL;
+  }
+  switch (m->type) {
+  case ISOLA__MSG_PAUSE:
+    if (cap != iso->pause_cap) return true;
+    return (c = ctl_of(iso)) &&
+           grow((void **)&c->pauses, &c->pauses_cap, c->npauses,
+                sizeof *c->pauses);
+  case ISOLA__MSG_KILL_NEXT:
+    if (cap != iso->terminate_cap) return true;
+    return (c = ctl_of(iso)) && grow((void **)&c->pings, &c->pings_cap,
+                                     c->npings, sizeof *c->pings);
+  case ISOLA__MSG_ERROR_ADD:
+  case ISOLA__MSG_ERROR_NOTICE_ADD:
+    return (c = ctl_of(iso)) && grow((void **)&c->errors, &c->errors_cap,
+                                     c->nerrors, sizeof *c->errors);
+  case ISOLA__MSG_PING_NEXT: /* a place in the list, and its response */
+    if (!(c = ctl_of(iso)) || !grow((void **)&c->pings, &c->pings_cap,
+                                    c->npings, sizeof *c->pings))
+      return false;
+    return prepare_response(m);
+  case ISOLA__MSG_PING_NOW:
+  case ISOLA__MSG_EXIT_ADD:
+  case ISOLA__MSG_NOTICE_ADD:
+    return prepare_response(m);
+  default:
+    return true;
+  }
 }
 
 /* ---- set up and tear down ---------------------------------------------- */
@@ -422,11 +483,11 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
     }
     break;
   case ISOLA__MSG_PING_NOW:
-    if ((r = addressed(m->value, m->reply_to))) isola__post(vm, r);
+    if ((r = response_of(m))) isola__post(vm, r);
     break;
   case ISOLA__MSG_PING_NEXT: {
     struct isola__control *c = ctl_of(iso);
-    if (!c || !(r = addressed(m->value, m->reply_to))) break;
+    if (!c || !(r = response_of(m))) break;
     if (!room_move(iso, m, r) ||
         !grow((void **)&c->pings, &c->pings_cap, c->npings,
               sizeof *c->pings)) {
@@ -440,7 +501,7 @@ isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
   }
   case ISOLA__MSG_EXIT_ADD:
   case ISOLA__MSG_NOTICE_ADD:
-    if ((r = addressed(m->value, m->reply_to))) {
+    if ((r = response_of(m))) {
       if (m->type == ISOLA__MSG_NOTICE_ADD) r->type = ISOLA__MSG_NOTICE;
       if (room_move(iso, m, r))
         exit_add(iso, r);

@@ -61,6 +61,14 @@ int isola__control_init(isola__vm *vm, isola__isolate *iso,
                         struct isola__run *run);
 
 /* Handles one control message on iso's thread. */
+/* Takes now whatever memory handling m (the next OOB request, still
+ * queued) will need: the control record, room in its lists, the copy of a
+ * ping's or exit listener's response.  False when none can be had: the
+ * request stays queued and is tried again later, so a request whose call
+ * returned OK is never dropped for want of memory on the target.  The
+ * isolate's thread. */
+bool isola__control_prepare(isola__isolate *iso, isola__msg *m);
+
 isola__ctl_action isola__control_handle(isola__vm *vm, isola__isolate *iso,
                                         isola__msg *m);
 
