@@ -67,7 +67,7 @@ extern "C" {
   X(EENDING, -15, "the calling isolate is ending")                             \
   X(EPERM, -17, "the handle lacks the capability")                            \
   X(EFAILED, -18, "the computation failed")                                   \
-  X(EFULL, -19, "the receiving isolate's limit leaves no room for it")         \
+  X(EFULL, -19, "the receiving isolate is full (its limit or mailbox bound)") \
   X(ENAMETAKEN, -20, "the name is already registered")                         \
   X(ENOTFOUND, -21, "no port is registered under the name")                    \
   X(ETRANSFER, -30, "a buffer is already transferred or appears twice")        \
