@@ -368,6 +368,7 @@ static int spawn(isola_entry entry, isola_value message,
     isola__sched_ready(&vm->sched, iso);
   }
   isola__vm_leave(&e);
+  ISOLA__DET_POINT(ISOLA__DET_SPAWN);
   return rc;
 }
 
@@ -449,11 +450,15 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
    * frees nothing this thread still touches after its isolate ended. */
   e.online = false;
 
+  /* The deterministic mode's baton is this thread's from now on only when
+   * it is its turn (determ.h). */
+  ISOLA__DET_ENTER();
   /* Complete: this thread holds its claim and runs its first turn. */
   isola__life_publish(iso);
   /* Its turns, under the unwind driver (message_handler.h). */
   root_drive d = {vm, t, iso};
   isola__mh_drive(vm, root_next, &d);
+  ISOLA__DET_LEAVE();
   isola__epoch_thread_exit(&vm->epoch);
   isola__epoch_offline(t->rec);
   isola__port_map_flush_cache(&vm->ports);

@@ -384,7 +384,13 @@ void isola__mh_drive(isola__vm *vm, isola__mh_next_fn next, void *arg) {
     iso = isola__t.current;
     r = unwound(vm, iso, code, &jb);
   }
-  while ((iso = next(arg, iso, r))) r = isola__mh_run(vm, iso, &jb);
+  for (;;) {
+    /* Decision points of the deterministic mode (determ.h). */
+    ISOLA__DET_POINT(ISOLA__DET_TURN_END);
+    if (!(iso = next(arg, iso, r))) break;
+    ISOLA__DET_POINT(ISOLA__DET_TURN_START);
+    r = isola__mh_run(vm, iso, &jb);
+  }
 }
 
 int isola_check_interrupts(void) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "control.h"
+#include "determ.h"
 #include "epoch.h"
 #include "isolate.h"
 #include "message_handler.h"
@@ -193,7 +194,7 @@ static isola__isolate *steal_stuck(isola__sched *s, isola__worker *w) {
   for (unsigned i = 0; i < s->nworkers; i++) {
     isola__worker *v = &s->workers[i];
     if (v == w || !holds_work(v)) continue;
-    if (!now) now = isola__plat_now_ns();
+    if (!now) now = ISOLA__SCHED_NOW();
     if (stuck_for(v, now) < STUCK_NS) continue;
     isola__isolate *iso = runq_empty(w) ? runq_steal(w, v) : runq_take(v);
     if (!iso) iso = steal_runnext(v, now, STUCK_NS);
@@ -263,6 +264,8 @@ static bool start_thread_locked(isola__sched *s, isola__worker *w,
                                 bool spinning) {
   isola__cnt_add(&w->st_wakes, 1);
   ISOLA__PROBE1(wake, (int)w->id);
+  ISOLA__DET_TO_FRONT(ISOLA__DET_WAKE_THREAD, s->idle_threads, isola__thread,
+                      idle_next);
   isola__thread *t = s->idle_threads;
   if (t) {
     s->idle_threads = t->idle_next;
@@ -273,7 +276,7 @@ static bool start_thread_locked(isola__sched *s, isola__worker *w,
       atomic_fetch_add_explicit(&s->nspinning, 1, memory_order_seq_cst);
     atomic_store_explicit(&t->wake, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&t->sleeping, memory_order_seq_cst))
-      isola__plat_wake_one(&t->wake);
+      ISOLA__PARK_WAKE(&t->wake);
     return true;
   }
   return thread_new(s, w, spinning) != NULL;
@@ -290,6 +293,8 @@ static void push_idle_worker_locked(isola__sched *s, isola__worker *w) {
 }
 
 static isola__worker *pop_idle_worker_locked(isola__sched *s) {
+  ISOLA__DET_TO_FRONT(ISOLA__DET_WAKE_WORKER, s->idle_workers, isola__worker,
+                      idle_next);
   isola__worker *w = s->idle_workers;
   if (w) {
     s->idle_workers = w->idle_next;
@@ -322,7 +327,7 @@ void isola__sched_ready(isola__sched *s, isola__isolate *iso) {
      * or we see it sleeping. */
     atomic_store_explicit(&iso->pin_wake, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&iso->pin_sleeping, memory_order_seq_cst))
-      isola__plat_wake_one(&iso->pin_wake);
+      ISOLA__PARK_WAKE(&iso->pin_wake);
     return;
   }
   isola__thread *t = isola__t.thread;
@@ -339,6 +344,7 @@ void isola__sched_ready(isola__sched *s, isola__isolate *iso) {
     return;
   }
   gq_put_list(s, iso, iso, 1);
+  ISOLA__DET_OPEN(); /* work from outside opens the baton (determ.h) */
   wakep(s);
 }
 
@@ -403,7 +409,7 @@ static bool park(isola__vm *vm, isola__thread *t) {
   /* Out of work: a burst that drained gives its empty slabs back now. */
   isola__pool_idle();
   uint64_t timeout = (uint64_t)s->idle_timeout_ms * 1000000u;
-  uint64_t deadline = isola__plat_now_ns() + timeout;
+  uint64_t deadline = ISOLA__SCHED_NOW() + timeout;
   for (;;) {
     pthread_mutex_lock(&s->lock);
     if (t->handoff) {
@@ -414,7 +420,7 @@ static bool park(isola__vm *vm, isola__thread *t) {
       return true;
     }
     if (atomic_load_explicit(&s->stopping, memory_order_relaxed) ||
-        isola__plat_now_ns() >= deadline) {
+        ISOLA__SCHED_NOW() >= deadline || ISOLA__DET_IDLE_TIMEOUT()) {
       if (t->idle) {
         isola__thread **pp = &s->idle_threads;
         while (*pp != t) pp = &(*pp)->idle_next;
@@ -432,10 +438,10 @@ static bool park(isola__vm *vm, isola__thread *t) {
     atomic_store_explicit(&t->wake, 0, memory_order_relaxed);
     atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst);
     pthread_mutex_unlock(&s->lock);
-    uint64_t now = isola__plat_now_ns();
+    uint64_t now = ISOLA__SCHED_NOW();
     if (atomic_load_explicit(&t->wake, memory_order_seq_cst) == 0 &&
         now < deadline)
-      isola__plat_wait(&t->wake, 0, deadline - now);
+      ISOLA__PARK_WAIT(&t->wake, 0, deadline - now);
     atomic_store_explicit(&t->sleeping, 0, memory_order_relaxed);
   }
 }
@@ -467,14 +473,14 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
   isola__worker *w = t->w;
   isola__isolate *iso;
 
-  if (++w->tick % 61 == 0 &&
+  if (ISOLA__DET_GLOBAL_FIRST(++w->tick % 61 == 0) &&
       ((iso = gq_get(s, w, 1)) || (iso = steal_stuck(s, w))))
     return iso;
   if (atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
     /* An exchange: a thief may have taken it meanwhile. */
     iso = atomic_exchange_explicit(&w->runnext, NULL, memory_order_acquire);
     if (iso) {
-      if (w->streak < RUNNEXT_MAX ||
+      if ((w->streak < RUNNEXT_MAX && !ISOLA__DET_SKIP_RUNNEXT()) ||
           (runq_empty(w) &&
            !atomic_load_explicit(&s->gq_len, memory_order_relaxed))) {
         w->streak++;
@@ -492,8 +498,8 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
     t->spinning = true;
     atomic_fetch_add_explicit(&s->nspinning, 1, memory_order_seq_cst);
   }
-  uint64_t start = isola__plat_now_ns();
-  uint32_t seed = w->id + 1;
+  uint64_t start = ISOLA__SCHED_NOW();
+  uint32_t seed = ISOLA__DET_VICTIM(w->id + 1);
   for (unsigned round = 0;; round++) {
     if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) break;
     if ((iso = steal_any(s, w, seed++))) {
@@ -502,14 +508,14 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
     }
     if ((round & 15) == 15) {
       /* A runnext held by a worker that stays in one turn. */
-      uint64_t now = isola__plat_now_ns();
+      uint64_t now = ISOLA__SCHED_NOW();
       for (unsigned i = 0; i < s->nworkers; i++)
         if (&s->workers[i] != w &&
             (iso = steal_runnext(&s->workers[i], now, RUNNEXT_STEAL_NS))) {
           isola__cnt_add(&w->st_steals, 1);
           return iso;
         }
-      if (now - start > SPIN_NS) break;
+      if (now - start > SPIN_NS || ISOLA__DET_GIVE_UP()) break;
     }
     for (int i = 0; i < 32; i++) isola__plat_relax();
   }
@@ -599,6 +605,7 @@ static void *thread_main(void *arg) {
   isola__t.thread = t;
   isola__t.rec = t->rec;
   isola__t.rec_vm_gen = vm->gen;
+  ISOLA__DET_START(t);
   isola__pool_thread_start();
   go_online(vm, t);
 
@@ -623,6 +630,7 @@ static void *thread_main(void *arg) {
   isola__t.thread = NULL;
   isola__t.rec = NULL;
   isola__epoch_unregister(t->rec);
+  ISOLA__DET_EXIT();
   return NULL;
 }
 
@@ -684,7 +692,9 @@ static isola__thread *thread_new(isola__sched *s, isola__worker *w,
   t->all_next = s->threads;
   s->threads = t;
   s->nthreads++;
+  ISOLA__DET_REGISTER(t);
   if (pthread_create(&t->pt, NULL, thread_main, t) != 0) {
+    ISOLA__DET_UNREGISTER(t);
     if (spinning)
       atomic_fetch_sub_explicit(&s->nspinning, 1, memory_order_seq_cst);
     s->threads = t->all_next;
@@ -701,6 +711,7 @@ int isola__sched_init(isola__sched *s, unsigned nworkers,
   memset(s, 0, sizeof *s);
   s->nworkers = nworkers;
   s->idle_timeout_ms = idle_timeout_ms;
+  ISOLA__DET_VM_START();
   s->workers = aligned_alloc(ISOLA__CACHE_LINE,
                              sizeof(isola__worker) * nworkers);
   if (!s->workers) return ISOLA_ENOMEM;
@@ -718,9 +729,12 @@ int isola__sched_init(isola__sched *s, unsigned nworkers,
 
 /* Starts one thread per worker; called once the VM is published. */
 int isola__sched_start(isola__sched *s) {
-  if (pthread_create(&s->monitor, NULL, monitor_main, s) != 0)
-    return ISOLA_ESYS;
-  s->monitor_started = true;
+  /* No monitor in the deterministic mode: it wakes by the clock. */
+  if (!ISOLA__DET_MODE) {
+    if (pthread_create(&s->monitor, NULL, monitor_main, s) != 0)
+      return ISOLA_ESYS;
+    s->monitor_started = true;
+  }
   pthread_mutex_lock(&s->lock);
   for (unsigned i = 0; i < s->nworkers; i++) {
     if (!thread_new(s, &s->workers[i], false)) {
@@ -744,7 +758,7 @@ void isola__sched_stop(isola__sched *s) {
     pthread_mutex_lock(&s->lock);
     for (isola__thread *t = s->idle_threads; t; t = t->idle_next) {
       atomic_store_explicit(&t->wake, 1, memory_order_seq_cst);
-      isola__plat_wake_one(&t->wake);
+      ISOLA__PARK_WAKE(&t->wake);
     }
     reap_zombies_locked(s);
     bool done = s->threads == NULL;
@@ -763,14 +777,16 @@ void isola__sched_wait_pinned(isola__sched *s, isola__thread *t,
                               isola__isolate *iso) {
   (void)s;
   isola__vm *vm = isola__vm_get();
-  uint64_t start = isola__plat_now_ns();
+  uint64_t start = ISOLA__SCHED_NOW();
   for (unsigned round = 0;; round++) {
     if (atomic_exchange_explicit(&iso->pin_wake, 0, memory_order_acquire)) {
       /* Between turns: a newer epoch, as a pool thread takes per turn. */
       if (t->online) isola__epoch_refresh(&vm->epoch, t->rec);
       return;
     }
-    if ((round & 15) == 15 && isola__plat_now_ns() - start > SPIN_NS) break;
+    if ((round & 15) == 15 &&
+        (ISOLA__SCHED_NOW() - start > SPIN_NS || ISOLA__DET_GIVE_UP()))
+      break;
     for (int i = 0; i < 32; i++) isola__plat_relax();
   }
   /* Offline while asleep: our isolate is idle and holds up nobody. */
@@ -778,7 +794,7 @@ void isola__sched_wait_pinned(isola__sched *s, isola__thread *t,
   go_offline(t);
   atomic_store_explicit(&iso->pin_sleeping, 1, memory_order_seq_cst);
   while (atomic_load_explicit(&iso->pin_wake, memory_order_seq_cst) == 0)
-    isola__plat_wait(&iso->pin_wake, 0, 0);
+    ISOLA__PARK_WAIT(&iso->pin_wake, 0, 0);
   atomic_store_explicit(&iso->pin_sleeping, 0, memory_order_relaxed);
   atomic_exchange_explicit(&iso->pin_wake, 0, memory_order_acquire);
   go_online(vm, t);
@@ -830,11 +846,13 @@ int isola__sched_blocking_begin(isola__sched *s, isola__thread *t) {
    * (never freed while it runs): let reclamation go on without it.  A send
    * made meanwhile comes online for its own duration. */
   go_offline(t);
+  ISOLA__DET_STEP_OUT(); /* runs without the baton until the end */
   return rc;
 }
 
 void isola__sched_blocking_end(isola__sched *s, isola__thread *t) {
   if (--t->blocking > 0) return;
+  ISOLA__DET_STEP_IN();
   isola__vm *vm = isola__vm_get();
   go_online(vm, t);
   if (t->pinned) return;

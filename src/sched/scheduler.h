@@ -32,6 +32,7 @@
 #ifndef ISOLA_SCHEDULER_H
 #define ISOLA_SCHEDULER_H
 
+#include "determ.h"
 #include "internal.h"
 
 #define ISOLA__RUNQ_SIZE 256u

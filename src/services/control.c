@@ -937,6 +937,7 @@ static int request(const isola_isolate *h, uint32_t type, isola_value v,
     rc = isola__post_control(e.vm, m);
   }
   isola__vm_leave(&e);
+  ISOLA__DET_POINT(ISOLA__DET_CONTROL);
   return rc;
 }
 
