@@ -1362,9 +1362,9 @@ ISOLA_EXPORT int isola_kill(const isola_isolate *isolate,
 /* Asks the isolate to send a copy of response (made now) to response_port
  * (Dart's Isolate.ping).  At ISOLA_IMMEDIATE it is answered even while the
  * isolate is paused.  Needs no capability.  The isolate makes one more
- * copy when it answers; if its thread is out of memory then, the ping goes
- * unanswered although this call returned ISOLA_OK (a caller that must
- * know waits with a timeout, as for an isolate that ended meanwhile).
+ * copy when it answers; if it is out of memory then, the request waits in
+ * its queue until the copy can be made (it is never dropped for want of
+ * memory once this call returned ISOLA_OK).
  * Errors: ISOLA_EINVAL (isolate NULL, response_port NONE, a malformed
  * response), ISOLA_ECLOSED,
  * ISOLA_EFULL (the request and its response do not fit the isolate's room,
@@ -1382,8 +1382,9 @@ ISOLA_EXPORT int isola_ping(const isola_isolate *isolate,
  * already ending is dropped with it (no message).  Needs no capability.
  * The isolate holds response until it ends, in its room (see the isolate
  * heap, isola_alloc()).  It copies the response again when it records the
- * listener; if it is out of memory then, the listener is not added
- * although this call returned ISOLA_OK.  Errors: ISOLA_EINVAL (isolate
+ * listener; if it is out of memory then, the request waits in its queue
+ * until the copy can be made (it is never dropped for want of memory once
+ * this call returned ISOLA_OK).  Errors: ISOLA_EINVAL (isolate
  * NULL, port NONE, a malformed response), ISOLA_ECLOSED, ISOLA_EFULL (no
  * room for the request), ISOLA_ENOMEM, ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Any
  * thread. */
@@ -2028,7 +2029,11 @@ typedef void (*isola_watch_fn)(int fd, uint32_t events, void *arg);
  * the watch is closed.  The next readiness is reported only after fn
  * returned (the runtime re-arms the watch then, also when fn threw and the
  * isolate's errors are non-fatal), so a busy fd cannot flood the isolate; make fd non-blocking and read or write until it would
- * block.  A watch keeps its isolate alive, as an open port does; an
+ * block.  If the OS refuses to re-arm the watch after an event (out of
+ * memory), the watch is closed and fn runs once more, at once, with
+ * ISOLA_FD_ERROR, so that its owner is never left waiting; a later
+ * isola_watch_set_events() or isola_watch_close() on it then answers
+ * ISOLA_ECLOSED.  A watch keeps its isolate alive, as an open port does; an
  * isolate that ends closes its watches.  The caller keeps owning fd: close
  * the watch before closing fd.  arg is the caller's.
  * Errors: ISOLA_EINVAL (fd < 0, fn or out NULL, no or unknown events),

@@ -755,6 +755,109 @@ static void sc_spawn_uri(void) {
   WAIT_GE(&sink_n[K_EXIT], 1);
 }
 
+/* Socket streams: a line echo over 127.0.0.1 (a listener and a client
+ * in one isolate).  Every line written is echoed back, unless a stream
+ * reports its end with an error first; either way both streams and the
+ * listener close and the isolate ends. */
+#define LINES 20
+static isola_stream_listener *listener;
+static isola_stream *client;
+static long lines_echoed;
+static int closes;
+static bool reported; /* a call returned an error, or a stream closed with one */
+
+static void maybe_done(void) {
+  if (closes == 2 && listener) {
+    TH_CHECK_OK(isola_stream_listener_close(listener));
+    listener = NULL;
+  }
+}
+
+static void on_server_line(isola_stream *s, const uint8_t *d, size_t n,
+                           void *ctx) {
+  (void)ctx;
+  /* A write refused for memory closes the server side: reported. */
+  if (EXPECT(isola_stream_write(s, d, n), ISOLA_ENOMEM, ISOLA_ECLOSED) !=
+      ISOLA_OK) {
+    reported = true;
+    isola_stream_abort(s);
+  }
+}
+
+static void on_client_line(isola_stream *s, const uint8_t *d, size_t n,
+                           void *ctx) {
+  (void)ctx, (void)d, (void)n;
+  if (++lines_echoed == LINES) TH_CHECK_OK(isola_stream_close(s));
+}
+
+static void on_any_close(isola_stream *s, int reason, int err, void *ctx) {
+  (void)s, (void)err, (void)ctx;
+  /* A clean end, or one the stream reported: never a silent loss. */
+  TH_CHECKF(reason == ISOLA_STREAM_CLOSED || reason == ISOLA_STREAM_EOF ||
+                reason == ISOLA_STREAM_ERROR,
+            "stream closed: %s", isola_stream_reason_name(reason));
+  if (reason == ISOLA_STREAM_ERROR) reported = true;
+  closes++;
+  maybe_done();
+}
+
+static void on_accept(isola_stream_listener *l, int fd, void *ctx) {
+  (void)l, (void)ctx;
+  isola_stream_options o = {.framing = ISOLA_STREAM_LINES,
+                            .on_data = on_server_line,
+                            .on_close = on_any_close};
+  isola_stream *s;
+  if (EXPECT(isola_stream_open(fd, &o, &s), ISOLA_ENOMEM, ISOLA_ESYS) !=
+      ISOLA_OK) {
+    reported = true;
+    closes++; /* the fd was closed by the failed open */
+    maybe_done();
+  }
+}
+
+static void entry_streams(isola_value msg) {
+  (void)msg;
+  if (EXPECT(isola_stream_listen("127.0.0.1", 0, on_accept, NULL, &listener),
+             ISOLA_ENOMEM, ISOLA_ESYS) != ISOLA_OK) {
+    reported = true;
+    return;
+  }
+  isola_stream_options o = {.framing = ISOLA_STREAM_LINES,
+                            .on_data = on_client_line,
+                            .on_close = on_any_close};
+  if (EXPECT(isola_stream_connect("127.0.0.1",
+                                  isola_stream_listener_port(listener), &o,
+                                  &client),
+             ISOLA_ENOMEM, ISOLA_ESYS) != ISOLA_OK) {
+    reported = true;
+    TH_CHECK_OK(isola_stream_listener_close(listener));
+    listener = NULL;
+    return;
+  }
+  for (int i = 0; i < LINES; i++)
+    if (EXPECT(isola_stream_write(client, "a line", 6), ISOLA_ENOMEM,
+               ISOLA_ECLOSED) != ISOLA_OK) {
+      reported = true;
+      isola_stream_abort(client);
+      return;
+    }
+}
+
+static void sc_stream(void) {
+  if (!sink_open()) return;
+  isola_spawn_options o = {0};
+  o.on_exit = sink;
+  o.on_exit_message = tag(K_EXIT, 0);
+  if (EXPECT(isola_spawn(entry_streams, isola_null(), &o, NULL),
+             ISOLA_ENOMEM, ISOLA_ESYS) != ISOLA_OK)
+    return;
+  WAIT_GE(&sink_n[K_EXIT], 1);
+  TH_CHECKF(lines_echoed == LINES || reported,
+            "%ld of %d lines echoed and no stream reported an error (the "
+            "failed call: addr2line -f -e test_fault%s)",
+            lines_echoed, LINES, fault_stack());
+}
+
 /* ---------------------------------------------------------------------- */
 /* The sweep                                                               */
 /* ---------------------------------------------------------------------- */
@@ -895,3 +998,4 @@ SCENARIO(native, true)
 SCENARIO(wire, false)
 SCENARIO(shutdown, true)
 SCENARIO(spawn_uri, true)
+SCENARIO(stream, true)

@@ -397,13 +397,16 @@ Test(lifecycle, a_send_is_not_held_past_the_end_of_its_event) {
 enum { HOOK_TURN_IDLE = 4 };
 static _Atomic bool idle_armed;
 static th_counter idle_hits = TH_COUNTER_INIT;
+/* Set on the thread whose turn ran the relay's handler.  The hook must not
+ * look at the isolate itself: once the turn marked it idle, another thread
+ * may run it to its end and free its group (isola_current_info read the
+ * group's id there: a use-after-free TSan saw). */
+static _Thread_local bool relay_turn;
 static void idle_hook(int where) {
   if (where != HOOK_TURN_IDLE) return;
-  /* Only the relay's turn (its name is immutable: readable even now). */
-  isola_isolate_info info;
-  if (isola_current_info(&info) != ISOLA_OK ||
-      strcmp(info.name, "relay") != 0 || !atomic_exchange(&idle_armed, false))
-    return;
+  bool mine = relay_turn;
+  relay_turn = false;
+  if (!mine || !atomic_exchange(&idle_armed, false)) return;
   th_counter_add(&idle_hits, 1);
   /* The turn has marked its isolate idle: hold this thread until the
    * receiver got something, so a second turn of the same isolate runs on
@@ -415,6 +418,7 @@ static void relay_handler(void *ctx, isola_port port, isola_value msg,
                           isola_port reply_to) {
   (void)ctx, (void)reply_to;
   int64_t i = th_int(msg);
+  relay_turn = true;
   if (i < 0) {
     TH_CHECK_OK(isola_port_close(port));
     return;

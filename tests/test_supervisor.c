@@ -480,7 +480,11 @@ Test(supervisor, children_do_not_outlive_their_owner) {
   TH_ASSERT_OK(isola_kill(&h, ISOLA_IMMEDIATE));
   TH_WAIT_GE(&kids_gone, 3);
   TH_WAIT_GE(&owner_gone, 1);
-  cr_assert(th_counter_get(&starts[0]) == 1, "no restart");
+  /* A kid may be killed before its entry ran (the owner dies at once):
+   * at most one start each, never a restart. */
+  for (int i = 0; i < 3; i++)
+    cr_assert(th_counter_get(&starts[i]) <= 1, "kid %d restarted (%ld starts)",
+              i, th_counter_get(&starts[i]));
   th_vm_shutdown_ok();
 }
 

@@ -114,7 +114,10 @@ void isola__ext_free(isola__isolate *iso) {
 /* Whether an out-of-memory error can be raised: inside an event there is a
  * turn to unwind to; elsewhere (a hook, a destructor) the caller gets NULL
  * (raising there would be fatal misuse). */
-static bool can_raise(isola__isolate *iso) { return iso->unwind != NULL; }
+static _Thread_local bool quiet; /* isola__heap_try_*: never raise */
+static bool can_raise(isola__isolate *iso) {
+  return iso->unwind != NULL && !quiet;
+}
 
 /* Raises the out-of-memory error of the running isolate, or returns NULL
  * where nothing can be unwound. */
@@ -221,6 +224,20 @@ void *isola_realloc(void *p, size_t size) {
   link_block(x, n);
   account(x, old_total, sizeof *n + size);
   return n + 1;
+}
+
+void *isola__heap_try_calloc(size_t size) {
+  quiet = true;
+  void *p = isola_calloc(size);
+  quiet = false;
+  return p;
+}
+
+void *isola__heap_try_realloc(void *p, size_t size) {
+  quiet = true;
+  void *q = isola_realloc(p, size);
+  quiet = false;
+  return q;
 }
 
 void isola_free(void *p) {

@@ -63,6 +63,13 @@ struct isola__ext {
 
 /* Sets up the heap limit at spawn: allocates iso->ext only when the spawn
  * names a limit other than the VM's.  ISOLA_ENOMEM. */
+/* As isola_calloc() and isola_realloc() for the runtime's own blocks in
+ * an isolate's heap (socket stream buffers): NULL when the limit or the
+ * system has no room, never an uncaught error (on NULL a realloc'ed block
+ * is unchanged).  The running isolate only. */
+void *isola__heap_try_calloc(size_t size);
+void *isola__heap_try_realloc(void *p, size_t size);
+
 int isola__heap_init(isola__vm *vm, isola__isolate *iso,
                      const isola_spawn_options *opts);
 

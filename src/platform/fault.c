@@ -37,7 +37,7 @@ typedef struct window {
 static window windows[ISOLA__FAULT_NCATS];
 
 static const char *const names[ISOLA__FAULT_NCATS] = {
-    "alloc", "map", "thread", "poll", "fd", "dlopen", "random"};
+    "alloc", "map", "thread", "poll", "fd", "dlopen", "random", "io"};
 
 const char *isola__fault_cat_name(isola__fault_cat cat) {
   return (unsigned)cat < ISOLA__FAULT_NCATS ? names[cat] : "?";
@@ -189,4 +189,38 @@ ssize_t isola__fault_getrandom(void *buf, size_t len, unsigned int flags) {
     return -1;
   }
   return getrandom(buf, len, flags);
+}
+
+/* Socket calls fail as a peer that resets the connection makes them. */
+ssize_t isola__fault_read(int fd, void *buf, size_t len) {
+  if (isola__fault_hit(ISOLA__FAULT_IO, RA)) {
+    errno = ECONNRESET;
+    return -1;
+  }
+  return read(fd, buf, len);
+}
+
+ssize_t isola__fault_write(int fd, const void *buf, size_t len) {
+  if (isola__fault_hit(ISOLA__FAULT_IO, RA)) {
+    errno = EPIPE;
+    return -1;
+  }
+  return write(fd, buf, len);
+}
+
+ssize_t isola__fault_send(int fd, const void *buf, size_t len, int flags) {
+  if (isola__fault_hit(ISOLA__FAULT_IO, RA)) {
+    errno = ECONNRESET;
+    return -1;
+  }
+  return send(fd, buf, len, flags);
+}
+
+int isola__fault_accept4(int fd, struct sockaddr *sa, socklen_t *len,
+                         int flags) {
+  if (isola__fault_hit(ISOLA__FAULT_IO, RA)) {
+    errno = EMFILE;
+    return -1;
+  }
+  return accept4(fd, sa, len, flags);
 }

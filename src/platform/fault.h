@@ -18,6 +18,9 @@
  *   FD                eventfd, timerfd_create
  *   DLOPEN            dlopen
  *   RANDOM            getrandom
+ *   IO                read, write, send, accept4 of socket streams
+ *                     (stream.c opts in: only there, not the runtime's
+ *                     own eventfd reads)
  *
  * A failed call fails as the real one would: NULL with errno ENOMEM, -1
  * with errno ENOMEM/EAGAIN, EAGAIN from pthread_create, NULL from dlopen.
@@ -44,7 +47,9 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <unistd.h>
 
 typedef enum isola__fault_cat {
   ISOLA__FAULT_ALLOC,
@@ -54,6 +59,7 @@ typedef enum isola__fault_cat {
   ISOLA__FAULT_FD,
   ISOLA__FAULT_DLOPEN,
   ISOLA__FAULT_RANDOM,
+  ISOLA__FAULT_IO,
   ISOLA__FAULT_NCATS
 } isola__fault_cat;
 
@@ -102,6 +108,15 @@ int isola__fault_eventfd(unsigned int initval, int flags);
 int isola__fault_timerfd_create(int clockid, int flags);
 void *isola__fault_dlopen(const char *path, int flags);
 ssize_t isola__fault_getrandom(void *buf, size_t len, unsigned int flags);
+ssize_t isola__fault_read(int fd, void *buf, size_t len);
+ssize_t isola__fault_write(int fd, const void *buf, size_t len);
+ssize_t isola__fault_send(int fd, const void *buf, size_t len, int flags);
+int isola__fault_accept4(int fd, struct sockaddr *sa, socklen_t *len,
+                         int flags);
+/* read, write, send and accept4 are not redirected everywhere (the
+ * runtime's own eventfd reads cannot fail for outside reasons): a source
+ * whose calls can (socket streams, services/stream.c) redirects them
+ * itself, after its includes. */
 
 #ifndef ISOLA_FAULT_IMPL /* fault.c itself calls the real ones */
 #define malloc(n) isola__fault_malloc(n)

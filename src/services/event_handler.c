@@ -575,14 +575,24 @@ int isola_watch_close(isola_watch watch) {
  * meanwhile or waits for nothing (isola_watch_set_events(0): a hang-up
  * would be reported again and again); a watch whose fd went away is
  * closed. */
-static void watch_rearm(isola__vm *vm, isola__isolate *iso, uint64_t id) {
+static void watch_rearm(isola__vm *vm, isola__isolate *iso, uint64_t id,
+                        bool tell) {
   size_t i = find_watch(own_of(iso), id);
   if (i == SIZE_MAX) return;
   isola__watch *w = own_of(iso)->watches[i];
   if (!w->events) return;
   if (isola__plat_poller_arm(vm->timers.poller, w->fd, poll_bits(w->events),
-                             (uint64_t)(uintptr_t)w, false) != 0)
+                             (uint64_t)(uintptr_t)w, false) != 0) {
+    /* The OS refused (out of memory, or the fd went away): the watch is
+     * closed, and its owner is told once with ISOLA_FD_ERROR rather than
+     * left waiting for an event that will never come (the fault sweep's
+     * stream scenario hung here). */
+    isola_watch_fn fn = w->fn;
+    int fd = w->fd;
+    void *arg = w->arg;
     watch_drop(vm, iso, i);
+    if (tell) fn(fd, ISOLA_FD_ERROR, arg);
+  }
 }
 
 void isola__watch_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
@@ -606,11 +616,11 @@ void isola__watch_fire(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
     if (turn) iso->unwind = &jb;
     w->fn(w->fd, got, w->arg);
     iso->unwind = turn;
-    watch_rearm(vm, iso, id);
+    watch_rearm(vm, iso, id, true);
     return;
   }
   iso->unwind = turn;
-  if (code == ISOLA__UNWIND_ERROR) watch_rearm(vm, iso, id);
+  if (code == ISOLA__UNWIND_ERROR) watch_rearm(vm, iso, id, false);
   longjmp(*(jmp_buf *)turn, code);
 }
 

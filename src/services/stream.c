@@ -26,6 +26,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "heap.h" /* isola__heap_try_*: buffers that never raise */
+
+#ifdef ISOLA_FAULT_INJECTION
+/* The socket calls take part in the fault sweep (platform/fault.h). */
+#define read(f, b, n) isola__fault_read((f), (b), (n))
+#define write(f, b, n) isola__fault_write((f), (b), (n))
+#define send(f, b, n, fl) isola__fault_send((f), (b), (n), (fl))
+#define accept4(f, a, l, fl) isola__fault_accept4((f), (a), (l), (fl))
+#endif
+
 #define DEFAULT_MAX_FRAME 65536u
 #define DEFAULT_WRITE_LIMIT 262144u
 #define MAX_FRAME_LIMIT (1u << 30)
@@ -325,7 +335,12 @@ static void on_readable(isola_stream *s) {
         close_with(s, ISOLA_STREAM_ERROR, ENOMEM);
         return;
       }
-      s->rbuf = isola_realloc(s->rbuf, cap);
+      uint8_t *nb = isola__heap_try_realloc(s->rbuf, cap);
+      if (!nb) { /* the system has no memory for it */
+        close_with(s, ISOLA_STREAM_ERROR, ENOMEM);
+        return;
+      }
+      s->rbuf = nb;
       s->rcap = cap;
     }
     ssize_t n = read(s->fd, s->rbuf + s->rlen, s->rcap - s->rlen);
@@ -355,6 +370,13 @@ static void on_ready(int fd, uint32_t events, void *arg) {
   isola_stream *s = arg;
   (void)fd;
   if (s->closed) return;
+  if ((events & ISOLA_FD_ERROR) &&
+      isola_watch_set_events(s->watch, s->events) == ISOLA_ECLOSED) {
+    /* The runtime could not re-arm the watch and closed it (see
+     * isola_watch_open): no event would come again. */
+    close_with(s, ISOLA_STREAM_ERROR, EIO);
+    return;
+  }
   if (s->connecting && (events & (ISOLA_WRITABLE | ISOLA_FD_ERROR))) {
     int err = 0;
     socklen_t len = sizeof err;
@@ -390,7 +412,11 @@ static int make(int fd, const isola_stream_options *opts, bool connecting,
     close(fd);
     return ISOLA_ENOMEM;
   }
-  isola_stream *s = isola_calloc(sizeof *s);
+  isola_stream *s = isola__heap_try_calloc(sizeof *s);
+  if (!s) {
+    close(fd);
+    return ISOLA_ENOMEM;
+  }
   s->owner = owner;
   s->fd = fd;
   s->o = *opts;
@@ -527,7 +553,12 @@ int isola_stream_write(isola_stream *s, const void *data, size_t len) {
       if (done) close_with(s, ISOLA_STREAM_ERROR, ENOMEM);
       return ISOLA_ENOMEM;
     }
-    s->wbuf = isola_realloc(s->wbuf, cap);
+    uint8_t *nb = isola__heap_try_realloc(s->wbuf, cap);
+    if (!nb) {
+      if (done) close_with(s, ISOLA_STREAM_ERROR, ENOMEM);
+      return ISOLA_ENOMEM;
+    }
+    s->wbuf = nb;
     s->wcap = cap;
   }
   const uint8_t *parts[3] = {head, data, tail};
@@ -630,7 +661,11 @@ int isola_stream_listen(const char *ip, uint16_t port,
     close(fd);
     return ISOLA_ENOMEM;
   }
-  isola_stream_listener *l = isola_calloc(sizeof *l);
+  isola_stream_listener *l = isola__heap_try_calloc(sizeof *l);
+  if (!l) {
+    close(fd);
+    return ISOLA_ENOMEM;
+  }
   l->owner = owner;
   l->fd = fd;
   l->on_accept = on_accept;
