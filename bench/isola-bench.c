@@ -12,6 +12,9 @@
  *   payload S N       an S-byte buffer: N round trips copied (2N sends),
  *                     then 50N round trips moved (100N sends)
  *   fanin P M         also reports rss_after_drain_kb
+ *   fanin-bounded P M C  fanin with the consumer's mailbox bound at C
+ *                     messages; each producer sends C/4 an event and is
+ *                     muted between events while the consumer is full
  *   pairs K N         K timed ping-pong pairs at once, N round trips each
  *   crossworker N     one timed pair, its ends on two threads
  *   hog N H           a timed pair next to an isolate computing for H ms,
@@ -208,7 +211,8 @@ enum {
   BENCH_IDLE1M,
   BENCH_KILL,
   BENCH_TIMERS,
-  BENCH_TCPECHO
+  BENCH_TCPECHO,
+  BENCH_FANIN_BOUNDED
 };
 
 #define MAX_RESULTS 4
@@ -573,6 +577,7 @@ static void boss_entry(isola_value msg) {
 struct consumer {
   isola_port root, self;
   int64_t p, m, total, count;
+  int64_t chunk; /* fanin-bounded: a producer's sends per event; 0: fanin */
   uint64_t sum; /* wraps like the expected figure for huge arguments */
 };
 
@@ -583,15 +588,51 @@ static void producer_entry(isola_value msg) {
   for (int64_t i = 1; i <= m; i++) CHECK(isola_send(to, isola_int(i)));
 }
 
+/* fanin-bounded's producer: sends chunk ints an event, then asks itself
+ * for the next event (a send to itself never mutes), so that the
+ * consumer's bound can hold it back between events.  [to, next, m,
+ * chunk]. */
+struct bproducer {
+  isola_port to, self;
+  int64_t next, m, chunk;
+};
+
+static void bproducer_handler(void *ctx, isola_port port, isola_value msg,
+                              isola_port reply_to) {
+  struct bproducer *p = ctx;
+  (void)msg, (void)reply_to;
+  int64_t end = p->next + p->chunk;
+  if (end > p->m + 1) end = p->m + 1;
+  for (; p->next < end; p->next++) CHECK(isola_send(p->to, isola_int(p->next)));
+  if (p->next <= p->m) {
+    CHECK(isola_send(port, isola_null()));
+    return;
+  }
+  CHECK(isola_port_close(port));
+  free(p);
+}
+
+static void bproducer_entry(isola_value msg) {
+  struct bproducer *p = xmalloc(sizeof *p);
+  p->to = item_port(msg, 0);
+  p->m = item_int(msg, 1);
+  p->chunk = item_int(msg, 2);
+  p->next = 1;
+  CHECK(isola_port_open(bproducer_handler, p, &p->self));
+  CHECK(isola_send(p->self, isola_null()));
+}
+
 static void consumer_handler(void *ctx, isola_port port, isola_value msg,
                              isola_port reply_to) {
   struct consumer *c = ctx;
   (void)reply_to;
   if (msg.kind == ISOLA_NULL) { /* go */
-    isola_value items[2] = {isola_sendport(port), isola_int(c->m)};
+    isola_value items[3] = {isola_sendport(port), isola_int(c->m),
+                            isola_int(c->chunk)};
     isola_spawn_options opts = {.name = "producer"};
     for (int64_t i = 0; i < c->p; i++)
-      CHECK(isola_spawn(producer_entry, isola_list(items, 2), &opts, NULL));
+      CHECK(isola_spawn(c->chunk ? bproducer_entry : producer_entry,
+                        isola_list(items, c->chunk ? 3 : 2), &opts, NULL));
     return;
   }
   c->sum += (uint64_t)get_int(msg);
@@ -603,12 +644,13 @@ static void consumer_handler(void *ctx, isola_port port, isola_value msg,
   free(c);
 }
 
-/* [P, M, root] */
+/* [P, M, root, chunk] */
 static void consumer_entry(isola_value msg) {
   struct consumer *c = xmalloc(sizeof *c);
   c->p = item_int(msg, 0);
   c->m = item_int(msg, 1);
   c->root = item_port(msg, 2);
+  c->chunk = item_int(msg, 3);
   c->total = c->p * c->m;
   c->count = 0;
   c->sum = 0;
@@ -1501,22 +1543,22 @@ static void echo_root(isola_value msg) {
 /* Driver                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* fanin-bounded (BENCHMARKS.md, second round) is not here yet: it needs
- * a bound on the consumer's queued messages (issue 14 item 1).  When that
- * lands, add it here as fanin with the consumer's bound set to C, print
- * msgs_per_s and rss_after_drain_kb as fanin does, and add isola to the
- * systems of fanin-bounded in bench/run (BENCH_APPLIES). */
+/* fanin-bounded (BENCHMARKS.md, second round) is fanin with the
+ * consumer's mailbox bound (isola_spawn_options.mailbox_bound) at C, like
+ * Go's channel of capacity C: producers send C/4 an event and are muted
+ * while the consumer is full (docs/design.md, "Backpressure"). */
 static const char *const bench_names[] = {
     "pingpong", "ring",   "spawn",      "fanin",  "skynet",
     "payload",  "copy1m", "transfer1m", "copynested", "pairs",
-    "crossworker", "hog", "idle1m",     "kill",   "timers", "tcpecho"};
+    "crossworker", "hog", "idle1m",     "kill",   "timers", "tcpecho",
+    "fanin-bounded"};
 static const int bench_nargs[] = {1, 2, 1, 2, 2, 2, 1, 1, 1,
-                                  2, 1, 2, 1, 1, 2, 3};
+                                  2, 1, 2, 1, 1, 2, 3, 3};
 
-/* The root's entry; message is [bench, a, b]. */
+/* The root's entry; message is [bench, a, b, c]. */
 static void root_entry(isola_value msg) {
   int64_t bench = item_int(msg, 0);
-  int64_t a = item_int(msg, 1), b = item_int(msg, 2);
+  int64_t a = item_int(msg, 1), b = item_int(msg, 2), c = item_int(msg, 3);
   CHECK(isola_port_open(root_handler, &root, &root.port));
   root.expected = 1;
   isola_spawn_options opts = {0};
@@ -1546,11 +1588,17 @@ static void root_entry(isola_value msg) {
     CHECK(isola_spawn(boss_entry, isola_list(items, 2), &opts, NULL));
     break;
   case BENCH_FANIN:
+  case BENCH_FANIN_BOUNDED:
     items[0] = isola_int(a);
     items[1] = isola_int(b);
     items[2] = isola_sendport(root.port);
+    items[3] = isola_int(0);
     opts.name = "consumer";
-    CHECK(isola_spawn(consumer_entry, isola_list(items, 3), &opts, NULL));
+    if (bench == BENCH_FANIN_BOUNDED) {
+      opts.mailbox_bound = (size_t)c;
+      items[3] = isola_int(c / 4 > 0 ? c / 4 : 1);
+    }
+    CHECK(isola_spawn(consumer_entry, isola_list(items, 4), &opts, NULL));
     break;
   case BENCH_SKYNET:
     items[0] = isola_int(0);
@@ -1656,6 +1704,7 @@ static void usage(void) {
         "  ring P T          P >= 2 isolates, token from T >= 1 down to 0\n"
         "  spawn N           N >= 1 idle isolates\n"
         "  fanin P M         P >= 1 producers send M >= 1 ints each\n"
+        "  fanin-bounded P M C  as fanin, the consumer bound at C >= 1 messages\n"
         "  skynet SIZE DIV   DIV >= 2, SIZE a power of DIV\n"
         "  payload S N       S >= 1 bytes, N >= 1 round trips\n"
         "  copy1m N          N >= 1 one-way sends of a copied 1 MiB buffer\n"
@@ -1725,6 +1774,9 @@ int main(int argc, char **argv) {
   case BENCH_PAYLOAD:
     if (a < 1 || b < 1) usage();
     break;
+  case BENCH_FANIN_BOUNDED:
+    if (a < 1 || b < 1 || c < 1) usage();
+    break;
   case BENCH_SKYNET:
     /* The tree must split evenly down to leaves of size 1. */
     if (a < 1 || b < 2) usage();
@@ -1734,11 +1786,12 @@ int main(int argc, char **argv) {
   }
 
   CHECK(isola_vm_init(config.workers != 0 ? &config : NULL));
-  isola_value items[3] = {isola_int(bench), isola_int(a), isola_int(b)};
+  isola_value items[4] = {isola_int(bench), isola_int(a), isola_int(b),
+                          isola_int(c)};
   const char *name = bench_names[bench];
   if (bench == BENCH_IDLE1M) {
     items[0] = isola_int(BENCH_SPAWN);
-    CHECK(isola_run_main(root_entry, isola_list(items, 3), "bench"));
+    CHECK(isola_run_main(root_entry, isola_list(items, 4), "bench"));
     finish(BENCH_SPAWN, name, a, b);
   } else if (bench == BENCH_PAIRS) {
     samples_alloc((size_t)(a * b));
@@ -1790,8 +1843,9 @@ int main(int argc, char **argv) {
   else if (bench == BENCH_COPYNESTED)
     report("copynested", "ns_per_send", run_hops(HOP_NESTED, 0, a), "ns");
   else
-    CHECK(isola_run_main(root_entry, isola_list(items, 3), "bench"));
+    CHECK(isola_run_main(root_entry, isola_list(items, 4), "bench"));
   if (bench < BENCH_COPY1M) finish(bench, name, a, b);
+  if (bench == BENCH_FANIN_BOUNDED) finish(BENCH_FANIN, name, a, b);
   report(name, "peak_rss_kb", (double)peak_rss_kb(), "kB");
   fflush(stdout);
   isola_shutdown_report rep;

@@ -67,7 +67,7 @@ extern "C" {
   X(EENDING, -15, "the calling isolate is ending")                             \
   X(EPERM, -17, "the handle lacks the capability")                            \
   X(EFAILED, -18, "the computation failed")                                   \
-  X(EFULL, -19, "the receiving isolate's limit leaves no room for it")         \
+  X(EFULL, -19, "the receiving isolate is full (its limit or mailbox bound)") \
   X(ENAMETAKEN, -20, "the name is already registered")                         \
   X(ENOTFOUND, -21, "no port is registered under the name")                    \
   X(ETRANSFER, -30, "a buffer is already transferred or appears twice")        \
@@ -618,6 +618,12 @@ typedef struct isola_spawn_options {
    * (isola_add_error_notice_listener()) rather than [message, stack
    * trace]. */
   bool error_notice;
+  /* A bound on the isolate's queued normal messages: a count and bytes
+   * (message bytes as isola_send counts them); 0: that dimension is not
+   * bounded; both 0 (the default): no bound, as in Dart.  See
+   * isola_set_mailbox_bound() for what a bound does. */
+  size_t mailbox_bound;
+  size_t mailbox_bound_bytes;
 } isola_spawn_options;
 
 /*
@@ -902,7 +908,9 @@ ISOLA_EXPORT int isola_port_keep_alive(isola_port port, bool keep_alive);
  * built), ISOLA_EINVAL (port NONE, a malformed value), ISOLA_ETRANSFER
  * (an empty buffer handle, or one buffer twice), ISOLA_ENOMEM,
  * ISOLA_ENOVM, ISOLA_ESHUTDOWN.  Nothing is sent on error, and no handle
- * is emptied.  Any thread.
+ * is emptied.  A receiver's mailbox bound never makes isola_send fail: a
+ * full receiver mutes a sending isolate after its event, and takes a plain
+ * thread's message at once (see "Backpressure" below).  Any thread.
  */
 ISOLA_EXPORT int isola_send(isola_port port, isola_value value);
 
@@ -910,6 +918,64 @@ ISOLA_EXPORT int isola_send(isola_port port, isola_value value);
  * argument. */
 ISOLA_EXPORT int isola_send_reply(isola_port port, isola_value value,
                                   isola_port reply_to);
+
+/*
+ * Backpressure: a mailbox bound (isola_spawn_options.mailbox_bound and
+ * mailbox_bound_bytes, isola_set_mailbox_bound()) caps the normal messages
+ * an isolate holds queued.  The receiver is FULL while its queued messages
+ * (or bytes) are at or over the bound, and at its LOW-WATER MARK when they
+ * are at or below half the bound (every bounded dimension).  Control
+ * requests (pause, resume, kill, ping, listeners), timer and fd events,
+ * and exit and error messages the runtime sends are never counted or held
+ * back.  What a send to a full receiver does depends on who sends:
+ *   - an isolate (any isola_send/_reply, and isola_send_wait, from a
+ *     handler, a root isolate included): the message is queued (never
+ *     dropped, nobody blocks) and the sender is MUTED: its current event
+ *     runs to its end, then it handles no normal message until every
+ *     receiver that muted it drained to its low-water mark (or ended).
+ *     A muted isolate still handles its control requests at once, as a
+ *     paused one does: kill (either priority) ends it, pings are answered
+ *     (ISOLA_BEFORE_NEXT_EVENT ones too: muting holds its next event),
+ *     pause and resume are kept; a paused muted isolate resumes only once
+ *     both are over.  An isolate whose own queue is full is never muted,
+ *     and a muted one whose queue becomes full runs again: so isolates that
+ *     flood each other in a cycle cannot all wait on each other (the last
+ *     one muted was muted by a receiver that has not run since and so is
+ *     still full).  A send to itself never mutes;
+ *   - a plain thread, with isola_send or isola_send_reply: the message is
+ *     queued and the call returns at once (a plain thread is not held
+ *     back: use isola_send_wait or isola_try_send to be);
+ *   - isola_try_send, from any thread: refused with ISOLA_EFULL;
+ *   - isola_send_wait from a plain thread: waits (see there).
+ * A sender's event may send many messages to a full receiver before it
+ * ends: the bound is where senders are stopped, not a hard cap.  The heap
+ * limit (isola_alloc()) is a hard cap on queued bytes: a send past it
+ * fails with ISOLA_EFULL whatever the bound.
+ */
+
+/* As isola_send(), but a full bounded receiver refuses the message with
+ * ISOLA_EFULL (nothing is sent, no handle emptied) and the caller is
+ * never muted.  Other errors as isola_send().  Any thread. */
+ISOLA_EXPORT int isola_try_send(isola_port port, isola_value value);
+
+/* As isola_send(), but from a plain thread (not an isolate) a full bounded
+ * receiver makes the call wait, up to timeout_ms milliseconds (0: not at
+ * all; ISOLA_FOREVER: no limit), until the receiver drains to its
+ * low-water mark, then sends.  Errors as
+ * isola_send(), and ISOLA_ETIMEDOUT (still full when the time ran out:
+ * nothing is sent), ISOLA_ECLOSED (the receiver ended while we waited).
+ * The message is copied before the wait.  From an isolate it never waits:
+ * it is isola_send() (the sender is muted instead).  Any thread. */
+ISOLA_EXPORT int isola_send_wait(isola_port port, isola_value value,
+                                 uint64_t timeout_ms);
+
+/* Sets the calling isolate's mailbox bound at run time: at most messages
+ * normal messages and bytes bytes queued (0: that dimension unbounded;
+ * both 0: no bound).  Messages already queued stay.  Senders muted by it,
+ * and waiting threads, are released at once if the new bound leaves the
+ * queue at or below its low-water mark (always, when the bound is
+ * removed).  Errors: ISOLA_ENOTISOLATE, ISOLA_ENOMEM.  Isolate only. */
+ISOLA_EXPORT int isola_set_mailbox_bound(size_t messages, size_t bytes);
 
 /* ------------------------------------------------------------------------ */
 /* Calls and receivers (request and response, docs/calls.md)                 */
@@ -1750,7 +1816,7 @@ ISOLA_EXPORT void *isola_local_get(isola_local_key *key);
  * isolate's right pause or terminate capability (a full isolate can still
  * be paused and killed), the runtime's own messages (timers, fd events,
  * exit notices and responses it is owed), and isolates whose limit is 0,
- * SIZE_MAX or 4 GiB and more (docs/security.md).
+ * SIZE_MAX or 2 GiB and more (docs/security.md).
  */
 
 /* A block of size bytes (size 0: a unique block of no bytes) in the

@@ -102,6 +102,8 @@ typedef struct isola__msg {
  * one the runtime owes (an exit response) and takes no room. */
 #define ISOLA__HELD_ROOM 1u
 #define ISOLA__HELD_EXEMPT 2u
+/* Counted against its receiver's mailbox bound (backpressure.h). */
+#define ISOLA__HELD_BOUND 4u
 
 /* ---- groups and isolates ---------------------------------------------- */
 
@@ -212,7 +214,21 @@ struct isola__isolate {
   struct isola__ext *ext;
 };
 
+/* The room word: its low 31 bits are the room (ISOLA__ROOM_FREE there: no
+ * heap limit, bytes are not counted); its top bit, ISOLA__ROOM_UNBOUNDED,
+ * is set while the isolate has no mailbox bound (backpressure.h).  So
+ * ISOLA__ROOM_NONE, both, is the one value a send need not look further
+ * at.  Takes and gives change the low bits only (a room never exceeds its
+ * limit, so no carry or borrow reaches the top bit). */
 #define ISOLA__ROOM_NONE UINT32_MAX
+#define ISOLA__ROOM_UNBOUNDED 0x80000000u
+#define ISOLA__ROOM_FREE 0x7FFFFFFFu
+
+/* Whether a room word leaves less than bytes. */
+static inline bool isola__room_short(uint32_t room, size_t bytes) {
+  uint32_t left = room & ISOLA__ROOM_FREE;
+  return left != ISOLA__ROOM_FREE && bytes > left;
+}
 
 /* Takes m's bytes from iso's room for whoever makes iso hold m: false if
  * there is not that much room left (the request is refused with
@@ -266,6 +282,10 @@ typedef struct isola__tls {
   isola__isolate *ob_to;
   isola__node *ob_first, *ob_last;
   uint32_t ob_n;
+  /* How the current send treats a full bounded receiver (backpressure.h:
+   * ISOLA__SEND_*), and until when isola_send_wait waits (monotonic ns). */
+  uint8_t send_mode;
+  uint64_t send_deadline;
   /* Spawn credits (isolate.c): counts of the VM's live isolates and of
    * sp_group's members taken ahead by the running event, returned when it
    * ends. */

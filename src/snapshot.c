@@ -122,7 +122,10 @@ static void one(isola__isolate *iso, void *arg) {
   memcpy(o->name, name, len);
   o->live_ports = isola__ld32(&iso->live_ports);
   uint32_t room = atomic_load_explicit(&iso->room, memory_order_relaxed);
-  o->room = room == ISOLA__ROOM_NONE ? -1 : (int64_t)room;
+  /* The low bits: the room itself (the top bit tells of a mailbox bound,
+   * internal.h). */
+  room &= ISOLA__ROOM_FREE;
+  o->room = room == ISOLA__ROOM_FREE ? -1 : (int64_t)room;
   o->worker = -1;
   o->state = ISOLA_STATE_UNKNOWN;
   if (c->flags & ISOLA_SNAPSHOT_CAPABILITIES) {

@@ -31,11 +31,13 @@ static struct isola__ext *ext_new(size_t limit) {
 }
 
 /* The room an isolate with this heap limit gives others (internal.h):
- * as much as the limit; none counted without a limit, or with one of 4 GiB
- * or more (the word is 32 bits; such an isolate's queue is not bounded). */
+ * as much as the limit; none counted without a limit, or with one of 2 GiB
+ * or more (the room has 31 bits; such an isolate's queue is bounded only
+ * by a mailbox bound, if it has one). */
 static uint32_t room_for(size_t limit) {
-  return limit && limit < ISOLA__ROOM_NONE ? (uint32_t)limit
-                                           : ISOLA__ROOM_NONE;
+  return limit && limit < ISOLA__ROOM_FREE
+             ? (uint32_t)limit | ISOLA__ROOM_UNBOUNDED
+             : ISOLA__ROOM_NONE;
 }
 
 int isola__heap_init(isola__vm *vm, isola__isolate *iso,
@@ -52,8 +54,11 @@ int isola__heap_init(isola__vm *vm, isola__isolate *iso,
 
 bool isola__room_take_slow(isola__isolate *iso, isola__msg *m,
                            uint32_t room) {
+  /* No heap limit (the word's top bit is clear: a mailbox bound sent the
+   * send here): nothing to take. */
+  if ((room & ISOLA__ROOM_FREE) == ISOLA__ROOM_FREE) return true;
   /* Relaxed: the word is a count; nothing is published through it. */
-  while (room >= m->bytes) {
+  while ((room & ISOLA__ROOM_FREE) >= m->bytes) {
     if (atomic_compare_exchange_weak_explicit(&iso->room, &room,
                                               room - m->bytes,
                                               memory_order_relaxed,

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backpressure.h"
 #include "control.h"
 #include "detail.h"
 #include "epoch.h"
@@ -255,6 +256,10 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   while (iso->terminate_cap == 0 || iso->terminate_cap == iso->pause_cap);
   if ((rc = isola__heap_init(vm, iso, opts)) != ISOLA_OK) goto fail;
   if ((rc = isola__control_init(vm, iso, opts, run)) != ISOLA_OK) goto fail;
+  if (opts && (opts->mailbox_bound || opts->mailbox_bound_bytes) &&
+      (rc = isola__bp_set(vm, iso, opts->mailbox_bound,
+                          opts->mailbox_bound_bytes)) != ISOLA_OK)
+    goto fail;
   /* isola__t directly, not through t: gcc's UBSan null check of a TLS
    * address computed with "add x@gottpoff(%rip)" tests flags that the
    * linker's relaxation of that add into lea no longer sets, and aborts
@@ -554,6 +559,8 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   uint32_t p;
   while ((p = isola__ld32(&iso->ports)))
     isola__port_close(vm, isola__port_at(&vm->ports, p));
+  /* Nobody stays muted on it or waits for it (backpressure.h). */
+  isola__bp_end(vm, iso);
   /* The isola_run outcome, then each exit listener, exactly once: the
    * control port is closed, so no request is handled after this. */
   isola__control_finish(vm, iso);
@@ -614,4 +621,10 @@ int isola_blocking_end(void) {
   if (t->blocking == 0) return ISOLA_EINVAL;
   isola__sched_blocking_end(&isola__vm_get()->sched, t);
   return ISOLA_OK;
+}
+
+int isola_set_mailbox_bound(size_t messages, size_t bytes) {
+  isola__isolate *iso = isola__t.current;
+  if (!iso) return ISOLA_ENOTISOLATE;
+  return isola__bp_set(isola__vm_get(), iso, messages, bytes);
 }

@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdlib.h>
 
+#include "backpressure.h"
 #include "control.h"
 #include "heap.h"
 #include "isolate.h"
@@ -144,10 +145,12 @@ static void handle_user(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
 
 /* Whether anything wants the isolate back after it marked itself idle.
  * Reads only shared words: once marked idle another thread may own it. */
-static bool wanted(isola__isolate *iso, isola__node *oob_tail) {
+static bool wanted(isola__isolate *iso, isola__node *oob_tail,
+                   struct isola__bp *muted) {
   return atomic_load_explicit(&iso->oob_head, memory_order_seq_cst) !=
              oob_tail ||
-         atomic_load_explicit(&iso->kill_requested, memory_order_seq_cst);
+         atomic_load_explicit(&iso->kill_requested, memory_order_seq_cst) ||
+         (muted && isola__bp_wanted(muted));
 }
 
 /* What one run of loop() ends with besides a turn result: end the
@@ -217,6 +220,8 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         isola__msg *m = (isola__msg *)n;
         /* Out of the queue: its room back, its heap charge next. */
         isola__room_give(iso, m);
+        if (ISOLA__UNLIKELY(m->held & ISOLA__HELD_BOUND))
+          isola__bp_popped(vm, iso, m);
         if (ISOLA__UNLIKELY(iso->has_stats) &&
             m->type != ISOLA__MSG_START)
           isola__istats_deq(isola__iso_stats(iso), false, m->bytes);
@@ -272,6 +277,10 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
       continue;
     }
     isola__node *oob_tail = iso->oob_tail;
+    /* Muted (a hold that idles it as a pause does): read before the mark,
+     * while the isolate is still ours. */
+    struct isola__bp *muted =
+        ISOLA__UNLIKELY(paused) ? isola__bp_if_muted(iso) : NULL;
     /* Once marked idle another thread may own the isolate: nothing of this
      * turn may stay in it, and what it sent (a control request's answer
      * too) is pushed, and its spawn credits are back, before. */
@@ -284,7 +293,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
       /* The Dekker pair with isola__mq_poke(): an OOB sender or a kill
        * that came after our last look either sees the mark (and schedules
        * us) or is seen here. */
-      if (wanted(iso, oob_tail) && isola__mq_poke(&iso->head)) {
+      if (wanted(iso, oob_tail, muted) && isola__mq_poke(&iso->head)) {
         iso->unwind = jb;
         ISOLA__TURN_BEGIN(vm, iso);
         continue;

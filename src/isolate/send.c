@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backpressure.h"
 #include "control.h"
 #include "detail.h"
 #include "epoch.h"
 #include "message.h"
 #include "message_queue.h"
+#include "platform.h"
 #include "port_map.h"
 #include "scheduler.h"
 #include "stats.h"
@@ -71,14 +73,23 @@ int isola__post(isola__vm *vm, isola__msg *m) {
     return ISOLA_ECLOSED;
   }
   /* What others send an isolate it holds until it handles it: taken from
-   * its room, given back when popped (docs/security.md).  The runtime's
-   * own messages (timers, notices, what is owed to exit listeners) are
-   * not refused. */
-  if ((m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL) &&
-      !(m->held & ISOLA__HELD_EXEMPT) && !isola__room_take(iso, m)) {
-    isola__msg_free(m);
-    ISOLA__STATS_COUNT(vm, refused);
-    return ISOLA_EFULL;
+   * its room, given back when popped (docs/security.md), and counted
+   * against its mailbox bound, which may mute the sender (backpressure.h).
+   * The runtime's own messages (timers, notices, what is owed to exit
+   * listeners) are neither refused nor counted.  An isolate with neither
+   * a heap limit nor a bound costs this one load and branch, on the line
+   * the push touches anyway. */
+  ISOLA__PREFETCH_W(&iso->room);
+  uint32_t room = atomic_load_explicit(&iso->room, memory_order_relaxed);
+  if (ISOLA__UNLIKELY(room != ISOLA__ROOM_NONE) &&
+      (m->type == ISOLA__MSG_USER || m->type == ISOLA__MSG_EXTERNAL) &&
+      !(m->held & ISOLA__HELD_EXEMPT)) {
+    int rc = isola__bp_post(vm, iso, m, room);
+    if (rc != ISOLA_OK) {
+      isola__msg_free(m);
+      ISOLA__STATS_COUNT(vm, refused);
+      return rc;
+    }
   }
   ISOLA__STATS_SENT(vm, iso, m); /* before the push: m is then the receiver's */
   isola__isolate *to = isola__t.ob_to;
@@ -158,11 +169,12 @@ static int room_check(size_t bytes, void *arg) {
   isola__isolate *iso = isola__port_lookup(&c->vm->ports, c->port, &state);
   if (!iso || state == ISOLA__PORT_CONTROL) return ISOLA_ECLOSED;
   uint32_t room = atomic_load_explicit(&iso->room, memory_order_relaxed);
-  if (room != ISOLA__ROOM_NONE && bytes > room) return ISOLA_EFULL;
+  if (isola__room_short(room, bytes)) return ISOLA_EFULL;
   return ISOLA_OK;
 }
 
-int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
+static int send_mode(isola_port port, isola_value value, isola_port reply_to,
+                     int mode, uint64_t deadline) {
   if (port == ISOLA_PORT_NONE) {
     isola__detail_set("isola_send: the port is ISOLA_PORT_NONE");
     return ISOLA_EINVAL;
@@ -209,19 +221,42 @@ int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
     memcpy(handles, isola__block_handles(m + 1), nbuf * sizeof *handles);
   }
   if (nbuf) isola__msg_posting = m;
+  isola__t.send_mode = (uint8_t)mode;
+  isola__t.send_deadline = deadline;
   rc = isola__post(e.vm, m);
+  isola__t.send_mode = ISOLA__SEND_PLAIN;
   if (nbuf) isola__msg_posting = NULL;
   isola__vm_leave(&e);
   if (rc == ISOLA_OK)
     for (size_t i = 0; i < nbuf; i++) *handles[i] = NULL;
-  else
+  else if (rc == ISOLA_ECLOSED)
     isola__detail_set("isola_send: port %016llx is closed or unknown (%s)",
                       (unsigned long long)port, isola_err_name(rc));
+  else
+    isola__detail_set("isola_send to port %016llx: %s (%s)",
+                      (unsigned long long)port, isola_strerror(rc),
+                      isola_err_name(rc));
   if (handles != inline_handles) free(handles);
   ISOLA__DET_POINT(ISOLA__DET_SEND);
   return rc;
 }
 
+int isola_send_reply(isola_port port, isola_value value, isola_port reply_to) {
+  return send_mode(port, value, reply_to, ISOLA__SEND_PLAIN, 0);
+}
+
 int isola_send(isola_port port, isola_value value) {
-  return isola_send_reply(port, value, ISOLA_PORT_NONE);
+  return send_mode(port, value, ISOLA_PORT_NONE, ISOLA__SEND_PLAIN, 0);
+}
+
+int isola_try_send(isola_port port, isola_value value) {
+  return send_mode(port, value, ISOLA_PORT_NONE, ISOLA__SEND_TRY, 0);
+}
+
+int isola_send_wait(isola_port port, isola_value value, uint64_t timeout_ms) {
+  /* UINT64_MAX: no deadline (ISOLA_FOREVER, or so far off it saturates). */
+  uint64_t deadline = UINT64_MAX;
+  if (timeout_ms < (UINT64_MAX - isola__plat_now_ns()) / 1000000u)
+    deadline = isola__plat_now_ns() + timeout_ms * 1000000u;
+  return send_mode(port, value, ISOLA_PORT_NONE, ISOLA__SEND_WAIT, deadline);
 }

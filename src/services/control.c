@@ -23,10 +23,12 @@
 
 #include <execinfo.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backpressure.h"
 #include "isolate.h"
 #include "lifecycle.h"
 #include "message.h"
@@ -92,6 +94,11 @@ struct isola__control {
    * detail), or NULL. */
   char *exit_detail;
   struct isola__run *run;
+  /* Its mailbox bound and muting (backpressure.h), or NULL.  Set once by
+   * the isolate's thread and kept until the isolate is freed: senders
+   * read it (after the room word told them of a bound).  Last: an
+   * ended isolate's control state is cleared up to it (control_release). */
+  struct isola__bp *bp;
 };
 
 /* The error being raised on this thread, between isola_throw() and the
@@ -167,6 +174,15 @@ bool isola__control_admit(isola__isolate *iso, isola__msg *m) {
 static struct isola__control *ctl_of(isola__isolate *iso) {
   if (!iso->ctl) iso->ctl = calloc(1, sizeof *iso->ctl);
   return iso->ctl;
+}
+
+struct isola__bp *isola__control_bp(const isola__isolate *iso) {
+  return iso->ctl ? iso->ctl->bp : NULL;
+}
+
+struct isola__bp **isola__control_bp_slot(isola__isolate *iso) {
+  struct isola__control *c = ctl_of(iso);
+  return c ? &c->bp : NULL;
 }
 
 static void pause_add(isola__isolate *iso, isola_capability cap) {
@@ -399,7 +415,11 @@ static void run_free(struct isola__run *r) {
   free(r);
 }
 
-void isola__control_free(isola__isolate *iso) {
+/* Frees the control state; keep_bp: all but the backpressure state, kept
+ * (in an otherwise empty control state) until the isolate is freed,
+ * because senders and waiting threads that found the isolate may still
+ * use it (backpressure.h). */
+static void control_release(isola__isolate *iso, bool keep_bp) {
   for (isola__msg *x = iso->exits, *next; x; x = next) {
     next = exit_next(x);
     isola__msg_free(x);
@@ -414,9 +434,17 @@ void isola__control_free(isola__isolate *iso) {
   free(c->errors);
   free(c->exit_detail);
   run_free(c->run);
+  if (keep_bp && c->bp) {
+    /* All but bp, the last member, which other threads may be reading. */
+    memset(c, 0, offsetof(struct isola__control, bp));
+    return;
+  }
+  if (c->bp) isola__bp_free(c->bp);
   free(c);
   iso->ctl = NULL;
 }
+
+void isola__control_free(isola__isolate *iso) { control_release(iso, false); }
 
 void isola__control_discard(isola__isolate *iso) {
   if (iso->ctl) iso->ctl->run = NULL;
@@ -530,6 +558,10 @@ isola__ctl_action isola__control_hold(isola__vm *vm, isola__isolate *iso) {
     }
   }
   if (iso->hold & ISOLA__HOLD_EXITING) return ISOLA__CTL_END;
+  /* Muted (backpressure.h): control requests are handled, the kill and
+   * pings for the next event above included; normal messages wait. */
+  if ((iso->hold & ISOLA__HOLD_MUTED) && isola__bp_still_muted(iso))
+    return ISOLA__CTL_PAUSE;
   return ISOLA__CTL_GO;
 }
 
@@ -848,7 +880,7 @@ void isola__control_finish(isola__vm *vm, isola__isolate *iso) {
     isola__post(vm, x); /* its node is the queue's from here */
     x = next;
   }
-  isola__control_free(iso);
+  control_release(iso, true);
 }
 
 /* ---- the requests (any thread) ----------------------------------------- */
@@ -884,7 +916,7 @@ static int ctl_check(size_t bytes, void *arg) {
   isola__isolate *iso = isola__port_lookup(&c->vm->ports, c->port, &state);
   if (!iso || state != ISOLA__PORT_CONTROL) return ISOLA_ECLOSED;
   uint32_t room = atomic_load_explicit(&iso->room, memory_order_relaxed);
-  if (room != ISOLA__ROOM_NONE && bytes > room) return ISOLA_EFULL;
+  if (isola__room_short(room, bytes)) return ISOLA_EFULL;
   return ISOLA_OK;
 }
 

@@ -20,6 +20,7 @@ enum {
   ISOLA__HOLD_PAUSED = 1u,  /* a pause capability is held */
   ISOLA__HOLD_NEXT = 2u,    /* pings or a kill wait for the next event */
   ISOLA__HOLD_EXITING = 4u, /* paused on exit: end once resumed */
+  ISOLA__HOLD_MUTED = 8u,   /* muted by a full receiver (backpressure.h) */
 };
 
 /* Why a turn was unwound (the longjmp value). */
@@ -108,6 +109,12 @@ void isola__control_finish(isola__vm *vm, isola__isolate *iso);
 
 /* Frees whatever control state is left (the reclaimer). */
 void isola__control_free(isola__isolate *iso);
+
+/* The isolate's backpressure state (backpressure.h), or NULL; and the
+ * place for it, made on first use by the isolate's thread (NULL: out of
+ * memory). */
+struct isola__bp *isola__control_bp(const isola__isolate *iso);
+struct isola__bp **isola__control_bp_slot(isola__isolate *iso);
 
 /* A spawn that failed: frees the state, leaving the isola_run state to
  * the caller. */
