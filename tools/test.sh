@@ -5,7 +5,13 @@
 # to build/<name>.
 set -eu
 cd "$(dirname "$0")/.."
-sh tools/deps.sh
+# The core needs cmake, gcc and Criterion; the optional components' tests
+# need their libraries and tools too, so that this command runs every test:
+# libnats-dev and nats-server (always, tools/deps.sh), libmicrohttpd-dev,
+# promtool (prometheus), chromium and curl (isola_observe and its browser
+# test), libdw-dev (isola_symbolize), systemtap-sdt-dev (USDT probes).
+sh tools/deps.sh libmicrohttpd-dev prometheus chromium curl libdw-dev \
+  systemtap-sdt-dev
 san="${1:-}"
 if [ -n "$san" ]; then
   dir="build/san-$(echo "$san" | tr ',' '-')"
