@@ -126,6 +126,7 @@ Test(trace, the_file_holds_turns_spawns_flows_pauses_and_ends) {
   /* On demand, while running: a file that already names the main. */
   char now[] = "/tmp/isola-trace-now-XXXXXX";
   fd = mkstemp(now);
+  cr_assert(fd >= 0, "%s", "mkstemp");
   close(fd);
   TH_ASSERT_OK(isola_trace_write(now));
   char *early = slurp(now);
@@ -171,6 +172,7 @@ Test(trace, a_full_buffer_drops_and_says_so_and_off_is_einval) {
 
   char path[] = "/tmp/isola-trace-XXXXXX";
   int fd = mkstemp(path);
+  cr_assert(fd >= 0, "%s", "mkstemp");
   close(fd);
   isola_config c;
   isola_config_init(&c);

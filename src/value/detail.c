@@ -7,6 +7,7 @@
  * path pays nothing for it.
  */
 #include "detail.h"
+#include "value.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -29,56 +30,23 @@ void isola__detail_set(const char *fmt, ...) {
  * bad byte, or true. */
 static bool utf8_explain(const unsigned char *s, size_t n, size_t *at,
                          const char **why) {
-  size_t i = 0;
-  while (i < n) {
-    unsigned c = s[i];
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    size_t need;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-      need = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      need = 2;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      need = 3;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      *at = i;
-      *why = c >= 0x80 && c <= 0xBF ? "a continuation byte with no lead byte"
-             : c == 0xC0 || c == 0xC1 ? "the lead byte of an overlong form"
-                                      : "a byte that never occurs in UTF-8";
-      return false;
-    }
-    if (n - i - 1 < need) {
-      *at = i;
-      *why = "a sequence cut short by the end of the string";
-      return false;
-    }
-    if (s[i + 1] < lo || s[i + 1] > hi) {
-      *at = i + 1;
-      *why = (c == 0xED) ? "an encoded UTF-16 surrogate"
-             : (c == 0xE0 || c == 0xF0) && s[i + 1] >= 0x80 && s[i + 1] < lo
-                 ? "an overlong form"
-             : c == 0xF4 && s[i + 1] > hi ? "a code point above U+10FFFF"
-                                          : "a lead byte not followed by a "
-                                            "continuation byte";
-      return false;
-    }
-    for (size_t k = 2; k <= need; k++)
-      if ((s[i + k] & 0xC0) != 0x80) {
-        *at = i + k;
-        *why = "a lead byte not followed by enough continuation bytes";
-        return false;
-      }
-    i += need + 1;
-  }
-  return true;
+  static const char *const text[] = {
+      [ISOLA__UTF8_STRAY_CONTINUATION] = "a continuation byte with no lead byte",
+      [ISOLA__UTF8_OVERLONG_LEAD] = "the lead byte of an overlong form",
+      [ISOLA__UTF8_NEVER] = "a byte that never occurs in UTF-8",
+      [ISOLA__UTF8_CUT_SHORT] = "a sequence cut short by the end of the string",
+      [ISOLA__UTF8_SURROGATE] = "an encoded UTF-16 surrogate",
+      [ISOLA__UTF8_OVERLONG] = "an overlong form",
+      [ISOLA__UTF8_TOO_HIGH] = "a code point above U+10FFFF",
+      [ISOLA__UTF8_NO_CONTINUATION] =
+          "a lead byte not followed by a continuation byte",
+      [ISOLA__UTF8_TOO_FEW_CONTINUATIONS] =
+          "a lead byte not followed by enough continuation bytes"};
+  int reason;
+  *at = isola__utf8_bad_at(s, n, &reason);
+  if (*at == SIZE_MAX) return true;
+  *why = text[reason];
+  return false;
 }
 
 /* Set of list, map and buffer identities already met (cycles, sharing). */

@@ -126,7 +126,7 @@ int isola_map_find(isola_value v, isola_value key, isola_value *out) {
 
 /* Whether s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF). */
-bool isola__utf8_valid(const unsigned char *s, size_t n) {
+size_t isola__utf8_bad_at(const unsigned char *s, size_t n, int *why) {
   size_t i = 0;
   while (i < n) {
     /* Eight ASCII bytes at a time. */
@@ -155,15 +155,32 @@ bool isola__utf8_valid(const unsigned char *s, size_t n) {
       if (c == 0xF0) lo = 0x90;
       if (c == 0xF4) hi = 0x8F;
     } else {
-      return false;
+      *why = c <= 0xBF               ? ISOLA__UTF8_STRAY_CONTINUATION
+             : c == 0xC0 || c == 0xC1 ? ISOLA__UTF8_OVERLONG_LEAD
+                                      : ISOLA__UTF8_NEVER;
+      return i;
     }
-    if (n - i - 1 < need) return false;
-    if (s[i + 1] < lo || s[i + 1] > hi) return false;
+    if (n - i - 1 < need) {
+      *why = ISOLA__UTF8_CUT_SHORT;
+      return i;
+    }
+    unsigned c1 = s[i + 1];
+    if (c1 < lo || c1 > hi) {
+      *why = c == 0xED ? ISOLA__UTF8_SURROGATE
+             : (c == 0xE0 || c == 0xF0) && c1 >= 0x80 && c1 < lo
+                 ? ISOLA__UTF8_OVERLONG
+             : c == 0xF4 && c1 > hi ? ISOLA__UTF8_TOO_HIGH
+                                    : ISOLA__UTF8_NO_CONTINUATION;
+      return i + 1;
+    }
     for (size_t k = 2; k <= need; k++)
-      if ((s[i + k] & 0xC0) != 0x80) return false;
+      if ((s[i + k] & 0xC0) != 0x80) {
+        *why = ISOLA__UTF8_TOO_FEW_CONTINUATIONS;
+        return i + k;
+      }
     i += need + 1;
   }
-  return true;
+  return SIZE_MAX;
 }
 
 /* ---- planning ---------------------------------------------------------- */
