@@ -27,7 +27,8 @@
  * looks at the others every 61st turn and steals from a stuck one, and a
  * monitor thread, every millisecond while a worker is busy, wakes a
  * spinning thread when a stuck worker holds work.  So runnext is an atomic
- * word the owner exchanges.
+ * word; the owner still takes it without a locked instruction (an
+ * asymmetric fence protocol, scheduler.c's "runnext").
  */
 #ifndef ISOLA_SCHEDULER_H
 #define ISOLA_SCHEDULER_H
