@@ -528,11 +528,12 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
 }
 
 static isola__isolate *find_runnable(isola__vm *vm, isola__thread *t) {
-  isola__cnt_set(&t->w->st_cur, 0);
+  if (ISOLA__SEND_COUNTERS) isola__cnt_set(&t->w->st_cur, 0);
   isola__isolate *iso = find_runnable_inner(vm, t);
   if (iso && t->w) {
     isola__cnt_add(&t->w->st_turns, 1); /* stuck_for() sees it move */
-    isola__cnt_set(&t->w->st_cur, iso->control_port);
+    if (ISOLA__SEND_COUNTERS)
+      isola__cnt_set(&t->w->st_cur, iso->control_port);
   }
   /* A thread woken to look for work counts as spinning until it finds
    * some. */
