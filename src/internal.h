@@ -164,7 +164,10 @@ struct isola__isolate {
   isola_port control_port;
   isola_capability pause_cap;
   isola_capability terminate_cap;
-  uint64_t origin;
+  /* Set by the spawner once the control port is open (a root's origin is
+   * that port), so a snapshot walking the port map may read it while the
+   * isolate is being built: atomic, 0 until set. */
+  _Atomic uint64_t origin;
 
   /* Owned by the thread running the isolate. */
   alignas(ISOLA__CACHE_LINE) isola__node *tail;
