@@ -95,6 +95,9 @@ typedef struct isola__msg {
   uint32_t bytes;
   uint16_t charged;
   uint16_t held; /* ISOLA__HELD_*: its holder's room (isola__room_take) */
+  /* The slot index of dest, set by isola__post() (which looked it up), so
+   * that the receiver finds the port without decoding the id again. */
+  uint32_t dest_index;
 } isola__msg;
 
 /* msg->held: the message's bytes are taken from the room of the isolate

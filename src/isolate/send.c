@@ -57,7 +57,8 @@ void isola__outbox_push(isola__vm *vm) {
 int isola__post(isola__vm *vm, isola__msg *m) {
   assert_online();
   int state;
-  isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
+  isola__isolate *iso =
+      isola__port_lookup_ix(&vm->ports, m->dest, &state, &m->dest_index);
   if (!iso) {
     isola__msg_free(m);
     ISOLA__STATS_COUNT(vm, refused);
