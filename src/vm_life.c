@@ -72,7 +72,7 @@ isola__epoch_rec *isola__vm_thread_rec(isola__vm *vm) {
   return rec;
 }
 
-int isola__vm_enter(isola__call *c) {
+int isola__vm_enter_slow(isola__call *c) {
   c->counted = c->online = false;
   c->rec = NULL;
   isola__thread *t = isola__t.thread;
@@ -95,7 +95,7 @@ int isola__vm_enter(isola__call *c) {
   else if (!(c->rec = isola__vm_thread_rec(vm)))
     rc = ISOLA_ENOMEM;
   if (rc != ISOLA_OK) {
-    isola__vm_leave(c);
+    isola__vm_leave_slow(c);
     return rc;
   }
   /* Entries nest: a call made inside another call on this thread (a hook
@@ -110,7 +110,7 @@ int isola__vm_enter(isola__call *c) {
   return ISOLA_OK;
 }
 
-void isola__vm_leave(isola__call *c) {
+void isola__vm_leave_slow(isola__call *c) {
   if (c->online) isola__epoch_offline(c->rec);
   c->online = false;
   /* Release: what this call did happens before a shutdown that sees the

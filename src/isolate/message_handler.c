@@ -229,7 +229,8 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
           isola__trace_event(vm, ISOLA__TEV_FLOW_IN, NULL, (uintptr_t)m, 0);
         /* The message is in the isolate's heap while it is handled (may
          * raise out-of-memory instead: heap.h). */
-        isola__heap_charge_msg(vm, iso, m);
+        if (iso->ext || vm->config.heap_limit) /* else nothing to count */
+          isola__heap_charge_msg(vm, iso, m);
         if (m->type == ISOLA__MSG_START)
           handle_start(vm, iso, m);
         else if (ISOLA__UNLIKELY(m->type == ISOLA__MSG_TIMER)) {
