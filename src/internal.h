@@ -329,6 +329,16 @@ extern void (*_Atomic isola__test_hook)(int where);
 #define ISOLA__TEST_HOOK(where) ((void)0)
 #endif
 
+/* Every post and outbox push is made by a thread whose epoch record
+ * (isola__t.rec) is online (send.c); a test build counts those that are
+ * not, for tests to read (test_hooks.h). */
+#ifdef ISOLA_TEST_HOOKS
+void isola__test_post_check(void);
+#define ISOLA__TEST_POST_CHECK() isola__test_post_check()
+#else
+#define ISOLA__TEST_POST_CHECK() ((void)0)
+#endif
+
 /* The VM (vm_life.c).  NULL when none runs. */
 extern _Atomic(isola__vm *) isola__the_vm;
 
