@@ -123,6 +123,13 @@ static void mute(isola__vm *vm, isola__isolate *self, struct isola__bp *rbp) {
   struct isola__bp *own = isola__control_bp(self);
   if (own && full(own)) return;
   if (!own && !(own = bp_get(self))) return; /* no memory: not muted */
+  /* Listed there already and still held: once is enough.  (If rbp let go
+   * of it meanwhile, mutes says so only when rbp was its one receiver;
+   * else this event may overshoot rbp's bound a little more, as a sender
+   * that was never muted does within one event.) */
+  if ((self->hold & ISOLA__HOLD_MUTED) && own->muted_on == rbp &&
+      atomic_load_explicit(&own->mutes, memory_order_seq_cst) != 0)
+    return;
   pthread_mutex_lock(&rbp->lock);
   if (rbp->closed) {
     pthread_mutex_unlock(&rbp->lock);
@@ -139,6 +146,7 @@ static void mute(isola__vm *vm, isola__isolate *self, struct isola__bp *rbp) {
     rbp->cap = cap;
   }
   rbp->muted[rbp->nmuted++] = self->control_port;
+  own->muted_on = rbp;
   atomic_fetch_add_explicit(&own->mutes, 1, memory_order_seq_cst);
   atomic_fetch_add_explicit(&rbp->waiting, 1, memory_order_seq_cst);
   pthread_mutex_unlock(&rbp->lock);

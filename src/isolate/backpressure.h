@@ -39,8 +39,11 @@ struct isola__bp {
   /* Muted senders listed plus threads waiting: the isolate's pop looks at
    * it only below the low-water mark. */
   _Atomic uint32_t waiting;
-  /* As a sender: how many receivers hold this isolate muted. */
+  /* As a sender: how many receivers hold this isolate muted, and the
+   * last it was listed on (owner only): an event that goes on sending to
+   * that full receiver is listed there once, not once per send. */
   _Atomic uint32_t mutes;
+  struct isola__bp *muted_on;
   pthread_mutex_t lock;
   pthread_cond_t cond; /* isola_send_wait's waiters (CLOCK_MONOTONIC) */
   /* Under lock: the control ports of the isolates this one muted, and
