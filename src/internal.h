@@ -77,7 +77,7 @@ enum {
   ISOLA__MSG_NOTICE_ADD, /* as EXIT_ADD, for an exit notice listener */
   ISOLA__MSG_ERROR_NOTICE_ADD, /* as ERROR_ADD, for an error notice one */
   /* Never queued: marks a stored exit response (iso->exits) whose
-   * listener gets an exit notice built around it (control.c). */
+   * listener gets an exit notice built around it (exit.c). */
   ISOLA__MSG_NOTICE,
 };
 
@@ -195,7 +195,7 @@ struct isola__isolate {
   uint8_t pool_class; /* of its memory (pool.h) */
   bool errors_fatal;
   /* Why it ends (an isola_exit_reason), set where the end is decided and
-   * read when its exit notices are built (control.c). */
+   * read when its exit notices are built (exit.c). */
   uint8_t exit_reason;
   isola__group *group;
   /* The name (isolate.h): up to 15 bytes here, NUL-terminated; a longer

@@ -16,6 +16,28 @@ static const Dwfl_Callbacks callbacks = {
     .find_debuginfo = dwfl_standard_find_debuginfo,
 };
 
+/* The source line of pc (an address of the process) in mod, or NULL.
+ * dwfl_module_getsrc finds the compilation unit through .debug_aranges,
+ * and libdw before elfutils 0.191 (Debian 12 has 0.188) takes a missing
+ * section as "no unit covers it": clang emits none by default (unless
+ * -gdwarf-aranges), whatever the DWARF version, and a module may mix
+ * units that have entries with units that have none.  So when that finds
+ * nothing, ask each unit's own address ranges (DW_AT_low_pc/high_pc or
+ * DW_AT_ranges) and read the line table of the one that holds pc. */
+static const char *source_line(Dwfl_Module *mod, Dwarf_Addr pc, int *lineno) {
+  Dwfl_Line *line = dwfl_module_getsrc(mod, pc);
+  if (line) return dwfl_lineinfo(line, NULL, lineno, NULL, NULL, NULL);
+  Dwarf_Addr bias = 0;
+  Dwarf_Die *cu = NULL;
+  while ((cu = dwfl_module_nextcu(mod, cu, &bias)) != NULL) {
+    if (dwarf_haspc(cu, pc - bias) != 1) continue;
+    Dwarf_Line *l = dwarf_getsrc_die(cu, pc - bias);
+    const char *file = l ? dwarf_linesrc(l, NULL, NULL) : NULL;
+    if (file && dwarf_lineno(l, lineno) == 0) return file;
+  }
+  return NULL;
+}
+
 char *isola_symbolize(void *const *frames, int n) {
   if (!frames || n <= 0) return NULL;
   Dwfl *dwfl = dwfl_begin(&callbacks);
@@ -47,10 +69,8 @@ char *isola_symbolize(void *const *frames, int n) {
       fprintf(f, " %s+0x%" PRIx64, sym, (uint64_t)off);
     else
       fputs(" ??", f);
-    Dwfl_Line *line = mod ? dwfl_module_getsrc(mod, pc) : NULL;
     int lineno = 0;
-    const char *file =
-        line ? dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL) : NULL;
+    const char *file = mod ? source_line(mod, pc, &lineno) : NULL;
     if (file) fprintf(f, " at %s:%d", file, lineno);
     const char *mname =
         mod ? dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL)

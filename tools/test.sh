@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # need their libraries and tools too, so that this command runs every test:
 # libnats-dev and nats-server (always, tools/deps.sh), libmicrohttpd-dev,
 # promtool (prometheus), chromium and curl (isola_observe and its browser
-# test), libdw-dev (isola_symbolize), systemtap-sdt-dev (USDT probes).
-sh tools/deps.sh libmicrohttpd-dev prometheus chromium curl libdw-dev \
+# test), libdw-dev (isola_symbolize) and clang (a module of its test),
+# systemtap-sdt-dev (USDT probes).
+sh tools/deps.sh libmicrohttpd-dev prometheus chromium curl libdw-dev clang \
   systemtap-sdt-dev
 san="${1:-}"
 if [ -n "$san" ]; then

@@ -6,7 +6,7 @@
  * an isolate: reply or timeout, exactly once) and isola_call_wait (the
  * blocking call for plain threads).  Everything here is built on the
  * public API, plus two internal hooks: the spawner opens the first port
- * (isolate.c) and a receiver's isolate reports its end (control.c).
+ * (isolate.c) and a receiver's isolate reports its end (run.c).
  */
 #include <errno.h>
 #include <pthread.h>

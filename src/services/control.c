@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * control.c — isolate control (control.h): the public requests (pause,
- * resume, kill, ping, listeners, errors fatal), their handling on the
- * isolate's own thread, uncaught errors, isola_exit and isola_run.
+ * control.c — isolate control requests (control.h): the public requests
+ * (pause, resume, kill, ping, exit and error listeners, errors fatal) and
+ * their handling on the isolate's own thread.  The rest of isolate control
+ * is in files of its own: uncaught errors in uncaught.c, the end (exit
+ * listeners' notices, isola_exit) in exit.c, isola_run in run.c; the state
+ * they share is in control_state.h.
  *
  * Every request is a control message on the target's OOB queue, checked by
  * the target against its own capabilities (a wrong capability is ignored,
@@ -12,105 +15,26 @@
  *
  * Where things are, in this order: room (what requests hold); set up and
  * tear down; handling requests (the isolate's thread: pause, kill and
- * pings, before-next-event kills and pings in one ordered list); uncaught
- * errors (isola_throw, the error listeners, isola__control_raise); the end
- * (the isola_run outcome and exit listeners, isola__control_finish); the
- * requests (any thread); isola_exit; isola_run.
+ * pings, before-next-event kills and pings in one ordered list); the
+ * requests (any thread).
  */
 #include "control.h"
 
-#include "pool.h"
-
-#include <execinfo.h>
-#include <stdarg.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backpressure.h"
+#include "control_state.h"
 #include "forward.h"
 #include "isolate.h"
 #include "lifecycle.h"
 #include "message.h"
 #include "message_handler.h"
-#include "pool.h"
 #include "port_map.h"
 #include "scheduler.h"
 #include "value.h"
 #include "vm.h"
-
-typedef struct run_waiter {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool done; /* protected by mu */
-  int rc;
-  isola_value result;
-} run_waiter;
-
-/* An isola_run computation, owned by the isolate that runs it. */
-struct isola__run {
-  isola_run_fn fn;
-  isola_port port;    /* isola_run_async: where the outcome goes */
-  run_waiter *waiter; /* isola_run: the blocked caller */
-  bool done;          /* fn returned: result holds its value */
-  isola_value result;
-  char *err_msg, *err_stack; /* the last uncaught error, or NULL */
-  /* isola_run_async_opts: a copy of the caller's tag, the completion's
-   * first item. */
-  bool tagged;
-  isola_value tag;
-  /* Not a computation: fn is NULL and on_end(on_end_arg) runs on the
-   * isolate's thread as it ends, after its ports closed (receivers,
-   * call.c). */
-  void (*on_end)(void *arg);
-  void *on_end_arg;
-};
-
-struct isola__run *isola__run_on_end(void (*fn)(void *arg), void *arg) {
-  struct isola__run *r = calloc(1, sizeof *r);
-  if (!r) return NULL;
-  r->on_end = fn;
-  r->on_end_arg = arg;
-  return r;
-}
-
-struct isola__control {
-  isola_capability *pauses; /* a set: Dart's pause capabilities */
-  uint32_t npauses, pauses_cap;
-  struct error_listener {
-    isola_port port;
-    bool notice; /* [message, stack, isolate] rather than [message, stack] */
-    bool held;   /* ERROR_ROOM of the isolate's room is taken for it */
-  } *errors;
-  uint32_t nerrors, errors_cap;
-  /* ISOLA_BEFORE_NEXT_EVENT pings (addressed responses) and kills (NULL),
-   * in the order received: a kill ends the isolate there, and the pings
-   * after it are never answered. */
-  isola__msg **pings;
-  uint32_t npings, pings_cap;
-  bool kill_next; /* a kill that found no room in pings: after them all */
-  bool exit_paused; /* pause_on_exit applied once */
-  /* The message of the error that ends the isolate (exit notices'
-   * detail), or NULL. */
-  char *exit_detail;
-  struct isola__run *run;
-  /* Its mailbox bound and muting (backpressure.h), or NULL.  Set once by
-   * the isolate's thread and kept until the isolate is freed: senders
-   * read it (after the room word told them of a bound).  Last: an
-   * ended isolate's control state is cleared up to it (control_release). */
-  struct isola__bp *bp;
-};
-
-/* The error being raised on this thread, between isola_throw() and the
- * turn it unwinds to (same thread, so thread-local).  NULL: out of
- * memory, a fixed text is used. */
-static _Thread_local char *pending_msg;
-static _Thread_local char *pending_stack;
-/* ISOLA_EXIT_ERROR, or ISOLA_EXIT_HEAP_LIMIT for isola__throw_heap_limit. */
-static _Thread_local uint8_t pending_reason;
-
-static const char oom_text[] = "out of memory while raising an error";
 
 static bool grow(void **p, uint32_t *cap, uint32_t n, size_t size) {
   if (n < *cap) return true;
@@ -172,11 +96,6 @@ bool isola__control_admit(isola__isolate *iso, isola__msg *m) {
   return true;
 }
 
-static struct isola__control *ctl_of(isola__isolate *iso) {
-  if (!iso->ctl) iso->ctl = calloc(1, sizeof *iso->ctl);
-  return iso->ctl;
-}
-
 struct isola__bp *isola__control_bp(const isola__isolate *iso) {
   return iso->ctl ? iso->ctl->bp : NULL;
 }
@@ -220,11 +139,6 @@ static void pause_remove(isola__isolate *iso, isola_capability cap) {
  * linked through the message's queue node, which is unused until the
  * message is posted, in the order they were added.  So an isolate spawned
  * with on_exit costs one message, not a record and an array besides. */
-static isola__msg *exit_next(isola__msg *m) {
-  return (isola__msg *)atomic_load_explicit(&m->node.next,
-                                            memory_order_relaxed);
-}
-
 static void exit_link(isola__msg *m, isola__msg *next) {
   atomic_store_explicit(&m->node.next, next ? &next->node : NULL,
                         memory_order_relaxed);
@@ -407,20 +321,11 @@ int isola__control_init(isola__vm *vm, isola__isolate *iso,
   return ISOLA_OK;
 }
 
-static void run_free(struct isola__run *r) {
-  if (!r) return;
-  isola_value_free(&r->result);
-  isola_value_free(&r->tag);
-  free(r->err_msg);
-  free(r->err_stack);
-  free(r);
-}
-
 /* Frees the control state; keep_bp: all but the backpressure state, kept
  * (in an otherwise empty control state) until the isolate is freed,
  * because senders and waiting threads that found the isolate may still
  * use it (backpressure.h). */
-static void control_release(isola__isolate *iso, bool keep_bp) {
+void isola__control_release(isola__isolate *iso, bool keep_bp) {
   for (isola__msg *x = iso->exits, *next; x; x = next) {
     next = exit_next(x);
     isola__msg_free(x);
@@ -434,7 +339,7 @@ static void control_release(isola__isolate *iso, bool keep_bp) {
   free(c->pauses);
   free(c->errors);
   free(c->exit_detail);
-  run_free(c->run);
+  isola__run_free(c->run);
   if (keep_bp && c->bp) {
     /* All but bp, the last member, which other threads may be reading. */
     memset(c, 0, offsetof(struct isola__control, bp));
@@ -445,7 +350,9 @@ static void control_release(isola__isolate *iso, bool keep_bp) {
   iso->ctl = NULL;
 }
 
-void isola__control_free(isola__isolate *iso) { control_release(iso, false); }
+void isola__control_free(isola__isolate *iso) {
+  isola__control_release(iso, false);
+}
 
 void isola__control_discard(isola__isolate *iso) {
   if (iso->ctl) iso->ctl->run = NULL;
@@ -575,313 +482,6 @@ bool isola__control_pause_on_exit(isola__vm *vm, isola__isolate *iso) {
   if (c->npauses == 0) return false;
   iso->hold |= ISOLA__HOLD_EXITING;
   return true;
-}
-
-/* ---- uncaught errors --------------------------------------------------- */
-
-/* The stack of the calling thread, one frame a line, or NULL. */
-static char *capture_stack(void) {
-  void *frames[64];
-  int n = backtrace(frames, 64);
-  if (n <= 0) return NULL;
-  /* Frame 0 is this function and frame 1 the raise: skip both. */
-  int first = n > 2 ? 2 : 0;
-  isola__vm *vm = isola__vm_get();
-  if (vm && vm->config.stack_symbolizer) {
-    char *sym = vm->config.stack_symbolizer(frames + first, n - first);
-    if (sym) return sym;
-  }
-  char **syms = backtrace_symbols(frames, n);
-  if (!syms) return NULL;
-  size_t len = 1;
-  for (int i = first; i < n; i++) len += strlen(syms[i]) + 1;
-  char *s = malloc(len);
-  if (s) {
-    char *p = s;
-    for (int i = first; i < n; i++) {
-      size_t l = strlen(syms[i]);
-      memcpy(p, syms[i], l);
-      p += l;
-      *p++ = '\n';
-    }
-    if (p > s) p--; /* no newline after the last frame */
-    *p = '\0';
-  }
-  free(syms);
-  return s;
-}
-
-static void info_of(isola__isolate *iso, isola_isolate_info *info) {
-  info->name = isola__isolate_name(iso);
-  info->control_port = iso->control_port;
-  info->origin = iso->origin;
-  info->group = iso->group->id;
-  info->exit_reason = 0;
-}
-
-static void report_unhandled(isola__vm *vm, const isola_isolate_info *info,
-                             const char *msg, const char *stack) {
-  if (vm && vm->config.unhandled_error) {
-    vm->config.unhandled_error(vm->config.unhandled_error_data, info, msg,
-                               stack);
-    return;
-  }
-  fprintf(stderr, "isola: uncaught error in isolate '%s' (%016llx): %s\n",
-          info ? info->name : "(not an isolate)",
-          info ? (unsigned long long)info->control_port : 0ull, msg);
-}
-
-ISOLA_NORETURN_ static void raise_now(char *msg, uint8_t reason) {
-  char *stack = capture_stack();
-  isola__isolate *iso = isola__t.current;
-  if (!iso || !iso->unwind) {
-    /* No turn to unwind to: misuse, reported and fatal like assert(). */
-    isola_isolate_info info;
-    if (iso) info_of(iso, &info);
-    report_unhandled(iso ? isola__vm_get() : NULL, iso ? &info : NULL,
-                     msg ? msg : oom_text, stack ? stack : "");
-    abort();
-  }
-  free(pending_msg);
-  free(pending_stack);
-  pending_msg = msg;
-  pending_stack = stack;
-  pending_reason = reason;
-  longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_ERROR);
-}
-
-void isola_throw(const char *fmt, ...) {
-  char *msg = NULL;
-  if (fmt) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
-    va_end(ap);
-  } else {
-    msg = strdup("");
-  }
-  raise_now(msg, ISOLA_EXIT_ERROR);
-}
-
-void isola__throw_heap_limit(const char *fmt, ...) {
-  char *msg = NULL;
-  va_list ap;
-  va_start(ap, fmt);
-  if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
-  va_end(ap);
-  raise_now(msg, ISOLA_EXIT_HEAP_LIMIT);
-}
-
-void isola__assert_fail(const char *expr, const char *file, int line) {
-  char *msg = NULL;
-  if (asprintf(&msg, "assertion failed: %s (%s:%d)", expr, file, line) < 0)
-    msg = NULL;
-  raise_now(msg, ISOLA_EXIT_ERROR);
-}
-
-/* Replaces bytes that may break UTF-8 so the text can be sent. */
-static void ascii_only(char *s) {
-  for (; s && *s; s++)
-    if ((unsigned char)*s >= 0x80) *s = '?';
-}
-
-/* A message [msg, stack] (notice: [msg, stack, isolate id]) addressed to
- * port, or NULL. */
-static isola__msg *error_msg(char *msg, char *stack, isola_port id,
-                             bool notice, isola_port port) {
-  isola_value items[3] = {isola_str(msg), isola_str(stack),
-                          isola_sendport(id)};
-  size_t n = notice ? 3 : 2;
-  isola__msg *m;
-  int rc = isola__msg_new(isola_list(items, n), &m);
-  if (rc == ISOLA_EINVAL) { /* not UTF-8 */
-    ascii_only(msg);
-    ascii_only(stack);
-    items[0] = isola_str(msg);
-    items[1] = isola_str(stack);
-    rc = isola__msg_new(isola_list(items, n), &m);
-  }
-  if (rc != ISOLA_OK) return NULL;
-  m->dest = port;
-  return m;
-}
-
-bool isola__control_raise(isola__vm *vm, isola__isolate *iso) {
-  char *msg = pending_msg, *stack = pending_stack;
-  pending_msg = pending_stack = NULL;
-  char empty[1] = "";
-  char oom[sizeof oom_text];
-  memcpy(oom, oom_text, sizeof oom);
-  char *m = msg ? msg : oom, *s = stack ? stack : empty;
-  struct isola__control *c = iso->ctl;
-  bool fatal = iso->errors_fatal;
-  if (c && c->run) {
-    /* An isola_run computation: its caller receives the error. */
-    free(c->run->err_msg);
-    free(c->run->err_stack);
-    c->run->err_msg = strdup(m);
-    c->run->err_stack = strdup(s);
-    fatal = true;
-  } else if (c && c->nerrors) {
-    for (uint32_t i = 0; i < c->nerrors; i++) {
-      isola__msg *e = error_msg(m, s, iso->control_port,
-                                c->errors[i].notice, c->errors[i].port);
-      if (e) isola__post(vm, e);
-    }
-  } else {
-    isola_isolate_info info;
-    info_of(iso, &info);
-    report_unhandled(vm, &info, m, s);
-  }
-  isola__trace(vm, ISOLA_TRACE_ISOLATES,
-               "isola: isolate '%s' (%016llx) uncaught error: %s\n",
-               isola__isolate_name(iso),
-               (unsigned long long)iso->control_port, m);
-  /* Should this error end the isolate, its exit notices say why. */
-  iso->exit_reason = pending_reason ? pending_reason : ISOLA_EXIT_ERROR;
-  pending_reason = 0;
-  if (c || (iso->exits && (c = ctl_of(iso)))) {
-    free(c->exit_detail);
-    c->exit_detail = msg; /* taken: NULL (out of memory) is reported as
-                             the fixed text */
-    msg = NULL;
-    if (!c->exit_detail) c->exit_detail = strdup(oom_text);
-  }
-  free(msg);
-  free(stack);
-  return fatal;
-}
-
-void isola__control_survived(isola__isolate *iso) {
-  iso->exit_reason = ISOLA_EXIT_NORMAL;
-  if (iso->ctl) {
-    free(iso->ctl->exit_detail);
-    iso->ctl->exit_detail = NULL;
-  }
-}
-
-void isola__control_unwound(isola__vm *vm, isola__isolate *iso) {
-  (void)iso;
-  /* Frames abandoned between isola_blocking_begin() and _end(): end the
-   * blocking section so the thread gets its worker back. */
-  isola__thread *t = isola__t.thread;
-  while (t && t->blocking > 0) isola__sched_blocking_end(&vm->sched, t);
-}
-
-/* ---- the end ----------------------------------------------------------- */
-
-static void run_deliver(isola__vm *vm, struct isola__run *r) {
-  if (r->on_end) {
-    r->on_end(r->on_end_arg);
-    return;
-  }
-  const char *msg = r->err_msg ? r->err_msg
-                               : "the isolate ended before the computation "
-                                 "returned (killed, or isola_exit)";
-  const char *stack = r->err_stack ? r->err_stack : "";
-  if (r->waiter) {
-    run_waiter *w = r->waiter;
-    isola_value res = isola_null();
-    int rc = ISOLA_OK;
-    if (r->done) {
-      res = r->result;
-      r->result = isola_null();
-    } else {
-      isola_value items[2] = {isola_str(msg), isola_str(stack)};
-      if (isola_value_copy(isola_list(items, 2), &res) != ISOLA_OK)
-        res = isola_null();
-      rc = ISOLA_EFAILED;
-    }
-    pthread_mutex_lock(&w->mu);
-    w->rc = rc;
-    w->result = res;
-    w->done = true;
-    /* Signalled under the lock: the waiter may free w once it sees done
-     * and takes the lock, so w is not touched after the unlock. */
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    return;
-  }
-  isola__msg *m = NULL;
-  int rc = ISOLA_EINVAL;
-  /* Tagged (isola_run_async_opts): the tag goes first. */
-  size_t t = r->tagged ? 1 : 0;
-  if (r->done) {
-    isola_value items[3] = {r->tag, isola_bool(true), r->result};
-    rc = isola__msg_new(isola_list(items + 1 - t, 2 + t), &m);
-    if (rc == ISOLA_EINVAL) msg = "the result of the computation is malformed";
-  }
-  if (rc != ISOLA_OK) {
-    isola_value items[4] = {r->tag, isola_bool(false), isola_str(msg),
-                            isola_str(stack)};
-    if (isola__msg_new(isola_list(items + 1 - t, 3 + t), &m) != ISOLA_OK)
-      return;
-  }
-  m->dest = r->port;
-  m->held |= ISOLA__HELD_EXEMPT; /* owed to the caller: not refused */
-  isola__post(vm, m);
-}
-
-const char *isola_exit_reason_name(int reason) {
-  switch (reason) {
-  case ISOLA_EXIT_NORMAL: return "normal";
-  case ISOLA_EXIT_KILLED: return "killed";
-  case ISOLA_EXIT_ERROR: return "error";
-  case ISOLA_EXIT_HEAP_LIMIT: return "heap limit";
-  case ISOLA_EXIT_SHUTDOWN: return "shutdown";
-  case ISOLA_EXIT_NODE_LOST: return "node lost";
-  default: return "unknown";
-  }
-}
-
-/* The exit notice [reason, isolate, detail, response] for the stored
- * response r, which it replaces (r is freed); r itself, made a plain
- * response, if memory runs out. */
-static isola__msg *notice_of(isola__isolate *iso, isola__msg *r) {
-  uint8_t reason = iso->exit_reason;
-  const char *detail = iso->ctl ? iso->ctl->exit_detail : NULL;
-  bool has_detail = (reason == ISOLA_EXIT_ERROR ||
-                     reason == ISOLA_EXIT_HEAP_LIMIT) && detail;
-  isola_value items[4] = {isola_int(reason),
-                          isola_sendport(iso->control_port),
-                          has_detail ? isola_str(detail) : isola_null(),
-                          r->value};
-  isola__msg *n;
-  int rc = isola__msg_new(isola_list(items, 4), &n);
-  if (rc == ISOLA_EINVAL && has_detail) { /* a detail that is not UTF-8 */
-    ascii_only(iso->ctl->exit_detail);
-    items[2] = isola_str(iso->ctl->exit_detail);
-    rc = isola__msg_new(isola_list(items, 4), &n);
-  }
-  if (rc != ISOLA_OK) {
-    r->type = ISOLA__MSG_USER;
-    return r;
-  }
-  n->dest = r->dest;
-  isola__msg_free(r);
-  return n;
-}
-
-void isola__control_finish(isola__vm *vm, isola__isolate *iso) {
-  struct isola__control *c = iso->ctl;
-  if (c && c->run) {
-    run_deliver(vm, c->run);
-    run_free(c->run);
-    c->run = NULL;
-  }
-  isola__msg *x = iso->exits;
-  iso->exits = NULL;
-  while (x) {
-    isola__msg *next = exit_next(x);
-    isola__room_give(iso, x);
-    if (x->type == ISOLA__MSG_NOTICE) x = notice_of(iso, x);
-    /* Owed since the listener was added, and paid for by this isolate's
-     * room then: its receiver's room does not refuse it. */
-    x->held |= ISOLA__HELD_EXEMPT;
-    isola__post(vm, x); /* its node is the queue's from here */
-    x = next;
-  }
-  control_release(iso, true);
 }
 
 /* ---- the requests (any thread) ----------------------------------------- */
@@ -1028,147 +628,6 @@ int isola_set_errors_fatal(const isola_isolate *isolate, bool fatal) {
   if (!isolate->terminate_capability) return ISOLA_EPERM;
   return request(isolate, fatal ? ISOLA__MSG_FATAL_ON : ISOLA__MSG_FATAL_OFF,
                  cap_value(isolate->terminate_capability), ISOLA_PORT_NONE);
-}
-
-/* ---- isola_exit -------------------------------------------------------- */
-
-/* Posts the last message m and leaves the event.  The post goes through
- * the VM entry: inside a blocking section this thread is offline in the
- * epoch, and the receiver must stay alive while the post touches it. */
-ISOLA_NORETURN_ static void exit_with(isola__isolate *iso, isola__msg *m) {
-  isola__call e;
-  if (isola__vm_enter(&e) == ISOLA_OK) {
-    isola__post(e.vm, m); /* a closed port drops it */
-    isola__vm_leave(&e);
-  } else {
-    isola__msg_free(m); /* shutting down: dropped, the isolate ends */
-  }
-  longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_EXIT);
-}
-
-int isola_exit(isola_port port, isola_value value) {
-  isola__isolate *iso = isola__t.current;
-  if (!iso || !iso->unwind) return ISOLA_ENOTISOLATE;
-  if (port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
-  /* Sent as isola_send() sends (through the VM entry, transferable
-   * buffers moved and their handles emptied), then the end.  Only a
-   * message that could not be built lets the isolate carry on. */
-  int rc = isola_send(port, value);
-  if (rc == ISOLA_EINVAL || rc == ISOLA_ENOMEM || rc == ISOLA_ETRANSFER)
-    return rc;
-  longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_EXIT);
-}
-
-int isola_exit_owned(isola_port port, isola_value *owned) {
-  isola__isolate *iso = isola__t.current;
-  if (!iso || !iso->unwind) return ISOLA_ENOTISOLATE;
-  if (port == ISOLA_PORT_NONE || !owned) return ISOLA_EINVAL;
-  isola_value v = *owned;
-  if (!isola__value_has_block(v))
-    return isola_exit(port, v); /* a scalar: nothing to adopt */
-  uint8_t cls;
-  isola__msg *m = isola__pool_alloc(sizeof *m, &cls);
-  if (!m) return ISOLA_ENOMEM;
-  m->pool_class = cls;
-  m->bytes = sizeof *m; /* the adopted block is the caller's size */
-  m->charged = 0;
-  m->held = 0;
-  m->type = ISOLA__MSG_EXTERNAL;
-  m->dest = port;
-  m->reply_to = ISOLA_PORT_NONE;
-  m->value = v; /* the block is the message's from here (isola__msg_free) */
-  *owned = isola_null();
-  exit_with(iso, m);
-}
-
-/* ---- isola_run --------------------------------------------------------- */
-
-static void run_entry(isola_value argument) {
-  isola__isolate *iso = isola__t.current;
-  struct isola__run *r = iso->ctl->run;
-  isola_value v = r->fn(argument);
-  r->result = v;
-  r->done = true;
-  /* The isolate ends with the computation, whatever ports it opened. */
-  longjmp(*(jmp_buf *)iso->unwind, ISOLA__UNWIND_EXIT);
-}
-
-/* The spawn options of an isola_run isolate. */
-static isola_spawn_options run_spawn_options(const isola_run_options *o) {
-  isola_spawn_options opts = {.name = "isola_run"};
-  if (o) {
-    if (o->name) opts.name = o->name;
-    opts.heap_limit = o->heap_limit;
-  }
-  return opts;
-}
-
-int isola_run_opts(isola_run_fn fn, isola_value argument,
-                   const isola_run_options *options, isola_value *result) {
-  if (!fn || !result) return ISOLA_EINVAL;
-  *result = isola_null();
-  if (isola__t.current) return ISOLA_EBUSY;
-  int brc = isola__life_may_wait(); /* a hook on a pool or root thread */
-  if (brc != ISOLA_OK) return brc;
-  struct isola__run *r = calloc(1, sizeof *r);
-  if (!r) return ISOLA_ENOMEM;
-  run_waiter w;
-  pthread_mutex_init(&w.mu, NULL);
-  pthread_cond_init(&w.cv, NULL);
-  w.done = false;
-  w.rc = ISOLA_OK;
-  w.result = isola_null();
-  r->fn = fn;
-  r->waiter = &w;
-  isola_spawn_options opts = run_spawn_options(options);
-  int rc = isola__spawn_run(run_entry, argument, &opts, r);
-  if (rc == ISOLA_OK) {
-    pthread_mutex_lock(&w.mu);
-    while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    rc = w.rc;
-    *result = w.result;
-  } else {
-    free(r);
-  }
-  pthread_cond_destroy(&w.cv);
-  pthread_mutex_destroy(&w.mu);
-  return rc;
-}
-
-int isola_run(isola_run_fn fn, isola_value argument, isola_value *result) {
-  return isola_run_opts(fn, argument, NULL, result);
-}
-
-int isola_run_async_opts(isola_run_fn fn, isola_value argument,
-                         const isola_run_options *options,
-                         isola_port completion_port) {
-  if (!fn || completion_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
-  struct isola__run *r = calloc(1, sizeof *r);
-  if (!r) return ISOLA_ENOMEM;
-  r->fn = fn;
-  r->port = completion_port;
-  if (options) {
-    int rc = isola_value_copy(options->tag, &r->tag);
-    if (rc != ISOLA_OK) {
-      free(r);
-      return rc;
-    }
-    r->tagged = true;
-  }
-  isola_spawn_options opts = run_spawn_options(options);
-  int rc = isola__spawn_run(run_entry, argument, &opts, r);
-  if (rc != ISOLA_OK) {
-    isola_value_free(&r->tag);
-    free(r);
-  }
-  return rc;
-}
-
-int isola_run_async(isola_run_fn fn, isola_value argument,
-                    isola_port completion_port) {
-  if (!fn || completion_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
-  return isola_run_async_opts(fn, argument, NULL, completion_port);
 }
 
 uint32_t isola__control_pauses(const isola__isolate *iso) {

@@ -65,7 +65,7 @@ int isola__msg_new(isola_value v, isola__msg **out) {
 _Thread_local const isola__msg *isola__msg_posting;
 
 void isola__msg_free(isola__msg *m) {
-  /* isola_exit_owned (control.c): the header stands alone and the value is
+  /* isola_exit_owned (exit.c): the header stands alone and the value is
    * an isola_value_copy() block the message adopted. */
   if (m->type == ISOLA__MSG_EXTERNAL) {
     isola_value_free(&m->value);
