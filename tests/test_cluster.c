@@ -939,7 +939,8 @@ Test(cluster, authentication) {
   cc.user = "isola";
   cc.password = "wrong";
   TH_ASSERT_RC(isola_cluster_join(&cc), ISOLA_ESYS);
-  cr_assert(*isola_cluster_error() != '\0', "the error is explained");
+  cr_assert(strstr(isola_cluster_error(), "uthorization") != NULL,
+            "a clear error: %s", isola_cluster_error());
   cc.password = "s3cret";
   cc.heartbeat_ms = 100;
   cc.node_timeout_ms = 1500;
@@ -959,4 +960,163 @@ Test(cluster, authentication) {
   cr_assert(th_int(got(seen++)) == 8, "round trip");
   cr_assert(ch_node_stop(b, SIGTERM) == 0, "b ends cleanly");
   finish();
+}
+
+/* ---- authentication and TLS, configured per node ------------------------- */
+
+/* A directory for keys, certificates and a server configuration. */
+static void tmpdir_make(char *dir, size_t cap) {
+  snprintf(dir, cap, "/tmp/isola-cluster-sec-XXXXXX");
+  cr_assert(mkdtemp(dir) != NULL, "mkdtemp");
+}
+
+static void tmpdir_remove(const char *dir) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  cr_assert(system(cmd) == 0, "rm -rf %s", dir);
+}
+
+/* Node a joins with cc (servers and node filled in here); the result. */
+static int join_with(isola_cluster_config *cc) {
+  cc->servers = srv.url;
+  cc->node = "a";
+  cc->heartbeat_ms = 100;
+  cc->node_timeout_ms = 1500;
+  cc->connect_timeout_ms = 2000;
+  return isola_cluster_join(cc);
+}
+
+/* After node a joined: node b joins with extra, and a round trip a -> b
+ * -> a shows both connections work. */
+static void round_trip_with(const char *const *extra) {
+  TH_ASSERT_OK(isola_native_port_new("home", on_home, NULL, false, &home));
+  const char *args[16];
+  size_t n = 0;
+  static const char *fast[] = {"--heartbeat-ms", "100", "--node-timeout-ms",
+                               "1500"};
+  for (size_t i = 0; i < 4; i++) args[n++] = fast[i];
+  for (; extra && *extra && n < 15; extra++) args[n++] = *extra;
+  args[n] = NULL;
+  pid_t b = ch_node_start(srv.url, "b", args);
+  cr_assert(b > 0, "node b did not join");
+  size_t seen = 0;
+  isola_isolate h;
+  isola_port echo = spawn_echo("b", NULL, &h, &seen);
+  TH_ASSERT_OK(isola_send_reply(echo, isola_int(8), home));
+  cr_assert(th_int(got(seen++)) == 8, "round trip");
+  cr_assert(ch_node_stop(b, SIGTERM) == 0, "b ends cleanly");
+}
+
+Test(cluster, authentication_token) {
+  th_counter_init(&in.count);
+  char dir[64], conf[128];
+  tmpdir_make(dir, sizeof dir);
+  snprintf(conf, sizeof conf, "%s/server.conf", dir);
+  cr_assert(ch_write_file(conf, "authorization { token: \"t0ken-s3cret\" }\n"),
+            "the configuration");
+  cr_assert(ch_server_start_conf(&srv, conf), "nats-server did not start");
+  th_vm_init(NULL);
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS); /* no token */
+  cr_assert(strstr(isola_cluster_error(), "uthorization") != NULL,
+            "a clear error: %s", isola_cluster_error());
+  cc.token = "wrong";
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS);
+  cr_assert(strstr(isola_cluster_error(), "uthorization") != NULL,
+            "a clear error: %s", isola_cluster_error());
+  cc.token = "t0ken-s3cret";
+  TH_ASSERT_OK(join_with(&cc));
+  /* Node b takes its token from the environment, as process spawns pass
+   * it. */
+  setenv("ISOLA_NATS_TOKEN", "t0ken-s3cret", 1);
+  round_trip_with(NULL);
+  unsetenv("ISOLA_NATS_TOKEN");
+  finish();
+  tmpdir_remove(dir);
+}
+
+Test(cluster, nkey) {
+  th_counter_init(&in.count);
+  char dir[64], conf[128], seed1[128], seed2[128], pub1[57], pub2[57];
+  tmpdir_make(dir, sizeof dir);
+  cr_assert(ch_make_nkey(dir, "k1", pub1, seed1, sizeof seed1), "nkey 1");
+  cr_assert(ch_make_nkey(dir, "k2", pub2, seed2, sizeof seed2), "nkey 2");
+  cr_assert(pub1[0] == 'U' && strlen(pub1) == 56, "a user key: %s", pub1);
+  char text[256];
+  snprintf(text, sizeof text,
+           "authorization { users = [ { nkey: \"%s\" } ] }\n", pub1);
+  snprintf(conf, sizeof conf, "%s/server.conf", dir);
+  cr_assert(ch_write_file(conf, text), "the configuration");
+  cr_assert(ch_server_start_conf(&srv, conf), "nats-server did not start");
+  th_vm_init(NULL);
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS); /* no key */
+  /* The right public key signed with another key's seed; another user's
+   * key that the server does not know. */
+  cc.nkey_public = pub1;
+  cc.nkey_seed_file = seed2;
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS);
+  cr_assert(strstr(isola_cluster_error(), "uthorization") != NULL,
+            "a clear error: %s", isola_cluster_error());
+  cc.nkey_public = pub2;
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS);
+  cc.nkey_public = pub1;
+  cc.nkey_seed_file = seed1;
+  int rc = join_with(&cc);
+  cr_assert(rc == ISOLA_OK, "join: %s: %s", isola_err_name(rc),
+            isola_cluster_error());
+  const char *extra[] = {"--nats-nkey", pub1, "--nats-nkey-seed", seed1,
+                         NULL};
+  round_trip_with(extra);
+  finish();
+  tmpdir_remove(dir);
+}
+
+Test(cluster, tls) {
+  th_counter_init(&in.count);
+  char dir[64], conf[128], text[768], ca[128], cert[128], key[128];
+  tmpdir_make(dir, sizeof dir);
+  cr_assert(ch_make_tls(dir), "openssl could not make the certificates");
+  /* Mutual TLS: the server requires a client certificate of the CA. */
+  snprintf(text, sizeof text,
+           "tls {\n  cert_file: \"%s/server.pem\"\n"
+           "  key_file: \"%s/server.key\"\n  ca_file: \"%s/ca.pem\"\n"
+           "  verify: true\n  timeout: 5\n}\n",
+           dir, dir, dir);
+  snprintf(conf, sizeof conf, "%s/server.conf", dir);
+  cr_assert(ch_write_file(conf, text), "the configuration");
+  cr_assert(ch_server_start_conf(&srv, conf), "nats-server did not start");
+  snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+  snprintf(cert, sizeof cert, "%s/client.pem", dir);
+  snprintf(key, sizeof key, "%s/client.key", dir);
+  th_vm_init(NULL);
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+  /* The server's certificate is signed by a CA the system does not
+   * trust: refused without the CA file. */
+  cc.tls = true;
+  cc.tls_cert_file = cert;
+  cc.tls_key_file = key;
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS);
+  cr_assert(strstr(isola_cluster_error(), "certificate") != NULL,
+            "a clear error: %s", isola_cluster_error());
+  /* With the CA but without a client certificate: the server refuses
+   * (TLS 1.3 tells the client only that the connection closed). */
+  cc.tls_ca_file = ca;
+  cc.tls_cert_file = NULL;
+  cc.tls_key_file = NULL;
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS);
+  cr_assert(*isola_cluster_error() != '\0', "the error is explained");
+  cc.tls_cert_file = cert;
+  cc.tls_key_file = key;
+  int rc = join_with(&cc);
+  cr_assert(rc == ISOLA_OK, "join: %s: %s", isola_err_name(rc),
+            isola_cluster_error());
+  const char *extra[] = {"--tls-ca", ca, "--tls-cert", cert, "--tls-key", key,
+                         NULL};
+  round_trip_with(extra);
+  finish();
+  tmpdir_remove(dir);
 }
