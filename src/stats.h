@@ -64,12 +64,23 @@ struct isola__istats {
   (isola__t.rec && isola__t.rec_vm_gen == (vm)->gen ? &isola__t.rec->stats    \
                                                     : NULL)
 
+/* -DISOLA_NO_SEND_COUNTERS=ON (CMake; for measuring their cost only,
+ * docs/observability.md): the snapshot-only updates on every send (the
+ * sender's sent, sent_bytes) and every turn (the worker's st_cur) are
+ * compiled out, and snapshots show them as 0.  st_turns stays: the
+ * scheduler's stuck-worker check reads it. */
+#ifdef ISOLA_NO_SEND_COUNTERS
+#define ISOLA__SEND_COUNTERS 0
+#else
+#define ISOLA__SEND_COUNTERS 1
+#endif
+
 /* A message is queued for iso: the sender's totals, and with isolate
  * stats the receiver's senders' line.  Called before the push (the
  * receiver may free m as soon as it is queued). */
 #define ISOLA__STATS_SENT(vm, iso, m)                                          \
   do {                                                                         \
-    isola__tstats *ts_ = ISOLA__TSTATS(vm);                                    \
+    isola__tstats *ts_ = ISOLA__SEND_COUNTERS ? ISOLA__TSTATS(vm) : NULL;      \
     if (ts_) {                                                                 \
       isola__cnt_add(&ts_->sent, 1);                                           \
       isola__cnt_add(&ts_->sent_bytes, (m)->bytes);                            \

@@ -63,7 +63,7 @@ static void long_entry(isola_value msg) {
   th_counter_add(&long_done, 1);
 }
 
-Test(long_handler, a_receiver_it_readied_runs_on_another_worker) {
+static void readied_runs_elsewhere(void) {
   isola_config c = two_workers();
   th_vm_init(&c);
   TH_ASSERT_OK(isola_spawn(receiver_entry, isola_int(1), NULL, NULL));
@@ -73,6 +73,129 @@ Test(long_handler, a_receiver_it_readied_runs_on_another_worker) {
   TH_WAIT_GE(&long_done, 1);
   th_vm_shutdown_ok();
 }
+
+/* Where membarrier(2) works, the owner takes runnext plainly and the
+ * thief fences (scheduler.c's "runnext"). */
+Test(long_handler, a_receiver_it_readied_runs_on_another_worker) {
+  readied_runs_elsewhere();
+}
+
+/* ---- steals of runnext racing the owner's take ------------------------
+ * A ping-pong whose sender, after each send, computes for 1 to 10 us: the
+ * receiver waits in the sender's worker's runnext meanwhile, so a spinning
+ * thread on the other worker decides to steal it (after RUNNEXT_STEAL_NS)
+ * about when the sender's turn ends and its owner takes it: over
+ * thousands of rounds both orders happen.  (The receiver also sends a
+ * third isolate a message each round, which lands in a ring and wakes the
+ * other worker's thread: so a thief is spinning when the sender computes.)
+ * The receiver must run exactly once per message and never on two threads
+ * at once. */
+
+#define RACE_ROUNDS TH_SIZE(20000)
+static isola_port race_recv_port, race_noise_port;
+static th_counter race_recv_ready = TH_COUNTER_INIT;
+static th_counter race_handled = TH_COUNTER_INIT;
+static _Atomic int race_inside;
+
+static void race_recv_handler(void *ctx, isola_port port, isola_value msg,
+                              isola_port reply_to) {
+  (void)ctx, (void)reply_to;
+  TH_CHECKF(atomic_exchange(&race_inside, 1) == 0,
+            "the receiver runs on two threads at once");
+  if (msg.as.i < 0) {
+    TH_CHECK_OK(isola_send(race_noise_port, isola_int(-1)));
+    TH_CHECK_OK(isola_port_close(port));
+  } else {
+    TH_CHECK_OK(isola_send(race_noise_port, isola_int(0)));
+    TH_CHECK_OK(isola_send(reply_to, isola_int(msg.as.i + 1)));
+  }
+  atomic_store(&race_inside, 0);
+  th_counter_add(&race_handled, 1);
+}
+
+static void race_recv_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK_OK(isola_port_open(race_recv_handler, NULL, &race_recv_port));
+  th_counter_add(&race_recv_ready, 1);
+}
+
+static void race_noise_handler(void *ctx, isola_port port, isola_value msg,
+                               isola_port reply_to) {
+  (void)ctx, (void)reply_to;
+  if (msg.as.i < 0) TH_CHECK_OK(isola_port_close(port));
+}
+
+static void race_noise_entry(isola_value msg) {
+  (void)msg;
+  TH_CHECK_OK(isola_port_open(race_noise_handler, NULL, &race_noise_port));
+  th_counter_add(&race_recv_ready, 1);
+}
+
+static isola_port race_kick_port;
+
+static void race_kick_handler(void *ctx, isola_port port, isola_value msg,
+                              isola_port reply_to) {
+  (void)ctx, (void)port, (void)msg, (void)reply_to;
+}
+
+static void race_send_handler(void *ctx, isola_port port, isola_value msg,
+                              isola_port reply_to) {
+  (void)ctx, (void)reply_to;
+  int64_t i = msg.as.i;
+  if (i >= RACE_ROUNDS) {
+    TH_CHECK_OK(isola_send(race_recv_port, isola_int(-1)));
+    TH_CHECK_OK(isola_port_close(race_kick_port));
+    TH_CHECK_OK(isola_port_close(port));
+    return;
+  }
+  TH_CHECK_OK(isola_send_reply(race_recv_port, isola_int(i), port));
+  /* A send elsewhere (to this isolate's other port) pushes the one to the
+   * receiver (sends in a row): the receiver waits in runnext while this
+   * computes, and the turn ends right after (one short event more). */
+  TH_CHECK_OK(isola_send(race_kick_port, isola_null()));
+  double until = now_ms() + (double)(1 + i % 10) / 1000.0;
+  while (now_ms() < until) {
+  }
+}
+
+static void race_send_entry(isola_value msg) {
+  (void)msg;
+  isola_port p;
+  TH_CHECK_OK(isola_port_open(race_kick_handler, NULL, &race_kick_port));
+  TH_CHECK_OK(isola_port_open(race_send_handler, NULL, &p));
+  TH_CHECK_OK(isola_send(p, isola_int(0)));
+}
+
+static void steals_race_takes(void) {
+  isola_config c = two_workers();
+  th_vm_init(&c);
+  TH_ASSERT_OK(isola_spawn(race_noise_entry, isola_null(), NULL, NULL));
+  TH_ASSERT_OK(isola_spawn(race_recv_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&race_recv_ready, 2);
+  TH_ASSERT_OK(isola_spawn(race_send_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&race_handled, RACE_ROUNDS + 1);
+  th_vm_shutdown_ok();
+  cr_assert(th_counter_get(&race_handled) == RACE_ROUNDS + 1, "%ld handled",
+            th_counter_get(&race_handled));
+}
+
+Test(long_handler, steals_of_runnext_racing_its_take_lose_nothing) {
+  steals_race_takes();
+}
+
+#ifdef ISOLA_TEST_HOOKS
+#include "../src/platform/test_hooks.h"
+/* Where it does not, both sides use locked instructions. */
+Test(long_handler, a_receiver_it_readied_runs_elsewhere_without_membarrier) {
+  isola__test_fail(ISOLA__FAIL_FENCE_HEAVY, 1);
+  readied_runs_elsewhere();
+}
+
+Test(long_handler, steals_racing_takes_without_membarrier_lose_nothing) {
+  isola__test_fail(ISOLA__FAIL_FENCE_HEAVY, 1);
+  steals_race_takes();
+}
+#endif
 
 /* ---- a ping answered at isola_check_interrupts (11.10 a) --------------- */
 
@@ -190,8 +313,6 @@ Test(long_handler, pairs_queued_behind_it_are_taken_by_another_worker) {
  * the other worker without end.  The children must be freed meanwhile. */
 
 #ifdef ISOLA_TEST_HOOKS
-#include "../src/platform/test_hooks.h"
-
 #define CHILDREN 32
 static isola_port spawner_port;
 static th_counter spawner_ready = TH_COUNTER_INIT;

@@ -236,7 +236,7 @@ static int send_mode(isola_port port, isola_value value, isola_port reply_to,
     isola__detail_set("isola_send to port %016llx: %s (%s)",
                       (unsigned long long)port, isola_strerror(rc),
                       isola_err_name(rc));
-  if (handles != inline_handles) free(handles);
+  if (handles && handles != inline_handles) free(handles);
   ISOLA__DET_POINT(ISOLA__DET_SEND);
   return rc;
 }

@@ -56,6 +56,22 @@ void isola__plat_wake_all(_Atomic uint32_t *word);
 /* Gives up the processor for a moment. */
 void isola__plat_yield(void);
 
+/* Asymmetric fences, for a protocol whose one side runs all the time and
+ * the other rarely (the scheduler's runnext: scheduler.c).  The frequent
+ * side issues isola__plat_fence_light(), which only keeps the compiler from
+ * moving memory accesses across it; the rare side issues
+ * isola__plat_fence_heavy(), which makes every thread of the process that
+ * is running execute a full fence.  Together they order as a seq_cst fence
+ * on each side would (the asymmetric fences of C++ proposal P1202).
+ * isola__plat_fence_heavy_init() must have returned true once in the
+ * process before isola__plat_fence_heavy() is used; false: not available
+ * here (then the rare side must not rely on it).  Any thread. */
+bool isola__plat_fence_heavy_init(void);
+bool isola__plat_fence_heavy(void);
+static inline void isola__plat_fence_light(void) {
+  atomic_signal_fence(memory_order_seq_cst);
+}
+
 /* A poller: file-descriptor readiness and a wake-up, for the event handler
  * thread (timer.c).  Events are ISOLA__POLL_* bits; every registration is
  * one-shot: after an event the fd is disarmed until re-armed. */

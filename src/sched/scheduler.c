@@ -25,8 +25,8 @@
 #define RUNNEXT_MAX 64u
 /* A worker whose turn count has not moved for this long is in one long
  * turn (a handler computing or blocked in C): a busy worker steals what
- * waits behind it, and a parked thread wakes this often to look while
- * some worker holds queued work. */
+ * waits behind it, and the monitor looks this often at first while some
+ * worker is busy (then less often: monitor_main). */
 #define STUCK_NS 1000000u
 /* A spinning thread takes another worker's runnext once that worker has
  * been in the same turn for this long (Go's 3 µs): a ping-pong hop is far
@@ -167,17 +167,71 @@ static uint64_t stuck_for(isola__worker *v, uint64_t now) {
   return now > at ? now - at : 0;
 }
 
-/* Takes v's runnext if v has been in one turn for at least min_ns.  The
- * CAS pairs with the owner's exchanges: exactly one of them gets it. */
-static isola__isolate *steal_runnext(isola__worker *v, uint64_t now,
-                                     uint64_t min_ns) {
+/* ---- runnext ------------------------------------------------------------
+ * The owner fills runnext in every turn that readies an isolate and takes
+ * it at the start of the next: two locked instructions per hand-off if both
+ * were exchanges, where a ping-pong's whole turn costs about twenty times
+ * one.  A thief takes it rarely (from a worker stuck in one turn), with a
+ * CAS from the isolate to NULL.  So:
+ *
+ * - Filling an empty runnext is a store: only the owner writes anything
+ *   but NULL, and a thief's CAS fails on NULL.  Replacing an isolate is an
+ *   exchange (a thief may be taking it).
+ * - Taking is a load and a store, made safe by an asymmetric fence
+ *   (platform.h): the owner makes take_seq odd, issues the light fence
+ *   (a compiler barrier), and takes plainly only if no thief is counted in
+ *   `thieves`; then makes take_seq even again (release).  A thief reads an
+ *   even take_seq q, counts itself in `thieves`, issues the heavy fence
+ *   (membarrier: every running thread of the process executes a full
+ *   fence), and CASes only if take_seq is still q.  The pair of fences
+ *   orders like two seq_cst fences (Dekker): either the owner's load of
+ *   `thieves` comes after the heavy fence and sees the thief (the owner
+ *   then exchanges, and exactly one of exchange and CAS gets the isolate),
+ *   or its odd take_seq, stored before, is visible to the thief after the
+ *   fence (the thief gives up).  A thief that read q after the take ended
+ *   (even, release) sees the take's NULL (acquire): its CAS fails.
+ * - Where the heavy fence is not available (fence_heavy false), the owner
+ *   exchanges and the thief CASes, as before. */
+
+/* Takes w's runnext, or NULL.  Owner only. */
+static inline isola__isolate *take_runnext(isola__sched *s, isola__worker *w) {
+  if (!atomic_load_explicit(&w->runnext, memory_order_relaxed)) return NULL;
+  if (ISOLA__UNLIKELY(!s->fence_heavy))
+    return atomic_exchange_explicit(&w->runnext, NULL, memory_order_acquire);
+  uint32_t q = atomic_load_explicit(&w->take_seq, memory_order_relaxed);
+  atomic_store_explicit(&w->take_seq, q + 1, memory_order_relaxed);
+  isola__plat_fence_light();
+  isola__isolate *x;
+  if (ISOLA__LIKELY(!atomic_load_explicit(&w->thieves, memory_order_relaxed))) {
+    x = atomic_load_explicit(&w->runnext, memory_order_relaxed);
+    atomic_store_explicit(&w->runnext, NULL, memory_order_relaxed);
+  } else {
+    x = atomic_exchange_explicit(&w->runnext, NULL, memory_order_acquire);
+  }
+  atomic_store_explicit(&w->take_seq, q + 2, memory_order_release);
+  return x;
+}
+
+/* Takes v's runnext if v has been in one turn for at least min_ns. */
+static isola__isolate *steal_runnext(isola__sched *s, isola__worker *v,
+                                     uint64_t now, uint64_t min_ns) {
   isola__isolate *x = atomic_load_explicit(&v->runnext, memory_order_relaxed);
   if (!x || stuck_for(v, now) < min_ns) return NULL;
-  if (atomic_compare_exchange_strong_explicit(&v->runnext, &x, NULL,
-                                              memory_order_acq_rel,
-                                              memory_order_relaxed))
-    return x;
-  return NULL;
+  bool ok = true;
+  if (s->fence_heavy) {
+    uint32_t q = atomic_load_explicit(&v->take_seq, memory_order_acquire);
+    if (q & 1) return NULL; /* taking it now: not stuck */
+    atomic_fetch_add_explicit(&v->thieves, 1, memory_order_seq_cst);
+    ok = isola__plat_fence_heavy() &&
+         atomic_load_explicit(&v->take_seq, memory_order_acquire) == q;
+  }
+  if (ok)
+    ok = atomic_compare_exchange_strong_explicit(&v->runnext, &x, NULL,
+                                                 memory_order_acq_rel,
+                                                 memory_order_relaxed);
+  if (s->fence_heavy)
+    atomic_fetch_sub_explicit(&v->thieves, 1, memory_order_release);
+  return ok ? x : NULL;
 }
 
 /* Whether v holds work another thread could take: a runnext or a ring. */
@@ -197,7 +251,7 @@ static isola__isolate *steal_stuck(isola__sched *s, isola__worker *w) {
     if (!now) now = ISOLA__SCHED_NOW();
     if (stuck_for(v, now) < STUCK_NS) continue;
     isola__isolate *iso = runq_empty(w) ? runq_steal(w, v) : runq_take(v);
-    if (!iso) iso = steal_runnext(v, now, STUCK_NS);
+    if (!iso) iso = steal_runnext(s, v, now, STUCK_NS);
     if (iso) return iso;
   }
   return NULL;
@@ -336,7 +390,13 @@ void isola__sched_ready(isola__sched *s, isola__isolate *iso) {
     /* Runs next on this thread: no wake-up needed for it.  The isolate it
      * displaces becomes stealable. */
     isola__isolate *old =
-        atomic_exchange_explicit(&w->runnext, iso, memory_order_acq_rel);
+        atomic_load_explicit(&w->runnext, memory_order_relaxed);
+    /* Empty: a store ("runnext" above; release: a thief's CAS sees the
+     * isolate as readied).  Full: a thief may be taking it. */
+    if (!old)
+      atomic_store_explicit(&w->runnext, iso, memory_order_release);
+    else
+      old = atomic_exchange_explicit(&w->runnext, iso, memory_order_acq_rel);
     if (old) {
       runq_put(s, w, old);
       wakep(s);
@@ -476,18 +536,14 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
   if (ISOLA__DET_GLOBAL_FIRST(++w->tick % 61 == 0) &&
       ((iso = gq_get(s, w, 1)) || (iso = steal_stuck(s, w))))
     return iso;
-  if (atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
-    /* An exchange: a thief may have taken it meanwhile. */
-    iso = atomic_exchange_explicit(&w->runnext, NULL, memory_order_acquire);
-    if (iso) {
-      if ((w->streak < RUNNEXT_MAX && !ISOLA__DET_SKIP_RUNNEXT()) ||
-          (runq_empty(w) &&
-           !atomic_load_explicit(&s->gq_len, memory_order_relaxed))) {
-        w->streak++;
-        return iso;
-      }
-      runq_put(s, w, iso);
+  if ((iso = take_runnext(s, w))) {
+    if ((w->streak < RUNNEXT_MAX && !ISOLA__DET_SKIP_RUNNEXT()) ||
+        (runq_empty(w) &&
+         !atomic_load_explicit(&s->gq_len, memory_order_relaxed))) {
+      w->streak++;
+      return iso;
     }
+    runq_put(s, w, iso);
   }
   w->streak = 0;
   if ((iso = runq_get(w))) return iso;
@@ -511,7 +567,8 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
       uint64_t now = ISOLA__SCHED_NOW();
       for (unsigned i = 0; i < s->nworkers; i++)
         if (&s->workers[i] != w &&
-            (iso = steal_runnext(&s->workers[i], now, RUNNEXT_STEAL_NS))) {
+            (iso = steal_runnext(s, &s->workers[i], now,
+                                 RUNNEXT_STEAL_NS))) {
           isola__cnt_add(&w->st_steals, 1);
           return iso;
         }
@@ -528,11 +585,12 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
 }
 
 static isola__isolate *find_runnable(isola__vm *vm, isola__thread *t) {
-  isola__cnt_set(&t->w->st_cur, 0);
+  if (ISOLA__SEND_COUNTERS) isola__cnt_set(&t->w->st_cur, 0);
   isola__isolate *iso = find_runnable_inner(vm, t);
   if (iso && t->w) {
     isola__cnt_add(&t->w->st_turns, 1); /* stuck_for() sees it move */
-    isola__cnt_set(&t->w->st_cur, iso->control_port);
+    if (ISOLA__SEND_COUNTERS)
+      isola__cnt_set(&t->w->st_cur, iso->control_port);
   }
   /* A thread woken to look for work counts as spinning until it finds
    * some. */
@@ -637,27 +695,37 @@ static void *thread_main(void *arg) {
 /* ---- the monitor ---------------------------------------------------------
  * A worker in one long turn makes no wake-up for what waits behind it (a
  * runnext, a ring filled before the turn), and the other threads may all
- * be parked.  One thread (Go's sysmon) looks every STUCK_NS while some
- * worker is busy, every 10 ms otherwise, and wakes a spinning thread when
- * a stuck worker holds work; the spinner steals it.  It reads only the
+ * be parked.  One thread (Go's sysmon) looks while some worker is busy,
+ * and wakes a spinning thread when a stuck worker holds work; the spinner
+ * steals it.  It looks every STUCK_NS at first and backs off, doubling the
+ * wait after every look that woke nobody, up to MONITOR_MAX_NS (also its
+ * wait while no worker is busy), as sysmon does: a busy program that is
+ * not stuck (a ping-pong) is interrupted 100 times a second, not 1,000,
+ * and what is stranded is found within two waits.  It reads only the
  * workers' counters, never an isolate, so it needs no epoch record. */
+#define MONITOR_MAX_NS 10000000u
 
 static void *monitor_main(void *arg) {
   isola__sched *s = arg;
+  uint64_t wait_ns = STUCK_NS;
   while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
     bool busy = atomic_load_explicit(&s->nidle_workers,
                                      memory_order_relaxed) < s->nworkers;
     /* Idle workers are looked at too: one left without a thread (no
      * stand-in could be started) may hold work. */
-    isola__plat_wait(&s->monitor_wake, 0, busy ? STUCK_NS : 10000000u);
+    isola__plat_wait(&s->monitor_wake, 0, busy ? wait_ns : MONITOR_MAX_NS);
     uint64_t now = isola__plat_now_ns();
-    for (unsigned i = 0; i < s->nworkers; i++) {
+    bool woke = false;
+    for (unsigned i = 0; i < s->nworkers && !woke; i++) {
       isola__worker *v = &s->workers[i];
       if (holds_work(v) && stuck_for(v, now) >= STUCK_NS) {
         wakep(s);
-        break;
+        woke = true;
       }
     }
+    wait_ns = woke || !busy ? STUCK_NS
+                            : (wait_ns * 2 < MONITOR_MAX_NS ? wait_ns * 2
+                                                            : MONITOR_MAX_NS);
   }
   return NULL;
 }
@@ -717,6 +785,10 @@ int isola__sched_init(isola__sched *s, unsigned nworkers,
   if (!s->workers) return ISOLA_ENOMEM;
   memset(s->workers, 0, sizeof(isola__worker) * nworkers);
   for (unsigned i = 0; i < nworkers; i++) s->workers[i].id = i;
+  /* Plain runnext takes where membarrier(2) works ("runnext" above); a
+   * test may ask for the exchanges instead. */
+  s->fence_heavy = !isola__test_failing(ISOLA__FAIL_FENCE_HEAVY) &&
+                   isola__plat_fence_heavy_init();
   atomic_init(&s->nspinning, 0);
   atomic_init(&s->nidle_workers, 0);
   atomic_init(&s->gq_len, 0);

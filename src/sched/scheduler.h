@@ -27,7 +27,8 @@
  * looks at the others every 61st turn and steals from a stuck one, and a
  * monitor thread, every millisecond while a worker is busy, wakes a
  * spinning thread when a stuck worker holds work.  So runnext is an atomic
- * word the owner exchanges.
+ * word; the owner still takes it without a locked instruction (an
+ * asymmetric fence protocol, scheduler.c's "runnext").
  */
 #ifndef ISOLA_SCHEDULER_H
 #define ISOLA_SCHEDULER_H
@@ -41,8 +42,13 @@ struct isola__worker {
   alignas(ISOLA__CACHE_LINE) _Atomic uint32_t rq_head; /* owner and thieves */
   alignas(ISOLA__CACHE_LINE) _Atomic uint32_t rq_tail; /* written by owner */
   _Atomic(isola__isolate *) rq[ISOLA__RUNQ_SIZE];
-  /* The owner exchanges it; a thief takes it with a CAS (scheduler.c). */
-  _Atomic(isola__isolate *) runnext;
+  /* The owner fills and takes it, a thief takes it with a CAS; the take
+   * is a plain load and store unless a thief is at work (take_seq, odd
+   * while the owner takes; thieves, counted while one tries: scheduler.c's
+   * "runnext"). */
+  alignas(ISOLA__CACHE_LINE) _Atomic(isola__isolate *) runnext;
+  _Atomic uint32_t take_seq;
+  _Atomic uint32_t thieves;
   /* The fields below belong to the thread holding the worker. */
   unsigned streak;  /* isolates in a row taken from runnext */
   uint32_t tick;    /* turns run; every 61st looks at the global queue */
@@ -83,6 +89,7 @@ typedef struct isola__sched {
   unsigned nworkers;
   isola__worker *workers;
   unsigned idle_timeout_ms;
+  bool fence_heavy; /* isola__plat_fence_heavy() works: plain runnext takes */
 
   /* Hot counters read by every thread that makes work. */
   alignas(ISOLA__CACHE_LINE) _Atomic unsigned nspinning;
