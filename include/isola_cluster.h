@@ -147,8 +147,9 @@ ISOLA_EXPORT int isola_cluster_port_node(isola_port port, char *buf,
  * the listener gets, here, also when the node is lost).  *out (may be
  * NULL) receives a handle whose control port is a proxy for the remote
  * isolate's, with its capabilities: use it with the core's control calls
- * (isola_kill() ..., see "Isolate control across nodes" below).  If node is this node, it is a local
- * isola_spawn_uri().  Waits for the remote node's answer.
+ * (isola_kill() ..., see "Isolate control across nodes" below).  If node
+ * is this node, it is a local isola_spawn_uri().  Waits for the remote
+ * node's answer.
  * Errors: those of isola_spawn_uri() on the remote node (ISOLA_EMODULE,
  * ISOLA_EABI, ISOLA_ENOENTRY: isola_cluster_error() on the calling
  * thread then holds the remote loader's words), ISOLA_EPERM (the node does not
@@ -210,7 +211,10 @@ ISOLA_EXPORT int isola_cluster_spawn_process(const char *path,
  *   - requests to one node keep their order, and their order with the
  *     messages this process sends to that node (a kill after a send takes
  *     effect after that send, also at ISOLA_IMMEDIATE);
- *   - ports in them (ping's response port, listeners) may be of any node.
+ *   - ports in them (ping's response port, listeners) may be of any node;
+ *   - an exit listener added after the remote isolate ended is dropped
+ *     there, as a local request that reaches an ending isolate (prefer
+ *     the spawn option on_exit, as locally).
  *
  * Exit listeners on a remote isolate get their response (kept on this
  * node) exactly once when the isolate ends, or when its node is lost

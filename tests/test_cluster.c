@@ -297,6 +297,16 @@ Test(cluster, control) {
   }
   cr_assert(plain_err && notice_err, "both error listeners got it");
   TH_ASSERT_OK(isola_remove_error_listener(&h, home3));
+  /* Removed: the next error reaches home only.  The isolate sends its
+   * errors before it handles the next message, and both travel b's one
+   * ordered stream, so a second error would come before the echo. */
+  TH_ASSERT_OK(isola_send(echo, isola_str("throw")));
+  TH_ASSERT_OK(isola_send_reply(echo, isola_int(42), home));
+  isola_value err1 = got(seen++);
+  cr_assert(err1.kind == ISOLA_LIST && err1.len == 2 &&
+                strstr(th_item_str(err1, 0), "boom") != NULL,
+            "the plain error");
+  cr_assert(th_int(got(seen++)) == 42, "no second error: removed");
 
   /* A handle without the capability is refused here; one with a forged
    * capability is ignored there (the ping after it is answered, the

@@ -85,7 +85,8 @@ Test(forward, every_request_arrives_as_given) {
   TH_ASSERT_OK(isola_ping(&h, lp, isola_str("pong"), ISOLA_IMMEDIATE));
   r = take();
   cr_assert(r.kind == ISOLA_CONTROL_PING && r.priority == ISOLA_IMMEDIATE &&
-                r.port == lp && isola_value_equal(r.response, isola_str("pong")),
+                r.port == lp &&
+                isola_value_equal(r.response, isola_str("pong")),
             "ping");
   TH_ASSERT_OK(isola_add_exit_listener(&h, lp, isola_int(5)));
   r = take();
@@ -164,7 +165,7 @@ Test(forward, the_core_checks_come_first) {
   th_vm_shutdown_ok();
 }
 
-/* ---- a local isolate's requests never reach it ---------------------------- */
+/* ---- a local isolate's requests never reach it -------------------------- */
 
 static th_counter pongs = TH_COUNTER_INIT;
 static th_counter ready = TH_COUNTER_INIT;
