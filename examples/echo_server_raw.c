@@ -2,8 +2,8 @@
 /*
  * echo_server_raw.c — a TCP echo server on 127.0.0.1 where each connection
  * is served by an isolate of its own, on raw fd watches (examples/
- * echo_server.c is the same server on isola_stream; the TCP echo benchmark
- * measures both).
+ * echo_server.c serves lines on isola_stream; the server of the TCP echo
+ * benchmark, in bench/isola-bench.c, works as this one does).
  *
  * The root isolate (the program's main thread, isola_run_main) listens on a
  * non-blocking socket and watches it with isola_watch_open().  Each time
@@ -12,30 +12,20 @@
  * isolate watches its fd: when readable, it reads what is there and writes
  * it back; at end of file it closes its watch and the fd, and, having no
  * watch and no port left, ends.  Its state is an isolate-local value whose
- * destructor closes the fd if the isolate is killed first (at shutdown).  Nothing is shared between the isolates
- * but the fd number each was given.
+ * destructor closes the fd if the isolate is killed first (at shutdown).
+ * Nothing is shared between the isolates but the fd number each was given.
  *
  *   echo_server_raw [--port P]   serve until interrupted (P = 0: any port)
- *   echo_server_raw --selftest N serve, connect N clients from plain
- *                               threads, check every echo, then stop
+ *   echo_server_raw --selftest N serve N clients, check every echo, stop
  *
- * In self-test mode a plain thread (not an isolate) tells the root to stop
- * by sending to its port: any thread may post to any port.
+ * The command line and the self-test are in echo_harness.h.
  */
 #define _GNU_SOURCE
-#include <isola.h>
+#include "echo_harness.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <pthread.h>
 #include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 /* ---- one connection, one isolate ----------------------------------------- */
 
@@ -100,19 +90,13 @@ static void conn_entry(isola_value msg) {
   }
 }
 
-/* ---- the listener: the root isolate ---------------------------------- */
+/* ---- the listener: the root isolate -------------------------------------- */
 
 static int listen_fd = -1;
 static isola_watch listen_watch;
-static isola_port stop_port;
-static unsigned short bound_port;
-static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t ready_cv = PTHREAD_COND_INITIALIZER;
-static int ready; /* 1: listening, -1: failed */
 
 static void listener_readable(int fd, uint32_t events, void *arg) {
-  (void)events;
-  (void)arg;
+  (void)events, (void)arg;
   for (;;) {
     int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
     if (c < 0) return; /* EAGAIN: accepted all there was */
@@ -123,20 +107,11 @@ static void listener_readable(int fd, uint32_t events, void *arg) {
 
 static void on_stop(void *ctx, isola_port port, isola_value msg,
                     isola_port reply_to) {
-  (void)ctx;
-  (void)msg;
-  (void)reply_to;
-  /* Nothing left to keep the root alive: run_main returns. */
+  (void)ctx, (void)msg, (void)reply_to;
+  /* Nothing left to keep the root alive: the run ends. */
   isola_watch_close(listen_watch);
   close(listen_fd);
   isola_port_close(port);
-}
-
-static void set_ready(int value) {
-  pthread_mutex_lock(&ready_lock);
-  ready = value;
-  pthread_cond_broadcast(&ready_cv);
-  pthread_mutex_unlock(&ready_lock);
 }
 
 static void root_entry(isola_value msg) {
@@ -144,100 +119,23 @@ static void root_entry(isola_value msg) {
                           .sin_port = htons((unsigned short)msg.as.i),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof a;
+  isola_port stop = ISOLA_PORT_NONE;
   listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
       listen(listen_fd, 128) != 0 ||
       getsockname(listen_fd, (struct sockaddr *)&a, &len) != 0 ||
-      isola_port_open(on_stop, NULL, &stop_port) != ISOLA_OK ||
+      isola_port_open(on_stop, NULL, &stop) != ISOLA_OK ||
       isola_watch_open(listen_fd, ISOLA_READABLE, listener_readable, NULL,
                        &listen_watch) != ISOLA_OK) {
     perror("echo_server: listen");
     if (listen_fd >= 0) close(listen_fd);
-    if (stop_port) isola_port_close(stop_port);
-    set_ready(-1);
+    if (stop) isola_port_close(stop);
+    echo_listening(0, ISOLA_PORT_NONE);
     return;
   }
-  bound_port = ntohs(a.sin_port);
-  printf("echo_server: listening on 127.0.0.1:%u\n", bound_port);
-  fflush(stdout);
-  set_ready(1);
-}
-
-/* ---- the self-test: clients on plain threads ------------------------- */
-
-static int client_failures;
-static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void *client(void *arg) {
-  long id = (long)(intptr_t)arg;
-  char out[64], in[64];
-  int n = snprintf(out, sizeof out, "hello from client %ld", id);
-  int ok = 0;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_port = htons(bound_port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      write(fd, out, (size_t)n) == n) {
-    int got = 0;
-    while (got < n) {
-      ssize_t r = read(fd, in + got, (size_t)(n - got));
-      if (r <= 0) break;
-      got += (int)r;
-    }
-    ok = got == n && memcmp(in, out, (size_t)n) == 0;
-  }
-  if (fd >= 0) close(fd);
-  if (!ok) {
-    pthread_mutex_lock(&fail_lock);
-    client_failures++;
-    pthread_mutex_unlock(&fail_lock);
-  }
-  return NULL;
-}
-
-static long clients;
-
-static void *selftest(void *arg) {
-  (void)arg;
-  pthread_mutex_lock(&ready_lock);
-  while (!ready) pthread_cond_wait(&ready_cv, &ready_lock);
-  int r = ready;
-  pthread_mutex_unlock(&ready_lock);
-  if (r < 0) return NULL;
-  pthread_t *th = calloc((size_t)clients, sizeof *th);
-  for (long i = 0; i < clients; i++)
-    pthread_create(&th[i], NULL, client, (void *)(intptr_t)i);
-  for (long i = 0; i < clients; i++) pthread_join(th[i], NULL);
-  free(th);
-  printf("echo_server: %ld clients, %d failed\n", clients, client_failures);
-  isola_send(stop_port, isola_null()); /* from a plain thread */
-  return NULL;
+  echo_listening(ntohs(a.sin_port), stop);
 }
 
 int main(int argc, char **argv) {
-  long port = 0;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--port") && i + 1 < argc)
-      port = atol(argv[++i]);
-    else if (!strcmp(argv[i], "--selftest") && i + 1 < argc)
-      clients = atol(argv[++i]);
-    else {
-      fprintf(stderr, "usage: echo_server_raw [--port P] [--selftest N]\n");
-      return 2;
-    }
-  }
-  if (port < 0 || port > 65535 || clients < 0) return 2;
-  int rc = isola_vm_init(NULL);
-  if (rc != ISOLA_OK) {
-    fprintf(stderr, "echo_server: %s\n", isola_strerror(rc));
-    return 1;
-  }
-  pthread_t st;
-  if (clients) pthread_create(&st, NULL, selftest, NULL);
-  rc = isola_run_main(root_entry, isola_int(port), "listener");
-  if (clients) pthread_join(st, NULL);
-  int shut = isola_vm_shutdown(NULL);
-  if (rc != ISOLA_OK || shut != ISOLA_OK || ready < 0) return 1;
-  return client_failures ? 1 : 0;
+  return echo_main(argc, argv, "echo_server_raw", root_entry);
 }

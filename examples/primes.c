@@ -21,12 +21,9 @@
  * message's shape in one call, and that isolates run in parallel on the
  * worker pool (try --threads 1 and --threads 4 with `time`).
  */
-#define _POSIX_C_SOURCE 200809L
 #include <isola.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 ISOLA_MODULE();
 
@@ -69,12 +66,9 @@ static isola_value sieve(isola_value job) {
 
 /* ---- the root isolate ---------------------------------------------------- */
 
-typedef struct run_state {
-  int64_t n;
-  int slices, answered;
-  int64_t total;
-  struct timespec t0;
-} run_state;
+static struct {
+  int64_t n, slices, answered, total;
+} run;
 
 /* pi(10^k) for k = 1 .. 10. */
 static const int64_t known_pi[] = {4,      25,      168,      1229,
@@ -84,26 +78,20 @@ static const int64_t known_pi[] = {4,      25,      168,      1229,
 /* A completion: [[lo, hi] (the tag), true, count]. */
 static void on_answer(void *ctx, isola_port port, isola_value msg,
                       isola_port reply_to) {
-  (void)reply_to;
-  run_state *run = ctx;
+  (void)ctx, (void)reply_to;
   int64_t lo, hi, count;
   if (isola_unpack(msg, "[[i i] b i]", &lo, &hi, NULL, &count) != ISOLA_OK)
     isola_throw("a slice failed: %s", isola_error_detail());
   printf("  [%lld, %lld): %lld primes\n", (long long)lo, (long long)hi,
          (long long)count);
-  run->total += count;
-  if (++run->answered < run->slices) return;
-
-  struct timespec t1;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double ms = (t1.tv_sec - run->t0.tv_sec) * 1e3 +
-              (t1.tv_nsec - run->t0.tv_nsec) / 1e6;
-  printf("%lld primes below %lld (%d isolates, %.1f ms)\n",
-         (long long)run->total, (long long)run->n, run->slices, ms);
+  run.total += count;
+  if (++run.answered < run.slices) return;
+  printf("%lld primes below %lld (%lld isolates)\n", (long long)run.total,
+         (long long)run.n, (long long)run.slices);
   int64_t p10 = 10;
   for (size_t k = 0; k < sizeof known_pi / sizeof *known_pi; k++, p10 *= 10)
-    if (p10 == run->n && known_pi[k] != run->total) {
-      printf("WRONG: pi(%lld) is %lld\n", (long long)run->n,
+    if (p10 == run.n && known_pi[k] != run.total) {
+      printf("WRONG: pi(%lld) is %lld\n", (long long)run.n,
              (long long)known_pi[k]);
       isola_set_exit_code(1);
     }
@@ -121,31 +109,25 @@ static int64_t arg_int(isola_value args, size_t i, int64_t dflt) {
 
 void isola_main(isola_value args, isola_value message) {
   (void)message;
-  run_state *run = isola_calloc(sizeof *run); /* freed when the root ends */
-  run->n = arg_int(args, 0, 10000000);
-  run->slices = (int)arg_int(args, 1, 4);
-  if (run->n < 2 || run->n > 1000000000LL || run->slices < 1 ||
-      run->slices > 1024) {
+  run.n = arg_int(args, 0, 10000000);
+  run.slices = arg_int(args, 1, 4);
+  if (run.n < 2 || run.n > 1000000000LL || run.slices < 1 ||
+      run.slices > 1024) {
     fprintf(stderr, "usage: isola run primes.so [N [slices]] "
                     "(2 <= N <= 1e9, 1 <= slices <= 1024)\n");
     isola_set_exit_code(2);
     return;
   }
   isola_port me;
-  if (isola_port_open(on_answer, run, &me) != ISOLA_OK)
+  if (isola_port_open(on_answer, NULL, &me) != ISOLA_OK)
     isola_throw("cannot open a port");
-  clock_gettime(CLOCK_MONOTONIC, &run->t0);
-  printf("counting the primes below %lld in %d slices\n", (long long)run->n,
-         run->slices);
-  int64_t step = run->n / run->slices;
-  for (int i = 0; i < run->slices; i++) {
-    int64_t lo = step * i, hi = i == run->slices - 1 ? run->n : lo + step;
+  int64_t step = run.n / run.slices;
+  for (int64_t i = 0; i < run.slices; i++) {
+    int64_t lo = step * i, hi = i == run.slices - 1 ? run.n : lo + step;
     isola_value job[2] = {isola_int(lo), isola_int(hi)};
-    char name[24];
-    snprintf(name, sizeof name, "sieve-%d", i);
     /* The tag is the slice: each completion says which one it answers. */
-    isola_run_options o = {.name = name, .tag = isola_list(job, 2)};
-    int rc = isola_run_async_opts(sieve, isola_list(job, 2), &o, me);
+    isola_run_options o = {.name = "sieve", .tag = isola_list(job, 2)};
+    int rc = isola_run_async_opts(sieve, o.tag, &o, me);
     if (rc != ISOLA_OK) isola_throw("run: %s", isola_strerror(rc));
   }
 }

@@ -58,8 +58,8 @@ enum {
   /* A user message whose value is an isola_value_copy() block the message
    * adopted (isola_exit_owned): the block is freed with the message. */
   ISOLA__MSG_EXTERNAL,
-  /* Control messages (control.c), sent out of band to a control port and
-   * handled by the runtime, never by a user handler.  Field use:
+  /* Control messages (control_request.c), sent out of band to a control
+   * port and handled by the runtime, never by a user handler.  Field use:
    * value = the capability checked (an int) or the response value;
    * reply_to = the port named, or the resume capability. */
   ISOLA__MSG_PAUSE,      /* value: pause capability; reply_to: resume cap */
@@ -164,7 +164,10 @@ struct isola__isolate {
   isola_port control_port;
   isola_capability pause_cap;
   isola_capability terminate_cap;
-  uint64_t origin;
+  /* Set by the spawner once the control port is open (a root's origin is
+   * that port), so a snapshot walking the port map may read it while the
+   * isolate is being built: atomic, 0 until set. */
+  _Atomic uint64_t origin;
 
   /* Owned by the thread running the isolate. */
   alignas(ISOLA__CACHE_LINE) isola__node *tail;
@@ -186,7 +189,7 @@ struct isola__isolate {
    * read them to name a stuck isolate's ports. */
   _Atomic uint32_t live_ports; /* open ports that keep it alive */
   _Atomic uint32_t ports;      /* first slot of its port list (0: none) */
-  /* Isolate control (control.c).  hold is non-zero while something must
+  /* Isolate control (control_request.c).  hold is non-zero while something must
    * happen before the next normal message (paused, a kill or ping waiting
    * for the next event, the end after a pause on exit): the turn tests
    * this one word per message. */
@@ -203,7 +206,8 @@ struct isola__isolate {
    * Empty: the default name. */
   char name[16];
   struct isola__control *ctl; /* pauses, error listeners; NULL: none */
-  isola__msg *exits; /* exit listeners' responses, in order (control.c) */
+  /* exit listeners' responses, in order (control_request.c) */
+  isola__msg *exits;
   void *unwind;      /* the running turn's jmp_buf, or NULL */
   /* Microtasks waiting to run after the current event (message_handler.c);
    * NULL: none, the turn's one test per event.  On the line of hold and
@@ -322,7 +326,7 @@ extern void (*_Atomic isola__test_hook)(int where);
 #define ISOLA__TEST_HOOK(where) ((void)0)
 #endif
 
-/* The VM (vm.c).  NULL when none runs. */
+/* The VM (vm_life.c).  NULL when none runs. */
 extern _Atomic(isola__vm *) isola__the_vm;
 
 #endif

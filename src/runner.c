@@ -81,11 +81,11 @@ static const char usage[] =
     "  --trace-isolates          print a line as each isolate starts and "
     "ends\n"
     "  --pause-isolates-on-start every isolate starts paused until resumed\n"
-    "                            with its pause capability (by its spawner;\n"
-    "                            the root isolate has no spawner and stays\n"
-    "                            paused, as Dart's without a debugger: the\n"
-    "                            run says so on stderr and waits until\n"
-    "                            killed)\n"
+    "                            with its pause capability (by its spawner,\n"
+    "                            or by the runner: once the root isolate is\n"
+    "                            paused the run says so on stderr, and each\n"
+    "                            SIGUSR2, kill -USR2 PID, resumes every\n"
+    "                            isolate paused at that moment)\n"
     "  --pause-isolates-on-exit  every isolate pauses before it ends until\n"
     "                            resumed\n"
     "  --trace-file FILE         write scheduling and message events to FILE\n"
@@ -127,7 +127,8 @@ static const char usage[] =
     "\n"
     "SIGINT and SIGTERM end the run: every isolate is killed (exit\n"
     "listeners are told), the VM shuts down, and the exit status is 130 or\n"
-    "143; isolates that do not end within the grace are listed.\n"
+    "143; isolates that do not end within the grace are listed.  With\n"
+    "--pause-isolates-on-start, SIGUSR2 resumes every isolate paused now.\n"
     "\n"
     "exit status: the module's exit code; 255 if the root isolate died of\n"
     "an uncaught error (message and stack trace on stderr); 254 if the\n"
@@ -208,6 +209,74 @@ static void *signal_thread(void *arg) {
   /* The root isolate was killed too; main may still be returning from it,
    * so the process ends here, with the shell's code for the signal. */
   _exit(128 + sig);
+}
+
+/* ---- --pause-isolates-on-start: SIGUSR2 resumes -------------------------- */
+
+/* Every isolate starts paused under its pause capability.  The root isolate
+ * has no spawner to resume it, so the runner does: each SIGUSR2 (taken by
+ * resume_thread with sigwait, as the end signals are) resumes every isolate
+ * paused at that moment, with the capabilities a snapshot gives, as the
+ * --observe page's resume button does one isolate.  An isolate spawned
+ * later starts paused again, for its spawner or the next SIGUSR2. */
+static sigset_t resume_signals;
+static atomic_bool run_over; /* isola_run_main_uri has returned */
+
+/* Whether the root isolate exists: the isolate named "main" that descends
+ * from itself (every other isolate of the run descends from it). */
+static bool root_started(void) {
+  isola_snapshot *s;
+  if (isola_vm_snapshot(0, &s) != ISOLA_OK) return false;
+  bool found = false;
+  for (size_t i = 0; i < s->nisolates && !found; i++)
+    found = s->isolates[i].origin == s->isolates[i].id &&
+            strcmp(s->isolates[i].name, "main") == 0;
+  isola_snapshot_free(s);
+  return found;
+}
+
+/* Resumes every isolate under its pause capability (one that is not
+ * paused by it ignores the request); returns how many were asked. */
+static size_t resume_all(void) {
+  isola_snapshot *s;
+  if (isola_vm_snapshot(ISOLA_SNAPSHOT_CAPABILITIES, &s) != ISOLA_OK)
+    return 0;
+  size_t n = 0;
+  for (size_t i = 0; i < s->nisolates; i++) {
+    const isola_isolate_snapshot *o = &s->isolates[i];
+    isola_isolate h = {o->id, o->pause_capability, o->terminate_capability};
+    n += isola_resume(&h, 0) == ISOLA_OK;
+  }
+  isola_snapshot_free(s);
+  return n;
+}
+
+static void *resume_thread(void *arg) {
+  bool observe_control = *(bool *)arg;
+  /* The root is created by isola_run_main_uri on the main thread; the
+   * instruction is printed once it exists (and is paused), so that a
+   * resume sent on reading it finds it.  A SIGUSR2 that comes earlier
+   * stays pending until the sigwait below. */
+  while (!root_started()) {
+    if (atomic_load_explicit(&run_over, memory_order_acquire)) return NULL;
+    nanosleep(&(struct timespec){0, 1000000}, NULL);
+  }
+  fprintf(stderr,
+          "isola: --pause-isolates-on-start: every isolate waits before "
+          "its entry until it is resumed with its pause capability; the "
+          "root isolate 'main' is paused now.  To resume every isolate "
+          "paused: kill -USR2 %ld (isolates spawned later start paused "
+          "too: send it again for them)%s.\n",
+          (long)getpid(),
+          observe_control ? ", or resume each from the --observe page" : "");
+  for (;;) {
+    int sig;
+    if (sigwait(&resume_signals, &sig) != 0) continue;
+    size_t n = resume_all();
+    fprintf(stderr, "isola: SIGUSR2: resume sent to every isolate (%zu)\n",
+            n);
+  }
+  return NULL;
 }
 
 static int bad_usage(const char *fmt, const char *arg) {
@@ -494,16 +563,6 @@ static int run(int argc, char **argv) {
                    : isola_bytes(a, strlen(a));
   }
 
-  if (cfg.pause_on_start)
-    /* Otherwise the run would wait in silence: nobody holds the root's
-     * pause capability to resume it. */
-    fprintf(stderr,
-            "isola: --pause-isolates-on-start: every isolate waits before "
-            "its entry until it is resumed with its pause capability.  The "
-            "root isolate 'main' has no spawner to resume it, so this run "
-            "waits until it is killed (Ctrl-C).  The flag is for embedders "
-            "and debuggers that hold the handles (isola_config."
-            "pause_on_start).\n");
   cfg.unhandled_error = on_uncaught;
 #ifdef ISOLA_HAVE_SYMBOLIZE
   /* Function names and file:line in the stack traces it prints. */
@@ -515,6 +574,11 @@ static int run(int argc, char **argv) {
   sigaddset(&end_signals, SIGINT);
   sigaddset(&end_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &end_signals, NULL);
+  /* SIGUSR2 keeps its default action (the end of the process) unless the
+   * run pauses on start. */
+  sigemptyset(&resume_signals);
+  if (cfg.pause_on_start) sigaddset(&resume_signals, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &resume_signals, NULL);
   pthread_t sig_thread;
   if (pthread_create(&sig_thread, NULL, signal_thread, NULL) != 0) {
     fputs("isola: cannot start the signal thread\n", stderr);
@@ -561,9 +625,21 @@ static int run(int argc, char **argv) {
     return EXIT_LOAD;
   }
 #endif
+  if (cfg.pause_on_start) {
+    pthread_t resumer;
+    if (pthread_create(&resumer, NULL, resume_thread, &observe_control) !=
+        0) {
+      fputs("isola: cannot start the resume thread\n", stderr);
+      free(items);
+      isola_vm_shutdown(NULL);
+      return EXIT_LOAD;
+    }
+    pthread_detach(resumer);
+  }
   int code = 0;
   rc = isola_run_main_uri(path, isola_list(items, (size_t)nargs),
                           isola_null(), "main", &code);
+  atomic_store_explicit(&run_over, true, memory_order_release);
   free(items);
   int status;
   if (rc != ISOLA_OK) {

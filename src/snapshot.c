@@ -115,7 +115,7 @@ static void one(isola__isolate *iso, void *arg) {
   isola_isolate_snapshot *o = &c->items[c->n++];
   memset(o, 0, sizeof *o);
   o->id = iso->control_port;
-  o->origin = iso->origin;
+  o->origin = atomic_load_explicit(&iso->origin, memory_order_relaxed);
   const char *name = isola__isolate_name(iso);
   size_t len = strlen(name);
   if (len >= sizeof o->name) len = sizeof o->name - 1;

@@ -24,7 +24,7 @@
 
 #include "internal.h"
 #include "probes.h"
-#include "trace.h"
+#include "trace_events.h"
 
 /* Adds n to a counter only the calling thread writes. */
 static inline void isola__cnt_add(_Atomic uint64_t *c, uint64_t n) {

@@ -4,12 +4,12 @@
 #define ISOLA_VM_H
 
 #include "epoch.h"
+#include "event_handler_types.h"
 #include "internal.h"
-#include "name_server.h"
+#include "name_server_types.h"
 #include "port_map.h"
-#include "scheduler.h"
-#include "event_handler.h"
-#include "trace.h"
+#include "sched_types.h"
+#include "trace_events.h"
 
 /* TEARDOWN: shutdown found no isolate left and frees the VM once the
  * outside callers have left (a snapshot may enter until then). */

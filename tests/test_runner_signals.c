@@ -5,7 +5,8 @@
  * cannot end is named, with a snapshot line, once the grace has passed.
  * The runner runs tests/modules/observed.c, which prints "ready" once its
  * isolates are up; each wait below is for output or for the exit, with a
- * deadline.
+ * deadline.  Also SIGUSR2, which resumes the isolates paused by
+ * --pause-isolates-on-start (tests/modules/exits.c).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -54,12 +55,21 @@ static long ms_now(void) {
   return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Reads what is there until the deadline or both pipes end; returns false
- * at the deadline. */
-static bool pump(child *c, long deadline, const char *until_out) {
+static int count_of(const char *s, const char *text) {
+  int n = 0;
+  for (const char *p = s; (p = strstr(p, text)); p += strlen(text)) n++;
+  return n;
+}
+
+/* Reads what is there until the deadline, until both pipes end, or until
+ * stdout holds until_out or stderr holds until_err `times` times; returns
+ * whether it got what it waited for (with neither: the end). */
+static bool pump_for(child *c, long deadline, const char *until_out,
+                     const char *until_err, int times) {
   for (;;) {
     if (until_out && strstr(c->obuf, until_out)) return true;
-    if (c->oeof && c->eeof) return until_out == NULL;
+    if (until_err && count_of(c->ebuf, until_err) >= times) return true;
+    if (c->oeof && c->eeof) return !until_out && !until_err;
     long left = deadline - ms_now();
     if (left <= 0) return false;
     struct pollfd p[2] = {{c->oeof ? -1 : c->out, POLLIN, 0},
@@ -78,6 +88,10 @@ static bool pump(child *c, long deadline, const char *until_out) {
       buf[*len] = '\0';
     }
   }
+}
+
+static bool pump(child *c, long deadline, const char *until_out) {
+  return pump_for(c, deadline, until_out, NULL, 0);
 }
 
 /* Waits for the exit (both pipes at end first) and returns the status. */
@@ -157,4 +171,49 @@ Test(runner_signals, bad_shutdown_grace_is_a_usage_error) {
   child c;
   start(&c, args);
   cr_assert((finish(&c)) == (64), "%s", "finish(&c) == 64");
+}
+
+/* --pause-isolates-on-start: once the root isolate is paused the run says
+ * how to resume it, with its pid; each SIGUSR2 is answered with a line
+ * and resumes every isolate paused then.  A SIGUSR2 is sent, and again
+ * after each answer, until the run ends: an isolate spawned after a
+ * resume starts paused too, and the next one resumes it. */
+static int resume_until_exit(child *c) {
+  long deadline = ms_now() + TH_WAIT_MS;
+  cr_assert(pump_for(c, deadline, NULL, "kill -USR2 ", 1),
+            "no resume instruction; stdout:\n%s\nstderr:\n%s", c->obuf,
+            c->ebuf);
+  char want[64];
+  snprintf(want, sizeof want, "kill -USR2 %ld ", (long)c->pid);
+  cr_assert(strstr(c->ebuf, want), "no '%s' in stderr:\n%s", want, c->ebuf);
+  cr_assert(strstr(c->ebuf, "root isolate 'main' is paused now"),
+            "stderr:\n%s", c->ebuf);
+  for (int sent = 1;; sent++) {
+    cr_assert(kill(c->pid, SIGUSR2) == 0, "%s", "check failed");
+    if (!pump_for(c, deadline, NULL, "isola: SIGUSR2: resume sent", sent))
+      break; /* the run ended (or the deadline passed: finish() fails) */
+  }
+  return finish(c);
+}
+
+Test(runner_signals, pause_on_start_resumes_on_sigusr2) {
+  const char *const args[] = {"isola", "run", "--pause-isolates-on-start",
+                              TM_EXITS, "ok", NULL};
+  child c;
+  start(&c, args);
+  cr_assert((resume_until_exit(&c)) == (0), "%s", "exit status 0");
+  cr_assert(count_of(c.ebuf, "isola: SIGUSR2: resume sent") >= 1, "%s",
+            c.ebuf);
+}
+
+Test(runner_signals, a_child_paused_on_start_resumes_on_a_later_sigusr2) {
+  /* The root spawns a child (paused on start) that sets exit code 42 and
+   * tells the root, which waits for it: 42 only if the child ran. */
+  const char *const args[] = {"isola", "run", "--pause-isolates-on-start",
+                              TM_EXITS, "code", "42", NULL};
+  child c;
+  start(&c, args);
+  cr_assert((resume_until_exit(&c)) == (42), "%s", "exit status 42");
+  cr_assert(count_of(c.ebuf, "isola: SIGUSR2: resume sent") >= 2, "%s",
+            c.ebuf);
 }

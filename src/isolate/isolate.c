@@ -12,9 +12,10 @@
 #include "epoch.h"
 #include "heap.h"
 #include "lifecycle.h"
-#include "message_handler.h"
+#include "turn.h"
 #include "message_queue.h"
 #include "module.h"
+#include "name_server.h"
 #include "platform.h"
 #include "pool.h"
 #include "port_map.h"
@@ -297,7 +298,10 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   ISOLA__TEST_HOOK(ISOLA__HOOK_SPAWN_VISIBLE);
   start->dest = iso->control_port;
   iso->group = g;
-  iso->origin = parent ? parent->origin : iso->control_port;
+  const uint64_t origin =
+      parent ? atomic_load_explicit(&parent->origin, memory_order_relaxed)
+             : iso->control_port;
+  atomic_store_explicit(&iso->origin, origin, memory_order_relaxed);
   /* Credits only for the spawner's own group (a module's new group is
    * counted exactly). */
   member_add(iso->group, credits && parent);
@@ -308,7 +312,7 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
   ISOLA__STATS_COUNT(vm, spawned);
   if (ISOLA__UNLIKELY(vm->tracing))
     isola__trace_event(vm, ISOLA__TEV_SPAWN, iso, 0, 0);
-  ISOLA__PROBE3(spawn, iso->control_port, iso->origin,
+  ISOLA__PROBE3(spawn, iso->control_port, origin,
                 isola__isolate_name(iso));
   /* Queue the START message (the normal queue is empty: only the control
    * port is open), still claimed: the caller decides when the isolate

@@ -14,14 +14,9 @@
 
 #include "internal.h"
 #include "message.h"
+#include "turn.h"
 
 #define ISOLA__BATCH 64
-
-typedef enum {
-  ISOLA__TURN_IDLE,  /* marked unscheduled: the next push schedules it */
-  ISOLA__TURN_YIELD, /* still scheduled with work left: requeue it */
-  ISOLA__TURN_DEAD,  /* ended; retired */
-} isola__turn;
 
 /* Runs one turn of iso on the calling thread.  jb is the thread's unwind
  * point, armed by the setjmp in isola__mh_drive(): a handler that leaves
@@ -29,19 +24,6 @@ typedef enum {
  * isola_exit) lands there, and the driver finishes the turn.  So a thread
  * pays for one setjmp per jump, not one per turn. */
 isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb);
-
-/* Where a driven thread gets its turns: called with the isolate whose turn
- * just ended and that turn's result (NULL the first time), returns the
- * next isolate to run, or NULL to stop. */
-typedef isola__isolate *(*isola__mh_next_fn)(void *arg, isola__isolate *prev,
-                                              isola__turn r);
-
-/* The unwind driver, the one place that arms the setjmp, for pool threads
- * (scheduler.c) and root threads (isolate.c) alike: runs turns of the
- * isolates next() gives until it returns NULL.  After a jump it finishes
- * the unwound turn and hands its isolate and result to next() like any
- * other turn's. */
-void isola__mh_drive(isola__vm *vm, isola__mh_next_fn next, void *arg);
 
 /* Frees an ended isolate once no sender can see it (epoch.c calls this):
  * drains both queues, then the struct. */

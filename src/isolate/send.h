@@ -5,19 +5,11 @@
 #define ISOLA_SEND_H
 
 #include "internal.h"
+#include "turn.h"
 
 /* Posts a built message to its destination; takes ownership of m.  The
  * caller is on an isolate or has entered the VM (isola__vm_enter). */
 int isola__post(isola__vm *vm, isola__msg *m);
-
-/* Pushes the calling thread's outbox (send.c), which is not empty. */
-void isola__outbox_push(isola__vm *vm);
-
-/* Pushes the messages the running event sent and this thread still holds
- * back (the outbox, send.c).  Called where an event ends or may wait. */
-static inline void isola__outbox_flush(isola__vm *vm) {
-  if (isola__t.ob_to) isola__outbox_push(vm);
-}
 
 /* Posts a control message (m->dest is a control port) to the isolate's
  * OOB queue and schedules it if idle; takes ownership of m.  The caller has

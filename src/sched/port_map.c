@@ -189,9 +189,11 @@ int isola__port_open(isola__port_map *m, isola__isolate *owner, int state,
   isola__st32(&owner->ports, index);
   if (state == ISOLA__PORT_LIVE)
     isola__st32(&owner->live_ports, isola__ld32(&owner->live_ports) + 1);
+  /* Before the release: *out may be the owner's control_port, which a
+   * snapshot walking the port map reads once it sees this id. */
+  *out = id;
   /* Release: a sender that reads this id sees owner and state. */
   atomic_store_explicit(&s->id, id, memory_order_release);
-  *out = id;
   return ISOLA_OK;
 }
 

@@ -6,15 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "control.h"
 #include "determ.h"
 #include "epoch.h"
-#include "isolate.h"
-#include "message_handler.h"
 #include "platform.h"
 #include "pool.h"
 #include "stats.h"
 #include "test_hooks.h"
+#include "turn.h"
 #include "vm.h"
 
 /* How long an idle thread spins before parking.  A futex wake-up costs

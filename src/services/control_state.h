@@ -2,11 +2,12 @@
 /*
  * control_state.h — the control state an isolate keeps (iso->ctl), shared
  * by the files of isolate control and by nothing else:
- *   control.c   the requests (pause, resume, kill, ping, listeners, errors
- *               fatal): sent from any thread, handled on the isolate's own
- *   uncaught.c  uncaught errors: isola_throw, error listeners, the report
- *   exit.c      the end: exit listeners and notices, isola_exit
- *   run.c       isola_run and isola_run_async (a computation's outcome)
+ *   control_request.c  the requests (pause, resume, kill, ping, listeners,
+ *                      errors fatal): sent from any thread, handled on
+ *                      the isolate's own
+ *   uncaught.c         uncaught errors: isola_throw, error listeners
+ *   exit.c             the end: exit listeners and notices, isola_exit
+ *   run.c              isola_run and isola_run_async (their outcome)
  * All of it belongs to the isolate's thread (control.h says why).
  */
 #ifndef ISOLA_CONTROL_STATE_H
@@ -15,7 +16,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "control.h"
+#include "internal.h"
 
 typedef struct run_waiter {
   pthread_mutex_t mu;
@@ -79,7 +80,7 @@ static inline struct isola__control *ctl_of(isola__isolate *iso) {
 }
 
 /* Exit listeners (iso->exits) are their prebuilt responses, linked
- * through the message's queue node (control.c): the one after m. */
+ * through the message's queue node (control_request.c): the one after m. */
 static inline isola__msg *exit_next(isola__msg *m) {
   return (isola__msg *)atomic_load_explicit(&m->node.next,
                                             memory_order_relaxed);
@@ -91,8 +92,8 @@ static inline void ascii_only(char *s) {
     if ((unsigned char)*s >= 0x80) *s = '?';
 }
 
-/* Frees the control state (control.c); keep_bp: all but the backpressure
- * state, kept until the isolate is freed (backpressure.h). */
+/* Frees the control state (control_request.c); keep_bp: all but the
+ * backpressure state, kept until the isolate is freed (backpressure.h). */
 void isola__control_release(isola__isolate *iso, bool keep_bp);
 
 /* Frees an isola_run computation's state, NULL allowed (run.c). */

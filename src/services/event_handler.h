@@ -29,22 +29,7 @@
 
 #include "internal.h"
 #include "platform.h"
-
-typedef struct isola__timer isola__timer;
-typedef struct isola__watch isola__watch;
-
-typedef struct isola__timers {
-  pthread_mutex_t lock; /* the heap, started, stopping */
-  isola__timer **heap;  /* min-heap by (due, seq) */
-  size_t n, cap;
-  uint64_t seq;          /* creation order, under lock */
-  isola__poller *poller; /* opened with the thread */
-  isola__watch *graveyard; /* closed watches for the thread to free */
-  isola__watch *retry;     /* events to post again (event_handler.c) */
-  _Atomic uint64_t next_id;
-  bool started, stopping;
-  pthread_t thread;
-} isola__timers;
+#include "event_handler_types.h"
 
 void isola__timers_init(isola__timers *ts);
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * forward.c — control requests for isolates of other processes
- * (isola.h: isola_control_forward_set()).  control.c asks here only where
+ * (isola.h: isola_control_forward_set()).  control_request.c asks here only where
  * a request would fail with ISOLA_ECLOSED, after its lookup: the local
  * path is not touched.  The forwarder is one atomic pointer, read once per
  * forwarded request.

@@ -20,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "isolate.h"
-
 /* The loader's message for this thread's last failed load. */
 static _Thread_local char load_error[256];
 

@@ -7,7 +7,7 @@
  * path pays nothing for it.
  */
 #include "detail.h"
-#include "value.h"
+#include "utf8.h"
 
 #include <stdarg.h>
 #include <stdint.h>

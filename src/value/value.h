@@ -23,6 +23,7 @@
 #define ISOLA_VALUE_H
 
 #include "internal.h"
+#include "utf8.h"
 
 typedef struct isola__block {
   size_t nbuf;  /* buffer slots */
@@ -110,30 +111,5 @@ static inline isola_buffer ***isola__block_handles(void *block) {
  * (whose handles were not emptied).  Any other thread freeing the message
  * (its receiver, after a successful post) frees them. */
 extern _Thread_local const isola__msg *isola__msg_posting;
-
-/* Well-formed UTF-8 (RFC 3629). */
-/* Why a string is not UTF-8 (isola__utf8_bad_at). */
-enum {
-  ISOLA__UTF8_STRAY_CONTINUATION, /* a continuation byte with no lead */
-  ISOLA__UTF8_OVERLONG_LEAD,      /* 0xC0 or 0xC1 */
-  ISOLA__UTF8_NEVER,              /* 0xF5 .. 0xFF */
-  ISOLA__UTF8_CUT_SHORT,          /* the string ends inside a sequence */
-  ISOLA__UTF8_SURROGATE,          /* an encoded UTF-16 surrogate */
-  ISOLA__UTF8_OVERLONG,           /* an overlong form */
-  ISOLA__UTF8_TOO_HIGH,           /* a code point above U+10FFFF */
-  ISOLA__UTF8_NO_CONTINUATION,    /* a lead byte not followed by one */
-  ISOLA__UTF8_TOO_FEW_CONTINUATIONS
-};
-
-/* The offset of the first byte of s[0..n) that makes it not well-formed
- * UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
- * U+10FFFF), with its reason in *why; SIZE_MAX when it is well-formed. */
-size_t isola__utf8_bad_at(const unsigned char *s, size_t n, int *why);
-
-/* Whether s[0..n) is well-formed UTF-8. */
-static inline bool isola__utf8_valid(const unsigned char *s, size_t n) {
-  int why;
-  return isola__utf8_bad_at(s, n, &why) == SIZE_MAX;
-}
 
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* vm.c — the VM's life: init, shutdown, configuration, tracing, and the
+/* vm_life.c — the VM's life: init, shutdown, configuration, tracing, and the
  * count of live isolates (there is no list: shutdown finds them through
  * their control ports). */
 #include "vm.h"
@@ -11,11 +11,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "event_handler.h"
 #include "isolate.h"
 #include "message_handler.h"
 #include "message_queue.h"
+#include "name_server.h"
 #include "platform.h"
 #include "pool.h"
+#include "scheduler.h"
+#include "trace.h"
 
 ISOLA__TLS isola__tls isola__t;
 _Atomic(isola__vm *) isola__the_vm;

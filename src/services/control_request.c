@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * control.c — isolate control requests (control.h): the public requests
- * (pause, resume, kill, ping, exit and error listeners, errors fatal) and
- * their handling on the isolate's own thread.  The rest of isolate control
- * is in files of its own: uncaught errors in uncaught.c, the end (exit
- * listeners' notices, isola_exit) in exit.c, isola_run in run.c; the state
- * they share is in control_state.h.
+ * control_request.c — isolate control requests (control.h): the public
+ * requests (pause, resume, kill, ping, exit and error listeners, errors
+ * fatal) and their handling on the isolate's own thread.  The rest of
+ * isolate control is in files of its own: uncaught errors in uncaught.c,
+ * the end (exit listeners' notices, isola_exit) in exit.c, isola_run in
+ * run.c; the state they share is in control_state.h; control.h, the
+ * interface, is what the turn, spawn and send call.
  *
  * Every request is a control message on the target's OOB queue, checked by
  * the target against its own capabilities (a wrong capability is ignored,
