@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * forward.c — control requests for isolates of other processes
- * (isola.h: isola_control_forward_set()).  control_request.c asks here only where
- * a request would fail with ISOLA_ECLOSED, after its lookup: the local
- * path is not touched.  The forwarder is one atomic pointer, read once per
- * forwarded request.
+ * (isola.h: isola_control_forward_set()).  control_request.c asks here
+ * only where a request would fail with ISOLA_ECLOSED, after its lookup:
+ * the local path is not touched.  The forwarder is one atomic pointer,
+ * read once per forwarded request.
  */
 #include "forward.h"
 

@@ -6,8 +6,8 @@
 
 #include "internal.h"
 
-/* A control request (control_request.c's request(): type an ISOLA__MSG_* control
- * type, v and reply_to as that message carries them) whose control port
+/* A control request (control_request.c's request(): type an ISOLA__MSG_*
+ * control type, v and reply_to as that message carries them) whose port
  * named no isolate of this process: handed to the installed forwarder.
  * Returns the forwarder's answer, or ISOLA_ECLOSED when none is
  * installed.  The caller has left the VM (isola__vm_leave). */
