@@ -72,8 +72,28 @@ typedef struct isola__call {
 /* Enters the VM.  ISOLA_OK, or ISOLA_ENOVM, ISOLA_ESHUTDOWN (the VM is
  * shutting down), ISOLA_ENOMEM (no epoch record); on success call
  * isola__vm_leave() after. */
-int isola__vm_enter(isola__call *c);
-void isola__vm_leave(isola__call *c);
+int isola__vm_enter_slow(isola__call *c);
+void isola__vm_leave_slow(isola__call *c);
+
+/* The fast path of isola__vm_enter(): a pool or root thread already online
+ * (running a turn) enters by looking at the VM's state, nothing more. */
+static inline int isola__vm_enter(isola__call *c) {
+  isola__thread *t = isola__t.thread;
+  isola__vm *vm = isola__vm_get();
+  if (ISOLA__LIKELY(t && t->online && vm &&
+                    atomic_load_explicit(&vm->state, memory_order_seq_cst) ==
+                        ISOLA__VM_RUNNING)) {
+    c->vm = vm;
+    c->counted = c->online = false;
+    c->rec = NULL;
+    return ISOLA_OK;
+  }
+  return isola__vm_enter_slow(c);
+}
+
+static inline void isola__vm_leave(isola__call *c) {
+  if (c->online || c->counted) isola__vm_leave_slow(c);
+}
 
 /* Threads that are not isolates inside a call (isola__vm_enter). */
 extern _Atomic size_t isola__outside_callers;

@@ -25,7 +25,7 @@ struct isola__worker {
   _Atomic uint32_t thieves;
   /* The fields below belong to the thread holding the worker. */
   unsigned streak;  /* isolates in a row taken from runnext */
-  uint32_t tick;    /* turns run; every 61st looks at the global queue */
+  uint32_t tick;    /* turns to the next that looks at the global queue */
   uint32_t id;
   isola__worker *idle_next; /* idle list, under sched lock */
   /* What other threads last saw of st_turns, and when (scheduler.c's

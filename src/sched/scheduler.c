@@ -531,7 +531,9 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
   isola__worker *w = t->w;
   isola__isolate *iso;
 
-  if (ISOLA__DET_GLOBAL_FIRST(++w->tick % 61 == 0) &&
+  bool every61 = --w->tick == 0;
+  if (every61) w->tick = 61;
+  if (ISOLA__DET_GLOBAL_FIRST(every61) &&
       ((iso = gq_get(s, w, 1)) || (iso = steal_stuck(s, w))))
     return iso;
   if ((iso = take_runnext(s, w))) {
@@ -547,7 +549,9 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
   if ((iso = runq_get(w))) return iso;
   if ((iso = gq_get(s, w, ISOLA__RUNQ_SIZE / 2))) return iso;
 
-  /* Nothing local: spin, stealing, for a while. */
+  /* Nothing local: spin, stealing, for a while (running nothing meanwhile,
+   * as snapshots show). */
+  if (ISOLA__SEND_COUNTERS) isola__cnt_set(&w->st_cur, 0);
   if (!t->spinning) {
     t->spinning = true;
     atomic_fetch_add_explicit(&s->nspinning, 1, memory_order_seq_cst);
@@ -583,7 +587,6 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
 }
 
 static isola__isolate *find_runnable(isola__vm *vm, isola__thread *t) {
-  if (ISOLA__SEND_COUNTERS) isola__cnt_set(&t->w->st_cur, 0);
   isola__isolate *iso = find_runnable_inner(vm, t);
   if (iso && t->w) {
     isola__cnt_add(&t->w->st_turns, 1); /* stuck_for() sees it move */
@@ -782,7 +785,10 @@ int isola__sched_init(isola__sched *s, unsigned nworkers,
                              sizeof(isola__worker) * nworkers);
   if (!s->workers) return ISOLA_ENOMEM;
   memset(s->workers, 0, sizeof(isola__worker) * nworkers);
-  for (unsigned i = 0; i < nworkers; i++) s->workers[i].id = i;
+  for (unsigned i = 0; i < nworkers; i++) {
+    s->workers[i].id = i;
+    s->workers[i].tick = 61;
+  }
   /* Plain runnext takes where membarrier(2) works ("runnext" above); a
    * test may ask for the exchanges instead. */
   s->fence_heavy = !isola__test_failing(ISOLA__FAIL_FENCE_HEAVY) &&
