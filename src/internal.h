@@ -95,6 +95,9 @@ typedef struct isola__msg {
   uint32_t bytes;
   uint16_t charged;
   uint16_t held; /* ISOLA__HELD_*: its holder's room (isola__room_take) */
+  /* The slot index of dest, set by isola__post() (which looked it up), so
+   * that the receiver finds the port without decoding the id again. */
+  uint32_t dest_index;
 } isola__msg;
 
 /* msg->held: the message's bytes are taken from the room of the isolate
@@ -324,6 +327,16 @@ extern void (*_Atomic isola__test_hook)(int where);
   } while (0)
 #else
 #define ISOLA__TEST_HOOK(where) ((void)0)
+#endif
+
+/* Every post and outbox push is made by a thread whose epoch record
+ * (isola__t.rec) is online (send.c); a test build counts those that are
+ * not, for tests to read (test_hooks.h). */
+#ifdef ISOLA_TEST_HOOKS
+void isola__test_post_check(void);
+#define ISOLA__TEST_POST_CHECK() isola__test_post_check()
+#else
+#define ISOLA__TEST_POST_CHECK() ((void)0)
 #endif
 
 /* The VM (vm_life.c).  NULL when none runs. */

@@ -248,25 +248,41 @@ typedef struct report_ctx {
   size_t len;
 } report_ctx;
 
-/* Names one isolate still alive.  Its port list belongs to the thread
- * running it: it is read with relaxed atomic loads, and at most 8 ports are
- * listed. */
+/* Names one isolate still alive.  It may be half built (a spawn that
+ * entered before the shutdown): its builder stores iso->control_port after
+ * the port is published (isolate.c), and nothing orders that store before
+ * a read here.  So only what the builder wrote before the publication (the
+ * name, ordered by the scan's acquire of the port's id) and atomics are
+ * read: the control port's id comes from its slot, found on the isolate's
+ * port list.  That list belongs to the thread running the isolate: it is
+ * read with relaxed atomic loads, walked at most as many steps as the map
+ * has slots (a list that changes meanwhile may lead elsewhere), and at
+ * most 8 live ports are listed. */
 static void report_one(isola__isolate *iso, void *arg) {
   report_ctx *c = arg;
+  uint64_t control = 0, live[8];
+  unsigned nlive = 0;
+  uint32_t steps = atomic_load_explicit(&c->vm->ports.high,
+                                        memory_order_relaxed);
+  for (uint32_t idx = isola__ld32(&iso->ports); idx && steps; steps--) {
+    isola__port_slot *s = isola__port_at(&c->vm->ports, idx);
+    uint64_t id = atomic_load_explicit(&s->id, memory_order_relaxed);
+    int state = atomic_load_explicit(&s->state, memory_order_relaxed);
+    if (id && state == ISOLA__PORT_CONTROL && !control &&
+        atomic_load_explicit(&s->owner, memory_order_relaxed) == iso)
+      control = id;
+    else if (id && state == ISOLA__PORT_LIVE && nlive < 8)
+      live[nlive++] = id;
+    if (control && nlive == 8) break;
+    idx = isola__ld32(&s->next);
+  }
   c->r->stuck++;
   append(c->r, &c->len,
          "isolate '%s' (control port %016llx) did not end; %u live port(s):",
-         isola__isolate_name(iso), (unsigned long long)iso->control_port,
+         isola__isolate_name(iso), (unsigned long long)control,
          (unsigned)isola__ld32(&iso->live_ports));
-  uint32_t idx = isola__ld32(&iso->ports);
-  for (int n = 0; idx && n < 8; n++) {
-    isola__port_slot *s = isola__port_at(&c->vm->ports, idx);
-    uint64_t id = atomic_load_explicit(&s->id, memory_order_relaxed);
-    if (id && atomic_load_explicit(&s->state, memory_order_relaxed) ==
-                  ISOLA__PORT_LIVE)
-      append(c->r, &c->len, " %016llx", (unsigned long long)id);
-    idx = isola__ld32(&s->next);
-  }
+  for (unsigned i = 0; i < nlive; i++)
+    append(c->r, &c->len, " %016llx", (unsigned long long)live[i]);
   append(c->r, &c->len, "\n");
 }
 

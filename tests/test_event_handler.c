@@ -534,7 +534,10 @@ Test(timer, a_one_shot_fires_after_failed_posts) {
 }
 
 /* 18.7: an event thread without an epoch record posts nothing until it
- * has one; the timer then fires. */
+ * has one; the timer then fires, posted with the record online.  (Posting
+ * without one, as the thread once did for the VM's whole life, also
+ * delivers the tick: the test build counts every post made by a thread
+ * whose record is missing or offline, and this asserts there was none.) */
 Test(timer, a_timer_fires_after_the_event_thread_failed_to_get_a_record) {
   th_vm_init(NULL);
   isola__test_fail(ISOLA__FAIL_EVENT_REC, 3);
@@ -542,6 +545,9 @@ Test(timer, a_timer_fires_after_the_event_thread_failed_to_get_a_record) {
   TH_WAIT_GE(&ended, 1);
   cr_assert(th_counter_get(&fired) == 1, "th_counter_get(&fired) == 1");
   pthread_join(th, NULL);
+  size_t unprotected = isola__test_unprotected_posts();
+  cr_assert(unprotected == 0,
+            "%zu post(s) made without an online epoch record", unprotected);
   th_vm_shutdown_ok();
 }
 

@@ -12,6 +12,8 @@
 
 #include "helpers.h"
 
+#include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 TestSuite(lifecycle, .timeout = TH_TEST_TIMEOUT_S);
@@ -259,6 +261,73 @@ Test(lifecycle, shutdown_waits_for_a_spawn_that_entered_before_it) {
 
 Test(lifecycle, shutdown_waits_for_a_root_that_entered_before_it) {
   shutdown_races(root_runner, HOOK_SPAWN_ENTERED);
+}
+
+/* A shutdown that times out while a spawn is half built names the isolate
+ * in its report without reading what its builder is still writing: the
+ * builder stores the control port's id in the isolate after it published
+ * the port, and the report read that field with nothing ordering the two
+ * (a data race TSan reports; the TSan build halts on it).  The spawner
+ * stops just after it published the port and tells the test so through a
+ * relaxed flag, which orders nothing: only the runtime's own
+ * synchronisation stands between its stores and the report. */
+static _Atomic bool half_built;
+static th_counter reported = TH_COUNTER_INIT;
+
+static void report_hook(int where) {
+  if (where != stop_at) return;
+  stop_at = 0;
+  atomic_store_explicit(&half_built, true, memory_order_relaxed);
+  TH_CHECK_WAIT_GE(&reported, 1); /* until the report was made */
+}
+
+static void half_built_entry(isola_value msg) { (void)msg; }
+
+static void *named_spawner(void *arg) {
+  stop_at = (int)(intptr_t)arg;
+  isola_spawn_options o = {.name = "half-built"};
+  spawner_rc = isola_spawn(half_built_entry, isola_null(), &o, NULL);
+  return NULL;
+}
+
+Test(lifecycle, a_timed_out_shutdown_reports_a_half_built_spawn) {
+  isola_config c;
+  isola_config_init(&c);
+  c.shutdown_grace_ms = 20;
+  th_vm_init(&c);
+  atomic_store(&isola__test_hook, report_hook);
+  pthread_t th;
+  cr_assert(pthread_create(&th, NULL, named_spawner,
+                           (void *)(intptr_t)HOOK_SPAWN_VISIBLE) == 0,
+            "pthread_create failed");
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do {
+    if (atomic_load_explicit(&half_built, memory_order_relaxed)) break;
+    sched_yield();
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  } while ((t.tv_sec - t0.tv_sec) * 1000L +
+               (t.tv_nsec - t0.tv_nsec) / 1000000L <
+           TH_WAIT_MS);
+  cr_assert(atomic_load_explicit(&half_built, memory_order_relaxed),
+            "the spawner never reached its control port's publication");
+  static isola_shutdown_report r;
+  int rc = isola_vm_shutdown(&r);
+  th_counter_add(&reported, 1);
+  cr_assert(rc == ISOLA_ETIMEDOUT, "isola_vm_shutdown: %s",
+            isola_err_name(rc));
+  cr_assert(r.stuck == 1, "%zu stuck: %s", r.stuck, r.text);
+  cr_assert(strstr(r.text, "isolate 'half-built' (control port ") != NULL &&
+                strstr(r.text, "control port 0000000000000000") == NULL,
+            "report: %s", r.text);
+  pthread_join(th, NULL);
+  atomic_store(&isola__test_hook, NULL);
+  cr_assert(spawner_rc == ISOLA_OK, "the racing spawn returned %s",
+            isola_err_name(spawner_rc));
+  /* The spawn, complete now, ends (killed, or at once): the next shutdown
+   * then has nothing to wait for, whatever its short grace. */
+  th_wait_live_isolates(0);
+  th_vm_shutdown_ok();
 }
 #endif
 

@@ -309,17 +309,24 @@ Test(long_handler, pairs_queued_behind_it_are_taken_by_another_worker) {
 
 /* ---- reclamation during a long turn (11.10 c, 18.2) --------------------
  * An isolate B spawns short-lived children in rounds of 32 on its worker
- * (the last child of a round asks for the next), while one turn runs on
- * the other worker without end.  The children must be freed meanwhile. */
+ * (the last child of a round to run asks for the next), while one turn
+ * runs on the other worker without end.  The children must be freed
+ * meanwhile.  The round ends with its last child to run, not with the
+ * last spawned (which runs first, from runnext): B's worker then never
+ * holds more than a round, and nothing spills to the global queue, where
+ * the long turn would see it and yield (and so take a newer epoch between
+ * turns, which is not what is tested). */
 
 #ifdef ISOLA_TEST_HOOKS
 #define CHILDREN 32
 static isola_port spawner_port;
+static _Atomic unsigned children_ran;
 static th_counter spawner_ready = TH_COUNTER_INIT;
 static th_counter long_ready = TH_COUNTER_INIT;
 
 static void child_entry(isola_value msg) {
-  if (msg.as.i == CHILDREN - 1) {
+  (void)msg;
+  if (atomic_fetch_add(&children_ran, 1) % CHILDREN == CHILDREN - 1) {
     int rc = isola_send(spawner_port, isola_int(0));
     TH_CHECKF(rc == ISOLA_OK || rc == ISOLA_ECLOSED || rc == ISOLA_ESHUTDOWN,
               "send: %s", isola_err_name(rc));
@@ -399,6 +406,57 @@ Test(long_handler, ended_isolates_are_freed_while_it_calls_check_interrupts) {
 
 Test(long_handler, ended_isolates_are_freed_while_one_sends_itself_messages) {
   children_are_freed_during(self_sender_entry);
+}
+
+/* The same on a root isolate's thread (18.2), where nothing else can end
+ * the turn for it: the self-sender runs on a thread of its own
+ * (isola_run_main), never sleeps (it always has a next message) and so
+ * never ends its turn, and the children run on the one pool worker, which
+ * has nothing of the self-sender's to yield to.  Its thread stays online
+ * for the whole test, so the children's memory is freed only if that
+ * thread takes a newer epoch inside its turn (every batch): without that,
+ * none is (the test then waits out its timeout).  With two workers, as
+ * above, the self-sender could also yield to the spawner's messages and
+ * take a new epoch between turns. */
+static th_counter root_done = TH_COUNTER_INIT;
+static _Atomic int root_rc = -1;
+
+static void *root_self_sender(void *arg) {
+  (void)arg;
+  atomic_store(&root_rc, isola_run_main(self_sender_entry, isola_null(),
+                                        "self-sender"));
+  th_counter_add(&root_done, 1);
+  return NULL;
+}
+
+Test(long_handler,
+     ended_isolates_are_freed_while_a_root_isolate_sends_itself_messages) {
+  isola_config c;
+  isola_config_init(&c);
+  c.workers = 1;
+  th_vm_init(&c);
+  TH_ASSERT_OK(isola_spawn(spawner_entry, isola_null(), NULL, NULL));
+  TH_WAIT_GE(&spawner_ready, 1);
+  pthread_t th;
+  cr_assert(pthread_create(&th, NULL, root_self_sender, NULL) == 0,
+            "pthread_create failed");
+  TH_WAIT_GE(&long_ready, 1);
+  size_t before = isola__test_isolates_freed();
+  TH_ASSERT_OK(isola_send(spawner_port, isola_int(0)));
+  size_t target = before + (size_t)TH_SIZE(20000);
+  double deadline = now_ms() + (double)TH_WAIT_MS;
+  while (isola__test_isolates_freed() < target && now_ms() < deadline)
+    sched_yield();
+  size_t freed = isola__test_isolates_freed() - before;
+  atomic_store(&stop_all, true);
+  TH_WAIT_GE(&root_done, 1); /* the self-sender sees stop_all and ends */
+  pthread_join(th, NULL);
+  cr_assert(atomic_load(&root_rc) == ISOLA_OK, "isola_run_main: %s",
+            isola_err_name(atomic_load(&root_rc)));
+  cr_assert(freed >= (size_t)TH_SIZE(20000),
+            "%zu ended isolates freed while a root isolate's turn went on",
+            freed);
+  th_vm_shutdown_ok();
 }
 
 /* ---- isola_blocking_begin without a stand-in (11.13) -------------------

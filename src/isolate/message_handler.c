@@ -130,9 +130,11 @@ void isola__mt_drop(isola__isolate *iso) {
 }
 
 static void handle_user(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
-  isola__port_slot *s = isola__port_slot_of(&vm->ports, m->dest);
-  /* A port closed after the message was queued: drop it. */
-  if (!s || !s->handler) {
+  /* The slot isola__post() found (a user message always went through
+   * it); a port closed after the message was queued: drop it. */
+  isola__port_slot *s = isola__port_at(&vm->ports, m->dest_index);
+  if (atomic_load_explicit(&s->id, memory_order_acquire) != m->dest ||
+      !s->handler) {
     ISOLA__STATS_COUNT(vm, dropped[ISOLA_DROP_CLOSED]);
     return;
   }

@@ -39,9 +39,10 @@
 /* Every post touches an isolate found through the port map, which stays
  * valid only while this thread is online in the epoch (epoch.h): a pool
  * thread between turns of a blocking section, or a plain thread outside
- * isola__vm_enter(), is not.  Checked in debug builds.  (The event
- * thread's record is not in isola__t: not checked.) */
+ * isola__vm_enter(), is not.  Checked in debug builds; test builds also
+ * count posts from a thread with no record at all. */
 static inline void assert_online(void) {
+  ISOLA__TEST_POST_CHECK();
   assert(!isola__t.rec ||
          atomic_load_explicit(&isola__t.rec->epoch, memory_order_relaxed));
 }
@@ -57,7 +58,8 @@ void isola__outbox_push(isola__vm *vm) {
 int isola__post(isola__vm *vm, isola__msg *m) {
   assert_online();
   int state;
-  isola__isolate *iso = isola__port_lookup(&vm->ports, m->dest, &state);
+  isola__isolate *iso =
+      isola__port_lookup_ix(&vm->ports, m->dest, &state, &m->dest_index);
   if (!iso) {
     isola__msg_free(m);
     ISOLA__STATS_COUNT(vm, refused);

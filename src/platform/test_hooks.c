@@ -20,6 +20,18 @@ bool isola__test_failing(int site) {
   return false;
 }
 
+static _Atomic size_t unprotected_posts;
+
+void isola__test_post_check(void) {
+  isola__epoch_rec *r = isola__t.rec;
+  if (!r || !atomic_load_explicit(&r->epoch, memory_order_relaxed))
+    atomic_fetch_add(&unprotected_posts, 1);
+}
+
+size_t isola__test_unprotected_posts(void) {
+  return atomic_load(&unprotected_posts);
+}
+
 size_t isola__test_isolates_freed(void) {
   isola__vm *vm = isola__vm_get();
   return vm ? atomic_load(&vm->epoch.nfreed) : 0;

@@ -27,6 +27,10 @@ void isola__test_fail(int site, unsigned n);
 bool isola__test_failing(int site);
 /* Isolates the running VM's reclaimer has freed so far. */
 size_t isola__test_isolates_freed(void);
+/* Posts (and outbox pushes) made so far by a thread whose epoch record was
+ * missing or offline (ISOLA__TEST_POST_CHECK in send.c): each could touch
+ * a freed isolate. */
+size_t isola__test_unprotected_posts(void);
 #else
 static inline bool isola__test_failing(int site) {
   (void)site;

@@ -97,8 +97,10 @@ void isola__port_map_each_isolate(isola__port_map *m,
  * a thread that sends to a few ports again and again (a ping-pong, a
  * request and its replies) decodes each once.  The slot's own id still
  * says whether the port is open.  gen tells this map's entries from an
- * earlier VM's. */
-#define ISOLA__ID_MEMO 16
+ * earlier VM's.  Direct-mapped: 64 entries (1 KiB) make it unlikely that
+ * two of a thread's few hot ids share one (a shared entry costs a decode
+ * per send). */
+#define ISOLA__ID_MEMO 64
 typedef struct isola__id_memo {
   uint64_t id;
   uint64_t gen_index; /* map gen << 32 | slot index */
@@ -120,10 +122,13 @@ static inline uint32_t isola__port_index(isola__port_map *m, isola_port id) {
   return index;
 }
 
-/* The slot of an open port, or NULL. */
-static inline isola__port_slot *isola__port_slot_of(isola__port_map *m,
-                                                    isola_port id) {
+/* The slot of an open port, or NULL; *index_out (if not NULL) gets the
+ * slot's index. */
+static inline isola__port_slot *isola__port_slot_ix(isola__port_map *m,
+                                                    isola_port id,
+                                                    uint32_t *index_out) {
   uint32_t index = isola__port_index(m, id);
+  if (index_out) *index_out = index;
   isola__port_slot *chunk = atomic_load_explicit(
       &m->dir[index >> ISOLA__CHUNK_BITS], memory_order_acquire);
   /* Slot 0 is never handed out, and no open port's id is 0, so
@@ -133,6 +138,11 @@ static inline isola__port_slot *isola__port_slot_of(isola__port_map *m,
   /* Acquire pairs with the release store of id in isola__port_open(). */
   if (atomic_load_explicit(&s->id, memory_order_acquire) != id) return NULL;
   return s;
+}
+
+static inline isola__port_slot *isola__port_slot_of(isola__port_map *m,
+                                                    isola_port id) {
+  return isola__port_slot_ix(m, id, NULL);
 }
 
 /* The slot at a list index (owner lists). */
@@ -159,9 +169,10 @@ static inline isola__port_slot *isola__port_at(isola__port_map *m,
  * that load cannot return the old id (coherence).  So an equal id means
  * owner and state belong to it.  On x86 both fences are compiler barriers
  * only. */
-static inline isola__isolate *isola__port_lookup(isola__port_map *m,
-                                                 isola_port id, int *state) {
-  isola__port_slot *s = isola__port_slot_of(m, id);
+static inline isola__isolate *isola__port_lookup_ix(isola__port_map *m,
+                                                    isola_port id, int *state,
+                                                    uint32_t *index) {
+  isola__port_slot *s = isola__port_slot_ix(m, id, index);
   if (!s) return NULL;
   isola__isolate *owner =
       atomic_load_explicit(&s->owner, memory_order_relaxed);
@@ -169,6 +180,11 @@ static inline isola__isolate *isola__port_lookup(isola__port_map *m,
   atomic_thread_fence(memory_order_acquire); /* pairs: isola__port_open() */
   if (atomic_load_explicit(&s->id, memory_order_relaxed) != id) return NULL;
   return owner;
+}
+
+static inline isola__isolate *isola__port_lookup(isola__port_map *m,
+                                                 isola_port id, int *state) {
+  return isola__port_lookup_ix(m, id, state, NULL);
 }
 
 #endif

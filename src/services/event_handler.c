@@ -192,7 +192,11 @@ static size_t take_retries(isola__timers *ts, isola__epoch_rec *rec,
 
 static isola__epoch_rec *event_rec(isola__vm *vm) {
   if (isola__test_failing(ISOLA__FAIL_EVENT_REC)) return NULL;
-  return isola__epoch_register(&vm->epoch);
+  isola__epoch_rec *rec = isola__epoch_register(&vm->epoch);
+  /* This thread's record, where the check of every post (send.c) looks. */
+  isola__t.rec = rec;
+  isola__t.rec_vm_gen = vm->gen;
+  return rec;
 }
 
 static void *event_thread(void *arg) {
@@ -253,6 +257,7 @@ static void *event_thread(void *arg) {
     pthread_mutex_unlock(&ts->lock);
     if (ndue) post_all(vm, rec, due, ndue);
   }
+  isola__t.rec = NULL;
   if (rec) isola__epoch_unregister(rec);
   return NULL;
 }
