@@ -846,7 +846,14 @@ static void reply(uint32_t peer_i, int64_t req, int rc, const char *err,
   emit(peer_i, isola_list(E, 7));
 }
 
-static void handle_ctl(isola_value E) {
+static bool proxy_peer(isola_port p, uint32_t *peer_i);
+
+/* A control request from peer_i for one of our isolates: the core call,
+ * with the sender's capabilities (a wrong one is ignored by the isolate,
+ * as locally).  An isolate that has ended is answered as a closed port
+ * is: the sender's proxy for its control port closes, so the sender's
+ * next request fails with ISOLA_ECLOSED, as it would locally. */
+static void handle_ctl(uint32_t peer_i, isola_value E) {
   int64_t kind, prio;
   isola_port ctl, arg;
   isola_capability cap, cap2;
@@ -858,37 +865,43 @@ static void handle_ctl(isola_value E) {
     return;
   isola_isolate h = {ctl, 0, 0};
   isola_priority pr = prio ? ISOLA_BEFORE_NEXT_EVENT : ISOLA_IMMEDIATE;
+  int rc = ISOLA_OK;
   switch (kind) {
   case K_PAUSE:
     h.pause_capability = cap;
-    isola_pause(&h, cap2);
+    rc = isola_pause(&h, cap2);
     break;
   case K_RESUME:
     h.pause_capability = cap;
-    isola_resume(&h, cap2);
+    rc = isola_resume(&h, cap2);
     break;
   case K_KILL:
     h.terminate_capability = cap;
-    isola_kill(&h, pr);
+    rc = isola_kill(&h, pr);
     break;
   case K_PING:
-    if (arg) isola_ping(&h, arg, response, pr);
+    if (arg) rc = isola_ping(&h, arg, response, pr);
     break;
   case K_FATAL:
     h.terminate_capability = cap;
-    isola_set_errors_fatal(&h, prio != 0);
+    rc = isola_set_errors_fatal(&h, prio != 0);
     break;
   case K_ERR_ADD:
-    if (arg) isola_add_error_listener(&h, arg);
+    if (arg) rc = isola_add_error_listener(&h, arg);
     break;
   case K_ERR_DEL:
-    if (arg) isola_remove_error_listener(&h, arg);
+    if (arg) rc = isola_remove_error_listener(&h, arg);
     break;
   case K_ERRN_ADD:
-    if (arg) isola_add_error_notice_listener(&h, arg);
+    if (arg) rc = isola_add_error_notice_listener(&h, arg);
     break;
   default:
     break;
+  }
+  uint32_t other;
+  if (rc == ISOLA_ECLOSED && !proxy_peer(ctl, &other)) {
+    export_drop(ctl);
+    send_closed(peer_i, ctl);
   }
 }
 
@@ -1038,7 +1051,7 @@ static void handle_envelope(const char *src, const uint8_t *data,
     break;
   }
   case T_CTL:
-    handle_ctl(E);
+    handle_ctl(peer_i, E);
     break;
   case T_EXIT_ADD:
   case T_EXIT_DEL: {
@@ -1046,8 +1059,16 @@ static void handle_envelope(const char *src, const uint8_t *data,
     if (!get_port(E, 1, &ctl) || !get_port(E, 2, &rel) || !ctl || !rel)
       break;
     isola_isolate h = {ctl, 0, 0};
+    uint32_t other;
     if (type == T_EXIT_ADD) {
-      isola_add_exit_notice_listener(&h, rel, isola_null());
+      /* Too late (the isolate has ended): dropped, as a local request
+       * that reaches an ending isolate; the sender's proxy closes. */
+      if (isola_add_exit_notice_listener(&h, rel, isola_null()) ==
+              ISOLA_ECLOSED &&
+          !proxy_peer(ctl, &other)) {
+        export_drop(ctl);
+        send_closed(peer_i, ctl);
+      }
     } else {
       isola_remove_exit_listener(&h, rel);
       pthread_mutex_lock(&g.mu);
@@ -1500,7 +1521,10 @@ static int keep_string(const char **field, size_t slot) {
   return ISOLA_OK;
 }
 
+static int forward_control(const isola_control_request *r);
+
 static void teardown(void) {
+  isola_control_forward_set(NULL);
   atomic_store(&g_in_port, ISOLA_PORT_NONE);
   pthread_mutex_lock(&g.kv_mu);
   if (g.kv) kvStore_Destroy(g.kv);
@@ -1658,6 +1682,7 @@ int isola_cluster_join(const isola_cluster_config *config) {
     return rc;
   }
   heartbeat(false);
+  isola_control_forward_set(forward_control);
   return ISOLA_OK;
 }
 
@@ -1748,17 +1773,14 @@ static int remote(isola_port port, bool *is, isola_port *api) {
   return ISOLA_OK;
 }
 
-static int ctl_request(const isola_isolate *h, int kind, isola_capability cap,
-                       isola_capability cap2, isola_port arg,
-                       isola_value response, int prio, bool *handled) {
-  *handled = false;
-  bool is;
-  isola_port api;
-  if (remote(h->control_port, &is, &api) != ISOLA_OK || !is) return ISOLA_OK;
-  *handled = true;
+/* A control request for the isolate whose control port is the proxy ctl:
+ * to the gateway, which sends it to the isolate's node. */
+static int ctl_request(isola_port api, int kind, isola_port ctl,
+                       isola_capability cap, isola_capability cap2,
+                       isola_port arg, isola_value response, int prio) {
   isola_value items[8] = {isola_int(OP_CTL),
                           isola_int(kind),
-                          isola_sendport(h->control_port),
+                          isola_sendport(ctl),
                           isola_cap(cap),
                           isola_cap(cap2),
                           arg ? isola_sendport(arg) : isola_null(),
@@ -1767,113 +1789,61 @@ static int ctl_request(const isola_isolate *h, int kind, isola_capability cap,
   return isola_send(api, isola_list(items, 8));
 }
 
-int isola_cluster_pause(const isola_isolate *isolate, isola_capability resume) {
-  if (!isolate || !isolate->control_port) return ISOLA_EINVAL;
-  if (!isolate->pause_capability) return ISOLA_EPERM;
-  bool handled;
-  int rc = ctl_request(isolate, K_PAUSE, isolate->pause_capability,
-                       resume ? resume : isolate->pause_capability,
-                       ISOLA_PORT_NONE, isola_null(), 0, &handled);
-  return handled ? rc : isola_pause(isolate, resume);
-}
-
-int isola_cluster_resume(const isola_isolate *isolate,
-                         isola_capability resume) {
-  if (!isolate || !isolate->control_port) return ISOLA_EINVAL;
-  if (!isolate->pause_capability) return ISOLA_EPERM;
-  bool handled;
-  int rc = ctl_request(isolate, K_RESUME, isolate->pause_capability,
-                       resume ? resume : isolate->pause_capability,
-                       ISOLA_PORT_NONE, isola_null(), 0, &handled);
-  return handled ? rc : isola_resume(isolate, resume);
-}
-
-int isola_cluster_kill(const isola_isolate *isolate, isola_priority priority) {
-  if (!isolate || !isolate->control_port) return ISOLA_EINVAL;
-  if (!isolate->terminate_capability) return ISOLA_EPERM;
-  if (priority != ISOLA_IMMEDIATE && priority != ISOLA_BEFORE_NEXT_EVENT)
-    return ISOLA_EINVAL;
-  bool handled;
-  int rc = ctl_request(isolate, K_KILL, isolate->terminate_capability, 0,
-                       ISOLA_PORT_NONE, isola_null(), (int)priority, &handled);
-  return handled ? rc : isola_kill(isolate, priority);
-}
-
-int isola_cluster_ping(const isola_isolate *isolate, isola_port response_port,
-                       isola_value response, isola_priority priority) {
-  if (!isolate || !isolate->control_port || !response_port)
-    return ISOLA_EINVAL;
-  if (priority != ISOLA_IMMEDIATE && priority != ISOLA_BEFORE_NEXT_EVENT)
-    return ISOLA_EINVAL;
-  bool handled;
-  int rc = ctl_request(isolate, K_PING, 0, 0, response_port, response,
-                       (int)priority, &handled);
-  return handled ? rc : isola_ping(isolate, response_port, response, priority);
-}
-
-int isola_cluster_add_error_listener(const isola_isolate *isolate,
-                                     isola_port port) {
-  if (!isolate || !isolate->control_port || !port) return ISOLA_EINVAL;
-  bool handled;
-  int rc = ctl_request(isolate, K_ERR_ADD, 0, 0, port, isola_null(), 0,
-                       &handled);
-  return handled ? rc : isola_add_error_listener(isolate, port);
-}
-
-int isola_cluster_add_error_notice_listener(const isola_isolate *isolate,
-                                           isola_port port) {
-  if (!isolate || !isolate->control_port || !port) return ISOLA_EINVAL;
-  bool handled;
-  int rc = ctl_request(isolate, K_ERRN_ADD, 0, 0, port, isola_null(), 0,
-                       &handled);
-  return handled ? rc : isola_add_error_notice_listener(isolate, port);
-}
-
-int isola_cluster_remove_error_listener(const isola_isolate *isolate,
-                                        isola_port port) {
-  if (!isolate || !isolate->control_port || !port) return ISOLA_EINVAL;
-  bool handled;
-  int rc = ctl_request(isolate, K_ERR_DEL, 0, 0, port, isola_null(), 0,
-                       &handled);
-  return handled ? rc : isola_remove_error_listener(isolate, port);
-}
-
-static int exit_add(const isola_isolate *isolate, isola_port port,
-                    isola_value response, bool notice) {
-  if (!isolate || !isolate->control_port || !port) return ISOLA_EINVAL;
+/* The core's forwarder (isola_control_forward_set()): isola_pause(),
+ * isola_kill() ... on a handle whose control port is one of our proxies.
+ * The core made its own checks (capabilities present, arguments) first. */
+static int forward_control(const isola_control_request *r) {
+  isola_port ctl = r->isolate.control_port, api;
   bool is;
-  isola_port api;
-  if (remote(isolate->control_port, &is, &api) != ISOLA_OK || !is)
-    return notice ? isola_add_exit_notice_listener(isolate, port, response)
-                  : isola_add_exit_listener(isolate, port, response);
-  isola_value items[5] = {isola_int(OP_EXIT_ADD),
-                          isola_sendport(isolate->control_port),
-                          isola_sendport(port), response, isola_bool(notice)};
-  return isola_send(api, isola_list(items, 5));
-}
-
-int isola_cluster_add_exit_listener(const isola_isolate *isolate,
-                                    isola_port port, isola_value response) {
-  return exit_add(isolate, port, response, false);
-}
-
-int isola_cluster_add_exit_notice_listener(const isola_isolate *isolate,
-                                           isola_port port,
-                                           isola_value response) {
-  return exit_add(isolate, port, response, true);
-}
-
-int isola_cluster_remove_exit_listener(const isola_isolate *isolate,
-                                       isola_port port) {
-  if (!isolate || !isolate->control_port || !port) return ISOLA_EINVAL;
-  bool is;
-  isola_port api;
-  if (remote(isolate->control_port, &is, &api) != ISOLA_OK || !is)
-    return isola_remove_exit_listener(isolate, port);
-  isola_value items[3] = {isola_int(OP_EXIT_DEL),
-                          isola_sendport(isolate->control_port),
-                          isola_sendport(port)};
-  return isola_send(api, isola_list(items, 3));
+  if (remote(ctl, &is, &api) != ISOLA_OK || !is) return ISOLA_ECLOSED;
+  const isola_isolate *h = &r->isolate;
+  int rc;
+  switch (r->kind) {
+  case ISOLA_CONTROL_PAUSE:
+  case ISOLA_CONTROL_RESUME:
+    rc = ctl_request(api, r->kind == ISOLA_CONTROL_PAUSE ? K_PAUSE : K_RESUME,
+                     ctl, h->pause_capability, r->resume, ISOLA_PORT_NONE,
+                     isola_null(), 0);
+    break;
+  case ISOLA_CONTROL_KILL:
+    rc = ctl_request(api, K_KILL, ctl, h->terminate_capability, 0,
+                     ISOLA_PORT_NONE, isola_null(), r->priority);
+    break;
+  case ISOLA_CONTROL_ERRORS_FATAL:
+    rc = ctl_request(api, K_FATAL, ctl, h->terminate_capability, 0,
+                     ISOLA_PORT_NONE, isola_null(), r->fatal);
+    break;
+  case ISOLA_CONTROL_PING:
+    rc = ctl_request(api, K_PING, ctl, 0, 0, r->port, r->response,
+                     r->priority);
+    break;
+  case ISOLA_CONTROL_ERROR_ADD:
+  case ISOLA_CONTROL_ERROR_NOTICE_ADD:
+  case ISOLA_CONTROL_ERROR_REMOVE:
+    rc = ctl_request(api,
+                     r->kind == ISOLA_CONTROL_ERROR_ADD          ? K_ERR_ADD
+                     : r->kind == ISOLA_CONTROL_ERROR_NOTICE_ADD ? K_ERRN_ADD
+                                                                 : K_ERR_DEL,
+                     ctl, 0, 0, r->port, isola_null(), 0);
+    break;
+  case ISOLA_CONTROL_EXIT_ADD:
+  case ISOLA_CONTROL_EXIT_NOTICE_ADD: {
+    isola_value items[5] = {
+        isola_int(OP_EXIT_ADD), isola_sendport(ctl), isola_sendport(r->port),
+        r->response, isola_bool(r->kind == ISOLA_CONTROL_EXIT_NOTICE_ADD)};
+    rc = isola_send(api, isola_list(items, 5));
+    break;
+  }
+  case ISOLA_CONTROL_EXIT_REMOVE: {
+    isola_value items[3] = {isola_int(OP_EXIT_DEL), isola_sendport(ctl),
+                            isola_sendport(r->port)};
+    rc = isola_send(api, isola_list(items, 3));
+    break;
+  }
+  default:
+    return ISOLA_EINVAL;
+  }
+  return rc; /* ISOLA_ECLOSED: the gateway ended (we left) */
 }
 
 static int spawn_remote(const char *node, const char *path, isola_value args,

@@ -1476,6 +1476,66 @@ ISOLA_EXPORT int isola_remove_error_listener(const isola_isolate *isolate,
 ISOLA_EXPORT int isola_set_errors_fatal(const isola_isolate *isolate,
                                         bool fatal);
 
+/*
+ * Control requests for isolates of other processes.  A component that
+ * stands for isolates elsewhere (the cluster component, isola_cluster.h,
+ * whose remote control ports are ports of its own) installs a forwarder:
+ * when one of the calls above (isola_pause() to isola_set_errors_fatal())
+ * names a control port that is no control port of this process, so that
+ * it would fail with ISOLA_ECLOSED, the core calls the forwarder with the
+ * request, on the calling thread, and returns what it returns.  The
+ * forwarder answers ISOLA_ECLOSED for a port it does not stand for.  So
+ * the calls work the same on a remote isolate's handle; every check the
+ * core makes before it looks the port up (isolate NULL, a missing
+ * capability: ISOLA_EPERM, a bad priority or listener port) is made first,
+ * as for a local isolate.  A request for a local isolate never reaches
+ * the forwarder.
+ */
+typedef enum isola_control_kind {
+  ISOLA_CONTROL_PAUSE = 1,           /* isola_pause() */
+  ISOLA_CONTROL_RESUME = 2,          /* isola_resume() */
+  ISOLA_CONTROL_KILL = 3,            /* isola_kill() */
+  ISOLA_CONTROL_PING = 4,            /* isola_ping() */
+  ISOLA_CONTROL_EXIT_ADD = 5,        /* isola_add_exit_listener() */
+  ISOLA_CONTROL_EXIT_NOTICE_ADD = 6, /* isola_add_exit_notice_listener() */
+  ISOLA_CONTROL_EXIT_REMOVE = 7,     /* isola_remove_exit_listener() */
+  ISOLA_CONTROL_ERROR_ADD = 8,       /* isola_add_error_listener() */
+  ISOLA_CONTROL_ERROR_NOTICE_ADD = 9, /* isola_add_error_notice_listener() */
+  ISOLA_CONTROL_ERROR_REMOVE = 10,   /* isola_remove_error_listener() */
+  ISOLA_CONTROL_ERRORS_FATAL = 11    /* isola_set_errors_fatal() */
+} isola_control_kind;
+
+typedef struct isola_control_request {
+  int kind;               /* an isola_control_kind */
+  isola_isolate isolate;  /* the caller's handle, capabilities as given */
+  /* PAUSE, RESUME: the resume capability (the handle's pause capability
+   * when the caller gave 0).  Else 0. */
+  isola_capability resume;
+  int priority;   /* KILL, PING: an isola_priority.  Else 0. */
+  bool fatal;     /* ERRORS_FATAL: the setting.  Else false. */
+  /* PING: the response port; the listener kinds: the listener port.
+   * Else ISOLA_PORT_NONE. */
+  isola_port port;
+  /* PING and the exit listener kinds: the caller's response, valid until
+   * the forwarder returns (it copies what it keeps).  Else null. */
+  isola_value response;
+} isola_control_request;
+
+/* A forwarder: ISOLA_OK when it took the request, ISOLA_ECLOSED when
+ * request->isolate.control_port is not one it stands for (or that
+ * isolate is known to be gone), or another code of the call it stands in
+ * for. */
+typedef int (*isola_control_forward_fn)(const isola_control_request *request);
+
+/* Installs fn as the process's forwarder (one per process: it replaces
+ * any earlier one; NULL removes it).  A call that had read the old
+ * forwarder may still run it after this returns, so a forwarder must stay
+ * callable while the process runs (a component's function checks its own
+ * state).  fn runs on the thread of the control call, isolate or not, and
+ * may do what that thread may (e.g. isola_send()); it must not block for
+ * long.  Any thread; the VM need not run. */
+ISOLA_EXPORT void isola_control_forward_set(isola_control_forward_fn fn);
+
 /* An interrupt point for a long-running handler: handles the isolate's
  * out-of-band requests now (pings are answered, pauses and listeners
  * recorded).  If the isolate was killed at ISOLA_IMMEDIATE (or the VM is

@@ -146,9 +146,10 @@ ISOLA_EXPORT int isola_cluster_port_node(isola_port port, char *buf,
  * any node (on_exit_message is copied and stays on this node: it is what
  * the listener gets, here, also when the node is lost).  *out (may be
  * NULL) receives a handle whose control port is a proxy for the remote
- * isolate's, with its capabilities: use it with the isola_cluster_*
- * control calls below.  If node is this node, it is a local
- * isola_spawn_uri().  Waits for the remote node's answer.
+ * isolate's, with its capabilities: use it with the core's control calls
+ * (isola_kill() ..., see "Isolate control across nodes" below).  If node
+ * is this node, it is a local isola_spawn_uri().  Waits for the remote
+ * node's answer.
  * Errors: those of isola_spawn_uri() on the remote node (ISOLA_EMODULE,
  * ISOLA_EABI, ISOLA_ENOENTRY: isola_cluster_error() on the calling
  * thread then holds the remote loader's words), ISOLA_EPERM (the node does not
@@ -188,63 +189,46 @@ ISOLA_EXPORT int isola_cluster_spawn_process(const char *path,
                                              isola_isolate *out);
 
 /*
- * Isolate control for handles of any node.  For a handle whose control
- * port is a port of this process, each is exactly the core call
- * (isola_pause() ...).  For a remote handle (from isola_cluster_spawn_uri()
- * or a control port received in a message, with isola_isolate_from_port())
- * the request goes to the isolate's node, where the core call is made
- * with the handle's capabilities (a wrong capability is ignored there, as
- * locally) and the ports in it crossing as proxies.  Requests to one
- * remote node keep their order, and order with the messages this process
- * sends to that node.  Like the core calls they are asynchronous; errors a
- * remote node finds (the isolate already ended) are not reported back.
- * Errors: those of the core call checked here (ISOLA_EINVAL, ISOLA_EPERM
- * for a missing capability), ISOLA_ECLOSED (the proxy is closed: its node
- * is lost), ISOLA_ENOVM.  Any thread.
+ * Isolate control across nodes.  A remote isolate's handle (from
+ * isola_cluster_spawn_uri(), or a control port received in a message with
+ * isola_isolate_from_port()) works with the core's calls, isola_pause(),
+ * isola_resume(), isola_kill(), isola_ping(), isola_set_errors_fatal(),
+ * isola_add_exit_listener() and the other listener calls, exactly as a
+ * local one: while joined, the core hands a request for a remote control
+ * port to this component (isola_control_forward_set()), which sends it to
+ * the isolate's node, where the core call is made with the handle's
+ * capabilities.  So:
+ *
+ *   - the core's checks are made here first: a handle without the
+ *     capability gets ISOLA_EPERM, a bad argument ISOLA_EINVAL;
+ *   - a wrong (forged) capability is ignored by the isolate, as locally;
+ *   - a handle whose node is lost or left (its proxy is closed), or whose
+ *     isolate is known here to have ended, gets ISOLA_ECLOSED;
+ *   - the calls are asynchronous, as locally; what the remote node finds
+ *     (the isolate has just ended) is not reported to the call, but the
+ *     node answers as for a closed port, so later calls on that handle
+ *     return ISOLA_ECLOSED;
+ *   - requests to one node keep their order, and their order with the
+ *     messages this process sends to that node (a kill after a send takes
+ *     effect after that send, also at ISOLA_IMMEDIATE);
+ *   - ports in them (ping's response port, listeners) may be of any node;
+ *   - an exit listener added after the remote isolate ended is dropped
+ *     there, as a local request that reaches an ending isolate (prefer
+ *     the spawn option on_exit, as locally).
+ *
+ * Exit listeners on a remote isolate get their response (kept on this
+ * node) exactly once when the isolate ends, or when its node is lost
+ * (within node_timeout_ms + heartbeat_ms of its last heartbeat), leaves,
+ * or (isola_cluster_spawn_process()) its process ends.  An exit notice
+ * listener gets [reason, isolate, detail, response] (isola.h), isolate
+ * being the control port as this node knows it; when the isolate's node
+ * is gone the reason is ISOLA_EXIT_NODE_LOST and detail says how ("node
+ * lost", "node left", "node restarted", or for a process spawn e.g.
+ * "process 4242 (node main-p1-1a2b) was ended by signal 11 (Segmentation
+ * fault)").  Error notices are [message, stack trace, isolate], isolate as
+ * this node knows it.  The spawn options on_exit (with exit_notice) and
+ * on_error (with error_notice) cross too.
  */
-ISOLA_EXPORT int isola_cluster_pause(const isola_isolate *isolate,
-                                     isola_capability resume);
-ISOLA_EXPORT int isola_cluster_resume(const isola_isolate *isolate,
-                                      isola_capability resume);
-ISOLA_EXPORT int isola_cluster_kill(const isola_isolate *isolate,
-                                    isola_priority priority);
-ISOLA_EXPORT int isola_cluster_ping(const isola_isolate *isolate,
-                                    isola_port response_port,
-                                    isola_value response,
-                                    isola_priority priority);
-ISOLA_EXPORT int isola_cluster_add_error_listener(const isola_isolate *isolate,
-                                                  isola_port port);
-/* Error notices [message, stack trace, isolate] (isola.h), the isolate
- * being the control port as this node knows it; removed by
- * isola_cluster_remove_error_listener().  The spawn options' error_notice
- * crosses too. */
-ISOLA_EXPORT int isola_cluster_add_error_notice_listener(
-    const isola_isolate *isolate, isola_port port);
-ISOLA_EXPORT int isola_cluster_remove_error_listener(
-    const isola_isolate *isolate, isola_port port);
-
-/*
- * Exit listeners across nodes.  For a remote isolate, port gets response
- * (kept on this node) exactly once when the isolate ends, or when its node
- * is lost (within node_timeout_ms + heartbeat_ms of its last heartbeat),
- * leaves, or (isola_cluster_spawn_process()) its process ends.
- * isola_cluster_add_exit_notice_listener() delivers an exit notice instead
- * (isola.h): [reason, isolate, detail, response], isolate being the
- * control port as this node knows it; when the isolate's node is gone the
- * reason is ISOLA_EXIT_NODE_LOST and detail says how ("node lost", "node
- * left", "node restarted", or for a process spawn e.g. "process 4242 (node
- * main-p1-1a2b) was ended by signal 11 (Segmentation fault)").  Adding a
- * port already listening replaces its response and kind; remove stops it.
- * The spawn options' on_exit with exit_notice works the same way.  Errors
- * as isola_cluster_kill() without the capability check.  Any thread.
- */
-ISOLA_EXPORT int isola_cluster_add_exit_listener(const isola_isolate *isolate,
-                                                 isola_port port,
-                                                 isola_value response);
-ISOLA_EXPORT int isola_cluster_add_exit_notice_listener(
-    const isola_isolate *isolate, isola_port port, isola_value response);
-ISOLA_EXPORT int isola_cluster_remove_exit_listener(
-    const isola_isolate *isolate, isola_port port);
 
 /*
  * Cluster-wide names: isola_name_register() for the whole cluster, kept in

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,9 @@
 
 #ifndef NATS_SERVER
 #define NATS_SERVER "nats-server"
+#endif
+#ifndef OPENSSL
+#define OPENSSL "openssl"
 #endif
 
 #define READY_MS 20000
@@ -132,6 +136,10 @@ static bool server_exec(ch_server *s) {
     argv[n++] = (char *)"--pass";
     argv[n++] = (char *)s->password;
   }
+  if (s->conf[0]) {
+    argv[n++] = (char *)"-c";
+    argv[n++] = s->conf;
+  }
   if (s->route_port) {
     snprintf(cluster, sizeof cluster, "nats://127.0.0.1:%d", s->route_port);
     argv[n++] = (char *)"--cluster";
@@ -178,6 +186,141 @@ bool ch_server_start_auth(ch_server *s, const char *user,
     if (server_exec(s)) return true;
   }
   return false;
+}
+
+bool ch_server_start_conf(ch_server *s, const char *conf) {
+  memset(s, 0, sizeof *s);
+  snprintf(s->conf, sizeof s->conf, "%s", conf);
+  for (int attempt = 0; attempt < 3; attempt++) {
+    s->port = free_port();
+    if (s->port <= 0) continue;
+    snprintf(s->url, sizeof s->url, "nats://127.0.0.1:%d", s->port);
+    if (server_exec(s)) return true;
+  }
+  return false;
+}
+
+bool ch_write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (!f) return false;
+  bool ok = fputs(text, f) >= 0;
+  return fclose(f) == 0 && ok;
+}
+
+/* Runs a shell command (openssl's steps); false if it failed. */
+static bool run(const char *cmd) {
+  int st = system(cmd);
+  if (st != 0) fprintf(stderr, "cluster harness: failed (%d): %s\n", st, cmd);
+  return st == 0;
+}
+
+bool ch_make_tls(const char *dir) {
+  char cmd[2048];
+  char ext[256];
+  snprintf(ext, sizeof ext, "%s/server.ext", dir);
+  if (!ch_write_file(ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                          "extendedKeyUsage=serverAuth\n"))
+    return false;
+  snprintf(ext, sizeof ext, "%s/client.ext", dir);
+  if (!ch_write_file(ext, "extendedKeyUsage=clientAuth\n")) return false;
+  /* -batch and -subj: nothing is asked; 2>&1 >/dev/null: quiet unless
+   * it fails (run() says so). */
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && exec >/dev/null 2>&1 && "
+           OPENSSL " req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+           "-nodes -keyout ca.key -out ca.pem -days 1 -batch "
+           "-subj /CN=isola-test-ca "
+           "-addext basicConstraints=critical,CA:TRUE "
+           "-addext keyUsage=critical,keyCertSign,cRLSign && "
+           "for who in server client; do "
+           OPENSSL " req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+           "-keyout $who.key -out $who.csr -batch -subj /CN=isola-test-$who "
+           "&& " OPENSSL " x509 -req -in $who.csr -CA ca.pem -CAkey ca.key "
+           "-CAcreateserial -out $who.pem -days 1 -extfile $who.ext "
+           "|| exit 1; done",
+           dir);
+  return run(cmd);
+}
+
+/* RFC 4648 base32 without padding, as nkeys are written. */
+static void base32(const uint8_t *in, size_t n, char *out) {
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    acc = (acc << 8) | in[i];
+    bits += 8;
+    while (bits >= 5) {
+      *out++ = abc[(acc >> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) *out++ = abc[(acc << (5 - bits)) & 31];
+  *out = '\0';
+}
+
+/* CRC-16/XMODEM (polynomial 0x1021, initial 0), which nkeys append. */
+static uint16_t crc16(const uint8_t *p, size_t n) {
+  uint16_t c = 0;
+  for (size_t i = 0; i < n; i++) {
+    c ^= (uint16_t)(p[i] << 8);
+    for (int k = 0; k < 8; k++)
+      c = (uint16_t)((c & 0x8000) ? (c << 1) ^ 0x1021 : c << 1);
+  }
+  return c;
+}
+
+/* The last 32 bytes of a DER file (the raw key of an ed25519 PKCS#8
+ * private key or SubjectPublicKeyInfo). */
+static bool der_tail32(const char *path, uint8_t out[32]) {
+  uint8_t buf[128];
+  FILE *f = fopen(path, "rb");
+  if (!f) return false;
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  if (n < 32 || n >= sizeof buf) return false;
+  memcpy(out, buf + n - 32, 32);
+  return true;
+}
+
+bool ch_make_nkey(const char *dir, const char *name, char pub[57],
+                  char *seed_path, size_t cap) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && exec >/dev/null 2>&1 && "
+           OPENSSL " genpkey -algorithm ed25519 -outform DER -out %s.der && "
+           OPENSSL " pkey -inform DER -in %s.der -pubout -outform DER "
+           "-out %s.pub.der",
+           dir, name, name, name);
+  if (!run(cmd)) return false;
+  uint8_t seed[32], key[32];
+  char path[256];
+  snprintf(path, sizeof path, "%s/%s.der", dir, name);
+  if (!der_tail32(path, seed)) return false;
+  snprintf(path, sizeof path, "%s/%s.pub.der", dir, name);
+  if (!der_tail32(path, key)) return false;
+  /* A user public key: the prefix byte 'U' (20 << 3), the key, the CRC
+   * (little-endian).  A seed: the seed prefix (18 << 3) and the user
+   * prefix packed in two bytes, the seed, the CRC. */
+  uint8_t raw[36];
+  raw[0] = 20 << 3;
+  memcpy(raw + 1, key, 32);
+  uint16_t c = crc16(raw, 33);
+  raw[33] = (uint8_t)(c & 0xff);
+  raw[34] = (uint8_t)(c >> 8);
+  base32(raw, 35, pub);
+  raw[0] = (uint8_t)((18 << 3) | ((20 << 3) >> 5));
+  raw[1] = (uint8_t)(((20 << 3) & 31) << 3);
+  memcpy(raw + 2, seed, 32);
+  c = crc16(raw, 34);
+  raw[34] = (uint8_t)(c & 0xff);
+  raw[35] = (uint8_t)(c >> 8);
+  char enc[64];
+  base32(raw, 36, enc);
+  snprintf(seed_path, cap, "%s/%s.seed", dir, name);
+  char line[80];
+  snprintf(line, sizeof line, "%s\n", enc);
+  return ch_write_file(seed_path, line);
 }
 
 bool ch_servers3_start(ch_server s[3]) {

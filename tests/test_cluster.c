@@ -37,29 +37,43 @@ static inbox in = {.mu = PTHREAD_MUTEX_INITIALIZER};
 static ch_server srv;
 static isola_port home;
 
+/* ctx: the inbox (NULL: in). */
 static void on_home(void *ctx, isola_port port, isola_value m, isola_port r) {
-  (void)ctx, (void)port;
-  pthread_mutex_lock(&in.mu);
-  if (in.n == in.cap) {
-    in.cap = in.cap ? in.cap * 2 : 64;
-    in.v = realloc(in.v, in.cap * sizeof *in.v);
-    in.reply = realloc(in.reply, in.cap * sizeof *in.reply);
-    TH_CHECK(in.v && in.reply);
+  (void)port;
+  inbox *b = ctx ? ctx : &in;
+  pthread_mutex_lock(&b->mu);
+  if (b->n == b->cap) {
+    b->cap = b->cap ? b->cap * 2 : 64;
+    b->v = realloc(b->v, b->cap * sizeof *b->v);
+    b->reply = realloc(b->reply, b->cap * sizeof *b->reply);
+    TH_CHECK(b->v && b->reply);
   }
-  TH_CHECK_OK(isola_value_copy(m, &in.v[in.n]));
-  in.reply[in.n] = r;
-  in.n++;
-  pthread_mutex_unlock(&in.mu);
-  th_counter_add(&in.count, 1);
+  TH_CHECK_OK(isola_value_copy(m, &b->v[b->n]));
+  b->reply[b->n] = r;
+  b->n++;
+  pthread_mutex_unlock(&b->mu);
+  th_counter_add(&b->count, 1);
 }
 
-/* The i-th message node a got (waits for it). */
-static isola_value got(size_t i) {
-  TH_WAIT_GE(&in.count, (long)i + 1);
-  pthread_mutex_lock(&in.mu);
-  isola_value v = in.v[i];
-  pthread_mutex_unlock(&in.mu);
+/* The i-th message inbox b got (waits for it). */
+static isola_value got_in(inbox *b, size_t i) {
+  TH_WAIT_GE(&b->count, (long)i + 1);
+  pthread_mutex_lock(&b->mu);
+  isola_value v = b->v[i];
+  pthread_mutex_unlock(&b->mu);
   return v;
+}
+
+/* The i-th message node a's home port got (waits for it). */
+static isola_value got(size_t i) { return got_in(&in, i); }
+
+static void inbox_free(inbox *b) {
+  for (size_t i = 0; i < b->n; i++) isola_value_free(&b->v[i]);
+  free(b->v);
+  free(b->reply);
+  b->v = NULL;
+  b->reply = NULL;
+  b->n = b->cap = 0;
 }
 
 static void join_a(const char *url, unsigned timeout_ms) {
@@ -88,9 +102,7 @@ static void finish(void) {
   TH_ASSERT_OK(isola_cluster_leave());
   th_vm_shutdown_ok();
   ch_server_stop(&srv);
-  for (size_t i = 0; i < in.n; i++) isola_value_free(&in.v[i]);
-  free(in.v);
-  free(in.reply);
+  inbox_free(&in);
 }
 
 static pid_t node(const char *name) {
@@ -181,7 +193,7 @@ Test(cluster, roundtrip) {
    * b tells a, which closes its proxy, so a later send fails as to a
    * closed local port.  b says so before it answers the spawn below (one
    * ordered stream from b to a), so once the spawn returned it is done. */
-  TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home, isola_str("gone")));
+  TH_ASSERT_OK(isola_add_exit_listener(&h, home, isola_str("gone")));
   TH_ASSERT_OK(isola_send(echo, isola_str("quit")));
   const char *s;
   TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
@@ -252,27 +264,27 @@ Test(cluster, control) {
   cr_assert(h.pause_capability && h.terminate_capability, "h.pause_capability && h.terminate_capability");
 
   /* Ping. */
-  TH_ASSERT_OK(isola_cluster_ping(&h, home, isola_str("pong"),
+  TH_ASSERT_OK(isola_ping(&h, home, isola_str("pong"),
                                   ISOLA_IMMEDIATE));
   const char *s;
   TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
   STR_EQ(s, "pong");
 
   /* Paused: a message waits; an immediate ping is answered first. */
-  TH_ASSERT_OK(isola_cluster_pause(&h, 0));
+  TH_ASSERT_OK(isola_pause(&h, 0));
   TH_ASSERT_OK(isola_send_reply(echo, isola_int(1), home));
-  TH_ASSERT_OK(isola_cluster_ping(&h, home, isola_str("while paused"),
+  TH_ASSERT_OK(isola_ping(&h, home, isola_str("while paused"),
                                   ISOLA_IMMEDIATE));
   TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
   STR_EQ(s, "while paused");
-  TH_ASSERT_OK(isola_cluster_resume(&h, 0));
+  TH_ASSERT_OK(isola_resume(&h, 0));
   cr_assert(th_int(got(seen++)) == 1, "th_int(got(seen++)) == 1");
 
   /* Uncaught errors reach the remote error listener; an error notice
    * listener also gets the isolate, as this node knows it. */
   isola_port home3;
   TH_ASSERT_OK(isola_native_port_new("home3", on_home, NULL, false, &home3));
-  TH_ASSERT_OK(isola_cluster_add_error_notice_listener(&h, home3));
+  TH_ASSERT_OK(isola_add_error_notice_listener(&h, home3));
   TH_ASSERT_OK(isola_send(echo, isola_str("throw")));
   bool plain_err = false, notice_err = false;
   for (int k = 0; k < 2; k++) {
@@ -284,27 +296,68 @@ Test(cluster, control) {
       plain_err = true;
   }
   cr_assert(plain_err && notice_err, "both error listeners got it");
-  TH_ASSERT_OK(isola_cluster_remove_error_listener(&h, home3));
+  TH_ASSERT_OK(isola_remove_error_listener(&h, home3));
+  /* Removed: the next error reaches home only.  The isolate sends its
+   * errors before it handles the next message, and both travel b's one
+   * ordered stream, so a second error would come before the echo. */
+  TH_ASSERT_OK(isola_send(echo, isola_str("throw")));
+  TH_ASSERT_OK(isola_send_reply(echo, isola_int(42), home));
+  isola_value err1 = got(seen++);
+  cr_assert(err1.kind == ISOLA_LIST && err1.len == 2 &&
+                strstr(th_item_str(err1, 0), "boom") != NULL,
+            "the plain error");
+  cr_assert(th_int(got(seen++)) == 42, "no second error: removed");
 
   /* A handle without the capability is refused here; one with a forged
    * capability is ignored there (the ping after it is answered, the
    * isolate still echoes). */
   isola_isolate weak;
   TH_ASSERT_OK(isola_isolate_from_port(h.control_port, &weak));
-  TH_ASSERT_RC(isola_cluster_kill(&weak, ISOLA_IMMEDIATE), ISOLA_EPERM);
+  TH_ASSERT_RC(isola_kill(&weak, ISOLA_IMMEDIATE), ISOLA_EPERM);
   weak.terminate_capability = h.terminate_capability ^ 1;
-  TH_ASSERT_OK(isola_cluster_kill(&weak, ISOLA_IMMEDIATE));
+  TH_ASSERT_OK(isola_kill(&weak, ISOLA_IMMEDIATE));
   TH_ASSERT_OK(isola_send_reply(echo, isola_int(2), home));
   cr_assert(th_int(got(seen++)) == 2, "th_int(got(seen++)) == 2");
+  /* The same for pause, resume and errors-fatal. */
+  weak.terminate_capability = 0;
+  TH_ASSERT_RC(isola_pause(&weak, 0), ISOLA_EPERM);
+  TH_ASSERT_RC(isola_resume(&weak, 0), ISOLA_EPERM);
+  TH_ASSERT_RC(isola_set_errors_fatal(&weak, true), ISOLA_EPERM);
+  weak.pause_capability = h.pause_capability ^ 1;
+  TH_ASSERT_OK(isola_pause(&weak, 0)); /* ignored there: not paused */
+  TH_ASSERT_OK(isola_send_reply(echo, isola_int(3), home));
+  cr_assert(th_int(got(seen++)) == 3, "a forged pause is ignored");
+  /* A restricted handle pings, as locally. */
+  weak.pause_capability = 0;
+  TH_ASSERT_OK(isola_ping(&weak, home, isola_str("weak"), ISOLA_IMMEDIATE));
+  TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
+  STR_EQ(s, "weak");
+  /* A ping before the next event waits while the isolate is paused, as
+   * locally; the immediate one after it is answered first. */
+  TH_ASSERT_OK(isola_pause(&h, 0));
+  TH_ASSERT_OK(isola_ping(&h, home, isola_str("next"),
+                          ISOLA_BEFORE_NEXT_EVENT));
+  TH_ASSERT_OK(isola_ping(&h, home, isola_str("now"), ISOLA_IMMEDIATE));
+  TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
+  STR_EQ(s, "now");
+  TH_ASSERT_OK(isola_resume(&h, 0));
+  TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
+  STR_EQ(s, "next");
+  /* Bad arguments are refused here, by the core, as locally. */
+  TH_ASSERT_RC(isola_ping(&h, ISOLA_PORT_NONE, isola_null(), ISOLA_IMMEDIATE),
+               ISOLA_EINVAL);
+  TH_ASSERT_RC(isola_kill(&h, (isola_priority)7), ISOLA_EINVAL);
+  TH_ASSERT_RC(isola_add_exit_listener(&h, ISOLA_PORT_NONE, isola_null()),
+               ISOLA_EINVAL);
 
   /* An exit listener added on another port and the spawn's on_exit both
    * fire on kill; adding home again replaced its response, as locally. */
   isola_port home2;
   TH_ASSERT_OK(isola_native_port_new("home2", on_home, NULL, false, &home2));
   TH_ASSERT_OK(
-      isola_cluster_add_exit_notice_listener(&h, home2, isola_str("bye")));
-  TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home, isola_str("ended")));
-  TH_ASSERT_OK(isola_cluster_kill(&h, ISOLA_IMMEDIATE));
+      isola_add_exit_notice_listener(&h, home2, isola_str("bye")));
+  TH_ASSERT_OK(isola_add_exit_listener(&h, home, isola_str("ended")));
+  TH_ASSERT_OK(isola_kill(&h, ISOLA_IMMEDIATE));
   bool ended = false, bye = false;
   for (int k = 0; k < 2; k++) {
     isola_value v = got(seen++);
@@ -320,9 +373,194 @@ Test(cluster, control) {
     }
   }
   cr_assert(ended && bye, "ended && bye");
+  /* The isolate has ended: b answers the next request for it as a closed
+   * port, so once a later answer of b is here (b sends in order), the
+   * handle's calls fail as they would locally. */
+  TH_ASSERT_OK(isola_ping(&h, home, isola_str("late"), ISOLA_IMMEDIATE));
+  isola_isolate h2;
+  spawn_echo("b", NULL, &h2, &seen);
+  TH_ASSERT_RC(isola_ping(&h, home, isola_str("late"), ISOLA_IMMEDIATE),
+               ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_kill(&h, ISOLA_IMMEDIATE), ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_add_exit_listener(&h, home, isola_null()),
+               ISOLA_ECLOSED);
   TH_ASSERT_OK(isola_native_port_close(home2));
   TH_ASSERT_OK(isola_native_port_close(home3));
   cr_assert(ch_node_stop(b, SIGTERM) == 0, "ch_node_stop(b, SIGTERM) == 0");
+  finish();
+}
+
+/* Errors-fatal and a kill before the next event, across nodes; a removed
+ * exit listener is not told. */
+Test(cluster, control_fatal) {
+  start(false);
+  pid_t b = node("b");
+  size_t seen = 0;
+  isola_isolate h;
+  isola_spawn_options o = {.on_exit = home,
+                           .on_exit_message = isola_str("x"),
+                           .exit_notice = true,
+                           .errors_nonfatal = true};
+  isola_port echo = spawn_echo("b", &o, &h, &seen);
+  inbox side_in = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  th_counter_init(&side_in.count);
+  isola_port side;
+  TH_ASSERT_OK(isola_native_port_new("side", on_home, &side_in, false, &side));
+  TH_ASSERT_OK(isola_add_exit_listener(&h, side, isola_str("removed")));
+  TH_ASSERT_OK(isola_remove_exit_listener(&h, side));
+  isola_isolate weak;
+  TH_ASSERT_OK(isola_isolate_from_port(h.control_port, &weak));
+  TH_ASSERT_RC(isola_set_errors_fatal(&weak, true), ISOLA_EPERM);
+  /* Not fatal yet: it carries on after an error. */
+  TH_ASSERT_OK(isola_send(echo, isola_str("throw")));
+  TH_ASSERT_OK(isola_send_reply(echo, isola_int(1), home));
+  cr_assert(th_int(got(seen++)) == 1, "errors are not fatal yet");
+  TH_ASSERT_OK(isola_set_errors_fatal(&h, true));
+  TH_ASSERT_OK(isola_send(echo, isola_str("throw")));
+  isola_value n = got(seen++);
+  cr_assert(th_item_int(n, 0) == ISOLA_EXIT_ERROR, "reason error");
+  cr_assert(th_item_port(n, 1) == h.control_port, "the isolate");
+  cr_assert(strstr(th_item_str(n, 2), "boom") != NULL, "detail: the error");
+
+  /* A kill before the next event, while paused: it waits for the resume,
+   * then comes before the message queued ahead of it. */
+  isola_isolate h2;
+  isola_spawn_options o2 = {.on_exit = home,
+                            .on_exit_message = isola_str("y"),
+                            .exit_notice = true};
+  isola_port echo2 = spawn_echo("b", &o2, &h2, &seen);
+  TH_ASSERT_OK(isola_pause(&h2, 0));
+  TH_ASSERT_OK(isola_send_reply(echo2, isola_int(5), home));
+  TH_ASSERT_OK(isola_kill(&h2, ISOLA_BEFORE_NEXT_EVENT));
+  TH_ASSERT_OK(isola_resume(&h2, 0));
+  n = got(seen++);
+  cr_assert(n.kind == ISOLA_LIST, "the exit notice comes first, not 5");
+  cr_assert(th_item_int(n, 0) == ISOLA_EXIT_KILLED, "reason killed");
+  cr_assert(th_item_port(n, 1) == h2.control_port, "the isolate");
+
+  /* b told every listener when the isolates ended, before it answers
+   * this spawn: the removed listener was not among them. */
+  isola_isolate h3;
+  spawn_echo("b", NULL, &h3, &seen);
+  cr_assert(th_counter_get(&side_in.count) == 0, "a removed listener");
+  TH_ASSERT_OK(isola_native_port_close(side));
+  inbox_free(&side_in);
+  cr_assert(ch_node_stop(b, SIGTERM) == 0, "b ends cleanly");
+  finish();
+}
+
+/* ---- control from module code on another node ---------------------------- */
+
+/* An isolate of node a: echoes what it gets to reply_to; sends its port
+ * to the port it is given. */
+static void victim_msg(void *ctx, isola_port port, isola_value m,
+                       isola_port r) {
+  (void)ctx, (void)port;
+  if (r) isola_send(r, m);
+}
+
+static void victim_entry(isola_value message) {
+  isola_port to, p;
+  TH_CHECK_OK(isola_value_get_port(message, &to));
+  TH_CHECK_OK(isola_port_open(victim_msg, NULL, &p));
+  TH_CHECK_OK(isola_send(to, isola_sendport(p)));
+}
+
+/* Asks cluster_echo on b to make the core call op on handle h (its
+ * capabilities as given) and returns b's result code. */
+static int64_t ctl_on_b(isola_port echo, const char *op,
+                        const isola_isolate *h, isola_port arg,
+                        isola_value value, size_t *seen) {
+  isola_value m[7] = {isola_str("ctl"),
+                      isola_str(op),
+                      isola_sendport(h->control_port),
+                      isola_cap(h->pause_capability),
+                      isola_cap(h->terminate_capability),
+                      arg ? isola_sendport(arg) : isola_null(),
+                      value};
+  TH_ASSERT_OK(isola_send_reply(echo, isola_list(m, 7), home));
+  return th_int(got((*seen)++));
+}
+
+/* Module code on node b controls an isolate of node a with the core's
+ * calls; a's isolate checks b's capabilities as it would a local
+ * caller's. */
+Test(cluster, control_from_remote) {
+  start(false);
+  pid_t b = node("b");
+  size_t seen = 0;
+  isola_isolate hb;
+  isola_port echo = spawn_echo("b", NULL, &hb, &seen);
+  inbox side_in = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  th_counter_init(&side_in.count);
+  size_t sseen = 0;
+  isola_port side;
+  TH_ASSERT_OK(isola_native_port_new("side", on_home, &side_in, false, &side));
+  isola_isolate v;
+  isola_spawn_options vo = {.on_exit = side,
+                            .on_exit_message = isola_str("victim ended"),
+                            .exit_notice = true};
+  TH_ASSERT_OK(isola_spawn(victim_entry, isola_sendport(side), &vo, &v));
+  isola_port vport = th_port(got_in(&side_in, sseen++));
+
+  /* No capability: b's core refuses, as it would locally. */
+  isola_isolate weak = {v.control_port, 0, 0};
+  cr_assert(ctl_on_b(echo, "kill", &weak, 0, isola_null(), &seen) ==
+                ISOLA_EPERM,
+            "kill without the capability");
+  cr_assert(ctl_on_b(echo, "pause", &weak, 0, isola_null(), &seen) ==
+                ISOLA_EPERM,
+            "pause without the capability");
+  cr_assert(ctl_on_b(echo, "fatal", &weak, 0, isola_null(), &seen) ==
+                ISOLA_EPERM,
+            "errors-fatal without the capability");
+  /* Forged capabilities: accepted there, ignored here by the isolate (b's
+   * answer comes after a's gateway handled the request). */
+  isola_isolate forged = {v.control_port, v.pause_capability ^ 1,
+                          v.terminate_capability ^ 1};
+  cr_assert(ctl_on_b(echo, "kill", &forged, 0, isola_null(), &seen) ==
+                ISOLA_OK,
+            "a forged kill is sent");
+  cr_assert(ctl_on_b(echo, "pause", &forged, 0, isola_null(), &seen) ==
+                ISOLA_OK,
+            "a forged pause is sent");
+  TH_ASSERT_OK(isola_send_reply(vport, isola_int(7), side));
+  cr_assert(th_int(got_in(&side_in, sseen++)) == 7,
+            "neither killed nor paused");
+
+  /* Ping and exit listeners need no capability. */
+  cr_assert(ctl_on_b(echo, "ping", &weak, side, isola_str("pinged from b"),
+                     &seen) == ISOLA_OK,
+            "ping");
+  const char *s;
+  TH_ASSERT_OK(isola_value_get_str(got_in(&side_in, sseen++), &s, NULL));
+  STR_EQ(s, "pinged from b");
+  cr_assert(ctl_on_b(echo, "exit", &weak, home, isola_str("b saw it end"),
+                     &seen) == ISOLA_OK,
+            "exit listener");
+
+  /* With the capabilities: paused by b (a normal message waits, an
+   * immediate ping from here is answered), resumed by b. */
+  cr_assert(ctl_on_b(echo, "pause", &v, 0, isola_null(), &seen) == ISOLA_OK,
+            "pause");
+  TH_ASSERT_OK(isola_send_reply(vport, isola_int(8), side));
+  TH_ASSERT_OK(isola_ping(&v, side, isola_str("paused"), ISOLA_IMMEDIATE));
+  TH_ASSERT_OK(isola_value_get_str(got_in(&side_in, sseen++), &s, NULL));
+  STR_EQ(s, "paused");
+  cr_assert(ctl_on_b(echo, "resume", &v, 0, isola_null(), &seen) == ISOLA_OK,
+            "resume");
+  cr_assert(th_int(got_in(&side_in, sseen++)) == 8, "after the resume");
+
+  /* Killed by b: the local listener and b's listener (through b) fire. */
+  cr_assert(ctl_on_b(echo, "kill", &v, 0, isola_null(), &seen) == ISOLA_OK,
+            "kill");
+  isola_value n = got_in(&side_in, sseen++);
+  cr_assert(th_item_int(n, 0) == ISOLA_EXIT_KILLED, "killed");
+  TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
+  STR_EQ(s, "b saw it end");
+  TH_ASSERT_OK(isola_native_port_close(side));
+  inbox_free(&side_in);
+  cr_assert(ch_node_stop(b, SIGTERM) == 0, "b ends cleanly");
   finish();
 }
 
@@ -339,7 +577,7 @@ Test(cluster, node_lost) {
   isola_port home2;
   TH_ASSERT_OK(isola_native_port_new("home2", on_home, NULL, false, &home2));
   TH_ASSERT_OK(
-      isola_cluster_add_exit_notice_listener(&h, home2, isola_str("added")));
+      isola_add_exit_notice_listener(&h, home2, isola_str("added")));
   /* A round trip so the add has reached b. */
   TH_ASSERT_OK(isola_send_reply(echo, isola_int(5), home));
   cr_assert(th_int(got(seen++)) == 5, "th_int(got(seen++)) == 5");
@@ -366,8 +604,27 @@ Test(cluster, node_lost) {
     }
   }
   cr_assert(plain && notice, "both listeners fired");
-  /* The proxies of the lost node are closed. */
+  /* The proxies of the lost node are closed: sends and every control
+   * call on its isolates fail as for an isolate that has ended (a
+   * missing capability is still ISOLA_EPERM, checked first). */
   TH_ASSERT_RC(isola_send(echo, isola_int(6)), ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_kill(&h, ISOLA_IMMEDIATE), ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_pause(&h, 0), ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_resume(&h, 0), ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_set_errors_fatal(&h, false), ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_ping(&h, home, isola_null(), ISOLA_IMMEDIATE),
+               ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_add_exit_listener(&h, home, isola_null()),
+               ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_add_exit_notice_listener(&h, home, isola_null()),
+               ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_remove_exit_listener(&h, home), ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_add_error_listener(&h, home), ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_add_error_notice_listener(&h, home), ISOLA_ECLOSED);
+  TH_ASSERT_RC(isola_remove_error_listener(&h, home), ISOLA_ECLOSED);
+  isola_isolate weak;
+  TH_ASSERT_OK(isola_isolate_from_port(h.control_port, &weak));
+  TH_ASSERT_RC(isola_kill(&weak, ISOLA_IMMEDIATE), ISOLA_EPERM);
   TH_ASSERT_RC(isola_cluster_spawn_uri("b", TM_CLUSTER_ECHO, isola_null(),
                                        isola_sendport(home), NULL, NULL),
                ISOLA_ECLOSED);
@@ -459,7 +716,7 @@ Test(cluster, names) {
   TH_ASSERT_RC(isola_cluster_name_remove("bsvc"), ISOLA_EPERM); /* b's */
 
   /* The name goes with its port. */
-  TH_ASSERT_OK(isola_cluster_add_exit_listener(&h, home, isola_str("gone")));
+  TH_ASSERT_OK(isola_add_exit_listener(&h, home, isola_str("gone")));
   TH_ASSERT_OK(isola_send(bport, isola_str("quit")));
   const char *s;
   TH_ASSERT_OK(isola_value_get_str(got(seen++), &s, NULL));
@@ -692,7 +949,8 @@ Test(cluster, authentication) {
   cc.user = "isola";
   cc.password = "wrong";
   TH_ASSERT_RC(isola_cluster_join(&cc), ISOLA_ESYS);
-  cr_assert(*isola_cluster_error() != '\0', "the error is explained");
+  cr_assert(strstr(isola_cluster_error(), "uthorization") != NULL,
+            "a clear error: %s", isola_cluster_error());
   cc.password = "s3cret";
   cc.heartbeat_ms = 100;
   cc.node_timeout_ms = 1500;
@@ -712,4 +970,163 @@ Test(cluster, authentication) {
   cr_assert(th_int(got(seen++)) == 8, "round trip");
   cr_assert(ch_node_stop(b, SIGTERM) == 0, "b ends cleanly");
   finish();
+}
+
+/* ---- authentication and TLS, configured per node ------------------------- */
+
+/* A directory for keys, certificates and a server configuration. */
+static void tmpdir_make(char *dir, size_t cap) {
+  snprintf(dir, cap, "/tmp/isola-cluster-sec-XXXXXX");
+  cr_assert(mkdtemp(dir) != NULL, "mkdtemp");
+}
+
+static void tmpdir_remove(const char *dir) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  cr_assert(system(cmd) == 0, "rm -rf %s", dir);
+}
+
+/* Node a joins with cc (servers and node filled in here); the result. */
+static int join_with(isola_cluster_config *cc) {
+  cc->servers = srv.url;
+  cc->node = "a";
+  cc->heartbeat_ms = 100;
+  cc->node_timeout_ms = 1500;
+  cc->connect_timeout_ms = 2000;
+  return isola_cluster_join(cc);
+}
+
+/* After node a joined: node b joins with extra, and a round trip a -> b
+ * -> a shows both connections work. */
+static void round_trip_with(const char *const *extra) {
+  TH_ASSERT_OK(isola_native_port_new("home", on_home, NULL, false, &home));
+  const char *args[16];
+  size_t n = 0;
+  static const char *fast[] = {"--heartbeat-ms", "100", "--node-timeout-ms",
+                               "1500"};
+  for (size_t i = 0; i < 4; i++) args[n++] = fast[i];
+  for (; extra && *extra && n < 15; extra++) args[n++] = *extra;
+  args[n] = NULL;
+  pid_t b = ch_node_start(srv.url, "b", args);
+  cr_assert(b > 0, "node b did not join");
+  size_t seen = 0;
+  isola_isolate h;
+  isola_port echo = spawn_echo("b", NULL, &h, &seen);
+  TH_ASSERT_OK(isola_send_reply(echo, isola_int(8), home));
+  cr_assert(th_int(got(seen++)) == 8, "round trip");
+  cr_assert(ch_node_stop(b, SIGTERM) == 0, "b ends cleanly");
+}
+
+Test(cluster, authentication_token) {
+  th_counter_init(&in.count);
+  char dir[64], conf[128];
+  tmpdir_make(dir, sizeof dir);
+  snprintf(conf, sizeof conf, "%s/server.conf", dir);
+  cr_assert(ch_write_file(conf, "authorization { token: \"t0ken-s3cret\" }\n"),
+            "the configuration");
+  cr_assert(ch_server_start_conf(&srv, conf), "nats-server did not start");
+  th_vm_init(NULL);
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS); /* no token */
+  cr_assert(strstr(isola_cluster_error(), "uthorization") != NULL,
+            "a clear error: %s", isola_cluster_error());
+  cc.token = "wrong";
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS);
+  cr_assert(strstr(isola_cluster_error(), "uthorization") != NULL,
+            "a clear error: %s", isola_cluster_error());
+  cc.token = "t0ken-s3cret";
+  TH_ASSERT_OK(join_with(&cc));
+  /* Node b takes its token from the environment, as process spawns pass
+   * it. */
+  setenv("ISOLA_NATS_TOKEN", "t0ken-s3cret", 1);
+  round_trip_with(NULL);
+  unsetenv("ISOLA_NATS_TOKEN");
+  finish();
+  tmpdir_remove(dir);
+}
+
+Test(cluster, nkey) {
+  th_counter_init(&in.count);
+  char dir[64], conf[128], seed1[128], seed2[128], pub1[57], pub2[57];
+  tmpdir_make(dir, sizeof dir);
+  cr_assert(ch_make_nkey(dir, "k1", pub1, seed1, sizeof seed1), "nkey 1");
+  cr_assert(ch_make_nkey(dir, "k2", pub2, seed2, sizeof seed2), "nkey 2");
+  cr_assert(pub1[0] == 'U' && strlen(pub1) == 56, "a user key: %s", pub1);
+  char text[256];
+  snprintf(text, sizeof text,
+           "authorization { users = [ { nkey: \"%s\" } ] }\n", pub1);
+  snprintf(conf, sizeof conf, "%s/server.conf", dir);
+  cr_assert(ch_write_file(conf, text), "the configuration");
+  cr_assert(ch_server_start_conf(&srv, conf), "nats-server did not start");
+  th_vm_init(NULL);
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS); /* no key */
+  /* The right public key signed with another key's seed; another user's
+   * key that the server does not know. */
+  cc.nkey_public = pub1;
+  cc.nkey_seed_file = seed2;
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS);
+  cr_assert(strstr(isola_cluster_error(), "uthorization") != NULL,
+            "a clear error: %s", isola_cluster_error());
+  cc.nkey_public = pub2;
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS);
+  cc.nkey_public = pub1;
+  cc.nkey_seed_file = seed1;
+  int rc = join_with(&cc);
+  cr_assert(rc == ISOLA_OK, "join: %s: %s", isola_err_name(rc),
+            isola_cluster_error());
+  const char *extra[] = {"--nats-nkey", pub1, "--nats-nkey-seed", seed1,
+                         NULL};
+  round_trip_with(extra);
+  finish();
+  tmpdir_remove(dir);
+}
+
+Test(cluster, tls) {
+  th_counter_init(&in.count);
+  char dir[64], conf[128], text[768], ca[128], cert[128], key[128];
+  tmpdir_make(dir, sizeof dir);
+  cr_assert(ch_make_tls(dir), "openssl could not make the certificates");
+  /* Mutual TLS: the server requires a client certificate of the CA. */
+  snprintf(text, sizeof text,
+           "tls {\n  cert_file: \"%s/server.pem\"\n"
+           "  key_file: \"%s/server.key\"\n  ca_file: \"%s/ca.pem\"\n"
+           "  verify: true\n  timeout: 5\n}\n",
+           dir, dir, dir);
+  snprintf(conf, sizeof conf, "%s/server.conf", dir);
+  cr_assert(ch_write_file(conf, text), "the configuration");
+  cr_assert(ch_server_start_conf(&srv, conf), "nats-server did not start");
+  snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+  snprintf(cert, sizeof cert, "%s/client.pem", dir);
+  snprintf(key, sizeof key, "%s/client.key", dir);
+  th_vm_init(NULL);
+  isola_cluster_config cc;
+  isola_cluster_config_init(&cc);
+  /* The server's certificate is signed by a CA the system does not
+   * trust: refused without the CA file. */
+  cc.tls = true;
+  cc.tls_cert_file = cert;
+  cc.tls_key_file = key;
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS);
+  cr_assert(strstr(isola_cluster_error(), "certificate") != NULL,
+            "a clear error: %s", isola_cluster_error());
+  /* With the CA but without a client certificate: the server refuses
+   * (TLS 1.3 tells the client only that the connection closed). */
+  cc.tls_ca_file = ca;
+  cc.tls_cert_file = NULL;
+  cc.tls_key_file = NULL;
+  TH_ASSERT_RC(join_with(&cc), ISOLA_ESYS);
+  cr_assert(*isola_cluster_error() != '\0', "the error is explained");
+  cc.tls_cert_file = cert;
+  cc.tls_key_file = key;
+  int rc = join_with(&cc);
+  cr_assert(rc == ISOLA_OK, "join: %s: %s", isola_err_name(rc),
+            isola_cluster_error());
+  const char *extra[] = {"--tls-ca", ca, "--tls-cert", cert, "--tls-key", key,
+                         NULL};
+  round_trip_with(extra);
+  finish();
+  tmpdir_remove(dir);
 }

@@ -174,26 +174,24 @@ Test(runner_signals, bad_shutdown_grace_is_a_usage_error) {
 }
 
 /* --pause-isolates-on-start: once the root isolate is paused the run says
- * how to resume it, with its pid; each SIGUSR2 is answered with a line
- * and resumes every isolate paused then.  A SIGUSR2 is sent, and again
- * after each answer, until the run ends: an isolate spawned after a
- * resume starts paused too, and the next one resumes it. */
-static int resume_until_exit(child *c) {
+ * how to resume it, with its pid; each SIGUSR2 resumes every isolate
+ * paused then, and is answered with a line. */
+static void resume(child *c, int nth) {
   long deadline = ms_now() + TH_WAIT_MS;
-  cr_assert(pump_for(c, deadline, NULL, "kill -USR2 ", 1),
-            "no resume instruction; stdout:\n%s\nstderr:\n%s", c->obuf,
-            c->ebuf);
-  char want[64];
-  snprintf(want, sizeof want, "kill -USR2 %ld ", (long)c->pid);
-  cr_assert(strstr(c->ebuf, want), "no '%s' in stderr:\n%s", want, c->ebuf);
-  cr_assert(strstr(c->ebuf, "root isolate 'main' is paused now"),
-            "stderr:\n%s", c->ebuf);
-  for (int sent = 1;; sent++) {
-    cr_assert(kill(c->pid, SIGUSR2) == 0, "%s", "check failed");
-    if (!pump_for(c, deadline, NULL, "isola: SIGUSR2: resume sent", sent))
-      break; /* the run ended (or the deadline passed: finish() fails) */
+  if (nth == 1) {
+    cr_assert(pump_for(c, deadline, NULL, "kill -USR2 ", 1),
+              "no resume instruction; stdout:\n%s\nstderr:\n%s", c->obuf,
+              c->ebuf);
+    char want[64];
+    snprintf(want, sizeof want, "kill -USR2 %ld ", (long)c->pid);
+    cr_assert(strstr(c->ebuf, want), "no '%s' in stderr:\n%s", want,
+              c->ebuf);
+    cr_assert(strstr(c->ebuf, "root isolate 'main' is paused now"),
+              "stderr:\n%s", c->ebuf);
   }
-  return finish(c);
+  cr_assert(kill(c->pid, SIGUSR2) == 0, "%s", "check failed");
+  cr_assert(pump_for(c, deadline, NULL, "isola: SIGUSR2: resume sent", nth),
+            "no answer to SIGUSR2 number %d; stderr:\n%s", nth, c->ebuf);
 }
 
 Test(runner_signals, pause_on_start_resumes_on_sigusr2) {
@@ -201,19 +199,21 @@ Test(runner_signals, pause_on_start_resumes_on_sigusr2) {
                               TM_EXITS, "ok", NULL};
   child c;
   start(&c, args);
-  cr_assert((resume_until_exit(&c)) == (0), "%s", "exit status 0");
-  cr_assert(count_of(c.ebuf, "isola: SIGUSR2: resume sent") >= 1, "%s",
-            c.ebuf);
+  resume(&c, 1);
+  cr_assert((finish(&c)) == (0), "%s", "exit status 0");
 }
 
 Test(runner_signals, a_child_paused_on_start_resumes_on_a_later_sigusr2) {
-  /* The root spawns a child (paused on start) that sets exit code 42 and
-   * tells the root, which waits for it: 42 only if the child ran. */
+  /* The root spawns a child that sets exit code 42 and tells the root,
+   * which waits for it: 42 only if the child ran.  The child starts paused
+   * too, after the first resume: the second resumes it. */
   const char *const args[] = {"isola", "run", "--pause-isolates-on-start",
                               TM_EXITS, "code", "42", NULL};
   child c;
   start(&c, args);
-  cr_assert((resume_until_exit(&c)) == (42), "%s", "exit status 42");
-  cr_assert(count_of(c.ebuf, "isola: SIGUSR2: resume sent") >= 2, "%s",
-            c.ebuf);
+  resume(&c, 1);
+  cr_assert(pump(&c, ms_now() + TH_WAIT_MS, "spawned\n"),
+            "no 'spawned'; stdout:\n%s\nstderr:\n%s", c.obuf, c.ebuf);
+  resume(&c, 2);
+  cr_assert((finish(&c)) == (42), "%s", "exit status 42");
 }

@@ -4,9 +4,10 @@
 # Usage: tools/deps.sh [extra-package ...]
 set -eu
 need=""
-# libnats-dev and nats-server: the cluster component and its tests.
+# libnats-dev and nats-server: the cluster component and its tests;
+# openssl: the keys and certificates of its TLS and nkey tests.
 for pkg in cmake make gcc libc6-dev pkg-config libcriterion-dev libnats-dev \
-  nats-server "$@"; do
+  nats-server openssl "$@"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
     need="$need $pkg"
   fi

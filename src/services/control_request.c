@@ -27,6 +27,7 @@
 
 #include "backpressure.h"
 #include "control_state.h"
+#include "forward.h"
 #include "isolate.h"
 #include "lifecycle.h"
 #include "message.h"
@@ -538,6 +539,10 @@ static int request(const isola_isolate *h, uint32_t type, isola_value v,
     rc = isola__post_control(e.vm, m);
   }
   isola__vm_leave(&e);
+  /* No control port of this process: perhaps one a component stands for
+   * (an isolate of another process, forward.c). */
+  if (ISOLA__UNLIKELY(rc == ISOLA_ECLOSED))
+    rc = isola__control_forward(h, type, v, reply_to);
   ISOLA__DET_POINT(ISOLA__DET_CONTROL);
   return rc;
 }

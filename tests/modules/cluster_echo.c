@@ -3,6 +3,13 @@
  * isola_main(args, home) opens a port and sends [that port, its control
  * port, args] to home.  Messages to the port:
  *   ["send", port, value]   sends value to port
+ *   ["ctl", op, isolate, pause cap, terminate cap, port, value]
+ *                           makes the core control call op ("pause",
+ *                           "resume", "kill", "ping", "exit", "fatal") on
+ *                           that handle (port and value: ping's response
+ *                           port and response, the exit listener and its
+ *                           response) and sends its result code (an int)
+ *                           to reply_to
  *   "quit"                  closes the port: the isolate ends
  *   "throw"                 raises an uncaught error "boom"
  *   "segv"                  raises SIGSEGV: the process dies
@@ -27,6 +34,34 @@ static void on_msg(void *ctx, isola_port port, isola_value msg,
     if (strcmp(s, "segv") == 0) raise(SIGSEGV);
   }
   isola_value verb, to, value;
+  if (isola_list_get(msg, 0, &verb) == ISOLA_OK &&
+      isola_value_get_str(verb, &s, NULL) == ISOLA_OK &&
+      strcmp(s, "ctl") == 0) {
+    const char *op = "";
+    isola_port arg = ISOLA_PORT_NONE;
+    isola_isolate h = {0, 0, 0};
+    isola_value v;
+    if (isola_list_get(msg, 1, &v) == ISOLA_OK)
+      isola_value_get_str(v, &op, NULL);
+    if (isola_list_get(msg, 2, &v) == ISOLA_OK)
+      isola_value_get_port(v, &h.control_port);
+    if (isola_list_get(msg, 3, &v) == ISOLA_OK)
+      isola_value_get_cap(v, &h.pause_capability);
+    if (isola_list_get(msg, 4, &v) == ISOLA_OK)
+      isola_value_get_cap(v, &h.terminate_capability);
+    if (isola_list_get(msg, 5, &v) == ISOLA_OK) isola_value_get_port(v, &arg);
+    if (isola_list_get(msg, 6, &value) != ISOLA_OK) value = isola_null();
+    int rc = ISOLA_EINVAL;
+    if (strcmp(op, "pause") == 0) rc = isola_pause(&h, 0);
+    if (strcmp(op, "resume") == 0) rc = isola_resume(&h, 0);
+    if (strcmp(op, "kill") == 0) rc = isola_kill(&h, ISOLA_IMMEDIATE);
+    if (strcmp(op, "ping") == 0)
+      rc = isola_ping(&h, arg, value, ISOLA_IMMEDIATE);
+    if (strcmp(op, "exit") == 0) rc = isola_add_exit_listener(&h, arg, value);
+    if (strcmp(op, "fatal") == 0) rc = isola_set_errors_fatal(&h, true);
+    if (reply_to) isola_send(reply_to, isola_int(rc));
+    return;
+  }
   if (isola_list_get(msg, 0, &verb) == ISOLA_OK &&
       isola_value_get_str(verb, &s, NULL) == ISOLA_OK &&
       strcmp(s, "send") == 0 && isola_list_get(msg, 1, &to) == ISOLA_OK &&

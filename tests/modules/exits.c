@@ -2,7 +2,8 @@
 /* A test module for the runner's exit status.  args[0] says what to do:
  *   "ok"          return: exit 0
  *   "code" N      isola_set_exit_code(N) from a spawned isolate of the
- *                 group, which the root waits for: exit N
+ *                 group, which the root waits for: exit N (the root
+ *                 prints "spawned" once the spawn has returned)
  *   "throw"       an uncaught error in the root isolate: exit 255
  *   "child-throw" an uncaught error in another isolate only: exit 0
  *   "pause-exit"  sets exit code 5 and closes the root's last port.  With
@@ -15,6 +16,7 @@
  *   "kind" X      exit 10 if X arrived as a string, 11 as bytes
  * Anything else: exit code 3. */
 #include <isola.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +104,8 @@ void isola_main(isola_value args, isola_value message) {
                             isola_sendport(done)};
     if (isola_spawn(set_code, isola_list(items, 2), NULL, NULL) != ISOLA_OK)
       isola_throw("exits: spawn failed");
+    printf("spawned\n");
+    fflush(stdout);
     return;
   }
   if (strcmp(what, "throw") == 0) isola_throw("boom from the module");
