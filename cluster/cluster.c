@@ -1610,6 +1610,7 @@ int isola_cluster_join(const isola_cluster_config *config) {
    * (under a sanitizer, on a loaded machine) drop its connection as stale,
    * and lose what was in flight. */
   if (s == NATS_OK) s = natsOptions_SetNoEcho(opts, true);
+  if (s == NATS_OK && g.cfg.send_asap) s = natsOptions_SetSendAsap(opts, true);
   if (s == NATS_OK && g.cfg.user)
     s = natsOptions_SetUserInfo(opts, g.cfg.user, g.cfg.password);
   if (s == NATS_OK && g.cfg.token) s = natsOptions_SetToken(opts, g.cfg.token);

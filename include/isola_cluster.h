@@ -79,6 +79,13 @@ typedef struct isola_cluster_config {
    * tries to reach a server (0: 5000 ms). */
   unsigned request_timeout_ms;
   unsigned connect_timeout_ms;
+  /* Write every message to the server at once (libnats' SendAsap).  By
+   * default libnats' flusher thread writes what was published after
+   * waiting about a millisecond, to batch: that millisecond is most of a
+   * cross-node hop when traffic is light (docs/cluster.md has both
+   * figures); at once, every message costs a write system call, so a
+   * node passes fewer messages per second under load. */
+  bool send_asap;
   /* Serve remote spawns (isola_cluster_spawn_uri() from other nodes):
    * they load modules from this node's file system, so it is off unless
    * set (`isola node` sets it). */

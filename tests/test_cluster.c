@@ -76,11 +76,14 @@ static void inbox_free(inbox *b) {
   b->n = b->cap = 0;
 }
 
+static bool send_asap; /* node a writes every message at once */
+
 static void join_a(const char *url, unsigned timeout_ms) {
   isola_cluster_config cc;
   isola_cluster_config_init(&cc);
   cc.servers = url;
   cc.node = "a";
+  cc.send_asap = send_asap;
   cc.heartbeat_ms = 100;
   cc.node_timeout_ms = timeout_ms;
   cc.runner = ISOLA_RUNNER;
@@ -232,7 +235,7 @@ Test(cluster, forward) {
 
 /* ---- FIFO under load, no duplicates -------------------------------------- */
 
-Test(cluster, fifo) {
+static void fifo(void) {
   start(false);
   pid_t b = node("b");
   size_t seen = 0;
@@ -247,6 +250,14 @@ Test(cluster, fifo) {
   }
   cr_assert(ch_node_stop(b, SIGTERM) == 0, "ch_node_stop(b, SIGTERM) == 0");
   finish();
+}
+
+Test(cluster, fifo) { fifo(); }
+
+/* The same with node a writing every message at once (send_asap). */
+Test(cluster, fifo_send_asap) {
+  send_asap = true;
+  fifo();
 }
 
 /* ---- remote spawn: listeners, ping, pause, kill, capabilities ------------ */
