@@ -277,6 +277,11 @@ typedef struct isola__tls {
   isola__thread *thread;   /* a pool or root thread, or NULL */
   isola__epoch_rec *rec;   /* epoch record, if this thread has one */
   uint64_t rec_vm_gen;     /* VM generation rec belongs to */
+  /* A pool or root thread's own totals (its record's, which belong to the
+   * running VM for as long as the thread runs isolates): set when it
+   * starts, cleared when it stops, so a send counts without looking for
+   * the record (stats.h). */
+  struct isola__tstats *tstats;
   isola__rng rng;
   /* Ended isolates this thread retired (epoch.c): not yet stamped with an
    * epoch, and stamped ones waiting for readers to move on. */

@@ -80,7 +80,9 @@ struct isola__istats {
  * receiver may free m as soon as it is queued). */
 #define ISOLA__STATS_SENT(vm, iso, m)                                          \
   do {                                                                         \
-    isola__tstats *ts_ = ISOLA__SEND_COUNTERS ? ISOLA__TSTATS(vm) : NULL;      \
+    isola__tstats *ts_ = ISOLA__SEND_COUNTERS ? isola__t.tstats : NULL;       \
+    if (ISOLA__SEND_COUNTERS && ISOLA__UNLIKELY(!ts_))                        \
+      ts_ = ISOLA__TSTATS(vm); /* not a pool or root thread */                 \
     if (ts_) {                                                                 \
       isola__cnt_add(&ts_->sent, 1);                                           \
       isola__cnt_add(&ts_->sent_bytes, (m)->bytes);                            \

@@ -449,6 +449,7 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
   t->rec = e.rec;
   t->online = true;
   isola__t.thread = t;
+  isola__t.tstats = t->rec ? &t->rec->stats : NULL;
   isola__pool_thread_start();
   /* The count of outside callers stays held until we return, so shutdown
    * frees nothing this thread still touches after its isolate ended. */
@@ -468,6 +469,7 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
   isola__port_map_flush_cache(&vm->ports);
   isola__pool_thread_stop();
   isola__t.thread = NULL;
+  isola__t.tstats = NULL;
   free(t);
   if (held) {
     if (exit_code)

@@ -664,6 +664,7 @@ static void *thread_main(void *arg) {
   isola__t.thread = t;
   isola__t.rec = t->rec;
   isola__t.rec_vm_gen = vm->gen;
+  isola__t.tstats = &t->rec->stats;
   ISOLA__DET_START(t);
   isola__pool_thread_start();
   go_online(vm, t);
@@ -687,6 +688,7 @@ static void *thread_main(void *arg) {
   s->nthreads--;
   pthread_mutex_unlock(&s->lock);
   isola__t.thread = NULL;
+  isola__t.tstats = NULL;
   isola__t.rec = NULL;
   isola__epoch_unregister(t->rec);
   ISOLA__DET_EXIT();
