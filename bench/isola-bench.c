@@ -1439,8 +1439,8 @@ static void timers_root(isola_value msg) {
 
 /*
  * The isola server of the TCP echo benchmark (bench/tcpecho-client.c is
- * the client for every server).  As examples/echo_server.c in its raw
- * form: the root isolate listens on 127.0.0.1:PORT and watches the socket
+ * the client for every server).  As examples/echo_server_raw.c does
+ * it: the root isolate listens on 127.0.0.1:PORT and watches the socket
  * (isola_watch_open); every connection gets an isolate of its own that
  * watches its fd and writes back what it reads.  When C connections have
  * ended the root stops listening and the run ends.
