@@ -10,6 +10,8 @@
 
 #include <sched.h>
 #include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 TestSuite(long_handler, .timeout = TH_TEST_TIMEOUT_S);
 
@@ -78,6 +80,27 @@ static void readied_runs_elsewhere(void) {
  * thief fences (scheduler.c's "runnext"). */
 Test(long_handler, a_receiver_it_readied_runs_on_another_worker) {
   readied_runs_elsewhere();
+}
+
+/* The same in a child made by fork() after the parent ran a VM: the
+ * parent's registration for membarrier(2) does not pass to the child's
+ * new address space, so the child must register again before its thieves
+ * can fence. */
+Test(long_handler, a_receiver_it_readied_runs_elsewhere_in_a_forked_child) {
+  isola_config c = two_workers();
+  th_vm_init(&c);
+  th_vm_shutdown_ok();
+  pid_t pid = fork();
+  cr_assert(pid >= 0, "fork failed");
+  if (pid == 0) {
+    readied_runs_elsewhere();
+    _exit(0);
+  }
+  int status = 0;
+  cr_assert(waitpid(pid, &status, 0) == pid, "waitpid failed");
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "the forked child's readied receiver was not taken (status %d)",
+            status);
 }
 
 /* ---- steals of runnext racing the owner's take ------------------------

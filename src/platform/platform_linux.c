@@ -135,7 +135,14 @@ bool isola__plat_fence_heavy_init(void) {
 }
 
 bool isola__plat_fence_heavy(void) {
-  return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+  if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+    return true;
+  /* Not registered: a kernel that does not pass the registration to a
+   * child made by fork() (this one, 6.x, does).  Register, then again. */
+  return errno == EPERM &&
+         syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0,
+                 0) == 0 &&
+         syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
 /* ---- the poller: epoll, with an eventfd to be woken ------------------- */
