@@ -322,16 +322,30 @@ enum {
   ISOLA__HOOK_SPAWN_VISIBLE,     /* isolate_new: control port just opened */
   ISOLA__HOOK_SHUTDOWN_SCANNED,  /* shutdown: one kill scan done */
   ISOLA__HOOK_TURN_IDLE,         /* a turn marked its isolate idle */
+  /* With a pointer (ISOLA__TEST_HOOK_P).  Tests name these by number
+   * (tests/test_long_handler.c): add new points at the end. */
+  ISOLA__HOOK_RUN_BEGIN,      /* this thread starts running isolate p */
+  ISOLA__HOOK_RUN_END,        /* ... stops (before it may be claimed again) */
+  ISOLA__HOOK_RUNNEXT_TAKING, /* an owner took p from runnext plainly, and
+                                 has not cleared runnext yet */
+  ISOLA__HOOK_RUNNEXT_STEAL,  /* a thief tries worker p's runnext */
 };
 #ifdef ISOLA_TEST_HOOKS
 extern void (*_Atomic isola__test_hook)(int where);
+extern void (*_Atomic isola__test_hook_p)(int where, const void *p);
 #define ISOLA__TEST_HOOK(where)                                                \
   do {                                                                         \
     void (*h_)(int) = atomic_load(&isola__test_hook);                          \
     if (h_) h_(where);                                                         \
   } while (0)
+#define ISOLA__TEST_HOOK_P(where, p)                                           \
+  do {                                                                         \
+    void (*h_)(int, const void *) = atomic_load(&isola__test_hook_p);          \
+    if (h_) h_((where), (p));                                                  \
+  } while (0)
 #else
 #define ISOLA__TEST_HOOK(where) ((void)0)
+#define ISOLA__TEST_HOOK_P(where, p) ((void)0)
 #endif
 
 /* Every post and outbox push is made by a thread whose epoch record

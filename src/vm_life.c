@@ -26,6 +26,7 @@ _Atomic(isola__vm *) isola__the_vm;
 _Atomic size_t isola__outside_callers;
 #ifdef ISOLA_TEST_HOOKS
 void (*_Atomic isola__test_hook)(int where);
+void (*_Atomic isola__test_hook_p)(int where, const void *p);
 #endif
 
 /* The VM lives in static storage, so a thread that read the pointer just

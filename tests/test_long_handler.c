@@ -218,6 +218,88 @@ Test(long_handler, steals_racing_takes_without_membarrier_lose_nothing) {
   isola__test_fail(ISOLA__FAIL_FENCE_HEAVY, 1);
   steals_race_takes();
 }
+
+/* The race made certain (the plain take of "runnext" in scheduler.c; with
+ * no membarrier the take is an exchange, atomic by itself): an owner that
+ * has just taken an isolate from runnext waits there until a thief has tried that worker, and
+ * then a while longer: if the thief could still take the isolate, it
+ * would start running it meanwhile, which the hook sees.  Hooks also
+ * check that no isolate ever runs on two threads at once. */
+extern void (*_Atomic isola__test_hook_p)(int where, const void *p);
+/* src/internal.h's hook points, by number (the tests see no internals). */
+enum {
+  HOOK_RUN_BEGIN = 5,
+  HOOK_RUN_END,
+  HOOK_RUNNEXT_TAKING,
+  HOOK_RUNNEXT_STEAL,
+};
+enum { RACE_HOOKED = 300 };
+static pthread_mutex_t run_mu = PTHREAD_MUTEX_INITIALIZER;
+static const void *running[64];
+static _Atomic unsigned long steal_tries, begins;
+static const void *_Atomic last_begin;
+static _Atomic long takes_hooked, takes_tried;
+static _Atomic bool double_run;
+
+static void race_hook(int where, const void *p) {
+  switch (where) {
+  case HOOK_RUN_BEGIN: {
+    pthread_mutex_lock(&run_mu);
+    int free_i = -1;
+    for (int i = 0; i < 64; i++) {
+      if (running[i] == p) atomic_store(&double_run, true);
+      if (!running[i] && free_i < 0) free_i = i;
+    }
+    if (free_i >= 0) running[free_i] = p;
+    pthread_mutex_unlock(&run_mu);
+    atomic_store(&last_begin, p);
+    atomic_fetch_add(&begins, 1);
+    break;
+  }
+  case HOOK_RUN_END:
+    pthread_mutex_lock(&run_mu);
+    for (int i = 0; i < 64; i++)
+      if (running[i] == p) running[i] = NULL;
+    pthread_mutex_unlock(&run_mu);
+    break;
+  case HOOK_RUNNEXT_STEAL:
+    atomic_fetch_add(&steal_tries, 1);
+    break;
+  case HOOK_RUNNEXT_TAKING: {
+    if (atomic_fetch_add(&takes_hooked, 1) >= RACE_HOOKED) break;
+    unsigned long t0 = atomic_load(&steal_tries);
+    double until = now_ms() + 0.5;
+    while (atomic_load(&steal_tries) == t0 && now_ms() < until) sched_yield();
+    if (atomic_load(&steal_tries) == t0) break;
+    atomic_fetch_add(&takes_tried, 1);
+    /* A thief tried while p is taken but still in runnext: if it got p,
+     * it starts p now, while this thread is about to. */
+    unsigned long b0 = atomic_load(&begins);
+    until = now_ms() + 0.2;
+    while (now_ms() < until) {
+      if (atomic_load(&begins) != b0 && atomic_load(&last_begin) == p)
+        atomic_store(&double_run, true);
+      sched_yield();
+    }
+    break;
+  }
+  }
+}
+
+static void steals_race_takes_hooked(void) {
+  atomic_store(&isola__test_hook_p, race_hook);
+  steals_race_takes();
+  atomic_store(&isola__test_hook_p, NULL);
+  cr_assert(!atomic_load(&double_run),
+            "an isolate was taken from runnext by its owner and a thief");
+  cr_assert(atomic_load(&takes_tried) >= 10,
+            "only %ld of %ld hooked takes met a thief: the race was not run",
+            atomic_load(&takes_tried), atomic_load(&takes_hooked));
+}
+
+Test(long_handler, a_thief_never_takes_what_the_owner_is_taking) {
+  steals_race_takes_hooked();
+}
 #endif
 
 /* ---- a ping answered at isola_check_interrupts (11.10 a) --------------- */

@@ -290,6 +290,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
     isola__event_end(vm);
     iso->unwind = NULL;
     ISOLA__TURN_END(vm, iso, paused ? ISOLA_STATE_PAUSED : ISOLA_STATE_IDLE);
+    ISOLA__TEST_HOOK_P(ISOLA__HOOK_RUN_END, iso);
     /* Paused: idle whatever is queued.  The resume comes out of band; a
      * new normal message only schedules a turn that idles again. */
     if (isola__mq_mark_idle(&iso->head, iso->tail, !paused)) {
@@ -297,6 +298,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
        * that came after our last look either sees the mark (and schedules
        * us) or is seen here. */
       if (wanted(iso, oob_tail, muted) && isola__mq_poke(&iso->head)) {
+        ISOLA__TEST_HOOK_P(ISOLA__HOOK_RUN_BEGIN, iso);
         iso->unwind = jb;
         ISOLA__TURN_BEGIN(vm, iso);
         continue;
@@ -304,6 +306,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
       ISOLA__TEST_HOOK(ISOLA__HOOK_TURN_IDLE);
       return ISOLA__TURN_IDLE;
     }
+    ISOLA__TEST_HOOK_P(ISOLA__HOOK_RUN_BEGIN, iso);
     iso->unwind = jb;
     ISOLA__TURN_BEGIN(vm, iso);
   }
@@ -388,10 +391,14 @@ void isola__mh_drive(isola__vm *vm, isola__mh_next_fn next, void *arg) {
     r = unwound(vm, iso, code, &jb);
   }
   for (;;) {
+    /* (An idle turn said so before its isolate could be claimed again.) */
+    if (iso && r != ISOLA__TURN_IDLE)
+      ISOLA__TEST_HOOK_P(ISOLA__HOOK_RUN_END, iso);
     /* Decision points of the deterministic mode (determ.h). */
     ISOLA__DET_POINT(ISOLA__DET_TURN_END);
     if (!(iso = next(arg, iso, r))) break;
     ISOLA__DET_POINT(ISOLA__DET_TURN_START);
+    ISOLA__TEST_HOOK_P(ISOLA__HOOK_RUN_BEGIN, iso);
     r = isola__mh_run(vm, iso, &jb);
   }
 }

@@ -202,6 +202,7 @@ static inline isola__isolate *take_runnext(isola__sched *s, isola__worker *w) {
   isola__isolate *x;
   if (ISOLA__LIKELY(!atomic_load_explicit(&w->thieves, memory_order_relaxed))) {
     x = atomic_load_explicit(&w->runnext, memory_order_relaxed);
+    ISOLA__TEST_HOOK_P(ISOLA__HOOK_RUNNEXT_TAKING, x);
     atomic_store_explicit(&w->runnext, NULL, memory_order_relaxed);
   } else {
     x = atomic_exchange_explicit(&w->runnext, NULL, memory_order_acquire);
@@ -215,6 +216,7 @@ static isola__isolate *steal_runnext(isola__sched *s, isola__worker *v,
                                      uint64_t now, uint64_t min_ns) {
   isola__isolate *x = atomic_load_explicit(&v->runnext, memory_order_relaxed);
   if (!x || stuck_for(v, now) < min_ns) return NULL;
+  ISOLA__TEST_HOOK_P(ISOLA__HOOK_RUNNEXT_STEAL, v);
   bool ok = true;
   if (s->fence_heavy) {
     uint32_t q = atomic_load_explicit(&v->take_seq, memory_order_acquire);
