@@ -6,6 +6,12 @@
  */
 #include "helpers.h"
 
+#include <limits.h>
+
+#ifdef ISOLA_TEST_HOOKS
+#include "../src/platform/test_hooks.h"
+#endif
+
 TestSuite(local, .timeout = TH_TEST_TIMEOUT_S);
 
 static th_counter cleaned = TH_COUNTER_INIT;
@@ -163,6 +169,11 @@ static void a_entry(isola_value msg) {
 }
 
 Test(local, a_value_follows_its_isolate_to_another_thread) {
+#ifdef ISOLA_TEST_HOOKS
+  /* B must run next on A's worker: no thief may take it from runnext
+   * first, which a slow turn (under qemu, say) would let one do. */
+  isola__test_fail(ISOLA__FAIL_RUNNEXT_STEAL, UINT_MAX);
+#endif
   vm_start(2);
   TH_ASSERT_OK(isola_spawn(b_entry, isola_null(), NULL, NULL));
   TH_ASSERT_OK(isola_spawn(a_entry, isola_null(), NULL, NULL));

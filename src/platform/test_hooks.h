@@ -17,6 +17,7 @@ enum {
   ISOLA__FAIL_EVENT_REC, /* the event thread registers its epoch record */
   ISOLA__FAIL_STAND_IN,  /* isola_blocking_begin starts a stand-in thread */
   ISOLA__FAIL_FENCE_HEAVY, /* a new VM's scheduler asks for membarrier(2) */
+  ISOLA__FAIL_RUNNEXT_STEAL, /* a thief tries another worker's runnext */
   ISOLA__FAIL_SITES
 };
 

@@ -215,7 +215,9 @@ static inline isola__isolate *take_runnext(isola__sched *s, isola__worker *w) {
 static isola__isolate *steal_runnext(isola__sched *s, isola__worker *v,
                                      uint64_t now, uint64_t min_ns) {
   isola__isolate *x = atomic_load_explicit(&v->runnext, memory_order_relaxed);
-  if (!x || stuck_for(v, now) < min_ns) return NULL;
+  if (!x || stuck_for(v, now) < min_ns ||
+      isola__test_failing(ISOLA__FAIL_RUNNEXT_STEAL))
+    return NULL;
   ISOLA__TEST_HOOK_P(ISOLA__HOOK_RUNNEXT_STEAL, v);
   bool ok = true;
   if (s->fence_heavy) {
