@@ -591,11 +591,12 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
 }
 
 static isola__isolate *find_runnable(isola__vm *vm, isola__thread *t) {
+  isola__worker *w = t->w;
   isola__isolate *iso = find_runnable_inner(vm, t);
-  if (iso && t->w) {
-    isola__cnt_add(&t->w->st_turns, 1); /* stuck_for() sees it move */
-    if (ISOLA__SEND_COUNTERS)
-      isola__cnt_set(&t->w->st_cur, iso->control_port);
+  /* (Whoever finds an isolate still holds the worker it looked with.) */
+  if (iso) {
+    isola__cnt_add(&w->st_turns, 1); /* stuck_for() sees it move */
+    if (ISOLA__SEND_COUNTERS) isola__cnt_set(&w->st_cur, iso->control_port);
   }
   /* A thread woken to look for work counts as spinning until it finds
    * some. */
@@ -619,7 +620,7 @@ static void after_turn(isola__vm *vm, isola__thread *t, isola__isolate *iso,
 }
 
 /* The pool thread's source of turns for the unwind driver
- * (isola__mh_drive): requeues the isolate whose turn ended, then finds the
+ * (isola__mh_drive, pool_loop): requeues the isolate whose turn ended, then finds the
  * next one, parking while there is none; NULL when the thread must exit. */
 typedef struct pool_drive {
   isola__vm *vm;
@@ -661,6 +662,13 @@ static isola__isolate *pool_next(void *arg, isola__isolate *prev,
   }
 }
 
+static void pool_loop(isola__vm *vm, void *arg, jmp_buf *jb,
+                      isola__isolate *iso, isola__turn r) {
+  /* A copy no turn can reach, so it stays in registers across turns. */
+  pool_drive d = *(pool_drive *)arg;
+  isola__mh_turns(vm, jb, iso, r, pool_next, &d);
+}
+
 static void *thread_main(void *arg) {
   isola__thread *t = arg;
   isola__vm *vm = isola__vm_get();
@@ -676,7 +684,7 @@ static void *thread_main(void *arg) {
   /* Every turn this thread runs, under one unwind point
    * (message_handler.h). */
   pool_drive d = {vm, t};
-  isola__mh_drive(vm, pool_next, &d);
+  isola__mh_drive(vm, pool_loop, &d);
 
   /* Exit: the thread is off every list but the all-threads list. */
   isola__epoch_thread_exit(&vm->epoch);
@@ -692,7 +700,7 @@ static void *thread_main(void *arg) {
   s->nthreads--;
   pthread_mutex_unlock(&s->lock);
   isola__t.thread = NULL;
-  isola__t.tstats = NULL;
+  isola__t.tstats = &isola__tstats_sink;
   isola__t.rec = NULL;
   isola__epoch_unregister(t->rec);
   ISOLA__DET_EXIT();
