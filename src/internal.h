@@ -165,6 +165,12 @@ struct isola__isolate {
   /* has_stats, or the VM records trace events (vm->tracing): what a turn
    * and a send test first, so that with neither they cost one test. */
   bool observed;
+  /* The slot index of the port this isolate last sent to, if below 2^16
+   * (else 0): a hint its running thread tries before decoding the id
+   * (isola__port_lookup_hint).  Written only when the port changes, so an
+   * isolate that keeps sending to one port (a ring, a reply, a fan-in)
+   * does not write this line its senders share. */
+  uint16_t send_hint;
   /* Fixed at spawn and read rarely (control requests, reports): the rest
    * of the senders' line, where they cost the owner nothing. */
   isola_port control_port;

@@ -60,8 +60,12 @@ static inline __attribute__((always_inline)) int post(isola__vm *vm,
                                                       isola__msg *m) {
   assert_online();
   int state;
+  isola__isolate *self = isola__t.current;
   isola__isolate *iso =
-      isola__port_lookup_ix(&vm->ports, m->dest, &state, &m->dest_index);
+      self ? isola__port_lookup_hint(&vm->ports, m->dest, &state,
+                                     &m->dest_index, &self->send_hint)
+           : isola__port_lookup_ix(&vm->ports, m->dest, &state,
+                                   &m->dest_index);
   if (!iso) {
     isola__msg_free(m);
     ISOLA__STATS_COUNT(vm, refused);
@@ -107,7 +111,6 @@ static inline __attribute__((always_inline)) int post(isola__vm *vm,
     }
     isola__outbox_push(vm);
   }
-  isola__isolate *self = isola__t.current;
   isola__thread *t = isola__t.thread;
   if (m->type == ISOLA__MSG_USER && self && self->unwind && iso != self &&
       t && !t->blocking) {
