@@ -131,7 +131,8 @@ static void run_many(many *t) {
   for (long i = 0; i < t->n; i++)
     cr_assert(atomic_load(&t->seen[i]) == 1, "job %ld: %d callbacks", i,
               atomic_load(&t->seen[i]));
-  cr_assert(atomic_load(&t->ok) + atomic_load(&t->timed_out) == t->n);
+  cr_assert(atomic_load(&t->ok) + atomic_load(&t->timed_out) == t->n, "%s",
+            "atomic_load(&t->ok) + atomic_load(&t->timed_out) == t->n");
   free(t->seen);
 }
 
@@ -139,7 +140,8 @@ Test(workpool, every_job_is_answered_exactly_once) {
   vm_with_hooks();
   many t = {.n = TH_SIZE(2000), .workers = 4, .timeout = ISOLA_FOREVER};
   run_many(&t);
-  cr_assert(atomic_load(&t.ok) == t.n);
+  cr_assert(atomic_load(&t.ok) == t.n, "%s",
+            "atomic_load(&t.ok) == t.n");
   /* The root ended with its pool: the workers were killed. */
   TH_WAIT_GE(&pool_ends[ISOLA_EXIT_KILLED], 4);
   th_vm_shutdown_ok();
@@ -152,7 +154,8 @@ Test(workpool, jobs_wait_and_run_in_call_order) {
   many t = {.n = N, .workers = 1, .timeout = ISOLA_FOREVER, .in_order = true,
             .order = order};
   run_many(&t);
-  cr_assert(atomic_load(&order[0]) == N);
+  cr_assert(atomic_load(&order[0]) == N, "%s",
+            "atomic_load(&order[0]) == N");
   for (long i = 0; i < N; i++)
     cr_assert(atomic_load(&order[1 + i]) == i, "job %ld ran as %ld", i,
               atomic_load(&order[1 + i]));
@@ -205,7 +208,8 @@ static void bound_main(void *ctx, isola_value msg) {
 Test(workpool, a_full_queue_refuses_with_efull) {
   th_vm_init(NULL);
   TH_ASSERT_OK(isola_run_main_ctx(bound_main, NULL, isola_null(), NULL));
-  cr_assert(th_counter_get(&bound_done) == 3);
+  cr_assert(th_counter_get(&bound_done) == 3, "%s",
+            "th_counter_get(&bound_done) == 3");
   th_vm_shutdown_ok();
 }
 
@@ -277,7 +281,8 @@ Test(workpool, the_owners_heap_limit_bounds_the_queue) {
   vm_with_hooks();
   isola_spawn_options o = {.heap_limit = 256 * 1024};
   TH_ASSERT_OK(isola_run_main_ctx(heap_main, NULL, isola_null(), &o));
-  cr_assert(th_counter_get(&heap_closed) >= 100); /* the held job's answer */
+  cr_assert(th_counter_get(&heap_closed) >= 100, "%s",
+            "th_counter_get(&heap_closed) >= 100"); /* the held job's answer */
   TH_WAIT_GE(&pool_ends[ISOLA_EXIT_KILLED], 1);
   th_vm_shutdown_ok();
 }
@@ -405,8 +410,10 @@ Test(workpool, a_worker_dying_mid_job_fails_that_job_and_is_replaced) {
             "%s", t.detail);
   TH_WAIT_GE(&pool_ends[ISOLA_EXIT_ERROR], 1);
   TH_WAIT_GE(&pool_ends[ISOLA_EXIT_HEAP_LIMIT], 1);
-  cr_assert(th_counter_get(&pool_ends[ISOLA_EXIT_ERROR]) == 1);
-  cr_assert(th_counter_get(&pool_ends[ISOLA_EXIT_HEAP_LIMIT]) == 1);
+  cr_assert(th_counter_get(&pool_ends[ISOLA_EXIT_ERROR]) == 1, "%s",
+            "th_counter_get(&pool_ends[ISOLA_EXIT_ERROR]) == 1");
+  cr_assert(th_counter_get(&pool_ends[ISOLA_EXIT_HEAP_LIMIT]) == 1, "%s",
+            "th_counter_get(&pool_ends[ISOLA_EXIT_HEAP_LIMIT]) == 1");
   th_vm_shutdown_ok();
 }
 
@@ -662,7 +669,8 @@ Test(workpool, bad_input_is_refused_and_runs_nothing) {
   th_vm_init(NULL);
   isola_pool *p = (isola_pool *)1;
   TH_ASSERT_RC(isola_pool_start(worker, NULL, NULL, &p), ISOLA_ENOTISOLATE);
-  cr_assert(p == NULL);
+  cr_assert(p == NULL, "%s",
+            "p == NULL");
   TH_ASSERT_RC(isola_pool_call(p, isola_int(1), 10, must_not_run, NULL),
                ISOLA_ENOTISOLATE);
   TH_ASSERT_RC(isola_pool_stop(p), ISOLA_ENOTISOLATE);
