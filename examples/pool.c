@@ -5,14 +5,13 @@
  *
  *   isola run build/examples/pool.so [jobs [workers]]   (defaults 1000 4)
  *
- * Each worker is spawned with isola_spawn_port, which hands back the port
- * the worker serves: no "send me your port" handshake.  The root gives a
- * worker a job with isola_call: the answer comes to a callback whose
- * context is that worker, which hands it its next job, or, when none is
- * left, tells it to stop.  A job n is answered with n * n; the root checks
- * the sum of the answers (exit code 1 if wrong).  The pending calls keep
- * the root alive: once the last one is answered it ends, and so does the
- * run.
+ * isola_pool_start spawns the workers, each serving the handler `work`;
+ * isola_pool_call gives the pool a job: an idle worker takes it, or it
+ * waits in the pool's queue until one is free, and the answer comes to a
+ * callback in the root.  A job n is answered with n * n; the root checks
+ * the sum of the answers (exit code 1 if wrong).  The pending jobs keep
+ * the root alive: once the last one is answered it ends, its pool (and
+ * workers) with it, and so does the run.
  */
 #include <isola.h>
 #include <stdio.h>
@@ -20,55 +19,33 @@
 
 ISOLA_MODULE();
 
-#define MAX_WORKERS 64
-
-/* ---- a worker: n -> n * n; null: stop --------------------------------- */
+/* ---- a worker: n -> n * n ---------------------------------------------- */
 
 static void work(void *ctx, isola_port port, isola_value msg,
                  isola_port reply_to) {
-  (void)ctx;
+  (void)ctx, (void)port;
   int64_t n;
-  if (msg.kind == ISOLA_NULL) {
-    isola_port_close(port); /* its only port: the worker ends */
-  } else if (isola_unpack(msg, "i", &n) == ISOLA_OK) {
-    isola_send(reply_to, isola_int(n * n));
-  } else {
+  if (isola_unpack(msg, "i", &n) != ISOLA_OK)
     isola_throw("bad job: %s", isola_error_detail());
-  }
+  isola_send(reply_to, isola_int(n * n));
 }
 
-/* ---- the root: hands out the jobs ------------------------------------- */
+/* ---- the root: gives the pool every job -------------------------------- */
 
-static struct {
-  int64_t jobs, given, done, sum;
-  isola_port workers[MAX_WORKERS];
-} p;
+static int64_t jobs, done, sum;
 
-static void on_answer(void *ctx, int status, isola_value reply);
-
-/* Gives worker w its next job, or tells it to stop. */
-static void next_job(intptr_t w) {
-  if (p.given == p.jobs)
-    isola_send(p.workers[w], isola_null());
-  else if (isola_call(p.workers[w], isola_int(++p.given), ISOLA_FOREVER,
-                      on_answer, (void *)w) != ISOLA_OK)
-    isola_throw("call: %s", isola_error_detail());
-}
-
-/* The answer to worker w's job (ctx is w). */
 static void on_answer(void *ctx, int status, isola_value reply) {
+  (void)ctx;
   int64_t square;
-  (void)status; /* no timeout: always ISOLA_OK */
-  if (isola_unpack(reply, "i", &square) != ISOLA_OK)
-    isola_throw("bad answer: %s", isola_error_detail());
-  p.sum += square;
-  if (++p.done == p.jobs) {
-    int64_t want = p.jobs * (p.jobs + 1) * (2 * p.jobs + 1) / 6;
+  if (status != ISOLA_OK || isola_unpack(reply, "i", &square) != ISOLA_OK)
+    isola_throw("job failed: %s", isola_error_detail());
+  sum += square;
+  if (++done == jobs) {
+    int64_t want = jobs * (jobs + 1) * (2 * jobs + 1) / 6;
     printf("pool: %lld jobs, sum of squares %lld (expected %lld)\n",
-           (long long)p.jobs, (long long)p.sum, (long long)want);
-    isola_set_exit_code(p.sum == want ? 0 : 1);
+           (long long)jobs, (long long)sum, (long long)want);
+    isola_set_exit_code(sum == want ? 0 : 1);
   }
-  next_job((intptr_t)ctx);
 }
 
 static int64_t arg_int(isola_value args, size_t i, int64_t dflt) {
@@ -82,20 +59,20 @@ static int64_t arg_int(isola_value args, size_t i, int64_t dflt) {
 
 void isola_main(isola_value args, isola_value message) {
   (void)message;
-  p.jobs = arg_int(args, 0, 1000);
+  jobs = arg_int(args, 0, 1000);
   int64_t workers = arg_int(args, 1, 4);
-  if (p.jobs < 1 || p.jobs > 1000000 || workers < 1 ||
-      workers > MAX_WORKERS) {
+  if (jobs < 1 || jobs > 1000000 || workers < 1 || workers > 64) {
     fprintf(stderr, "usage: isola run pool.so [jobs [workers]] "
-                    "(jobs 1..1000000, workers 1..%d)\n", MAX_WORKERS);
+                    "(jobs 1..1000000, workers 1..64)\n");
     isola_set_exit_code(2);
     return;
   }
-  isola_spawn_options o = {.name = "worker"};
-  for (intptr_t w = 0; w < workers; w++) {
-    if (isola_spawn_port(NULL, isola_null(), work, NULL, &o, NULL,
-                         &p.workers[w]) != ISOLA_OK)
-      isola_throw("spawn: %s", isola_error_detail());
-    next_job(w);
-  }
+  isola_pool *pool;
+  isola_pool_options o = {.name = "worker", .workers = (size_t)workers};
+  if (isola_pool_start(work, NULL, &o, &pool) != ISOLA_OK)
+    isola_throw("pool: %s", isola_error_detail());
+  for (int64_t n = 1; n <= jobs; n++)
+    if (isola_pool_call(pool, isola_int(n), ISOLA_FOREVER, on_answer,
+                        NULL) != ISOLA_OK)
+      isola_throw("pool: %s", isola_error_detail());
 }

@@ -1088,6 +1088,130 @@ ISOLA_EXPORT int isola_receiver_wait(isola_receiver *r, uint64_t timeout_ms,
 ISOLA_EXPORT void isola_receiver_close(isola_receiver *r);
 
 /* ------------------------------------------------------------------------ */
+/* Worker pools (docs/calls.md)                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A worker pool: a fixed number of worker isolates that serve jobs, one
+ * job at a time each, for the isolate that started it (its owner).  A job
+ * is a call (isola_pool_call()): it goes to an idle worker, or waits in
+ * the pool's FIFO queue until one is free, and its answer comes back to
+ * the owner as isola_call()'s does.  Each worker serves a port with the
+ * pool's handler, as an isolate made by isola_spawn_port() does:
+ * handler(ctx, port, job, reply_to) answers with isola_send(reply_to,
+ * answer), in that event or a later one; the worker is busy, and takes no
+ * other job, until its first answer (later ones are dropped).  A worker's
+ * own state can live in isolate-locals (ISOLA_LOCAL).
+ *
+ * A worker that ends before answering (an uncaught error, its heap limit,
+ * a kill, or its handler closing its port) fails its job with
+ * ISOLA_EFAILED (see isola_pool_call()) and is replaced by a new worker:
+ * at once when it died serving a job or jobs wait, otherwise at the next
+ * isola_pool_call() (so workers that end with nothing to do make no storm
+ * of respawns); isola_pool_stats_get() counts the respawns.  Should a
+ * spawn fail, the pool goes on with fewer workers and tries again at the
+ * next isola_pool_call(); with none left, its queued jobs fail with the
+ * spawn's error.
+ *
+ * The pool belongs to its owner: its state lives in the owner's isolate
+ * heap (isola_alloc(): the owner's heap limit covers the pool and its
+ * queued jobs), its callbacks run as events of the owner, and its calls
+ * are the owner's only.  A pool does not keep its owner alive by itself:
+ * its pending jobs do, as pending isola_call()s do.  If the owner ends
+ * (by itself, killed, an error) the pool ends with it: its workers are
+ * killed (ISOLA_IMMEDIATE), its pending jobs are dropped (their callbacks
+ * never run) and everything is freed.
+ */
+typedef struct isola_pool isola_pool;
+
+typedef struct isola_pool_options {
+  const char *name;  /* each worker's debug name (copied, at most 63 bytes
+                        kept); NULL: "pool" */
+  size_t workers;    /* worker isolates, at most 1024; 0: one per core */
+  size_t max_queued; /* jobs that may wait for a worker; a call past it
+                        fails with ISOLA_EFULL.  0: no bound (but the
+                        owner's heap limit) */
+  size_t heap_limit; /* each worker's, as isola_spawn_options.heap_limit */
+} isola_pool_options;
+
+/*
+ * Starts a pool in the calling isolate: spawns opts->workers workers (opts
+ * may be NULL: the defaults above), each serving a port with
+ * handler(ctx, ...).  ctx is the caller's, used in the workers' threads
+ * (as with isola_spawn_port()): pass memory they may share, or NULL.  *out
+ * receives the pool, the caller's until isola_pool_stop() or the caller's
+ * end.  Errors: ISOLA_EINVAL (handler or out NULL, more than 1024
+ * workers), ISOLA_ENOTISOLATE, ISOLA_EENDING, ISOLA_ENOMEM (also: the
+ * owner's heap limit has no room for the pool), and those of
+ * isola_spawn() (nothing is left running then).  Isolate only.
+ */
+ISOLA_EXPORT int isola_pool_start(isola_handler handler, void *ctx,
+                                  const isola_pool_options *opts,
+                                  isola_pool **out);
+
+/*
+ * Gives the pool a job: request is copied at once into the owner's heap
+ * (a transferable buffer in it is copied too, and the caller keeps its
+ * own), then sent to an idle worker, or queued, in call order, until a
+ * worker is free.  done(ctx, status, reply) then runs exactly once, as an
+ * event of the owner:
+ *   ISOLA_OK         the worker's answer in reply (valid until done
+ *                    returns; keep it with isola_value_copy());
+ *   ISOLA_ETIMEDOUT  timeout_ms (ISOLA_FOREVER: none) passed first,
+ *                    counted from this call, queued or not; reply null.
+ *                    A worker that has the job stays busy until it
+ *                    answers (the answer is dropped) or ends;
+ *   ISOLA_EFAILED    the worker ended before answering; reply is the
+ *                    int isola_exit_reason, and isola_error_detail()
+ *                    says which worker and why (with an error's message);
+ *   ISOLA_ECLOSED    isola_pool_stop() came before a worker took the job
+ *                    (done runs inside isola_pool_stop()); reply null;
+ *   another code     the queued job could not be sent when a worker came
+ *                    free (that of isola_send(), e.g. ISOLA_EFULL: no
+ *                    room under the worker's heap limit), or no worker
+ *                    was left to take it (that of isola_spawn()); reply
+ *                    null; isola_error_detail() says which.
+ * Errors (done will not run): ISOLA_EINVAL (pool or done NULL, timeout_ms
+ * 0, a malformed request: isola_error_detail() says which item),
+ * ISOLA_ETRANSFER, ISOLA_EFULL (max_queued jobs wait already),
+ * ISOLA_ECLOSED (the pool is stopping), ISOLA_ENOTOWNER (called from
+ * another isolate), ISOLA_ENOTISOLATE, ISOLA_EENDING, ISOLA_ENOMEM (also:
+ * the copy does not fit under the owner's heap limit), those of
+ * isola_send() when the job goes to a worker at once, and those of
+ * isola_spawn() when the pool has no worker left and none can be
+ * started.  Isolate only, the owner.
+ */
+ISOLA_EXPORT int isola_pool_call(isola_pool *pool, isola_value request,
+                                 uint64_t timeout_ms, isola_call_fn done,
+                                 void *ctx);
+
+/*
+ * Stops the pool: no new job is taken (isola_pool_call() fails with
+ * ISOLA_ECLOSED); every queued job's done runs, before this returns, with
+ * ISOLA_ECLOSED; idle workers are told to end (isola_kill(), at
+ * ISOLA_BEFORE_NEXT_EVENT), and a busy worker once it has answered (or
+ * its job timed out).  The jobs being served complete as usual.  Returns
+ * at once; the pool is freed once every worker has ended.  After this call
+ * the pool may be used only inside the callbacks of its jobs.  Calling it
+ * again (from such a callback) does nothing.  Errors: ISOLA_EINVAL (pool
+ * NULL), ISOLA_ENOTOWNER, ISOLA_ENOTISOLATE.  Isolate only, the owner.
+ */
+ISOLA_EXPORT int isola_pool_stop(isola_pool *pool);
+
+/* A pool's figures (isola_pool_stats()). */
+typedef struct isola_pool_stats {
+  size_t workers;    /* workers running now */
+  size_t busy;       /* of those, serving a job */
+  size_t queued;     /* jobs waiting for a worker */
+  uint64_t respawns; /* workers started in place of ones that ended */
+} isola_pool_stats;
+
+/* Fills *out with the pool's figures.  Errors: ISOLA_EINVAL (pool or out
+ * NULL), ISOLA_ENOTOWNER, ISOLA_ENOTISOLATE.  Isolate only, the owner. */
+ISOLA_EXPORT int isola_pool_stats_get(const isola_pool *pool,
+                                      isola_pool_stats *out);
+
+/* ------------------------------------------------------------------------ */
 /* Blocking inside a handler                                                 */
 /* ------------------------------------------------------------------------ */
 
