@@ -162,6 +162,15 @@ struct isola__isolate {
    * limit, nothing counted.  Senders take, the isolate gives back
    * (isola__room_take/give). */
   _Atomic uint32_t room;
+  /* has_stats, or the VM records trace events (vm->tracing): what a turn
+   * and a send test first, so that with neither they cost one test. */
+  bool observed;
+  /* The slot index of the port this isolate last sent to, if below 2^16
+   * (else 0): a hint its running thread tries before decoding the id
+   * (isola__port_lookup_hint).  Written only when the port changes, so an
+   * isolate that keeps sending to one port (a ring, a reply, a fan-in)
+   * does not write this line its senders share. */
+  uint16_t send_hint;
   /* Fixed at spawn and read rarely (control requests, reports): the rest
    * of the senders' line, where they cost the owner nothing. */
   isola_port control_port;
@@ -277,10 +286,11 @@ typedef struct isola__tls {
   isola__thread *thread;   /* a pool or root thread, or NULL */
   isola__epoch_rec *rec;   /* epoch record, if this thread has one */
   uint64_t rec_vm_gen;     /* VM generation rec belongs to */
-  /* A pool or root thread's own totals (its record's, which belong to the
-   * running VM for as long as the thread runs isolates): set when it
-   * starts, cleared when it stops, so a send counts without looking for
-   * the record (stats.h). */
+  /* The totals a send from this thread adds to (stats.h): its record's
+   * while that belongs to the running VM (set when a pool, root or event
+   * thread starts, and when any other thread enters the VM:
+   * isola__vm_thread_rec), else &isola__tstats_sink; never NULL, so a
+   * send counts without looking for the record. */
   struct isola__tstats *tstats;
   isola__rng rng;
   /* Ended isolates this thread retired (epoch.c): not yet stamped with an

@@ -44,6 +44,12 @@ typedef struct isola__tstats {
   _Atomic uint64_t dropped[ISOLA_DROP_REASONS];
 } isola__tstats;
 
+/* Where isola__t.tstats points on a thread with no record of the running
+ * VM (the initial value, and after a pool, root or event thread stops):
+ * what is counted there is lost, as for a thread that cannot be asked.  It
+ * saves the send a test for NULL. */
+extern isola__tstats isola__tstats_sink;
+
 struct isola__istats {
   /* Senders' line: atomic adds by whoever queues a message. */
   alignas(ISOLA__CACHE_LINE) _Atomic uint64_t enq, enq_bytes;
@@ -80,17 +86,18 @@ struct isola__istats {
  * receiver may free m as soon as it is queued). */
 #define ISOLA__STATS_SENT(vm, iso, m)                                          \
   do {                                                                         \
-    isola__tstats *ts_ = ISOLA__SEND_COUNTERS ? isola__t.tstats : NULL;       \
-    if (ISOLA__SEND_COUNTERS && ISOLA__UNLIKELY(!ts_))                        \
-      ts_ = ISOLA__TSTATS(vm); /* not a pool or root thread */                 \
-    if (ts_) {                                                                 \
+    if (ISOLA__SEND_COUNTERS) {                                                \
+      isola__tstats *ts_ = isola__t.tstats;                                    \
       isola__cnt_add(&ts_->sent, 1);                                           \
       isola__cnt_add(&ts_->sent_bytes, (m)->bytes);                            \
     }                                                                          \
-    if (ISOLA__UNLIKELY((iso)->has_stats))                                 \
-      isola__istats_enq(isola__iso_stats(iso), (m)->bytes);                             \
-    if (ISOLA__UNLIKELY((vm)->tracing) && (m)->type == ISOLA__MSG_USER)       \
-      isola__trace_event((vm), ISOLA__TEV_FLOW_OUT, NULL, (uintptr_t)(m), 0);  \
+    if (ISOLA__UNLIKELY((iso)->observed)) {                                   \
+      if ((iso)->has_stats)                                                    \
+        isola__istats_enq(isola__iso_stats(iso), (m)->bytes);                  \
+      if ((vm)->tracing && (m)->type == ISOLA__MSG_USER)                       \
+        isola__trace_event((vm), ISOLA__TEV_FLOW_OUT, NULL, (uintptr_t)(m),    \
+                           0);                                                 \
+    }                                                                          \
     ISOLA__PROBE2(send, (iso)->control_port, (m)->bytes);                      \
   } while (0)
 
@@ -109,21 +116,22 @@ static inline void isola__istats_enq(struct isola__istats *st, uint32_t n) {
 
 /* A turn of iso begins or ends (state: an isola_isolate_state): its
  * counters (isolate stats) and trace events (trace.h).  Use where vm.h is
- * included; each costs two tests when both are off. */
+ * included; each costs one test when both are off (iso->observed). */
 #define ISOLA__TURN_BEGIN(vm, iso)                                             \
   do {                                                                         \
     ISOLA__PROBE1(turn_start, (iso)->control_port);                            \
-    if (ISOLA__UNLIKELY((iso)->has_stats)) isola__istats_turn_begin(iso);  \
-    if (ISOLA__UNLIKELY((vm)->tracing))                                        \
-      isola__trace_turn((vm), (iso), true, 0);                                 \
+    if (ISOLA__UNLIKELY((iso)->observed)) {                                   \
+      if ((iso)->has_stats) isola__istats_turn_begin(iso);                     \
+      if ((vm)->tracing) isola__trace_turn((vm), (iso), true, 0);              \
+    }                                                                          \
   } while (0)
 #define ISOLA__TURN_END(vm, iso, state)                                        \
   do {                                                                         \
     ISOLA__PROBE2(turn_end, (iso)->control_port, (int)(state));                \
-    if (ISOLA__UNLIKELY((iso)->has_stats))                                 \
-      isola__istats_turn_end((iso), (state));                                  \
-    if (ISOLA__UNLIKELY((vm)->tracing))                                        \
-      isola__trace_turn((vm), (iso), false, (state));                          \
+    if (ISOLA__UNLIKELY((iso)->observed)) {                                   \
+      if ((iso)->has_stats) isola__istats_turn_end((iso), (state));            \
+      if ((vm)->tracing) isola__trace_turn((vm), (iso), false, (state));       \
+    }                                                                          \
   } while (0)
 
 /* The isolate's counters: with config.isolate_stats its pool block holds

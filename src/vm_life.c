@@ -21,7 +21,8 @@
 #include "scheduler.h"
 #include "trace.h"
 
-ISOLA__TLS isola__tls isola__t;
+ISOLA__TLS isola__tls isola__t = {.tstats = &isola__tstats_sink};
+isola__tstats isola__tstats_sink;
 _Atomic(isola__vm *) isola__the_vm;
 _Atomic size_t isola__outside_callers;
 #ifdef ISOLA_TEST_HOOKS
@@ -59,15 +60,21 @@ static void thread_rec_release(void *rec) {
   if (vm && isola__t.rec == rec && isola__t.rec_vm_gen == vm->gen)
     isola__epoch_unregister(rec);
   isola__t.rec = NULL;
+  isola__t.tstats = &isola__tstats_sink;
   pthread_mutex_unlock(&life_lock);
 }
 
 isola__epoch_rec *isola__vm_thread_rec(isola__vm *vm) {
-  if (isola__t.rec && isola__t.rec_vm_gen == vm->gen) return isola__t.rec;
+  if (isola__t.rec && isola__t.rec_vm_gen == vm->gen) {
+    /* (Again: a thread that was a root thread of this VM left the sink.) */
+    isola__t.tstats = &isola__t.rec->stats;
+    return isola__t.rec;
+  }
   isola__epoch_rec *rec = isola__epoch_register(&vm->epoch);
   if (!rec) return NULL;
   isola__t.rec = rec;
   isola__t.rec_vm_gen = vm->gen;
+  isola__t.tstats = &rec->stats;
   /* Give the record back when the thread exits. */
   pthread_setspecific(vm->thread_key, rec);
   return rec;

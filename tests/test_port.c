@@ -83,6 +83,45 @@ Test(port, open_close_and_close_twice_gives_ECLOSED) {
   th_vm_shutdown_ok(); /* the dropped message was freed */
 }
 
+/* A sender remembers the slot of the port it last sent to (send.c's hint):
+ * once that port is closed and its slot reused by another, a send to the
+ * old id must still fail, and one to the new port reach the new port. */
+static atomic_int hint_p_got, hint_q_got;
+static atomic_int hint_ran;
+
+static void count_handler(void *ctx, isola_port port, isola_value msg,
+                          isola_port reply_to) {
+  (void)port, (void)msg, (void)reply_to;
+  atomic_fetch_add((atomic_int *)ctx, 1);
+  if (atomic_load(&hint_q_got) == 2) isola_port_close(port);
+}
+
+static void hint_entry(isola_value msg) {
+  (void)msg;
+  isola_port p, q;
+  TH_CHECK_OK(isola_port_open(count_handler, &hint_p_got, &p));
+  TH_CHECK_OK(isola_send(p, isola_int(1)));
+  TH_CHECK_OK(isola_port_close(p)); /* drops the queued message */
+  TH_CHECK_OK(isola_port_open(count_handler, &hint_q_got, &q));
+  TH_CHECK(q != p);
+  TH_CHECK_RC(isola_send(p, isola_int(2)), ISOLA_ECLOSED);
+  TH_CHECK_OK(isola_send(q, isola_int(3)));
+  TH_CHECK_RC(isola_send(p, isola_int(4)), ISOLA_ECLOSED);
+  TH_CHECK_OK(isola_send(q, isola_int(5)));
+  atomic_store(&hint_ran, 1);
+}
+
+Test(port, a_send_to_a_closed_port_whose_slot_was_reused_fails) {
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_run_main(hint_entry, isola_null(), NULL));
+  cr_assert(atomic_load(&hint_ran), "the entry did not finish");
+  cr_assert(atomic_load(&hint_p_got) == 0, "the closed port got %d",
+            atomic_load(&hint_p_got));
+  cr_assert(atomic_load(&hint_q_got) == 2, "the new port got %d of 2",
+            atomic_load(&hint_q_got));
+  th_vm_shutdown_ok();
+}
+
 static void bad_args_entry(isola_value msg) {
   (void)msg;
   isola_port p = 12345;

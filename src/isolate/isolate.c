@@ -226,6 +226,7 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
     iso->has_stats = true;
     isola__istats_init(isola__iso_stats(iso));
   }
+  iso->observed = stats || vm->tracing;
   atomic_init(&iso->stub.next, NULL);
   atomic_init(&iso->oob_stub.next, NULL);
   /* Claimed by its builder (the scheduling bit clear) from the start:
@@ -414,6 +415,11 @@ static isola__isolate *root_next(void *arg, isola__isolate *prev,
   return d->iso;
 }
 
+static void root_loop(isola__vm *vm, void *arg, jmp_buf *jb,
+                      isola__isolate *iso, isola__turn r) {
+  isola__mh_turns(vm, jb, iso, r, root_next, arg);
+}
+
 /* isola_run_main, and isola_run_main_uri with a module: then the module is
  * the new group's once this succeeds (on error it stays the caller's) and
  * *exit_code gets the group's exit code. */
@@ -449,7 +455,7 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
   t->rec = e.rec;
   t->online = true;
   isola__t.thread = t;
-  isola__t.tstats = t->rec ? &t->rec->stats : NULL;
+  isola__t.tstats = t->rec ? &t->rec->stats : &isola__tstats_sink;
   isola__pool_thread_start();
   /* The count of outside callers stays held until we return, so shutdown
    * frees nothing this thread still touches after its isolate ended. */
@@ -462,14 +468,14 @@ static int run_main(isola_entry entry, isola_value message, const char *name,
   isola__life_publish(iso);
   /* Its turns, under the unwind driver (message_handler.h). */
   root_drive d = {vm, t, iso};
-  isola__mh_drive(vm, root_next, &d);
+  isola__mh_drive(vm, root_loop, &d);
   ISOLA__DET_LEAVE();
   isola__epoch_thread_exit(&vm->epoch);
   isola__epoch_offline(t->rec);
   isola__port_map_flush_cache(&vm->ports);
   isola__pool_thread_stop();
   isola__t.thread = NULL;
-  isola__t.tstats = NULL;
+  isola__t.tstats = &isola__tstats_sink;
   free(t);
   if (held) {
     if (exit_code)

@@ -224,11 +224,12 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         isola__room_give(iso, m);
         if (ISOLA__UNLIKELY(m->held & ISOLA__HELD_BOUND))
           isola__bp_popped(vm, iso, m);
-        if (ISOLA__UNLIKELY(iso->has_stats) &&
-            m->type != ISOLA__MSG_START)
-          isola__istats_deq(isola__iso_stats(iso), false, m->bytes);
-        if (ISOLA__UNLIKELY(vm->tracing) && m->type == ISOLA__MSG_USER)
-          isola__trace_event(vm, ISOLA__TEV_FLOW_IN, NULL, (uintptr_t)m, 0);
+        if (ISOLA__UNLIKELY(iso->observed)) {
+          if (iso->has_stats && m->type != ISOLA__MSG_START)
+            isola__istats_deq(isola__iso_stats(iso), false, m->bytes);
+          if (vm->tracing && m->type == ISOLA__MSG_USER)
+            isola__trace_event(vm, ISOLA__TEV_FLOW_IN, NULL, (uintptr_t)m, 0);
+        }
         /* The message is in the isolate's heap while it is handled (may
          * raise out-of-memory instead: heap.h). */
         if (iso->ext || vm->config.heap_limit) /* else nothing to count */
@@ -377,7 +378,7 @@ static isola__turn unwound(isola__vm *vm, isola__isolate *iso, int code,
   return finish(vm, iso, TURN_END);
 }
 
-void isola__mh_drive(isola__vm *vm, isola__mh_next_fn next, void *arg) {
+void isola__mh_drive(isola__vm *vm, isola__mh_loop_fn loop, void *arg) {
   jmp_buf jb;
   int code = setjmp(jb);
   /* Nothing set before the setjmp changes after it; what the loop changes
@@ -390,17 +391,7 @@ void isola__mh_drive(isola__vm *vm, isola__mh_next_fn next, void *arg) {
     iso = isola__t.current;
     r = unwound(vm, iso, code, &jb);
   }
-  for (;;) {
-    /* (An idle turn said so before its isolate could be claimed again.) */
-    if (iso && r != ISOLA__TURN_IDLE)
-      ISOLA__TEST_HOOK_P(ISOLA__HOOK_RUN_END, iso);
-    /* Decision points of the deterministic mode (determ.h). */
-    ISOLA__DET_POINT(ISOLA__DET_TURN_END);
-    if (!(iso = next(arg, iso, r))) break;
-    ISOLA__DET_POINT(ISOLA__DET_TURN_START);
-    ISOLA__TEST_HOOK_P(ISOLA__HOOK_RUN_BEGIN, iso);
-    r = isola__mh_run(vm, iso, &jb);
-  }
+  loop(vm, arg, &jb, iso, r);
 }
 
 int isola_check_interrupts(void) {

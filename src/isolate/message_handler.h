@@ -18,12 +18,11 @@
 
 #define ISOLA__BATCH 64
 
-/* Runs one turn of iso on the calling thread.  jb is the thread's unwind
- * point, armed by the setjmp in isola__mh_drive(): a handler that leaves
- * its event with a jump (isola_throw, a kill at an interrupt point,
- * isola_exit) lands there, and the driver finishes the turn.  So a thread
- * pays for one setjmp per jump, not one per turn. */
-isola__turn isola__mh_run(isola__vm *vm, isola__isolate *iso, jmp_buf *jb);
+/* isola__mh_run() (turn.h) runs one turn of iso on the calling thread.
+ * jb is the thread's unwind point, armed by the setjmp in isola__mh_drive():
+ * a handler that leaves its event with a jump (isola_throw, a kill at an
+ * interrupt point, isola_exit) lands there, and the driver finishes the
+ * turn.  So a thread pays for one setjmp per jump, not one per turn. */
 
 /* Frees an ended isolate once no sender can see it (epoch.c calls this):
  * drains both queues, then the struct. */

@@ -55,11 +55,17 @@ void isola__outbox_push(isola__vm *vm) {
     isola__sched_ready(&vm->sched, to);
 }
 
-int isola__post(isola__vm *vm, isola__msg *m) {
+/* isola__post(), inlined into isola_send's path (send_mode). */
+static inline __attribute__((always_inline)) int post(isola__vm *vm,
+                                                      isola__msg *m) {
   assert_online();
   int state;
+  isola__isolate *self = isola__t.current;
   isola__isolate *iso =
-      isola__port_lookup_ix(&vm->ports, m->dest, &state, &m->dest_index);
+      self ? isola__port_lookup_hint(&vm->ports, m->dest, &state,
+                                     &m->dest_index, &self->send_hint)
+           : isola__port_lookup_ix(&vm->ports, m->dest, &state,
+                                   &m->dest_index);
   if (!iso) {
     isola__msg_free(m);
     ISOLA__STATS_COUNT(vm, refused);
@@ -105,7 +111,6 @@ int isola__post(isola__vm *vm, isola__msg *m) {
     }
     isola__outbox_push(vm);
   }
-  isola__isolate *self = isola__t.current;
   isola__thread *t = isola__t.thread;
   if (m->type == ISOLA__MSG_USER && self && self->unwind && iso != self &&
       t && !t->blocking) {
@@ -119,6 +124,8 @@ int isola__post(isola__vm *vm, isola__msg *m) {
     isola__sched_ready(&vm->sched, iso);
   return ISOLA_OK;
 }
+
+int isola__post(isola__vm *vm, isola__msg *m) { return post(vm, m); }
 
 int isola__post_control(isola__vm *vm, isola__msg *m) {
   assert_online();
@@ -225,7 +232,7 @@ static int send_mode(isola_port port, isola_value value, isola_port reply_to,
   if (nbuf) isola__msg_posting = m;
   isola__t.send_mode = (uint8_t)mode;
   isola__t.send_deadline = deadline;
-  rc = isola__post(e.vm, m);
+  rc = post(e.vm, m);
   isola__t.send_mode = ISOLA__SEND_PLAIN;
   if (nbuf) isola__msg_posting = NULL;
   isola__vm_leave(&e);

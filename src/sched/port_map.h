@@ -182,6 +182,39 @@ static inline isola__isolate *isola__port_lookup_ix(isola__port_map *m,
   return owner;
 }
 
+/* isola__port_lookup_ix, trying the slot at index *hint first (0: none):
+ * the slot's own id says whether it is the port's, so a stale hint costs
+ * a look and nothing else.  A lookup that had to find the index stores it
+ * in *hint when it fits. */
+static inline isola__isolate *isola__port_lookup_hint(isola__port_map *m,
+                                                      isola_port id,
+                                                      int *state,
+                                                      uint32_t *index,
+                                                      uint16_t *hint) {
+  uint32_t h = *hint;
+  isola__port_slot *s = NULL;
+  if (h) {
+    /* A chunk, once in the directory, stays until the map is freed. */
+    isola__port_slot *chunk = atomic_load_explicit(
+        &m->dir[h >> ISOLA__CHUNK_BITS], memory_order_acquire);
+    s = &chunk[h & (ISOLA__CHUNK_SLOTS - 1)];
+    /* Acquire, as in isola__port_slot_ix. */
+    if (atomic_load_explicit(&s->id, memory_order_acquire) != id) s = NULL;
+  }
+  if (s) {
+    *index = h;
+  } else {
+    if (!(s = isola__port_slot_ix(m, id, index))) return NULL;
+    *hint = *index <= UINT16_MAX ? (uint16_t)*index : 0;
+  }
+  isola__isolate *owner =
+      atomic_load_explicit(&s->owner, memory_order_relaxed);
+  *state = atomic_load_explicit(&s->state, memory_order_relaxed);
+  atomic_thread_fence(memory_order_acquire); /* as isola__port_lookup_ix */
+  if (atomic_load_explicit(&s->id, memory_order_relaxed) != id) return NULL;
+  return owner;
+}
+
 static inline isola__isolate *isola__port_lookup(isola__port_map *m,
                                                  isola_port id, int *state) {
   return isola__port_lookup_ix(m, id, state, NULL);

@@ -173,8 +173,8 @@ static uint64_t stuck_for(isola__worker *v, uint64_t now) {
  * CAS from the isolate to NULL.  So:
  *
  * - Filling an empty runnext is a store: only the owner writes anything
- *   but NULL, and a thief's CAS fails on NULL.  Replacing an isolate is an
- *   exchange (a thief may be taking it).
+ *   but NULL, and a thief's CAS fails on NULL.  Replacing an isolate is a
+ *   take (below), then that store.
  * - Taking is a load and a store, made safe by an asymmetric fence
  *   (platform.h): the owner makes take_seq odd, issues the light fence
  *   (a compiler barrier), and takes plainly only if no thief is counted in
@@ -191,7 +191,8 @@ static uint64_t stuck_for(isola__worker *v, uint64_t now) {
  * - Where the heavy fence is not available (fence_heavy false), the owner
  *   exchanges and the thief CASes, as before. */
 
-/* Takes w's runnext, or NULL.  Owner only. */
+/* Takes w's runnext, or NULL.  Owner only: at a turn's start, and to
+ * displace it (isola__sched_ready). */
 static inline isola__isolate *take_runnext(isola__sched *s, isola__worker *w) {
   if (!atomic_load_explicit(&w->runnext, memory_order_relaxed)) return NULL;
   if (ISOLA__UNLIKELY(!s->fence_heavy))
@@ -394,11 +395,11 @@ void isola__sched_ready(isola__sched *s, isola__isolate *iso) {
     isola__isolate *old =
         atomic_load_explicit(&w->runnext, memory_order_relaxed);
     /* Empty: a store ("runnext" above; release: a thief's CAS sees the
-     * isolate as readied).  Full: a thief may be taking it. */
-    if (!old)
-      atomic_store_explicit(&w->runnext, iso, memory_order_release);
-    else
-      old = atomic_exchange_explicit(&w->runnext, iso, memory_order_acq_rel);
+     * isolate as readied).  Full: taken as at a turn's start (a thief may
+     * be taking it: take_runnext), then the store; a thief that looks
+     * between the two finds nothing. */
+    if (old) old = take_runnext(s, w);
+    atomic_store_explicit(&w->runnext, iso, memory_order_release);
     if (old) {
       runq_put(s, w, old);
       wakep(s);
@@ -461,6 +462,14 @@ static void go_online(isola__vm *vm, isola__thread *t) {
   }
 }
 
+/* How long a parked thread has had nothing to do before it gives empty
+ * slabs back (isola__pool_idle): not at once, because a trim walks every
+ * free block of a class (tens of ms after a burst), and a worker that runs
+ * out of work for a moment in a busy run (the end of a spawn storm) would
+ * walk them then, with the blocks off the shared lists meanwhile; done
+ * at once it cost a third of the time of stopping 200,000 isolates. */
+#define TRIM_IDLE_NS 1000000u
+
 /* Parks t, which holds no worker, until it is handed one (returns true) or
  * the pool stops or its idle time runs out (returns false: the thread must
  * exit; it has been taken off the idle list). */
@@ -468,10 +477,11 @@ static bool park(isola__vm *vm, isola__thread *t) {
   isola__sched *s = &vm->sched;
   go_offline(t);
   isola__epoch_reclaim(&vm->epoch);
-  /* Out of work: a burst that drained gives its empty slabs back now. */
-  isola__pool_idle();
   uint64_t timeout = (uint64_t)s->idle_timeout_ms * 1000000u;
-  uint64_t deadline = ISOLA__SCHED_NOW() + timeout;
+  uint64_t now = ISOLA__SCHED_NOW();
+  uint64_t deadline = now + timeout;
+  uint64_t trim_at = now + TRIM_IDLE_NS;
+  bool trimmed = false;
   for (;;) {
     pthread_mutex_lock(&s->lock);
     if (t->handoff) {
@@ -481,16 +491,27 @@ static bool park(isola__vm *vm, isola__thread *t) {
       go_online(vm, t);
       return true;
     }
-    if (atomic_load_explicit(&s->stopping, memory_order_relaxed) ||
-        ISOLA__SCHED_NOW() >= deadline || ISOLA__DET_IDLE_TIMEOUT()) {
-      if (t->idle) {
-        isola__thread **pp = &s->idle_threads;
-        while (*pp != t) pp = &(*pp)->idle_next;
-        *pp = t->idle_next;
-        t->idle = false;
-      }
+    now = ISOLA__SCHED_NOW();
+    bool stop = atomic_load_explicit(&s->stopping, memory_order_relaxed) ||
+                now >= deadline || ISOLA__DET_IDLE_TIMEOUT();
+    /* Out of work for TRIM_IDLE_NS, or leaving: a burst that drained gives
+     * its empty slabs back now, off the idle list meanwhile (work handed
+     * to it would wait for the walk). */
+    bool trim = !trimmed && (stop || now >= trim_at);
+    if ((stop || trim) && t->idle) {
+      isola__thread **pp = &s->idle_threads;
+      while (*pp != t) pp = &(*pp)->idle_next;
+      *pp = t->idle_next;
+      t->idle = false;
+    }
+    if (stop || trim) {
       pthread_mutex_unlock(&s->lock);
-      return false;
+      if (trim) {
+        trimmed = true;
+        isola__pool_idle();
+      }
+      if (stop) return false;
+      continue;
     }
     if (!t->idle) {
       t->idle = true;
@@ -500,10 +521,11 @@ static bool park(isola__vm *vm, isola__thread *t) {
     atomic_store_explicit(&t->wake, 0, memory_order_relaxed);
     atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst);
     pthread_mutex_unlock(&s->lock);
-    uint64_t now = ISOLA__SCHED_NOW();
+    now = ISOLA__SCHED_NOW();
+    uint64_t until = trimmed || deadline < trim_at ? deadline : trim_at;
     if (atomic_load_explicit(&t->wake, memory_order_seq_cst) == 0 &&
-        now < deadline)
-      ISOLA__PARK_WAIT(&t->wake, 0, deadline - now);
+        now < until)
+      ISOLA__PARK_WAIT(&t->wake, 0, until - now);
     atomic_store_explicit(&t->sleeping, 0, memory_order_relaxed);
   }
 }
@@ -591,11 +613,12 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
 }
 
 static isola__isolate *find_runnable(isola__vm *vm, isola__thread *t) {
+  isola__worker *w = t->w;
   isola__isolate *iso = find_runnable_inner(vm, t);
-  if (iso && t->w) {
-    isola__cnt_add(&t->w->st_turns, 1); /* stuck_for() sees it move */
-    if (ISOLA__SEND_COUNTERS)
-      isola__cnt_set(&t->w->st_cur, iso->control_port);
+  /* (Whoever finds an isolate still holds the worker it looked with.) */
+  if (iso) {
+    isola__cnt_add(&w->st_turns, 1); /* stuck_for() sees it move */
+    if (ISOLA__SEND_COUNTERS) isola__cnt_set(&w->st_cur, iso->control_port);
   }
   /* A thread woken to look for work counts as spinning until it finds
    * some. */
@@ -619,7 +642,7 @@ static void after_turn(isola__vm *vm, isola__thread *t, isola__isolate *iso,
 }
 
 /* The pool thread's source of turns for the unwind driver
- * (isola__mh_drive): requeues the isolate whose turn ended, then finds the
+ * (isola__mh_drive, pool_loop): requeues the isolate whose turn ended, then finds the
  * next one, parking while there is none; NULL when the thread must exit. */
 typedef struct pool_drive {
   isola__vm *vm;
@@ -661,6 +684,13 @@ static isola__isolate *pool_next(void *arg, isola__isolate *prev,
   }
 }
 
+static void pool_loop(isola__vm *vm, void *arg, jmp_buf *jb,
+                      isola__isolate *iso, isola__turn r) {
+  /* A copy no turn can reach, so it stays in registers across turns. */
+  pool_drive d = *(pool_drive *)arg;
+  isola__mh_turns(vm, jb, iso, r, pool_next, &d);
+}
+
 static void *thread_main(void *arg) {
   isola__thread *t = arg;
   isola__vm *vm = isola__vm_get();
@@ -676,7 +706,7 @@ static void *thread_main(void *arg) {
   /* Every turn this thread runs, under one unwind point
    * (message_handler.h). */
   pool_drive d = {vm, t};
-  isola__mh_drive(vm, pool_next, &d);
+  isola__mh_drive(vm, pool_loop, &d);
 
   /* Exit: the thread is off every list but the all-threads list. */
   isola__epoch_thread_exit(&vm->epoch);
@@ -692,7 +722,7 @@ static void *thread_main(void *arg) {
   s->nthreads--;
   pthread_mutex_unlock(&s->lock);
   isola__t.thread = NULL;
-  isola__t.tstats = NULL;
+  isola__t.tstats = &isola__tstats_sink;
   isola__t.rec = NULL;
   isola__epoch_unregister(t->rec);
   ISOLA__DET_EXIT();

@@ -196,6 +196,7 @@ static isola__epoch_rec *event_rec(isola__vm *vm) {
   /* This thread's record, where the check of every post (send.c) looks. */
   isola__t.rec = rec;
   isola__t.rec_vm_gen = vm->gen;
+  isola__t.tstats = rec ? &rec->stats : &isola__tstats_sink;
   return rec;
 }
 
@@ -258,6 +259,7 @@ static void *event_thread(void *arg) {
     if (ndue) post_all(vm, rec, due, ndue);
   }
   isola__t.rec = NULL;
+  isola__t.tstats = &isola__tstats_sink;
   if (rec) isola__epoch_unregister(rec);
   return NULL;
 }

@@ -64,7 +64,7 @@ int isola__msg_new(isola_value v, isola__msg **out) {
 /* The message isola_send_reply() is posting on this thread (value.h). */
 _Thread_local const isola__msg *isola__msg_posting;
 
-void isola__msg_free(isola__msg *m) {
+void isola__msg_free_slow(isola__msg *m) {
   /* isola_exit_owned (exit.c): the header stands alone and the value is
    * an isola_value_copy() block the message adopted. */
   if (m->type == ISOLA__MSG_EXTERNAL) {

@@ -6,6 +6,8 @@
 #define ISOLA_MESSAGE_H
 
 #include "internal.h"
+#include "pool.h"
+#include "value.h"
 
 /* Builds a message holding a copy of v; mode says whether transferable
  * buffers move into it or are copied (ISOLA__MOVE_BUFFERS or
@@ -25,7 +27,17 @@ int isola__msg_build_checked(isola_value v, int mode, size_t check_above,
 /* A message holding a copy of v; ISOLA_EINVAL, ISOLA_ENOMEM. */
 int isola__msg_new(isola_value v, isola__msg **out);
 
-/* Frees a message and what it owns. */
-void isola__msg_free(isola__msg *m);
+/* isola__msg_free() of a message that owns more than its pool block. */
+void isola__msg_free_slow(isola__msg *m);
+
+/* Frees a message and what it owns.  Inline for the common case, a
+ * message whose value holds no block (a scalar: only the header). */
+static inline void isola__msg_free(isola__msg *m) {
+  if (ISOLA__LIKELY(m->type != ISOLA__MSG_EXTERNAL &&
+                    !isola__value_has_block(m->value)))
+    isola__pool_free(m, (uint8_t)m->pool_class);
+  else
+    isola__msg_free_slow(m);
+}
 
 #endif
