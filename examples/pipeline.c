@@ -22,7 +22,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include <isola.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <time.h>
 
 ISOLA_MODULE();
@@ -97,22 +96,13 @@ static void on_answer(void *ctx, int status, isola_value reply) {
   isola_send(p.consumer, isola_null()); /* stop */
 }
 
-static int64_t arg_int(isola_value args, size_t i, int64_t dflt) {
-  isola_value v;
-  const char *s;
-  if (isola_list_get(args, i, &v) != ISOLA_OK ||
-      isola_value_get_str(v, &s, NULL) != ISOLA_OK)
-    return dflt;
-  return strtoll(s, NULL, 10);
-}
-
 void isola_main(isola_value args, isola_value message) {
   (void)message;
-  p.items = arg_int(args, 0, 200);
-  p.window = arg_int(args, 1, 8);
-  if (p.items < 1 || p.items > 1000000000 || p.window < 1) {
+  if (isola_arg_int(args, 0, 200, 1, 1000000000, &p.items) != ISOLA_OK ||
+      isola_arg_int(args, 1, 8, 1, INT64_MAX, &p.window) != ISOLA_OK) {
     fprintf(stderr, "usage: isola run pipeline.so [items [window]] "
-                    "(1 <= items <= 1e9, window >= 1)\n");
+                    "(1 <= items <= 1e9, window >= 1): %s\n",
+            isola_error_detail());
     isola_set_exit_code(2);
     return;
   }

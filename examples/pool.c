@@ -15,7 +15,6 @@
  */
 #include <isola.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 ISOLA_MODULE();
 
@@ -48,22 +47,13 @@ static void on_answer(void *ctx, int status, isola_value reply) {
   }
 }
 
-static int64_t arg_int(isola_value args, size_t i, int64_t dflt) {
-  isola_value v;
-  const char *s;
-  if (isola_list_get(args, i, &v) != ISOLA_OK ||
-      isola_value_get_str(v, &s, NULL) != ISOLA_OK)
-    return dflt;
-  return strtoll(s, NULL, 10);
-}
-
 void isola_main(isola_value args, isola_value message) {
   (void)message;
-  jobs = arg_int(args, 0, 1000);
-  int64_t workers = arg_int(args, 1, 4);
-  if (jobs < 1 || jobs > 1000000 || workers < 1 || workers > 64) {
-    fprintf(stderr, "usage: isola run pool.so [jobs [workers]] "
-                    "(jobs 1..1000000, workers 1..64)\n");
+  int64_t workers;
+  if (isola_arg_int(args, 0, 1000, 1, 1000000, &jobs) != ISOLA_OK ||
+      isola_arg_int(args, 1, 4, 1, 64, &workers) != ISOLA_OK) {
+    fprintf(stderr, "usage: isola run pool.so [jobs [workers]] (jobs "
+                    "1..1000000, workers 1..64): %s\n", isola_error_detail());
     isola_set_exit_code(2);
     return;
   }

@@ -98,23 +98,13 @@ static void on_answer(void *ctx, isola_port port, isola_value msg,
   isola_port_close(port); /* the root's last port: the run ends */
 }
 
-static int64_t arg_int(isola_value args, size_t i, int64_t dflt) {
-  isola_value v;
-  const char *s;
-  if (isola_list_get(args, i, &v) != ISOLA_OK ||
-      isola_value_get_str(v, &s, NULL) != ISOLA_OK)
-    return dflt;
-  return strtoll(s, NULL, 10);
-}
-
 void isola_main(isola_value args, isola_value message) {
   (void)message;
-  run.n = arg_int(args, 0, 10000000);
-  run.slices = arg_int(args, 1, 4);
-  if (run.n < 2 || run.n > 1000000000LL || run.slices < 1 ||
-      run.slices > 1024) {
+  if (isola_arg_int(args, 0, 10000000, 2, 1000000000, &run.n) != ISOLA_OK ||
+      isola_arg_int(args, 1, 4, 1, 1024, &run.slices) != ISOLA_OK) {
     fprintf(stderr, "usage: isola run primes.so [N [slices]] "
-                    "(2 <= N <= 1e9, 1 <= slices <= 1024)\n");
+                    "(2 <= N <= 1e9, 1 <= slices <= 1024): %s\n",
+            isola_error_detail());
     isola_set_exit_code(2);
     return;
   }

@@ -5,8 +5,8 @@
  *   isola run build/examples/supervisor.so [jobs [workers [max_restarts]]]
  *                                                   (defaults 20 3 10)
  *
- * The root isolate hands out jobs (square a number) to `workers` worker
- * isolates, the children of a one-for-one supervisor
+ * The root isolate hands out jobs 1..jobs (square the number) to `workers`
+ * worker isolates, the children of a one-for-one supervisor
  * (isola_supervisor_start).  A worker asks the root for a job with
  * isola_call, sending the answer to its last one; the reply is its next
  * job, or null when none is left (the worker then ends normally: a
@@ -21,7 +21,6 @@
  */
 #include <isola.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 ISOLA_MODULE();
 
@@ -69,7 +68,7 @@ static void worker_entry(isola_value msg) {
 
 static struct {
   int64_t jobs, next, done, sum, retries[MAX_WORKERS], nretries;
-  int64_t held[MAX_WORKERS]; /* the job each worker holds, or -1 */
+  int64_t held[MAX_WORKERS]; /* the job (1..jobs) each worker holds, or 0 */
   isola_port boss;
   isola_supervisor *sup;
 } b;
@@ -82,16 +81,16 @@ static void on_ask(void *ctx, isola_port port, isola_value msg,
   int64_t s, answer;
   if (isola_unpack(msg, "[i ?i]", &s, &answer) != ISOLA_OK)
     isola_throw("unexpected message: %s", isola_error_detail());
-  if (b.held[s] >= 0) { /* the answer to its job */
+  if (b.held[s]) { /* the answer to its job */
     b.sum += answer;
     if (++b.done == b.jobs) isola_supervisor_stop(b.sup);
   }
   bool retry = b.nretries > 0;
   b.held[s] = retry ? b.retries[--b.nretries]
-              : b.next < b.jobs ? b.next++
-                                : -1;
+              : b.next < b.jobs ? ++b.next
+                                : 0;
   isola_value job[2] = {isola_int(b.held[s]), isola_bool(retry)};
-  isola_send(reply_to, b.held[s] >= 0 ? isola_list(job, 2) : isola_null());
+  isola_send(reply_to, b.held[s] ? isola_list(job, 2) : isola_null());
 }
 
 static void on_child_exit(void *ctx, size_t s, isola_port child, int reason,
@@ -100,13 +99,13 @@ static void on_child_exit(void *ctx, size_t s, isola_port child, int reason,
   if (reason == ISOLA_EXIT_NORMAL || reason == ISOLA_EXIT_KILLED) return;
   printf("supervisor: worker-%zu died: %s: %s\n", s,
          isola_exit_reason_name(reason), detail ? detail : "");
-  if (b.held[s] >= 0) b.retries[b.nretries++] = b.held[s];
-  b.held[s] = -1;
+  if (b.held[s]) b.retries[b.nretries++] = b.held[s];
+  b.held[s] = 0;
 }
 
 static void on_end(void *ctx, int reason, const char *detail) {
   (void)ctx;
-  int64_t want = (b.jobs - 1) * b.jobs * (2 * b.jobs - 1) / 6;
+  int64_t want = b.jobs * (b.jobs + 1) * (2 * b.jobs + 1) / 6;
   printf("supervisor: %lld/%lld jobs done, %llu restarts%s%s\n",
          (long long)b.done, (long long)b.jobs,
          (unsigned long long)isola_supervisor_restarts(b.sup),
@@ -115,24 +114,15 @@ static void on_end(void *ctx, int reason, const char *detail) {
   isola_port_close(b.boss);
 }
 
-static int64_t arg_int(isola_value args, size_t i, int64_t dflt) {
-  isola_value v;
-  const char *s;
-  if (isola_list_get(args, i, &v) != ISOLA_OK ||
-      isola_value_get_str(v, &s, NULL) != ISOLA_OK)
-    return dflt;
-  return strtoll(s, NULL, 10);
-}
-
 void isola_main(isola_value args, isola_value message) {
   (void)message;
-  b.jobs = arg_int(args, 0, 20);
-  int64_t workers = arg_int(args, 1, 3), max_restarts = arg_int(args, 2, 10);
-  if (b.jobs < 1 || b.jobs > 1000000 || workers < 1 ||
-      workers > MAX_WORKERS || max_restarts < 0) {
+  int64_t workers, max_restarts;
+  if (isola_arg_int(args, 0, 20, 1, 1000000, &b.jobs) != ISOLA_OK ||
+      isola_arg_int(args, 1, 3, 1, MAX_WORKERS, &workers) != ISOLA_OK ||
+      isola_arg_int(args, 2, 10, 0, 65536, &max_restarts) != ISOLA_OK) {
     fprintf(stderr, "usage: isola run supervisor.so [jobs [workers "
-                    "[max_restarts]]] (jobs 1..1000000, workers 1..%d)\n",
-            MAX_WORKERS);
+                    "[max_restarts]]] (jobs 1..1000000, workers 1..%d): %s\n",
+            MAX_WORKERS, isola_error_detail());
     isola_set_exit_code(2);
     return;
   }
@@ -147,7 +137,6 @@ void isola_main(isola_value args, isola_value message) {
     kids[s] = (isola_child_spec){.name = "worker", .entry = worker_entry,
                                  .arg = isola_list(arg[s], 2),
                                  .restart = ISOLA_RESTART_TRANSIENT};
-    b.held[s] = -1;
   }
   isola_supervisor_spec spec = {
       .strategy = ISOLA_ONE_FOR_ONE, .max_restarts = (uint32_t)max_restarts,

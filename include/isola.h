@@ -1162,8 +1162,10 @@ ISOLA_EXPORT int isola_pool_start(isola_handler handler, void *ctx,
  *                    A worker that has the job stays busy until it
  *                    answers (the answer is dropped) or ends;
  *   ISOLA_EFAILED    the worker ended before answering; reply is the
- *                    int isola_exit_reason, and isola_error_detail()
- *                    says which worker and why (with an error's message);
+ *                    int isola_exit_reason (-1 in the rare case the
+ *                    runtime ran out of memory building the exit notice),
+ *                    and isola_error_detail() says which worker and why
+ *                    (with an error's message);
  *   ISOLA_ECLOSED    isola_pool_stop() came before a worker took the job
  *                    (done runs inside isola_pool_stop()); reply null;
  *   another code     the queued job could not be sent when a worker came
@@ -2098,6 +2100,24 @@ typedef void (*isola_module_main)(isola_value args, isola_value message);
 #else
 #define ISOLA_MODULE_EXTERN_ extern
 #endif
+
+/*
+ * Reads item index of a module's args (isola_main's list of strings: for
+ * the `isola` runner, the command-line arguments after the module's path)
+ * as a decimal integer within min..max, for the settings every module
+ * parses.  *out receives it, or dflt (not checked against min..max) when
+ * args has no such item (fewer arguments were given) or is null.  The
+ * whole string must be the integer: an optional sign, then decimal digits
+ * ("12", "-3"; no spaces, no suffix).  Errors (*out untouched):
+ * ISOLA_EINVAL (out NULL, min > max, a string that is not a decimal
+ * integer), ISOLA_ERANGE (outside min..max, or beyond int64_t),
+ * ISOLA_ETYPE (args is not a list, or the item is not a string);
+ * isola_error_detail() then says which argument (counted from 1) and why,
+ * e.g. "argument 2 (\"7x\"): not a decimal integer", for a usage
+ * message.  Any thread.
+ */
+ISOLA_EXPORT int isola_arg_int(isola_value args, size_t index, int64_t dflt,
+                               int64_t min, int64_t max, int64_t *out);
 
 /*
  * Loads the module at path (as dlopen() finds it: a path with a slash is a

@@ -858,6 +858,64 @@ static void sc_stream(void) {
             lines_echoed, LINES, fault_stack());
 }
 
+/* A worker pool (isola_pool): every job whose isola_pool_call returned
+ * OK completes exactly once, with a documented status, whatever failed (a
+ * spawn or respawn, a reply port, the copy in the owner's heap, a send, an
+ * answer, an exit notice); the owner ends once every job has completed. */
+static _Atomic long pool_accepted, pool_completed, pool_twice;
+static _Atomic int pool_seen[6];
+
+static void pool_answer(void *ctx, isola_port port, isola_value msg,
+                        isola_port reply_to) {
+  (void)ctx, (void)port;
+  /* A worker that cannot answer ends: its job fails with ISOLA_EFAILED. */
+  if (EXPECT(isola_send(reply_to, msg), ISOLA_ENOMEM) != ISOLA_OK)
+    isola_throw("the answer could not be sent");
+}
+
+static void pool_job_done(void *ctx, int status, isola_value reply) {
+  intptr_t i = (intptr_t)ctx;
+  if (atomic_fetch_add(&pool_seen[i], 1) != 0)
+    atomic_fetch_add(&pool_twice, 1);
+  if (EXPECT(status, ISOLA_EFAILED, ISOLA_ENOMEM, ISOLA_ESYS,
+             ISOLA_ELIMIT) == ISOLA_OK)
+    TH_CHECK(reply.kind == ISOLA_INT && reply.as.i == i);
+  atomic_fetch_add(&pool_completed, 1);
+}
+
+static void entry_pool(isola_value msg) {
+  (void)msg;
+  isola_pool *p;
+  isola_pool_options o = {.workers = 2};
+  if (EXPECT(isola_pool_start(pool_answer, NULL, &o, &p), ISOLA_ENOMEM,
+             ISOLA_ESYS, ISOLA_ELIMIT) != ISOLA_OK)
+    return;
+  for (intptr_t i = 0; i < 6; i++)
+    if (EXPECT(isola_pool_call(p, isola_int(i), ISOLA_FOREVER, pool_job_done,
+                               (void *)i),
+               ISOLA_ENOMEM, ISOLA_ESYS, ISOLA_ELIMIT) == ISOLA_OK)
+      atomic_fetch_add(&pool_accepted, 1);
+  /* The pending jobs keep this isolate alive; then it ends, the pool with
+   * it. */
+}
+
+static void sc_pool(void) {
+  if (!sink_open()) return;
+  isola_spawn_options o = {0};
+  o.on_exit = sink;
+  o.on_exit_message = tag(K_EXIT, 0);
+  if (EXPECT(isola_spawn(entry_pool, isola_null(), &o, NULL), ISOLA_ENOMEM,
+             ISOLA_ESYS) != ISOLA_OK)
+    return;
+  WAIT_GE(&sink_n[K_EXIT], 1);
+  TH_CHECKF(atomic_load(&pool_completed) == atomic_load(&pool_accepted) &&
+                atomic_load(&pool_twice) == 0,
+            "%ld of %ld jobs completed, %ld twice (the failed call: "
+            "addr2line -f -e test_fault%s)",
+            atomic_load(&pool_completed), atomic_load(&pool_accepted),
+            atomic_load(&pool_twice), fault_stack());
+}
+
 /* ---------------------------------------------------------------------- */
 /* The sweep                                                               */
 /* ---------------------------------------------------------------------- */
@@ -999,3 +1057,4 @@ SCENARIO(wire, false)
 SCENARIO(shutdown, true)
 SCENARIO(spawn_uri, true)
 SCENARIO(stream, true)
+SCENARIO(pool, true)

@@ -296,3 +296,60 @@ Test(pack, decode_errors_say_where) {
   TH_ASSERT_RC(isola_wire_decode(cut, sizeof cut, NULL, &v), ISOLA_ETRUNCATED);
   ASSERT_DETAIL_HAS("stopped at byte 1 of 2");
 }
+
+/* ---- isola_arg_int ------------------------------------------------------ */
+
+Test(pack, arg_int_reads_integers_and_defaults) {
+  isola_value a[4] = {isola_str("12"), isola_str("-3"),
+                      isola_str("9223372036854775807"),
+                      isola_str("-9223372036854775808")};
+  isola_value args = isola_list(a, 4);
+  int64_t n = 0;
+  TH_ASSERT_OK(isola_arg_int(args, 0, 7, 1, 100, &n));
+  cr_assert(n == 12, "%lld", (long long)n);
+  TH_ASSERT_OK(isola_arg_int(args, 1, 7, -5, 5, &n));
+  cr_assert(n == -3, "%lld", (long long)n);
+  TH_ASSERT_OK(isola_arg_int(args, 2, 7, INT64_MIN, INT64_MAX, &n));
+  cr_assert(n == INT64_MAX, "%lld", (long long)n);
+  TH_ASSERT_OK(isola_arg_int(args, 3, 7, INT64_MIN, INT64_MAX, &n));
+  cr_assert(n == INT64_MIN, "%lld", (long long)n);
+  /* Absent: the default, whatever the range. */
+  TH_ASSERT_OK(isola_arg_int(args, 4, 700, 1, 100, &n));
+  cr_assert(n == 700, "%lld", (long long)n);
+  TH_ASSERT_OK(isola_arg_int(isola_list(a, 0), 0, 5, 1, 9, &n));
+  cr_assert(n == 5, "%lld", (long long)n);
+  TH_ASSERT_OK(isola_arg_int(isola_null(), 0, 6, 1, 9, &n));
+  cr_assert(n == 6, "%lld", (long long)n);
+  isola_value plus = isola_str("+8");
+  TH_ASSERT_OK(isola_arg_int(isola_list(&plus, 1), 0, 0, 0, 9, &n));
+  cr_assert(n == 8, "%lld", (long long)n);
+}
+
+Test(pack, arg_int_refuses_what_is_not_an_integer_in_range) {
+  isola_value a[9] = {isola_str("7x"),   isola_str(""),
+                      isola_str("-"),    isola_str(" 1"),
+                      isola_str("0"),    isola_str("9223372036854775808"),
+                      isola_str("-9223372036854775809"),
+                      isola_int(3),      isola_str("99999999999999999999999")};
+  isola_value args = isola_list(a, 9);
+  int64_t n = 42;
+  TH_ASSERT_RC(isola_arg_int(args, 0, 1, 1, 9, &n), ISOLA_EINVAL);
+  ASSERT_DETAIL_HAS("argument 1 (\"7x\"): not a decimal integer");
+  TH_ASSERT_RC(isola_arg_int(args, 1, 1, 1, 9, &n), ISOLA_EINVAL);
+  TH_ASSERT_RC(isola_arg_int(args, 2, 1, 1, 9, &n), ISOLA_EINVAL);
+  TH_ASSERT_RC(isola_arg_int(args, 3, 1, 1, 9, &n), ISOLA_EINVAL);
+  TH_ASSERT_RC(isola_arg_int(args, 4, 1, 1, 9, &n), ISOLA_ERANGE);
+  ASSERT_DETAIL_HAS("argument 5 (\"0\"): not in 1..9");
+  TH_ASSERT_RC(isola_arg_int(args, 5, 1, INT64_MIN, INT64_MAX, &n),
+               ISOLA_ERANGE);
+  TH_ASSERT_RC(isola_arg_int(args, 6, 1, INT64_MIN, INT64_MAX, &n),
+               ISOLA_ERANGE);
+  TH_ASSERT_RC(isola_arg_int(args, 7, 1, 1, 9, &n), ISOLA_ETYPE);
+  ASSERT_DETAIL_HAS("argument 8: not a string");
+  TH_ASSERT_RC(isola_arg_int(args, 8, 1, INT64_MIN, INT64_MAX, &n),
+               ISOLA_ERANGE);
+  TH_ASSERT_RC(isola_arg_int(isola_int(1), 0, 1, 1, 9, &n), ISOLA_ETYPE);
+  TH_ASSERT_RC(isola_arg_int(args, 4, 1, 9, 1, &n), ISOLA_EINVAL);
+  TH_ASSERT_RC(isola_arg_int(args, 4, 1, 1, 9, NULL), ISOLA_EINVAL);
+  cr_assert(n == 42, "%s", "*out is untouched on error");
+}

@@ -407,12 +407,18 @@ static void on_notice(void *ctx, isola_port port, isola_value msg,
                       isola_port reply_to) {
   (void)port, (void)reply_to;
   isola_pool *p = ctx;
-  int64_t reason, idx, gen;
+  int64_t reason = -1, idx = -1, gen = 0;
   const char *detail = NULL;
+  /* Should memory run out while the notice is built, the runtime sends the
+   * bare response [index, gen] instead: the end is known, not why. */
   if (isola_unpack(msg, "[i _ ?s [i i] *]", &reason, &detail, &idx, &gen) !=
-          ISOLA_OK ||
-      idx < 0 || (size_t)idx >= p->n)
-    return; /* not a notice of ours */
+      ISOLA_OK) {
+    reason = -1; /* what the failed unpack stored is not it */
+    detail = NULL;
+    if (isola_unpack(msg, "[i i]", &idx, &gen) != ISOLA_OK)
+      return; /* not a notice of ours */
+  }
+  if (idx < 0 || (size_t)idx >= p->n) return;
   worker *w = &p->w[idx];
   if ((uint64_t)gen != w->gen || w->state == W_NONE) return; /* stale */
   job *j = w->job;

@@ -446,3 +446,72 @@ int isola_pack(isola_value *out, const char *fmt, ...) {
   va_end(ap);
   return rc;
 }
+
+/* ---- isola_arg_int: a module's argument as an integer ------------------- */
+
+int isola_arg_int(isola_value args, size_t index, int64_t dflt, int64_t min,
+                  int64_t max, int64_t *out) {
+  if (!out || min > max) {
+    isola__detail_set("isola_arg_int: %s",
+                      !out ? "out is NULL" : "min is above max");
+    return ISOLA_EINVAL;
+  }
+  if (args.kind == ISOLA_NULL) {
+    *out = dflt;
+    return ISOLA_OK;
+  }
+  isola_value v;
+  int rc = isola_list_get(args, index, &v);
+  if (rc == ISOLA_ERANGE) {
+    *out = dflt;
+    return ISOLA_OK;
+  }
+  if (rc != ISOLA_OK) {
+    isola__detail_set("isola_arg_int: the arguments are not a list");
+    return ISOLA_ETYPE;
+  }
+  const char *s;
+  size_t len;
+  if (isola_value_get_str(v, &s, &len) != ISOLA_OK) {
+    isola__detail_set("argument %zu: not a string", index + 1);
+    return ISOLA_ETYPE;
+  }
+  int shown = len > 40 ? 40 : (int)len;
+  size_t i = 0;
+  bool neg = false, over = false;
+  if (len && (s[0] == '-' || s[0] == '+')) {
+    neg = s[0] == '-';
+    i = 1;
+  }
+  if (i == len) {
+    isola__detail_set("argument %zu (\"%.*s\"): not a decimal integer",
+                      index + 1, shown, s);
+    return ISOLA_EINVAL;
+  }
+  uint64_t mag = 0;
+  for (; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9') {
+      isola__detail_set("argument %zu (\"%.*s\"): not a decimal integer",
+                        index + 1, shown, s);
+      return ISOLA_EINVAL;
+    }
+    unsigned d = (unsigned)(s[i] - '0');
+    if (mag > (UINT64_MAX - d) / 10)
+      over = true;
+    else
+      mag = mag * 10 + d;
+  }
+  /* INT64_MIN's magnitude is INT64_MAX + 1. */
+  if (mag > (uint64_t)INT64_MAX + (neg ? 1u : 0u)) over = true;
+  int64_t n = 0;
+  if (!over)
+    n = neg ? (mag == (uint64_t)INT64_MAX + 1u ? INT64_MIN : -(int64_t)mag)
+            : (int64_t)mag;
+  if (over || n < min || n > max) {
+    isola__detail_set("argument %zu (\"%.*s\"): not in %lld..%lld",
+                      index + 1, shown, s, (long long)min, (long long)max);
+    return ISOLA_ERANGE;
+  }
+  *out = n;
+  return ISOLA_OK;
+}
