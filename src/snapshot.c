@@ -85,12 +85,26 @@ const char *isola_worker_state_name(int state) {
 
 /* ---- taking a snapshot -------------------------------------------------- */
 
+/* What each worker runs, as read from st_cur (an isolate's address), in
+ * address order, and the control port found for it. */
+typedef struct running {
+  uintptr_t addr;
+  isola_port id;
+} running;
+
 typedef struct collect {
   isola_isolate_snapshot *items;
   size_t n, cap;
   unsigned flags;
   bool failed;
+  running *run; /* nrun entries, sorted by addr */
+  size_t nrun;
 } collect;
+
+static int by_addr(const void *a, const void *b) {
+  uintptr_t x = ((const running *)a)->addr, y = ((const running *)b)->addr;
+  return x < y ? -1 : x > y;
+}
 
 static uint64_t diff(uint64_t in, uint64_t out) {
   return in > out ? in - out : 0; /* read apart: never below zero */
@@ -115,6 +129,11 @@ static void one(isola__isolate *iso, void *arg) {
   isola_isolate_snapshot *o = &c->items[c->n++];
   memset(o, 0, sizeof *o);
   o->id = iso->control_port;
+  /* A worker that runs it names it by its address (st_cur). */
+  running key = {(uintptr_t)iso, 0};
+  running *r = c->nrun ? bsearch(&key, c->run, c->nrun, sizeof key, by_addr)
+                       : NULL;
+  if (r) r->id = o->id;
   o->origin = atomic_load_explicit(&iso->origin, memory_order_relaxed);
   const char *name = isola__isolate_name(iso);
   size_t len = strlen(name);
@@ -182,9 +201,18 @@ int isola_vm_snapshot(unsigned flags, isola_snapshot **out) {
     rc = ISOLA_ENOMEM;
   if (rc == ISOLA_OK) {
     if (rec) isola__epoch_online(&vm->epoch, rec);
-    collect c = {NULL, 0, 0, flags, false};
-    isola__port_map_each_isolate(&vm->ports, one, &c);
     size_t nw = vm->sched.nworkers;
+    /* What the workers run, read before the isolates are: an isolate a
+     * worker runs is found among them unless it ended meanwhile. */
+    uintptr_t *cur = malloc(nw * sizeof *cur);
+    running *run = malloc(nw * sizeof *run);
+    collect c = {NULL, 0, 0, flags, !cur || !run, run, 0};
+    for (size_t i = 0; cur && run && i < nw; i++) {
+      cur[i] = (uintptr_t)isola__cnt(&vm->sched.workers[i].st_cur);
+      if (cur[i]) run[c.nrun++] = (running){cur[i], 0};
+    }
+    if (c.nrun) qsort(run, c.nrun, sizeof *run, by_addr);
+    isola__port_map_each_isolate(&vm->ports, one, &c);
     isola_snapshot *s =
         c.failed ? NULL
                  : malloc(sizeof *s + nw * sizeof *s->workers +
@@ -206,12 +234,14 @@ int isola_vm_snapshot(unsigned flags, isola_snapshot **out) {
         isola_worker_snapshot *o = &s->workers[i];
         memset(o, 0, sizeof *o);
         o->id = (uint32_t)i;
-        o->current = isola__cnt(&w->st_cur);
+        running key = {cur[i], 0};
+        const running *r =
+            cur[i] ? bsearch(&key, run, c.nrun, sizeof key, by_addr) : NULL;
+        o->current = r ? r->id : 0;
         if (atomic_load_explicit(&w->st_idle, memory_order_relaxed))
           o->state = ISOLA_WORKER_IDLE;
         else
-          o->state = o->current ? ISOLA_WORKER_RUNNING
-                                : ISOLA_WORKER_SEARCHING;
+          o->state = cur[i] ? ISOLA_WORKER_RUNNING : ISOLA_WORKER_SEARCHING;
         if (o->current && vm->config.isolate_stats)
           o->current_since_ns = isola__cnt(&w->st_since);
         uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_relaxed);
@@ -243,6 +273,8 @@ int isola_vm_snapshot(unsigned flags, isola_snapshot **out) {
     }
     if (rec) isola__epoch_offline(rec);
     free(c.items);
+    free(cur);
+    free(run);
   }
   if (!t)
     atomic_fetch_sub_explicit(&isola__outside_callers, 1,

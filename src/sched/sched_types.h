@@ -35,8 +35,11 @@ struct isola__worker {
   _Atomic uint64_t seen_at;
   /* Counters for snapshots (stats.h), on a line of their own: turns,
    * steals and cur by the thread holding the worker; parks, wakes and
-   * idle under the sched lock.  cur is the control port of the isolate
-   * whose turn it runs (0: none), since when it began (isolate stats). */
+   * idle under the sched lock.  cur is the address of the isolate whose
+   * turn it runs (0: none), only ever compared with the addresses of
+   * isolates a snapshot reached, never followed (a store of a register
+   * per turn, where its control port cost a load and more); since when
+   * the turn began (isolate stats). */
   alignas(ISOLA__CACHE_LINE) _Atomic uint64_t st_turns;
   _Atomic uint64_t st_steals, st_parks, st_wakes;
   _Atomic uint64_t st_cur, st_since;

@@ -550,6 +550,14 @@ static bool release_worker(isola__sched *s, isola__thread *t) {
   return false;
 }
 
+/* A turn of iso begins on w: counted (stuck_for() sees it move) and
+ * named for snapshots. */
+static inline isola__isolate *turn_on(isola__worker *w, isola__isolate *iso) {
+  if (ISOLA__SEND_COUNTERS) isola__cnt_set(&w->st_cur, (uintptr_t)iso);
+  isola__cnt_add(&w->st_turns, 1);
+  return iso;
+}
+
 /* The next isolate for t (which holds a worker) to run, or NULL when t gave
  * its worker away and should park. */
 static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
@@ -561,19 +569,19 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
   if (every61) w->tick = 61;
   if (ISOLA__DET_GLOBAL_FIRST(every61) &&
       ((iso = gq_get(s, w, 1)) || (iso = steal_stuck(s, w))))
-    return iso;
+    return turn_on(w, iso);
   if ((iso = take_runnext(s, w))) {
     if ((w->streak < RUNNEXT_MAX && !ISOLA__DET_SKIP_RUNNEXT()) ||
         (runq_empty(w) &&
          !atomic_load_explicit(&s->gq_len, memory_order_relaxed))) {
       w->streak++;
-      return iso;
+      return turn_on(w, iso);
     }
     runq_put(s, w, iso);
   }
   w->streak = 0;
-  if ((iso = runq_get(w))) return iso;
-  if ((iso = gq_get(s, w, ISOLA__RUNQ_SIZE / 2))) return iso;
+  if ((iso = runq_get(w))) return turn_on(w, iso);
+  if ((iso = gq_get(s, w, ISOLA__RUNQ_SIZE / 2))) return turn_on(w, iso);
 
   /* Nothing local: spin, stealing, for a while (running nothing meanwhile,
    * as snapshots show). */
@@ -588,7 +596,7 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
     if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) break;
     if ((iso = steal_any(s, w, seed++))) {
       isola__cnt_add(&w->st_steals, 1);
-      return iso;
+      return turn_on(w, iso);
     }
     if ((round & 15) == 15) {
       /* A runnext held by a worker that stays in one turn. */
@@ -598,7 +606,7 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
             (iso = steal_runnext(s, &s->workers[i], now,
                                  RUNNEXT_STEAL_NS))) {
           isola__cnt_add(&w->st_steals, 1);
-          return iso;
+          return turn_on(w, iso);
         }
       if (now - start > SPIN_NS || ISOLA__DET_GIVE_UP()) break;
     }
@@ -613,13 +621,7 @@ static isola__isolate *find_runnable_inner(isola__vm *vm, isola__thread *t) {
 }
 
 static isola__isolate *find_runnable(isola__vm *vm, isola__thread *t) {
-  isola__worker *w = t->w;
   isola__isolate *iso = find_runnable_inner(vm, t);
-  /* (Whoever finds an isolate still holds the worker it looked with.) */
-  if (iso) {
-    isola__cnt_add(&w->st_turns, 1); /* stuck_for() sees it move */
-    if (ISOLA__SEND_COUNTERS) isola__cnt_set(&w->st_cur, iso->control_port);
-  }
   /* A thread woken to look for work counts as spinning until it finds
    * some. */
   if (iso) stop_spinning(&vm->sched, t);
