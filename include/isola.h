@@ -1104,7 +1104,8 @@ ISOLA_EXPORT void isola_receiver_close(isola_receiver *r);
  * own state can live in isolate-locals (ISOLA_LOCAL).
  *
  * A worker that ends before answering (an uncaught error, its heap limit,
- * a kill, or its handler closing its port) fails its job with
+ * a kill, or its handler closing its port; a worker whose port is found
+ * closed while it lives on is killed) fails its job with
  * ISOLA_EFAILED (see isola_pool_call()) and is replaced by a new worker:
  * at once when it died serving a job or jobs wait, otherwise at the next
  * isola_pool_call() (so workers that end with nothing to do make no storm

@@ -16,8 +16,9 @@ TestSuite(workpool, .timeout = TH_TEST_TIMEOUT_S);
 
 /* ---- workers and the hooks that watch them ----------------------------- */
 
-/* n -> 2 n; "crash" throws; "eat" passes its heap limit; ["hold", port]
- * sends its reply_to to port and does not answer. */
+/* n -> 2 n; "crash" throws; "eat" passes its heap limit; "close" closes
+ * its pool port (staying alive) and answers -1; ["hold", port] sends its
+ * reply_to to port and does not answer. */
 static void worker(void *ctx, isola_port port, isola_value msg,
                    isola_port reply_to) {
   (void)port;
@@ -35,6 +36,13 @@ static void worker(void *ctx, isola_port port, isola_value msg,
   } else if (isola_unpack(msg, "s", &s) == ISOLA_OK &&
              strcmp(s, "crash") == 0) {
     isola_throw("boom on purpose");
+  } else if (isola_unpack(msg, "s", &s) == ISOLA_OK &&
+             strcmp(s, "close") == 0) {
+    /* Stops serving the pool but stays alive on another port. */
+    isola_port other;
+    TH_CHECK_OK(isola_port_open(worker, NULL, &other));
+    TH_CHECK_OK(isola_port_close(port));
+    TH_CHECK_OK(isola_send(reply_to, isola_int(-1)));
   } else if (isola_unpack(msg, "s", &s) == ISOLA_OK && strcmp(s, "eat") == 0) {
     isola_alloc(1 << 20);
     TH_CHECKF(false, "isola_alloc passed the heap limit");
@@ -414,6 +422,47 @@ Test(workpool, a_worker_dying_mid_job_fails_that_job_and_is_replaced) {
             "th_counter_get(&pool_ends[ISOLA_EXIT_ERROR]) == 1");
   cr_assert(th_counter_get(&pool_ends[ISOLA_EXIT_HEAP_LIMIT]) == 1, "%s",
             "th_counter_get(&pool_ends[ISOLA_EXIT_HEAP_LIMIT]) == 1");
+  th_vm_shutdown_ok();
+}
+
+/* A worker that closed its pool port but lives on is ended when a job
+ * finds its port closed, and replaced; the job goes to the new worker
+ * (before the fix it waited for a notice that never came). */
+typedef struct closed_port {
+  isola_pool *p;
+  int answers;
+} closed_port;
+
+static void closed_port_done(void *ctx, int status, isola_value reply) {
+  closed_port *t = ctx;
+  TH_CHECK_OK(status);
+  if (++t->answers == 1) {
+    TH_CHECK(th_int(reply) == -1);
+    TH_CHECK_OK(isola_pool_call(t->p, isola_int(21), ISOLA_FOREVER,
+                                closed_port_done, t));
+  } else {
+    TH_CHECK(th_int(reply) == 42);
+    isola_pool_stats st = stats_of(t->p);
+    TH_CHECKF(st.workers == 1 && st.respawns == 1, "workers %zu respawns %llu",
+              st.workers, (unsigned long long)st.respawns);
+  }
+}
+
+static void closed_port_main(void *ctx, isola_value msg) {
+  (void)msg;
+  closed_port *t = ctx;
+  isola_pool_options o = {.workers = 1};
+  TH_CHECK_OK(isola_pool_start(worker, NULL, &o, &t->p));
+  TH_CHECK_OK(isola_pool_call(t->p, isola_str("close"), ISOLA_FOREVER,
+                              closed_port_done, t));
+}
+
+Test(workpool, a_worker_that_closed_its_port_is_ended_and_replaced) {
+  vm_with_hooks();
+  closed_port t = {0};
+  TH_ASSERT_OK(isola_run_main_ctx(closed_port_main, &t, isola_null(), NULL));
+  cr_assert(t.answers == 2, "%d answers", t.answers);
+  TH_WAIT_GE(&pool_ends[ISOLA_EXIT_KILLED], 2); /* the closer, the new one */
   th_vm_shutdown_ok();
 }
 

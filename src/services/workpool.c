@@ -281,10 +281,15 @@ static int dispatch(isola_pool *p, worker *w, job *j) {
     w->job = NULL;
     j->w = NULL;
     p->busy--;
-    if (rc == ISOLA_ECLOSED)
+    if (rc == ISOLA_ECLOSED) {
+      /* Its port is closed: it has ended (its notice is on its way), or
+       * its handler closed the port and other ports keep it alive: a
+       * worker no more, so it is ended, and its notice replaces it. */
       w->state = W_GONE;
-    else
+      isola_kill(&w->h, ISOLA_IMMEDIATE);
+    } else {
       push_idle(p, w);
+    }
     return rc;
   }
   job_release_block(j);
