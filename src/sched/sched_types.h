@@ -33,6 +33,10 @@ struct isola__worker {
    * delays a steal. */
   alignas(ISOLA__CACHE_LINE) _Atomic uint64_t seen_turns;
   _Atomic uint64_t seen_at;
+  /* The same for runnext: which isolate was seen in it, and since when
+   * (scheduler.c's runnext_waited). */
+  _Atomic uintptr_t seen_next;
+  _Atomic uint64_t seen_next_at;
   /* Counters for snapshots (stats.h), on a line of their own: turns,
    * steals and cur by the thread holding the worker; parks, wakes and
    * idle under the sched lock.  cur is the address of the isolate whose
