@@ -31,7 +31,7 @@ void isola__port_close(isola__vm *vm, isola__port_slot *s) {
   isola_port id = isola__port_unpublish(&vm->ports, s);
   if (ISOLA__UNLIKELY(atomic_load_explicit(&s->named, memory_order_relaxed)))
     isola__names_port_closed(&vm->names, s, id);
-  isola__port_release(&vm->ports, s, id);
+  isola__port_release(&vm->ports, s);
 }
 
 int isola_port_open(isola_handler handler, void *ctx, isola_port *out) {

@@ -180,6 +180,7 @@ int isola__port_open(isola__port_map *m, isola__isolate *owner, int state,
   atomic_thread_fence(memory_order_release);
   s->handler = handler;
   s->ctx = ctx;
+  s->index = index;
   atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
   atomic_store_explicit(&s->state, (uint8_t)state, memory_order_relaxed);
   uint32_t first = isola__ld32(&owner->ports);
@@ -205,12 +206,10 @@ isola_port isola__port_unpublish(isola__port_map *m, isola__port_slot *s) {
   return id;
 }
 
-void isola__port_release(isola__port_map *m, isola__port_slot *s,
-                         isola_port id) {
+void isola__port_release(isola__port_map *m, isola__port_slot *s) {
   isola__isolate *owner = atomic_load_explicit(&s->owner,
                                                memory_order_relaxed);
-  uint32_t index =
-      isola__idc_decode_low(&m->idc, id) & ISOLA__PORT_INDEX_MASK;
+  uint32_t index = s->index;
   if (atomic_load_explicit(&s->state, memory_order_relaxed) ==
       ISOLA__PORT_LIVE)
     isola__st32(&owner->live_ports, isola__ld32(&owner->live_ports) - 1);

@@ -48,6 +48,7 @@ typedef struct isola__port_slot {
   /* The port may have names (name_server.h): set under the names lock by a
    * register, cleared by the close hook. */
   _Atomic uint8_t named;
+  uint32_t index; /* its own index, set when opened: a close needs no decode */
 } isola__port_slot;
 
 typedef struct isola__port_map {
@@ -82,8 +83,7 @@ int isola__port_open(isola__port_map *m, isola__isolate *owner, int state,
  * owner->live_ports and frees the slot for reuse.  isola__port_close()
  * (isolate.h) does both. */
 isola_port isola__port_unpublish(isola__port_map *m, isola__port_slot *s);
-void isola__port_release(isola__port_map *m, isola__port_slot *s,
-                         isola_port id);
+void isola__port_release(isola__port_map *m, isola__port_slot *s);
 
 /* Calls fn(owner, arg) for the owner of every open control port, that is
  * for every live isolate.  The caller must be online (epoch.h); isolates
