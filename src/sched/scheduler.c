@@ -485,13 +485,25 @@ static void go_online(isola__vm *vm, isola__thread *t) {
   }
 }
 
-/* How long a parked thread has had nothing to do before it gives empty
- * slabs back (isola__pool_idle): not at once, because a trim walks every
- * free block of a class (tens of ms after a burst), and a worker that runs
- * out of work for a moment in a busy run (the end of a spawn storm) would
- * walk them then, with the blocks off the shared lists meanwhile; done
- * at once it cost a third of the time of stopping 200,000 isolates. */
-#define TRIM_IDLE_NS 1000000u
+/* When a parked thread gives empty slabs back (isola__pool_idle): once
+ * every worker has been idle for TRIM_IDLE_NS, or, while some worker
+ * stays busy, once this one has had nothing to do for TRIM_BUSY_NS.  A
+ * trim walks every free block of a class (tens of ms after a burst), with
+ * the blocks off the shared lists meanwhile, and gives pages back with
+ * madvise, which interrupts every core running the process to flush its
+ * TLB.  Done at the first park, a worker out of work for a moment in a
+ * busy run walked the blocks just freed (stopping 200,000 isolates took
+ * half as long again); done while another worker drains a burst, its
+ * interrupts slow the drain (fan-in); done after every short pause, the
+ * pages given back are faulted in again by the next burst.  A drained
+ * program gives its memory back 50 ms after it goes quiet. */
+#define TRIM_IDLE_NS 50000000u
+#define TRIM_BUSY_NS 1000000000u
+
+static bool all_idle(isola__sched *s) {
+  return atomic_load_explicit(&s->nidle_workers, memory_order_relaxed) ==
+         s->nworkers;
+}
 
 /* Parks t, which holds no worker, until it is handed one (returns true) or
  * the pool stops or its idle time runs out (returns false: the thread must
@@ -503,7 +515,7 @@ static bool park(isola__vm *vm, isola__thread *t) {
   uint64_t timeout = (uint64_t)s->idle_timeout_ms * 1000000u;
   uint64_t now = ISOLA__SCHED_NOW();
   uint64_t deadline = now + timeout;
-  uint64_t trim_at = now + TRIM_IDLE_NS;
+  uint64_t trim_at = now + TRIM_IDLE_NS, trim_late = now + TRIM_BUSY_NS;
   bool trimmed = false;
   for (;;) {
     pthread_mutex_lock(&s->lock);
@@ -517,11 +529,12 @@ static bool park(isola__vm *vm, isola__thread *t) {
     now = ISOLA__SCHED_NOW();
     bool stopping = atomic_load_explicit(&s->stopping, memory_order_relaxed);
     bool stop = stopping || now >= deadline || ISOLA__DET_IDLE_TIMEOUT();
-    /* Out of work for TRIM_IDLE_NS, or leaving for lack of work: a burst
-     * that drained gives its empty slabs back now, off the idle list
-     * meanwhile (work handed to it would wait for the walk).  Not when the
-     * pool stops: everything is unmapped then. */
-    bool trim = !trimmed && !stopping && (stop || now >= trim_at);
+    /* Out of work long enough (TRIM_IDLE_NS, TRIM_BUSY_NS), or leaving for
+     * lack of work: a burst that drained gives its empty slabs back now,
+     * off the idle list meanwhile (work handed to it would wait for the
+     * walk).  Not when the pool stops: everything is unmapped then. */
+    bool trim = !trimmed && !stopping &&
+                (stop || now >= trim_late || (now >= trim_at && all_idle(s)));
     if ((stop || trim) && t->idle) {
       isola__thread **pp = &s->idle_threads;
       while (*pp != t) pp = &(*pp)->idle_next;
@@ -546,7 +559,8 @@ static bool park(isola__vm *vm, isola__thread *t) {
     atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst);
     pthread_mutex_unlock(&s->lock);
     now = ISOLA__SCHED_NOW();
-    uint64_t until = trimmed || deadline < trim_at ? deadline : trim_at;
+    uint64_t until = trimmed ? deadline : now < trim_at ? trim_at : trim_late;
+    if (until > deadline) until = deadline;
     if (atomic_load_explicit(&t->wake, memory_order_seq_cst) == 0 &&
         now < until)
       ISOLA__PARK_WAIT(&t->wake, 0, until - now);
