@@ -485,9 +485,10 @@ static void go_online(isola__vm *vm, isola__thread *t) {
   }
 }
 
-/* When a parked thread gives empty slabs back (isola__pool_idle): once
- * every worker has been idle for TRIM_IDLE_NS, or, while some worker
- * stays busy, once this one has had nothing to do for TRIM_BUSY_NS.  A
+/* When a parked thread gives empty slabs back (isola__pool_idle): once it
+ * has had nothing to do for TRIM_IDLE_NS and every worker is idle, or,
+ * while some worker stays busy, once it has had nothing to do for
+ * TRIM_BUSY_NS.  A
  * trim walks every free block of a class (tens of ms after a burst), with
  * the blocks off the shared lists meanwhile, and gives pages back with
  * madvise, which interrupts every core running the process to flush its
@@ -496,7 +497,8 @@ static void go_online(isola__vm *vm, isola__thread *t) {
  * half as long again); done while another worker drains a burst, its
  * interrupts slow the drain (fan-in); done after every short pause, the
  * pages given back are faulted in again by the next burst.  A drained
- * program gives its memory back 50 ms after it goes quiet. */
+ * program gives its memory back about 50 ms after it goes quiet: the
+ * last worker to go idle trims then. */
 #define TRIM_IDLE_NS 50000000u
 #define TRIM_BUSY_NS 1000000000u
 
