@@ -1867,7 +1867,9 @@ typedef struct isola_supervisor_spec {
                          const isola_isolate *child);
   /* A child ended (reason an isola_exit_reason, detail the error message
    * or NULL), or was abandoned (ISOLA_SUPERVISOR_ABANDONED), whether or
-   * not it will be restarted. */
+   * not it will be restarted.  Should memory run out while the child's
+   * exit notice is built, the supervisor still learns that it ended, not
+   * why: reason is then ISOLA_EXIT_ERROR and detail says so. */
   void (*on_child_exit)(void *ctx, size_t index, isola_port child,
                         int reason, const char *detail);
   /* The supervisor has ended: all its children are gone (or abandoned).

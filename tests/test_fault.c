@@ -916,6 +916,72 @@ static void sc_pool(void) {
             atomic_load(&pool_twice), fault_stack());
 }
 
+/* A supervisor (isola_supervisor) learns that its child ended whatever
+ * failed, the exit notice included (then the bare response comes: the
+ * supervisor must still take it as the child's end), and its owner ends
+ * once it has stopped the supervisor; a supervisor that missed the end
+ * would keep its owner alive for ever (the wait fails). */
+static isola_supervisor *sup_sup;
+static isola_port sup_ctl;
+static _Atomic int sup_ends, sup_child_exits;
+
+static void sup_child(isola_value msg) { (void)msg; } /* ends at once */
+
+static void sup_ctl_handler(void *ctx, isola_port port, isola_value msg,
+                            isola_port reply_to) {
+  (void)ctx, (void)msg, (void)reply_to;
+  isola_supervisor_stop(sup_sup);
+  isola_port_close(port);
+}
+
+static void sup_on_child_exit(void *ctx, size_t index, isola_port child,
+                              int reason, const char *detail) {
+  (void)ctx, (void)index, (void)child, (void)reason, (void)detail;
+  atomic_fetch_add(&sup_child_exits, 1);
+  /* Stopped in an event of its own (not from inside the supervisor). */
+  if (EXPECT(isola_send(sup_ctl, isola_null()), ISOLA_ENOMEM) != ISOLA_OK)
+    sup_ctl_handler(NULL, sup_ctl, isola_null(), ISOLA_PORT_NONE);
+}
+
+static void sup_on_end(void *ctx, int reason, const char *detail) {
+  (void)ctx, (void)reason, (void)detail;
+  atomic_fetch_add(&sup_ends, 1);
+}
+
+static void entry_supervisor(isola_value msg) {
+  (void)msg;
+  if (EXPECT(isola_port_open(sup_ctl_handler, NULL, &sup_ctl),
+             ISOLA_ENOMEM) != ISOLA_OK)
+    return;
+  isola_child_spec kid = {.name = "kid", .entry = sup_child,
+                          .arg = isola_null(),
+                          .restart = ISOLA_RESTART_TEMPORARY};
+  isola_supervisor_spec spec = {
+      .strategy = ISOLA_ONE_FOR_ONE, .max_restarts = 3, .period_ms = 60000,
+      .children = &kid, .nchildren = 1, .on_child_exit = sup_on_child_exit,
+      .on_end = sup_on_end};
+  if (EXPECT(isola_supervisor_start(&spec, &sup_sup), ISOLA_ENOMEM,
+             ISOLA_ESYS, ISOLA_ELIMIT) != ISOLA_OK)
+    isola_port_close(sup_ctl);
+}
+
+static void sc_supervisor(void) {
+  if (!sink_open()) return;
+  isola_spawn_options o = {0};
+  o.on_exit = sink;
+  o.on_exit_message = tag(K_EXIT, 0);
+  if (EXPECT(isola_spawn(entry_supervisor, isola_null(), &o, NULL),
+             ISOLA_ENOMEM, ISOLA_ESYS) != ISOLA_OK)
+    return;
+  WAIT_GE(&sink_n[K_EXIT], 1);
+  TH_CHECKF(atomic_load(&sup_ends) <= 1 &&
+                atomic_load(&sup_ends) >= (atomic_load(&sup_child_exits) > 0),
+            "supervisor ended %d times after %d child exits (the failed "
+            "call: addr2line -f -e test_fault%s)",
+            atomic_load(&sup_ends), atomic_load(&sup_child_exits),
+            fault_stack());
+}
+
 /* ---------------------------------------------------------------------- */
 /* The sweep                                                               */
 /* ---------------------------------------------------------------------- */
@@ -1058,3 +1124,4 @@ SCENARIO(shutdown, true)
 SCENARIO(spawn_uri, true)
 SCENARIO(stream, true)
 SCENARIO(pool, true)
+SCENARIO(supervisor, true)

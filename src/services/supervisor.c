@@ -314,7 +314,14 @@ static void child_ended(isola_supervisor *s, size_t i, int reason) {
   seq_next(s);
 }
 
-/* An exit notice [reason, isolate, detail, [index, gen]]. */
+/* What the child's notice says when memory ran out while it was built. */
+static const char lost_notice[] =
+    "its exit notice could not be built (out of memory): why it ended is "
+    "not known";
+
+/* An exit notice [reason, isolate, detail, [index, gen]], or, should
+ * memory have run out while the notice was built, the bare response
+ * [index, gen]: the child ended, why is not known (told as an error). */
 static void on_notice(void *ctx, isola_port port, isola_value msg,
                       isola_port reply_to) {
   (void)port, (void)reply_to;
@@ -322,15 +329,22 @@ static void on_notice(void *ctx, isola_port port, isola_value msg,
   isola_value v, meta;
   int64_t reason = 0, idx = -1, gen = -1;
   const char *detail = NULL;
-  if (isola_list_get(msg, 0, &v) != ISOLA_OK ||
-      isola_value_get_int(v, &reason) != ISOLA_OK ||
-      isola_list_get(msg, 3, &meta) != ISOLA_OK ||
-      isola_list_get(meta, 0, &v) != ISOLA_OK ||
+  bool bare = msg.kind == ISOLA_LIST && msg.len == 2;
+  if (bare) {
+    meta = msg;
+    reason = ISOLA_EXIT_ERROR;
+    detail = lost_notice;
+  } else if (isola_list_get(msg, 0, &v) != ISOLA_OK ||
+             isola_value_get_int(v, &reason) != ISOLA_OK ||
+             isola_list_get(msg, 3, &meta) != ISOLA_OK) {
+    return; /* not a notice (someone else sent to the port) */
+  }
+  if (isola_list_get(meta, 0, &v) != ISOLA_OK ||
       isola_value_get_int(v, &idx) != ISOLA_OK ||
       isola_list_get(meta, 1, &v) != ISOLA_OK ||
       isola_value_get_int(v, &gen) != ISOLA_OK)
-    return; /* not a notice (someone else sent to the port) */
-  if (isola_list_get(msg, 2, &v) == ISOLA_OK)
+    return; /* not a notice */
+  if (!bare && isola_list_get(msg, 2, &v) == ISOLA_OK)
     isola_value_get_str(v, &detail, NULL);
   if (s->mode == M_DONE || idx < 0 || (size_t)idx >= s->n) return;
   size_t i = (size_t)idx;
