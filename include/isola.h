@@ -1900,7 +1900,11 @@ ISOLA_EXPORT int isola_supervisor_start(const isola_supervisor_spec *spec,
 
 /* Stops the supervisor: no more restarts; its children are stopped one
  * at a time in reverse start order (each as shutdown_ms says), then
- * on_end(ISOLA_EXIT_NORMAL) runs.  Asynchronous: returns at once.
+ * on_end(ISOLA_EXIT_NORMAL) runs.  Asynchronous: returns at once.  (One
+ * exception: with no child left to stop and no memory to put the end off
+ * to a microtask, on_end runs before this returns and sup is freed.
+ * Called from one of the supervisor's own callbacks, the end still waits
+ * until that callback has returned.)
  * Calling it again, or while it is giving up, does nothing.  Errors:
  * ISOLA_EINVAL (sup NULL), ISOLA_ENOTOWNER (sup belongs to another
  * isolate), ISOLA_ENOTISOLATE.  Isolate only, the owner. */

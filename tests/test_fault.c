@@ -920,27 +920,19 @@ static void sc_pool(void) {
  * failed, the exit notice included (then the bare response comes: the
  * supervisor must still take it as the child's end), and its owner ends
  * once it has stopped the supervisor; a supervisor that missed the end
- * would keep its owner alive for ever (the wait fails). */
+ * would keep its owner alive for ever (the wait fails).  The stop is made
+ * from inside on_child_exit, as a user may: the supervisor must not end
+ * (and be freed) under its own feet there, whichever allocation fails. */
 static isola_supervisor *sup_sup;
-static isola_port sup_ctl;
 static _Atomic int sup_ends, sup_child_exits;
 
 static void sup_child(isola_value msg) { (void)msg; } /* ends at once */
-
-static void sup_ctl_handler(void *ctx, isola_port port, isola_value msg,
-                            isola_port reply_to) {
-  (void)ctx, (void)msg, (void)reply_to;
-  isola_supervisor_stop(sup_sup);
-  isola_port_close(port);
-}
 
 static void sup_on_child_exit(void *ctx, size_t index, isola_port child,
                               int reason, const char *detail) {
   (void)ctx, (void)index, (void)child, (void)reason, (void)detail;
   atomic_fetch_add(&sup_child_exits, 1);
-  /* Stopped in an event of its own (not from inside the supervisor). */
-  if (EXPECT(isola_send(sup_ctl, isola_null()), ISOLA_ENOMEM) != ISOLA_OK)
-    sup_ctl_handler(NULL, sup_ctl, isola_null(), ISOLA_PORT_NONE);
+  TH_CHECK_OK(isola_supervisor_stop(sup_sup));
 }
 
 static void sup_on_end(void *ctx, int reason, const char *detail) {
@@ -950,9 +942,6 @@ static void sup_on_end(void *ctx, int reason, const char *detail) {
 
 static void entry_supervisor(isola_value msg) {
   (void)msg;
-  if (EXPECT(isola_port_open(sup_ctl_handler, NULL, &sup_ctl),
-             ISOLA_ENOMEM) != ISOLA_OK)
-    return;
   isola_child_spec kid = {.name = "kid", .entry = sup_child,
                           .arg = isola_null(),
                           .restart = ISOLA_RESTART_TEMPORARY};
@@ -960,9 +949,8 @@ static void entry_supervisor(isola_value msg) {
       .strategy = ISOLA_ONE_FOR_ONE, .max_restarts = 3, .period_ms = 60000,
       .children = &kid, .nchildren = 1, .on_child_exit = sup_on_child_exit,
       .on_end = sup_on_end};
-  if (EXPECT(isola_supervisor_start(&spec, &sup_sup), ISOLA_ENOMEM,
-             ISOLA_ESYS, ISOLA_ELIMIT) != ISOLA_OK)
-    isola_port_close(sup_ctl);
+  EXPECT(isola_supervisor_start(&spec, &sup_sup), ISOLA_ENOMEM, ISOLA_ESYS,
+         ISOLA_ELIMIT);
 }
 
 static void sc_supervisor(void) {

@@ -65,6 +65,10 @@ struct isola_supervisor {
   uint64_t restarts;
   int end_reason;
   char *end_detail;
+  /* Supervisor code on the stack (entry points: a notice, a stop timer,
+   * isola_supervisor_stop), and an end due once the outermost returns. */
+  unsigned depth;
+  bool end_due;
 };
 
 /* ---- the owner's list: children never outlive the owner --------------- */
@@ -145,14 +149,27 @@ static void end_now(void *arg);
 static void seq_next(isola_supervisor *s);
 static void child_ended(isola_supervisor *s, size_t i, int reason);
 
-/* Ends the supervisor after the current event: every child is gone. */
+/* Ends the supervisor after the current event: every child is gone.
+ * Without memory for the microtask, it ends as the outermost supervisor
+ * entry point returns (leave()): never under a caller that still uses it,
+ * such as a notice whose on_child_exit called isola_supervisor_stop(). */
 static void finish(isola_supervisor *s) {
   s->mode = M_DONE;
-  if (isola_microtask(end_now, s) != ISOLA_OK) end_now(s);
+  if (isola_microtask(end_now, s) == ISOLA_OK) return;
+  s->end_due = true;
+  if (s->depth == 0) end_now(s);
+}
+
+static void enter(isola_supervisor *s) { s->depth++; }
+
+/* Leaves an entry point; s may be freed when this returns. */
+static void leave(isola_supervisor *s) {
+  if (--s->depth == 0 && s->end_due) end_now(s);
 }
 
 static void end_now(void *arg) {
   isola_supervisor *s = arg;
+  s->end_due = false;
   if (s->timer) isola_timer_cancel(s->timer);
   s->timer = 0;
   isola_port_close(s->port);
@@ -244,8 +261,16 @@ static void seq_next(isola_supervisor *s) {
     finish(s);
 }
 
+static void stop_timeout_in(isola_supervisor *s);
+
 static void stop_timeout(void *arg) {
   isola_supervisor *s = arg;
+  enter(s);
+  stop_timeout_in(s);
+  leave(s);
+}
+
+static void stop_timeout_in(isola_supervisor *s) {
   s->timer = 0;
   if (!s->seq || s->cur >= s->n || s->c[s->cur].state != C_STOPPING) return;
   child *c = &s->c[s->cur];
@@ -322,10 +347,18 @@ static const char lost_notice[] =
 /* An exit notice [reason, isolate, detail, [index, gen]], or, should
  * memory have run out while the notice was built, the bare response
  * [index, gen]: the child ended, why is not known (told as an error). */
+static void notice(isola_supervisor *s, isola_value msg);
+
 static void on_notice(void *ctx, isola_port port, isola_value msg,
                       isola_port reply_to) {
   (void)port, (void)reply_to;
   isola_supervisor *s = ctx;
+  enter(s);
+  notice(s, msg);
+  leave(s);
+}
+
+static void notice(isola_supervisor *s, isola_value msg) {
   isola_value v, meta;
   int64_t reason = 0, idx = -1, gen = -1;
   const char *detail = NULL;
@@ -442,7 +475,9 @@ int isola_supervisor_start(const isola_supervisor_spec *spec,
 int isola_supervisor_stop(isola_supervisor *sup) {
   int rc = owner_check(sup);
   if (rc != ISOLA_OK) return rc;
+  enter(sup);
   begin_end(sup, ISOLA_EXIT_NORMAL, NULL);
+  leave(sup); /* ends it now only if memory ran out (finish()) */
   return ISOLA_OK;
 }
 
