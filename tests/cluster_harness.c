@@ -156,13 +156,8 @@ static bool server_exec(ch_server *s) {
   return s->pid > 0;
 }
 
-bool ch_server_start(ch_server *s, bool js) {
-  memset(s, 0, sizeof *s);
-  s->jetstream = js;
-  if (js) {
-    snprintf(s->store, sizeof s->store, "/tmp/isola-cluster-test-XXXXXX");
-    if (!mkdtemp(s->store)) return false;
-  }
+/* Starts s (configured) on a free port, trying three ports. */
+static bool server_on_free_port(ch_server *s) {
   for (int attempt = 0; attempt < 3; attempt++) {
     s->port = free_port();
     if (s->port <= 0) continue;
@@ -170,6 +165,16 @@ bool ch_server_start(ch_server *s, bool js) {
     if (server_exec(s)) return true;
   }
   return false;
+}
+
+bool ch_server_start(ch_server *s, bool js) {
+  memset(s, 0, sizeof *s);
+  s->jetstream = js;
+  if (js) {
+    snprintf(s->store, sizeof s->store, "/tmp/isola-cluster-test-XXXXXX");
+    if (!mkdtemp(s->store)) return false;
+  }
+  return server_on_free_port(s);
 }
 
 bool ch_server_restart(ch_server *s) { return server_exec(s); }
@@ -179,25 +184,13 @@ bool ch_server_start_auth(ch_server *s, const char *user,
   memset(s, 0, sizeof *s);
   s->user = user;
   s->password = password;
-  for (int attempt = 0; attempt < 3; attempt++) {
-    s->port = free_port();
-    if (s->port <= 0) continue;
-    snprintf(s->url, sizeof s->url, "nats://127.0.0.1:%d", s->port);
-    if (server_exec(s)) return true;
-  }
-  return false;
+  return server_on_free_port(s);
 }
 
 bool ch_server_start_conf(ch_server *s, const char *conf) {
   memset(s, 0, sizeof *s);
   snprintf(s->conf, sizeof s->conf, "%s", conf);
-  for (int attempt = 0; attempt < 3; attempt++) {
-    s->port = free_port();
-    if (s->port <= 0) continue;
-    snprintf(s->url, sizeof s->url, "nats://127.0.0.1:%d", s->port);
-    if (server_exec(s)) return true;
-  }
-  return false;
+  return server_on_free_port(s);
 }
 
 bool ch_write_file(const char *path, const char *text) {

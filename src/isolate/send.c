@@ -159,24 +159,18 @@ int isola__post_control(isola__vm *vm, isola__msg *m) {
   return rc;
 }
 
-/* A send larger than the pool's largest block (a malloc and a copy of over
- * 2 KiB) looks its receiver up before it builds the message, and is
- * refused with ISOLA_EFULL if the receiver's room could not take it, so a
- * message over an isolate's limit is never built.  Smaller ones are built
- * first and refused by isola__post: a second lookup would cost more than
- * they do. */
-#define ROOM_CHECK_MIN 2048
-
-struct room_check {
-  isola__vm *vm;
-  isola_port port;
-};
-
-static int room_check(size_t bytes, void *arg) {
-  struct room_check *c = arg;
+/* A send larger than the pool's largest block looks its receiver up before
+ * it builds the message (ISOLA__ROOM_CHECK_MIN), and is refused with
+ * ISOLA_EFULL if the receiver's room could not take it, so a message over
+ * an isolate's limit is never built.  Smaller ones are built first and
+ * refused by isola__post: a second lookup would cost more than they do.
+ * Control requests are checked the same way (control_request.c). */
+int isola__room_check(size_t bytes, void *arg) {
+  isola__room_check_arg *c = arg;
   int state;
   isola__isolate *iso = isola__port_lookup(&c->vm->ports, c->port, &state);
-  if (!iso || state == ISOLA__PORT_CONTROL) return ISOLA_ECLOSED;
+  if (!iso || (state == ISOLA__PORT_CONTROL) != c->control)
+    return ISOLA_ECLOSED;
   uint32_t room = atomic_load_explicit(&iso->room, memory_order_relaxed);
   if (isola__room_short(room, bytes)) return ISOLA_EFULL;
   return ISOLA_OK;
@@ -203,10 +197,10 @@ static int send_mode(isola_port port, isola_value value, isola_port reply_to,
     return rc;
   }
   isola__msg *m;
-  struct room_check rc_arg = {e.vm, port};
+  isola__room_check_arg rc_arg = {e.vm, port, false};
   if ((rc = isola__msg_build_checked(value, ISOLA__MOVE_BUFFERS,
-                                     ROOM_CHECK_MIN, room_check, &rc_arg,
-                                     &m)) != ISOLA_OK) {
+                                     ISOLA__ROOM_CHECK_MIN, isola__room_check,
+                                     &rc_arg, &m)) != ISOLA_OK) {
     isola__vm_leave(&e);
     return rc;
   }

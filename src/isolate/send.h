@@ -17,4 +17,21 @@ int isola__post(isola__vm *vm, isola__msg *m);
  * ISOLA_EINVAL (not a control port). */
 int isola__post_control(isola__vm *vm, isola__msg *m);
 
+/* Messages over this many bytes (more than the pool's largest block: a
+ * malloc and a long copy) are checked against their receiver's room before
+ * they are built (isola__msg_build_checked with isola__room_check). */
+#define ISOLA__ROOM_CHECK_MIN 2048
+
+/* isola__msg_build_checked's check for a message to port: ISOLA_ECLOSED
+ * if port is not an open port of the kind asked for (a control port when
+ * control, else a user port), ISOLA_EFULL if its isolate's room could not
+ * take bytes, else ISOLA_OK.  arg is an isola__room_check_arg; the caller
+ * has entered the VM. */
+typedef struct isola__room_check_arg {
+  isola__vm *vm;
+  isola_port port;
+  bool control;
+} isola__room_check_arg;
+int isola__room_check(size_t bytes, void *arg);
+
 #endif

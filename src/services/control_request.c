@@ -34,6 +34,7 @@
 #include "message_handler.h"
 #include "port_map.h"
 #include "scheduler.h"
+#include "send.h"
 #include "value.h"
 #include "vm.h"
 
@@ -504,24 +505,6 @@ isola_capability isola_capability_new(void) {
   return c;
 }
 
-/* A request's value (a ping or exit response) larger than a pool block
- * is refused before it is copied if the target's room could not take it
- * (isola_send_reply() does the same). */
-struct ctl_check {
-  isola__vm *vm;
-  isola_port port;
-};
-
-static int ctl_check(size_t bytes, void *arg) {
-  struct ctl_check *c = arg;
-  int state;
-  isola__isolate *iso = isola__port_lookup(&c->vm->ports, c->port, &state);
-  if (!iso || state != ISOLA__PORT_CONTROL) return ISOLA_ECLOSED;
-  uint32_t room = atomic_load_explicit(&iso->room, memory_order_relaxed);
-  if (isola__room_short(room, bytes)) return ISOLA_EFULL;
-  return ISOLA_OK;
-}
-
 static int request(const isola_isolate *h, uint32_t type, isola_value v,
                    isola_port reply_to) {
   if (!h || h->control_port == ISOLA_PORT_NONE) return ISOLA_EINVAL;
@@ -530,8 +513,12 @@ static int request(const isola_isolate *h, uint32_t type, isola_value v,
   int rc = isola__vm_enter(&e);
   if (rc != ISOLA_OK) return rc;
   isola__msg *m;
-  struct ctl_check ck = {e.vm, h->control_port};
-  if ((rc = isola__msg_build_checked(v, ISOLA__COPY_BUFFERS, 2048, ctl_check,
+  /* A value (a ping or exit response) larger than a pool block is
+   * refused before it is copied if the target's room could not take it,
+   * as isola_send's is. */
+  isola__room_check_arg ck = {e.vm, h->control_port, true};
+  if ((rc = isola__msg_build_checked(v, ISOLA__COPY_BUFFERS,
+                                     ISOLA__ROOM_CHECK_MIN, isola__room_check,
                                      &ck, &m)) == ISOLA_OK) {
     m->type = type;
     m->dest = h->control_port;
