@@ -83,6 +83,43 @@ Test(port, open_close_and_close_twice_gives_ECLOSED) {
   th_vm_shutdown_ok(); /* the dropped message was freed */
 }
 
+/* A close finds its port among the isolate's newest ones first, and by
+ * the id otherwise (isolate.c, own_slot): closing in any order, oldest
+ * first, newest first, and from the middle, closes each port exactly once
+ * and leaves the others open. */
+static atomic_int order_ran;
+
+static void close_order_entry(isola_value msg) {
+  (void)msg;
+  enum { N = 9 };
+  isola_port p[N];
+  for (int i = 0; i < N; i++)
+    TH_CHECK_OK(isola_port_open(noop_handler, NULL, &p[i]));
+  isola_isolate self;
+  TH_CHECK_OK(isola_current(&self));
+  /* The control port is the isolate's oldest: never closed by a user. */
+  TH_CHECK_RC(isola_port_close(self.control_port), ISOLA_EINVAL);
+  static const int order[N] = {0, 8, 4, 1, 7, 2, 6, 3, 5};
+  for (int k = 0; k < N; k++) {
+    isola_port q = p[order[k]];
+    TH_CHECK_OK(isola_port_keep_alive(q, false));
+    TH_CHECK_OK(isola_port_close(q));
+    TH_CHECK_RC(isola_port_close(q), ISOLA_ECLOSED);
+    TH_CHECK_RC(isola_send(q, isola_int(k)), ISOLA_ECLOSED);
+    /* Every port not yet closed is still open and its own. */
+    for (int j = k + 1; j < N; j++)
+      TH_CHECK_OK(isola_port_keep_alive(p[order[j]], true));
+  }
+  atomic_store(&order_ran, 1);
+}
+
+Test(port, closing_in_any_order_closes_each_once) {
+  th_vm_init(NULL);
+  TH_ASSERT_OK(isola_run_main(close_order_entry, isola_null(), NULL));
+  cr_assert(atomic_load(&order_ran), "the entry did not run");
+  th_vm_shutdown_ok();
+}
+
 /* A sender remembers the slot of the port it last sent to (send.c's hint):
  * once that port is closed and its slot reused by another, a send to the
  * old id must still fail, and one to the new port reach the new port. */

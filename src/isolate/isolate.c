@@ -44,13 +44,32 @@ int isola_port_open(isola_handler handler, void *ctx, isola_port *out) {
                           out);
 }
 
-/* The slot of an open port of the running isolate, or an error. */
+/* How many of the running isolate's newest ports own_slot() compares
+ * before it decodes the id. */
+#define OWN_SLOT_TRIES 2
+
+/* The slot of an open port of the running isolate, or an error.  A port is
+ * most often closed soon after it was opened (a reply port, a stop), when
+ * its id has left this thread's memo: the isolate's newest ports, at the
+ * head of its list, are compared first, which costs a load of the slot the
+ * close touches anyway; only then is the id decoded. */
 static int own_slot(isola_port port, isola__port_slot **out) {
   isola__isolate *iso = isola__t.current;
   if (!iso) return ISOLA_ENOTISOLATE;
   isola__vm *vm = isola__vm_get();
-  isola__port_slot *s = isola__port_slot_of(&vm->ports, port);
-  if (!s) return ISOLA_ECLOSED;
+  isola__port_slot *s = NULL;
+  /* The list and its slots' ids change only on this thread; an open
+   * port's id is never ISOLA_PORT_NONE. */
+  uint32_t ix = isola__ld32(&iso->ports);
+  for (int i = 0; ix && i < OWN_SLOT_TRIES; i++) {
+    isola__port_slot *t = isola__port_at(&vm->ports, ix);
+    if (atomic_load_explicit(&t->id, memory_order_relaxed) == port) {
+      s = t;
+      break;
+    }
+    ix = isola__ld32(&t->next);
+  }
+  if (!s && !(s = isola__port_slot_of(&vm->ports, port))) return ISOLA_ECLOSED;
   if (atomic_load_explicit(&s->owner, memory_order_relaxed) != iso)
     return ISOLA_ENOTOWNER;
   if (atomic_load_explicit(&s->state, memory_order_relaxed) ==
@@ -548,8 +567,11 @@ int isola_exit_code(void) {
 void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   /* From here nothing new is opened (lifecycle.h). */
   isola__life_move(iso, ISOLA__ISO_ENDING);
-  isola_isolate_info info = {isola__isolate_name(iso), iso->control_port,
-                             iso->origin, iso->group->id, iso->exit_reason};
+  /* Built for the hooks only (ended isolates are many). */
+  isola_isolate_info info = {0};
+  if (vm->config.hooks.isolate_shutdown || vm->config.hooks.isolate_cleanup)
+    info = (isola_isolate_info){isola__isolate_name(iso), iso->control_port,
+                                iso->origin, iso->group->id, iso->exit_reason};
   if (vm->config.hooks.isolate_shutdown)
     vm->config.hooks.isolate_shutdown(vm->config.hooks.data, &info);
   int reason = iso->exit_reason < ISOLA_EXIT_REASONS ? iso->exit_reason
@@ -561,7 +583,7 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   ISOLA__TURN_END(vm, iso, ISOLA_STATE_ENDING);
   isola__trace(vm, ISOLA_TRACE_ISOLATES,
                "isola: %.6f isolate '%s' (%016llx) ended: %s\n",
-               (double)isola__plat_now_ns() / 1e9, info.name,
+               (double)isola__plat_now_ns() / 1e9, isola__isolate_name(iso),
                (unsigned long long)iso->control_port,
                isola_exit_reason_name(reason));
   /* Its timers and watches go first: a tick or fd event already queued
@@ -571,8 +593,9 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
   uint32_t p;
   while ((p = isola__ld32(&iso->ports)))
     isola__port_close(vm, isola__port_at(&vm->ports, p));
-  /* Nobody stays muted on it or waits for it (backpressure.h). */
-  isola__bp_end(vm, iso);
+  /* Nobody stays muted on it or waits for it (backpressure.h); a bound
+   * lives in the control state, so without one there is none. */
+  if (iso->ctl) isola__bp_end(vm, iso);
   /* The isola_run outcome, then each exit listener, exactly once: the
    * control port is closed, so no request is handled after this. */
   isola__control_finish(vm, iso);

@@ -20,45 +20,39 @@
 #include "value.h"
 #include "vm.h"
 
-/* Releases a node that stopped being a queue's tail. */
-static inline void release_node(isola__isolate *iso, isola__node *n) {
-  if (n == &iso->stub || n == &iso->oob_stub) return;
+/* Releases a node that stopped being a queue's tail; whether it was a
+ * message (not a stub). */
+static inline bool release_node(isola__isolate *iso, isola__node *n) {
+  if (n == &iso->stub || n == &iso->oob_stub) return false;
   isola__msg *m = (isola__msg *)n;
   if (ISOLA__UNLIKELY(m->charged)) isola__heap_uncharge_msg(iso, m);
   isola__msg_free(m);
+  return true;
 }
 
-static void drain(isola__isolate *iso, isola__node *tail) {
-  isola__node *n = tail;
-  while (n) {
-    isola__node *next = atomic_load_explicit(&n->next, memory_order_acquire);
-    release_node(iso, n);
-    n = next;
+/* Frees tail (the last node handled, or a stub) and every message queued
+ * behind it; returns how many messages were queued, that is dropped. */
+static uint64_t drain(isola__isolate *iso, isola__node *tail) {
+  uint64_t freed = 0;
+  for (isola__node *n = tail, *next; n; n = next) {
+    next = atomic_load_explicit(&n->next, memory_order_acquire);
+    freed += release_node(iso, n);
   }
-}
-
-/* Messages still queued behind tail: what an ended isolate drops. */
-static uint64_t count_queued(isola__isolate *iso, isola__node *tail) {
-  uint64_t n = 0;
-  for (isola__node *p = atomic_load_explicit(&tail->next,
-                                             memory_order_acquire);
-       p; p = atomic_load_explicit(&p->next, memory_order_acquire))
-    if (p != &iso->stub) n++;
-  return n;
+  /* tail was handled, not dropped. */
+  return freed - (tail && tail != &iso->stub && tail != &iso->oob_stub);
 }
 
 void isola__mh_free_isolate(isola__isolate *iso) {
-  /* Counted by the reclaiming thread; not once the VM is torn down. */
-  isola__vm *vm = isola__vm_get();
-  isola__tstats *ts = vm ? ISOLA__TSTATS(vm) : NULL;
-  if (ts)
-    isola__cnt_add(&ts->dropped[ISOLA_DROP_ENDED],
-                   count_queued(iso, iso->tail));
   /* Normally released at its end (isola__ext_end); a hook at the very end
    * may have made some again. */
   isola__ext_free(iso);
-  drain(iso, iso->tail);
+  uint64_t dropped = drain(iso, iso->tail);
   drain(iso, iso->oob_tail);
+  /* Counted by the reclaiming thread; not once the VM is torn down. */
+  isola__vm *vm;
+  isola__tstats *ts;
+  if (dropped && (vm = isola__vm_get()) && (ts = ISOLA__TSTATS(vm)))
+    isola__cnt_add(&ts->dropped[ISOLA_DROP_ENDED], dropped);
   isola__control_free(iso);
   isola__isolate_name_free(iso);
   isola__life_move(iso, ISOLA__ISO_RECLAIMED);

@@ -353,7 +353,7 @@ void isola__control_release(isola__isolate *iso, bool keep_bp) {
 }
 
 void isola__control_free(isola__isolate *iso) {
-  isola__control_release(iso, false);
+  if (iso->exits || iso->ctl) isola__control_release(iso, false);
 }
 
 void isola__control_discard(isola__isolate *iso) {

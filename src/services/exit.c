@@ -72,7 +72,7 @@ void isola__control_finish(isola__vm *vm, isola__isolate *iso) {
     isola__post(vm, x); /* its node is the queue's from here */
     x = next;
   }
-  isola__control_release(iso, true);
+  if (iso->ctl) isola__control_release(iso, true); /* exits are gone */
 }
 
 /* ---- isola_exit -------------------------------------------------------- */
