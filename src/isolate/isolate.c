@@ -597,7 +597,9 @@ void isola__isolate_end(isola__vm *vm, isola__isolate *iso) {
    * lives in the control state, so without one there is none. */
   if (iso->ctl) isola__bp_end(vm, iso);
   /* The isola_run outcome, then each exit listener, exactly once: the
-   * control port is closed, so no request is handled after this. */
+   * control port is closed, so no request is handled after this.  These
+   * go to listeners, not to the port it last sent to: no hint to try. */
+  iso->send_hint = 0;
   isola__control_finish(vm, iso);
   /* Isolate-local destructors, then the heap returned at once; pending
    * microtasks are dropped. */

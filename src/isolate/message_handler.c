@@ -32,7 +32,7 @@ static inline bool release_node(isola__isolate *iso, isola__node *n) {
 
 /* Frees tail (the last node handled, or a stub) and every message queued
  * behind it; returns how many messages were queued, that is dropped. */
-static uint64_t drain(isola__isolate *iso, isola__node *tail) {
+static inline uint64_t drain(isola__isolate *iso, isola__node *tail) {
   uint64_t freed = 0;
   for (isola__node *n = tail, *next; n; n = next) {
     next = atomic_load_explicit(&n->next, memory_order_acquire);
@@ -47,7 +47,10 @@ void isola__mh_free_isolate(isola__isolate *iso) {
    * may have made some again. */
   isola__ext_free(iso);
   uint64_t dropped = drain(iso, iso->tail);
-  drain(iso, iso->oob_tail);
+  /* Most often the out-of-band queue is its bare stub. */
+  if (iso->oob_tail != &iso->oob_stub ||
+      atomic_load_explicit(&iso->oob_stub.next, memory_order_acquire))
+    drain(iso, iso->oob_tail);
   /* Counted by the reclaiming thread; not once the VM is torn down. */
   isola__vm *vm;
   isola__tstats *ts;
