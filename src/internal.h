@@ -95,10 +95,13 @@ typedef struct isola__msg {
   uint32_t bytes;
   uint16_t charged;
   uint16_t held; /* ISOLA__HELD_*: its holder's room (isola__room_take) */
-  /* The slot index of dest, set by isola__post() (which looked it up), so
-   * that the receiver finds the port without decoding the id again. */
-  uint32_t dest_index;
+  /* The slot of dest, set by isola__post() (which looked it up), so that
+   * the receiver finds the port with no lookup of its own (its id says
+   * whether it is still the port). */
+  struct isola__port_slot *dest_slot;
 } isola__msg;
+
+_Static_assert(sizeof(isola__msg) == 64, "a message header is a cache line");
 
 /* msg->held: the message's bytes are taken from the room of the isolate
  * that holds it (queued for it, or kept by it for a request); or it is

@@ -129,7 +129,7 @@ void isola__mt_drop(isola__isolate *iso) {
 static void handle_user(isola__vm *vm, isola__isolate *iso, isola__msg *m) {
   /* The slot isola__post() found (a user message always went through
    * it); a port closed after the message was queued: drop it. */
-  isola__port_slot *s = isola__port_at(&vm->ports, m->dest_index);
+  isola__port_slot *s = m->dest_slot;
   if (atomic_load_explicit(&s->id, memory_order_acquire) != m->dest ||
       !s->handler) {
     ISOLA__STATS_COUNT(vm, dropped[ISOLA_DROP_CLOSED]);

@@ -63,9 +63,9 @@ static inline __attribute__((always_inline)) int post(isola__vm *vm,
   isola__isolate *self = isola__t.current;
   isola__isolate *iso =
       self ? isola__port_lookup_hint(&vm->ports, m->dest, &state,
-                                     &m->dest_index, &self->send_hint)
-           : isola__port_lookup_ix(&vm->ports, m->dest, &state,
-                                   &m->dest_index);
+                                     &m->dest_slot, &self->send_hint)
+           : isola__port_lookup_slot(&vm->ports, m->dest, &state,
+                                     &m->dest_slot);
   if (!iso) {
     isola__msg_free(m);
     ISOLA__STATS_COUNT(vm, refused);

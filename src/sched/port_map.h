@@ -93,56 +93,61 @@ void isola__port_map_each_isolate(isola__port_map *m,
                                   void *arg);
 
 /* Each thread's memo of the ids it decoded last: an id names the same slot
- * index for the whole life of its map (the permutation's key is fixed), so
+ * for the whole life of its map (the permutation's key is fixed, and a
+ * chunk of slots, once in the directory, stays until the map is freed), so
  * a thread that sends to a few ports again and again (a ping-pong, a
- * request and its replies) decodes each once.  The slot's own id still
- * says whether the port is open.  gen tells this map's entries from an
- * earlier VM's.  Direct-mapped: 64 entries (1 KiB) make it unlikely that
- * two of a thread's few hot ids share one (a shared entry costs a decode
- * per send). */
+ * request and its replies) decodes each once, and finds the slot with one
+ * load: no directory walk.  The slot's own id still says whether the port
+ * is open.  gen tells this map's entries from an earlier VM's, whose slots
+ * are gone.  Direct-mapped: 64 entries (1.5 KiB) make it unlikely that two
+ * of a thread's few hot ids share one (a shared entry costs a decode per
+ * send). */
 #define ISOLA__ID_MEMO 64
 typedef struct isola__id_memo {
   uint64_t id;
-  uint64_t gen_index; /* map gen << 32 | slot index */
+  uint64_t gen; /* the map's number (never 0) */
+  isola__port_slot *slot;
 } isola__id_memo;
 extern ISOLA__TLS isola__id_memo isola__id_memos[ISOLA__ID_MEMO];
 
-/* The slot index an id would name (not checked). */
-static inline uint32_t isola__port_index(isola__port_map *m, isola_port id) {
-  isola__id_memo *e = &isola__id_memos[(id ^ (id >> 32)) &
-                                       (ISOLA__ID_MEMO - 1)];
-  uint64_t tag = m->gen << 32;
-  if (ISOLA__LIKELY(e->id == id &&
-                    (e->gen_index & ~(uint64_t)UINT32_MAX) == tag))
-    return (uint32_t)e->gen_index;
-  uint32_t index =
-      isola__idc_decode_low(&m->idc, id) & ISOLA__PORT_INDEX_MASK;
-  e->id = id;
-  e->gen_index = tag | index;
-  return index;
+static inline isola__id_memo *isola__id_memo_of(isola_port id) {
+  return &isola__id_memos[(id ^ (id >> 32)) & (ISOLA__ID_MEMO - 1)];
 }
 
-/* The slot of an open port, or NULL; *index_out (if not NULL) gets the
- * slot's index. */
-static inline isola__port_slot *isola__port_slot_ix(isola__port_map *m,
-                                                    isola_port id,
-                                                    uint32_t *index_out) {
-  uint32_t index = isola__port_index(m, id);
-  if (index_out) *index_out = index;
+/* The slot id names if this thread's memo holds it, else NULL. */
+static inline isola__port_slot *isola__port_memo_hit(isola__port_map *m,
+                                                     isola_port id) {
+  isola__id_memo *e = isola__id_memo_of(id);
+  return ISOLA__LIKELY(e->id == id && e->gen == m->gen) ? e->slot : NULL;
+}
+
+/* The slot id would name, decoded and memoized, or NULL when it names none
+ * (index 0, or a chunk never made). */
+static inline isola__port_slot *isola__port_decode_slot(isola__port_map *m,
+                                                        isola_port id) {
+  uint32_t index =
+      isola__idc_decode_low(&m->idc, id) & ISOLA__PORT_INDEX_MASK;
   isola__port_slot *chunk = atomic_load_explicit(
       &m->dir[index >> ISOLA__CHUNK_BITS], memory_order_acquire);
   /* Slot 0 is never handed out, and no open port's id is 0, so
    * ISOLA_PORT_NONE never matches. */
   if (ISOLA__UNLIKELY(!chunk || index == 0)) return NULL;
   isola__port_slot *s = &chunk[index & (ISOLA__CHUNK_SLOTS - 1)];
-  /* Acquire pairs with the release store of id in isola__port_open(). */
-  if (atomic_load_explicit(&s->id, memory_order_acquire) != id) return NULL;
+  isola__id_memo *e = isola__id_memo_of(id);
+  e->id = id;
+  e->gen = m->gen;
+  e->slot = s;
   return s;
 }
 
+/* The slot of an open port, or NULL. */
 static inline isola__port_slot *isola__port_slot_of(isola__port_map *m,
                                                     isola_port id) {
-  return isola__port_slot_ix(m, id, NULL);
+  isola__port_slot *s = isola__port_memo_hit(m, id);
+  if (!s && !(s = isola__port_decode_slot(m, id))) return NULL;
+  /* Acquire pairs with the release store of id in isola__port_open(). */
+  if (atomic_load_explicit(&s->id, memory_order_acquire) != id) return NULL;
+  return s;
 }
 
 /* The slot at a list index (owner lists). */
@@ -153,27 +158,24 @@ static inline isola__port_slot *isola__port_at(isola__port_map *m,
   return &chunk[index & (ISOLA__CHUNK_SLOTS - 1)];
 }
 
-/* For a sender: the isolate that owns open port id, or NULL.  *state gets
- * the port's state.  The caller must be online (epoch.h).
+/* The rest of a sender's lookup once it has the open port's slot s: the
+ * owner, or NULL if the port closed meanwhile; *state gets its state.
  *
- * A seqlock read.  The first id load (acquire, in isola__port_slot_of)
- * makes owner and state at least as new as the port's opening.  They must
- * not be newer either: after a close the slot may be reopened, on this
- * thread or another, with a new owner and state, and a relaxed load may
- * return those while the id loads both still return the old id.  So the
- * slot's next incarnation writes them only after a release fence that
- * follows the close's id = 0 (isola__port_open()), and here an acquire
- * fence sits between the field loads and the second id load: if either
- * field load read a value written after that release fence, the fences
- * synchronize, the close's id = 0 happens before the second id load, and
- * that load cannot return the old id (coherence).  So an equal id means
- * owner and state belong to it.  On x86 both fences are compiler barriers
- * only. */
-static inline isola__isolate *isola__port_lookup_ix(isola__port_map *m,
-                                                    isola_port id, int *state,
-                                                    uint32_t *index) {
-  isola__port_slot *s = isola__port_slot_ix(m, id, index);
-  if (!s) return NULL;
+ * A seqlock read.  The first id load (acquire, done by the caller) makes
+ * owner and state at least as new as the port's opening.  They must not
+ * be newer either: after a close the slot may be reopened, on this thread
+ * or another, with a new owner and state, and a relaxed load may return
+ * those while the id loads both still return the old id.  So the slot's
+ * next incarnation writes them only after a release fence that follows
+ * the close's id = 0 (isola__port_open()), and here an acquire fence sits
+ * between the field loads and the second id load: if either field load
+ * read a value written after that release fence, the fences synchronize,
+ * the close's id = 0 happens before the second id load, and that load
+ * cannot return the old id (coherence).  So an equal id means owner and
+ * state belong to it.  On x86 both fences are compiler barriers only. */
+static inline isola__isolate *isola__port_owner_of(isola__port_slot *s,
+                                                   isola_port id,
+                                                   int *state) {
   isola__isolate *owner =
       atomic_load_explicit(&s->owner, memory_order_relaxed);
   *state = atomic_load_explicit(&s->state, memory_order_relaxed);
@@ -182,42 +184,53 @@ static inline isola__isolate *isola__port_lookup_ix(isola__port_map *m,
   return owner;
 }
 
-/* isola__port_lookup_ix, trying the slot at index *hint first (0: none):
- * the slot's own id says whether it is the port's, so a stale hint costs
- * a look and nothing else.  A lookup that had to find the index stores it
- * in *hint when it fits. */
+/* For a sender: the isolate that owns open port id, or NULL.  *state gets
+ * the port's state, *slot (if not NULL) its slot.  The caller must be
+ * online (epoch.h). */
+static inline isola__isolate *isola__port_lookup_slot(isola__port_map *m,
+                                                      isola_port id,
+                                                      int *state,
+                                                      isola__port_slot **slot) {
+  isola__port_slot *s = isola__port_slot_of(m, id);
+  if (!s) return NULL;
+  if (slot) *slot = s;
+  return isola__port_owner_of(s, id, state);
+}
+
+/* isola__port_lookup_slot for an isolate's send: the memo first, then the
+ * slot at index *hint (0: none), the slot of the port this isolate last
+ * sent to, which a memo too small for the isolates a thread runs (a ring
+ * of 503) forgets; then the id is decoded.  A wrong hint costs a look at
+ * a slot: the slot's own id says whether it is the port's.  A lookup that
+ * had to decode stores the index in *hint when it fits. */
 static inline isola__isolate *isola__port_lookup_hint(isola__port_map *m,
                                                       isola_port id,
                                                       int *state,
-                                                      uint32_t *index,
+                                                      isola__port_slot **slot,
                                                       uint16_t *hint) {
-  uint32_t h = *hint;
-  isola__port_slot *s = NULL;
-  if (h) {
-    /* A chunk, once in the directory, stays until the map is freed. */
-    isola__port_slot *chunk = atomic_load_explicit(
-        &m->dir[h >> ISOLA__CHUNK_BITS], memory_order_acquire);
-    s = &chunk[h & (ISOLA__CHUNK_SLOTS - 1)];
-    /* Acquire, as in isola__port_slot_ix. */
-    if (atomic_load_explicit(&s->id, memory_order_acquire) != id) s = NULL;
+  isola__port_slot *s = isola__port_memo_hit(m, id);
+  if (!s) {
+    uint32_t h = *hint;
+    if (h) {
+      s = isola__port_at(m, h);
+      if (atomic_load_explicit(&s->id, memory_order_relaxed) != id) s = NULL;
+    }
+    if (!s) {
+      if (!(s = isola__port_decode_slot(m, id))) return NULL;
+      if (atomic_load_explicit(&s->id, memory_order_acquire) != id)
+        return NULL;
+      *hint = s->index <= UINT16_MAX ? (uint16_t)s->index : 0;
+    }
   }
-  if (s) {
-    *index = h;
-  } else {
-    if (!(s = isola__port_slot_ix(m, id, index))) return NULL;
-    *hint = *index <= UINT16_MAX ? (uint16_t)*index : 0;
-  }
-  isola__isolate *owner =
-      atomic_load_explicit(&s->owner, memory_order_relaxed);
-  *state = atomic_load_explicit(&s->state, memory_order_relaxed);
-  atomic_thread_fence(memory_order_acquire); /* as isola__port_lookup_ix */
-  if (atomic_load_explicit(&s->id, memory_order_relaxed) != id) return NULL;
-  return owner;
+  /* Acquire, as in isola__port_slot_of. */
+  if (atomic_load_explicit(&s->id, memory_order_acquire) != id) return NULL;
+  *slot = s;
+  return isola__port_owner_of(s, id, state);
 }
 
 static inline isola__isolate *isola__port_lookup(isola__port_map *m,
                                                  isola_port id, int *state) {
-  return isola__port_lookup_ix(m, id, state, NULL);
+  return isola__port_lookup_slot(m, id, state, NULL);
 }
 
 #endif
