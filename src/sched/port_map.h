@@ -197,30 +197,29 @@ static inline isola__isolate *isola__port_lookup_slot(isola__port_map *m,
   return isola__port_owner_of(s, id, state);
 }
 
-/* isola__port_lookup_slot for an isolate's send: the memo first, then the
- * slot at index *hint (0: none), the slot of the port this isolate last
- * sent to, which a memo too small for the isolates a thread runs (a ring
- * of 503) forgets; then the id is decoded.  A wrong hint costs a look at
- * a slot: the slot's own id says whether it is the port's.  A lookup that
+/* isola__port_lookup_slot for an isolate's send: first the slot at index
+ * *hint (0: none), the slot of the port this isolate last sent to had it
+ * to decode that port's id, then the memo, then the id is decoded.  The
+ * hint is for a thread running more isolates than its memo holds ids (a
+ * ring of 503); tried first, it keeps the memo's hits and misses off that
+ * path, which were unpredictable there.  A wrong hint costs a look at a
+ * slot: the slot's own id says whether it is the port's.  A lookup that
  * had to decode stores the index in *hint when it fits. */
 static inline isola__isolate *isola__port_lookup_hint(isola__port_map *m,
                                                       isola_port id,
                                                       int *state,
                                                       isola__port_slot **slot,
                                                       uint16_t *hint) {
-  isola__port_slot *s = isola__port_memo_hit(m, id);
-  if (!s) {
-    uint32_t h = *hint;
-    if (h) {
-      s = isola__port_at(m, h);
-      if (atomic_load_explicit(&s->id, memory_order_relaxed) != id) s = NULL;
-    }
-    if (!s) {
-      if (!(s = isola__port_decode_slot(m, id))) return NULL;
-      if (atomic_load_explicit(&s->id, memory_order_acquire) != id)
-        return NULL;
-      *hint = s->index <= UINT16_MAX ? (uint16_t)s->index : 0;
-    }
+  isola__port_slot *s = NULL;
+  uint32_t h = *hint;
+  if (h) {
+    s = isola__port_at(m, h);
+    if (atomic_load_explicit(&s->id, memory_order_relaxed) != id) s = NULL;
+  }
+  if (!s && !(s = isola__port_memo_hit(m, id))) {
+    if (!(s = isola__port_decode_slot(m, id))) return NULL;
+    if (atomic_load_explicit(&s->id, memory_order_acquire) != id) return NULL;
+    *hint = s->index <= UINT16_MAX ? (uint16_t)s->index : 0;
   }
   /* Acquire, as in isola__port_slot_of. */
   if (atomic_load_explicit(&s->id, memory_order_acquire) != id) return NULL;
