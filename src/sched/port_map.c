@@ -41,9 +41,9 @@ int isola__port_map_init(isola__port_map *m) {
     return ISOLA_ESYS;
   }
   current_gen = atomic_fetch_add(&map_gen, 1) + 1;
-  /* The id memos keep 32 bits of it: a map born 2^32 VMs later could
-   * take an old entry for its own only if the same id also came back. */
-  m->gen = current_gen & UINT32_MAX;
+  /* The id memos keep all 64 bits: an entry of an earlier map holds a
+   * slot of that map, freed with it, and must never match. */
+  m->gen = current_gen;
   return ISOLA_OK;
 }
 
