@@ -55,7 +55,9 @@ typedef struct isola_cluster_config {
   const char *node;
   /* Authentication, passed to libnats as given (NULL: not used): a user
    * and password, a token, an nkey (public key and seed file), or a
-   * credentials file (JWT + nkey seed). */
+   * credentials file (JWT + nkey seed).  With an nkey or credentials, a
+   * connection the server refuses is tried up to three times in all: the
+   * server refuses about 1 in 200 with a valid key (docs/cluster.md). */
   const char *user;
   const char *password;
   const char *token;
