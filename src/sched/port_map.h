@@ -197,14 +197,14 @@ static inline isola__isolate *isola__port_lookup_slot(isola__port_map *m,
   return isola__port_owner_of(s, id, state);
 }
 
-/* isola__port_lookup_slot for an isolate's send: first the slot at index
- * *hint (0: none), the slot of the port this isolate last sent to had it
- * to decode that port's id, then the memo, then the id is decoded.  The
- * hint is for a thread running more isolates than its memo holds ids (a
- * ring of 503); tried first, it keeps the memo's hits and misses off that
- * path, which were unpredictable there.  A wrong hint costs a look at a
- * slot: the slot's own id says whether it is the port's.  A lookup that
- * had to decode stores the index in *hint when it fits. */
+/* isola__port_lookup_slot for an isolate's send.  Tried in turn: the slot
+ * at index *hint (0: none), which is that of the last port whose id this
+ * isolate had to decode; the thread's memo; the decode.  The hint is for
+ * a thread running more isolates than its memo holds ids (a ring of 503);
+ * tried first, it keeps the memo's hits and misses, unpredictable there,
+ * off that path.  A wrong hint costs a look at a slot: the slot's own id
+ * says whether it is the port's.  A lookup that had to decode stores the
+ * index in *hint when it fits. */
 static inline isola__isolate *isola__port_lookup_hint(isola__port_map *m,
                                                       isola_port id,
                                                       int *state,
