@@ -187,8 +187,11 @@ struct isola__isolate {
   /* Owned by the thread running the isolate. */
   alignas(ISOLA__CACHE_LINE) isola__node *tail;
   isola__node *oob_tail;
-  isola__node stub;     /* the normal queue's initial node */
-  isola__node oob_stub; /* the OOB queue's initial node */
+  /* Each queue's sentinel: a node that is never a message, the queue's
+   * first tail, pushed again behind a large last message (message_queue.h,
+   * message_handler.c). */
+  isola__node sentinel;     /* the normal queue's */
+  isola__node oob_sentinel; /* the OOB queue's */
   /* Alive, the link in the global run queue (scheduler.c); ended, the link
    * in the epoch reclaimer's retire list (epoch.c). */
   union {

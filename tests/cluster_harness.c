@@ -170,10 +170,7 @@ static bool server_on_free_port(ch_server *s) {
 bool ch_server_start(ch_server *s, bool js) {
   memset(s, 0, sizeof *s);
   s->jetstream = js;
-  if (js) {
-    snprintf(s->store, sizeof s->store, "/tmp/isola-cluster-test-XXXXXX");
-    if (!mkdtemp(s->store)) return false;
-  }
+  if (js && !ch_make_tmpdir(s->store, sizeof s->store, "test")) return false;
   return server_on_free_port(s);
 }
 
@@ -191,6 +188,12 @@ bool ch_server_start_conf(ch_server *s, const char *conf) {
   memset(s, 0, sizeof *s);
   snprintf(s->conf, sizeof s->conf, "%s", conf);
   return server_on_free_port(s);
+}
+
+bool ch_make_tmpdir(char *dir, size_t cap, const char *what) {
+  /* mkdtemp() replaces the template's six X's with a unique name. */
+  int n = snprintf(dir, cap, "/tmp/isola-cluster-%s-XXXXXX", what);
+  return n > 0 && (size_t)n < cap && mkdtemp(dir) != NULL;
 }
 
 bool ch_write_file(const char *path, const char *text) {

@@ -47,6 +47,12 @@ void ch_server_stop(ch_server *s);
 
 /* Writes text to the file path; false on failure. */
 bool ch_write_file(const char *path, const char *text);
+
+/* Makes a new, uniquely named directory /tmp/isola-cluster-<what>-...
+ * (mkdtemp) and writes its path to dir (cap bytes); false if it could not
+ * be made. */
+bool ch_make_tmpdir(char *dir, size_t cap, const char *what);
+
 /* Makes, in the directory dir, with openssl: a certificate authority
  * (ca.pem), a server certificate for 127.0.0.1 and localhost signed by it
  * (server.pem, server.key) and a client certificate (client.pem,

@@ -988,9 +988,7 @@ Test(cluster, authentication) {
 
 /* A directory for keys, certificates and a server configuration. */
 static void tmpdir_make(char *dir, size_t cap) {
-  /* mkdtemp's template: it replaces the X's with a unique name. */
-  snprintf(dir, cap, "/tmp/isola-cluster-sec-XXXXXX");
-  cr_assert(mkdtemp(dir) != NULL, "mkdtemp");
+  cr_assert(ch_make_tmpdir(dir, cap, "sec"), "mkdtemp");
 }
 
 static void tmpdir_remove(const char *dir) {

@@ -281,14 +281,14 @@ int isola_current_stats(isola_isolate_stats *out) {
     isola__vm *vm = isola__vm_get();
     out->heap_limit = vm ? vm->config.heap_limit : 0;
   }
-  /* The queue from the tail (the message being handled, or the stub) to
+  /* The queue from the tail (the message being handled, or the sentinel) to
    * the last linked node: this thread owns the tail, and nodes after it
    * are freed only by this thread's pops.  Acquire pairs with each
    * sender's release link (message_queue.h). */
   for (isola__node *n =
            atomic_load_explicit(&iso->tail->next, memory_order_acquire);
        n; n = atomic_load_explicit(&n->next, memory_order_acquire))
-    if (n != &iso->stub)
+    if (n != &iso->sentinel)
       out->messages_queued++;
   return ISOLA_OK;
 }

@@ -246,17 +246,17 @@ static int isolate_new(isola__vm *vm, isola_entry entry, isola_value message,
     isola__istats_init(isola__iso_stats(iso));
   }
   iso->observed = stats || vm->tracing;
-  atomic_init(&iso->stub.next, NULL);
-  atomic_init(&iso->oob_stub.next, NULL);
+  atomic_init(&iso->sentinel.next, NULL);
+  atomic_init(&iso->oob_sentinel.next, NULL);
   /* Claimed by its builder (the scheduling bit clear) from the start:
    * once its control port is open a kill or a request finds it, but only
    * queues; nothing can schedule it before the spawn completes it
    * (isola__life_publish). */
-  atomic_init(&iso->head, (uintptr_t)&iso->stub);
-  atomic_init(&iso->oob_head, &iso->oob_stub);
+  atomic_init(&iso->head, (uintptr_t)&iso->sentinel);
+  atomic_init(&iso->oob_head, &iso->oob_sentinel);
   atomic_init(&iso->kill_requested, false);
-  iso->tail = &iso->stub;
-  iso->oob_tail = &iso->oob_stub;
+  iso->tail = &iso->sentinel;
+  iso->oob_tail = &iso->oob_sentinel;
   iso->entry = entry;
   iso->state = ISOLA__ISO_NEW;
   iso->pinned = pinned;

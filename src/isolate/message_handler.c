@@ -20,17 +20,24 @@
 #include "value.h"
 #include "vm.h"
 
+/* Whether n is one of iso's two queue sentinels (internal.h), not a
+ * message. */
+static inline bool is_sentinel(const isola__isolate *iso,
+                               const isola__node *n) {
+  return n == &iso->sentinel || n == &iso->oob_sentinel;
+}
+
 /* Releases a node that stopped being a queue's tail; whether it was a
- * message (not a stub). */
+ * message. */
 static inline bool release_node(isola__isolate *iso, isola__node *n) {
-  if (n == &iso->stub || n == &iso->oob_stub) return false;
+  if (is_sentinel(iso, n)) return false;
   isola__msg *m = (isola__msg *)n;
   if (ISOLA__UNLIKELY(m->charged)) isola__heap_uncharge_msg(iso, m);
   isola__msg_free(m);
   return true;
 }
 
-/* Frees tail (the last node handled, or a stub) and every message queued
+/* Frees tail (the last node handled, or a sentinel) and every message queued
  * behind it; returns how many messages were queued, that is dropped. */
 static inline uint64_t drain(isola__isolate *iso, isola__node *tail) {
   uint64_t freed = 0;
@@ -39,7 +46,7 @@ static inline uint64_t drain(isola__isolate *iso, isola__node *tail) {
     freed += release_node(iso, n);
   }
   /* tail was handled, not dropped. */
-  return freed - (tail && tail != &iso->stub && tail != &iso->oob_stub);
+  return freed - (tail && !is_sentinel(iso, tail));
 }
 
 void isola__mh_free_isolate(isola__isolate *iso) {
@@ -47,9 +54,9 @@ void isola__mh_free_isolate(isola__isolate *iso) {
    * may have made some again. */
   isola__ext_free(iso);
   uint64_t dropped = drain(iso, iso->tail);
-  /* Most often the out-of-band queue is its bare stub. */
-  if (iso->oob_tail != &iso->oob_stub ||
-      atomic_load_explicit(&iso->oob_stub.next, memory_order_acquire))
+  /* Most often the out-of-band queue is its bare sentinel. */
+  if (iso->oob_tail != &iso->oob_sentinel ||
+      atomic_load_explicit(&iso->oob_sentinel.next, memory_order_acquire))
     drain(iso, iso->oob_tail);
   /* Counted by the reclaiming thread; not once the VM is torn down. */
   isola__vm *vm;
@@ -170,13 +177,13 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
     /* A request is handled only once the memory it needs was had: else it
      * stays queued and the turn comes back for it (control.h). */
     isola__node *old, *n = isola__mq_peek(iso->oob_tail);
-    if (n && n != &iso->oob_stub &&
+    if (n && n != &iso->oob_sentinel &&
         ISOLA__UNLIKELY(!isola__control_prepare(iso, (isola__msg *)n)))
       return ISOLA__TURN_YIELD;
     n = isola__mq_pop(&iso->oob_tail, &old);
     if (n) {
       release_node(iso, old);
-      if (n == &iso->oob_stub) continue;
+      if (n == &iso->oob_sentinel) continue;
       if (ISOLA__UNLIKELY(iso->has_stats))
         isola__istats_deq(isola__iso_stats(iso), true, ((isola__msg *)n)->bytes);
       if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END) {
@@ -215,7 +222,7 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
           continue;
         }
         release_node(iso, old);
-        if (n == &iso->stub) continue;
+        if (n == &iso->sentinel) continue;
         isola__msg *m = (isola__msg *)n;
         /* Out of the queue: its room back, its heap charge next. */
         isola__room_give(iso, m);
@@ -266,15 +273,15 @@ static isola__turn loop(isola__vm *vm, isola__isolate *iso, jmp_buf *jb) {
         return ISOLA__TURN_YIELD;
       }
     }
-    if (!paused && iso->tail != &iso->stub &&
+    if (!paused && iso->tail != &iso->sentinel &&
         (((isola__msg *)iso->tail)->type == ISOLA__MSG_START ||
          ((isola__msg *)iso->tail)->pool_class > 1 /* over 128 bytes */)) {
       /* The last message handled stays linked as the tail until the next
        * pop.  An idle isolate would keep it for as long as it sleeps: push
-       * the stub behind it (the queue is empty, so the stub is not in it)
-       * and the next pop frees it now.  Small messages stay: this costs an
-       * exchange per idle. */
-      isola__mq_push(&iso->head, &iso->stub);
+       * the sentinel behind it (the queue is empty, so the sentinel is not
+       * in it) and the next pop frees it now.  Small messages stay: this
+       * costs an exchange per idle. */
+      isola__mq_push(&iso->head, &iso->sentinel);
       continue;
     }
     isola__node *oob_tail = iso->oob_tail;
@@ -414,11 +421,11 @@ int isola_check_interrupts(void) {
   /* A request whose memory cannot be had now stays queued for the turn's
    * end (control.h). */
   while ((n = isola__mq_peek(iso->oob_tail)) &&
-         (n == &iso->oob_stub ||
+         (n == &iso->oob_sentinel ||
           isola__control_prepare(iso, (isola__msg *)n)) &&
          (n = isola__mq_pop(&iso->oob_tail, &old))) {
     release_node(iso, old);
-    if (n == &iso->oob_stub) continue;
+    if (n == &iso->oob_sentinel) continue;
     if (ISOLA__UNLIKELY(iso->has_stats))
       isola__istats_deq(isola__iso_stats(iso), true, ((isola__msg *)n)->bytes);
     if (isola__control_handle(vm, iso, (isola__msg *)n) == ISOLA__CTL_END) {

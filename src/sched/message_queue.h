@@ -6,7 +6,7 @@
  *
  *   head  the node pushed last; bit 0 set means "the isolate is not
  *         scheduled".  Producers swap it; the consumer reads it.
- *   tail  the node consumed last (initially the stub); consumer only.
+ *   tail  the node consumed last (initially the sentinel); consumer only.
  *
  * A push is one atomic exchange and one release store: wait-free.  The
  * exchange also clears bit 0 (nodes are aligned, so their bit 0 is clear),
@@ -73,7 +73,7 @@ static inline void isola__mq_push_plain(_Atomic(isola__node *) *head,
 }
 
 /* The node after *tail, which becomes the new tail; *old receives the node
- * that stops being the tail (the caller releases it unless it is a stub).
+ * that stops being the tail (the caller releases it unless it is a sentinel).
  * NULL when nothing is there yet (or a push is half done: its producer
  * will finish it). */
 static inline isola__node *isola__mq_pop(isola__node **tail,
